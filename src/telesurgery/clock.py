@@ -1,0 +1,75 @@
+"""The one clock (monotonic, [ns]) and the fixed-rate pacing every loop uses.
+
+Loops are paced by sleeping to absolute deadlines: asyncio timers have a 1 ms
+granularity and cannot pace a 1 kHz loop, while ``time.sleep`` to a deadline
+with a 1 ns timer slack (and SCHED_FIFO where permitted) keeps the period
+jitter to tens of microseconds. A deadline missed by more than a period is
+skipped rather than caught up, so a stall never produces a burst.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import time
+
+now_ns = time.monotonic_ns
+"""The monotonic clock [ns] that stamps every message, sample and event."""
+
+_PR_SET_TIMERSLACK = 29
+
+
+def set_timer_slack(slack_ns: int = 1) -> bool:
+    """Ask Linux for ``slack_ns`` of timer slack for this thread; False where refused."""
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return False
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    return int(libc.prctl(_PR_SET_TIMERSLACK, slack_ns, 0, 0, 0)) == 0
+
+
+def set_realtime(priority: int = 50) -> bool:
+    """Run this process SCHED_FIFO at ``priority``; False where not permitted.
+
+    Children inherit the policy, so a process sets it after spawning its children.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (PermissionError, OSError, AttributeError):
+        return False
+    return True
+
+
+class Rate:
+    """Paces a loop at ``rate_hz`` by sleeping to absolute deadlines.
+
+    ``sleep()`` returns the lateness [ns] of the wake-up against its deadline;
+    ``missed`` counts the periods skipped after a stall.
+    """
+
+    def __init__(self, rate_hz: float) -> None:
+        if not rate_hz > 0.0:
+            raise ValueError(f"rate must be positive, got {rate_hz} Hz")
+        self.period_ns = round(1e9 / rate_hz)
+        self._deadline = now_ns() + self.period_ns
+        self.missed = 0
+
+    @property
+    def deadline_ns(self) -> int:
+        """The next deadline [ns]."""
+        return self._deadline
+
+    def sleep(self) -> int:
+        """Sleep until the next deadline; returns how late the wake-up was [ns]."""
+        remaining = self._deadline - now_ns()
+        if remaining > 0:
+            time.sleep(remaining * 1e-9)
+        woke = now_ns()
+        late = woke - self._deadline
+        self._deadline += self.period_ns
+        if woke >= self._deadline:
+            skipped = (woke - self._deadline) // self.period_ns + 1
+            self.missed += skipped
+            self._deadline += skipped * self.period_ns
+        return late

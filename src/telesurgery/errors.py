@@ -1,0 +1,56 @@
+"""The one error tree of telesurgery; every message says what is wrong and what to do.
+
+::
+
+    TelesurgeryError
+    ├── ConfigError          a config file or flag is wrong (names the field)
+    ├── CodecError           bytes that are not a valid telesurgery message
+    ├── TransportError       Zenoh could not open, listen, connect or publish
+    ├── KinematicsError      a pose the instrument cannot reach
+    ├── RobotError           the robot refused an operation (wrong state, not connected)
+    └── SafetyError          a safety precondition does not hold (never raised in the servo loop)
+
+Lower-level errors (Zenoh, OS, pydantic) are translated at the boundary with
+``raise ...Error(...) from exc`` so that the command line shows one line.
+"""
+
+from __future__ import annotations
+
+
+class TelesurgeryError(Exception):
+    """Base of every error telesurgery raises on purpose."""
+
+
+class ConfigError(TelesurgeryError):
+    """A configuration file or command-line value is invalid."""
+
+
+class CodecError(TelesurgeryError):
+    """Bytes that do not decode to a valid telesurgery message."""
+
+
+class TransportError(TelesurgeryError):
+    """The transport (Zenoh) could not do what was asked."""
+
+
+class KinematicsError(TelesurgeryError):
+    """A pose or joint vector outside what the instrument can reach."""
+
+
+class RobotError(TelesurgeryError):
+    """The robot refused an operation."""
+
+
+class SafetyError(TelesurgeryError):
+    """A safety precondition does not hold."""
+
+
+__all__ = [
+    "CodecError",
+    "ConfigError",
+    "KinematicsError",
+    "RobotError",
+    "SafetyError",
+    "TelesurgeryError",
+    "TransportError",
+]

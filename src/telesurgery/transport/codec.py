@@ -1,0 +1,392 @@
+"""The wire format: one compact, versioned binary codec for every message.
+
+Layout (little-endian), version 1::
+
+    offset size field
+    0      2    magic b"TS"
+    2      1    version (1)
+    3      1    message type (see ``MessageType``)
+    4      1    flags (must be 0 in version 1; bit 0 is reserved for an authentication tag)
+    5      1    reserved (0)
+    6      8    session: the sender's session instance id (u64)
+    14     8    sequence number (u64), per sender and stream
+    22     8    sender's monotonic clock at send [ns] (i64)
+    30     ...  body, laid out by the message type
+
+Strings are a u8 length then UTF-8 bytes. ``decode`` either returns a valid
+``Message`` or raises ``CodecError`` with a message that says what is wrong;
+it never raises anything else, whatever the bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, Self, TypeVar
+
+from telesurgery.errors import CodecError
+from telesurgery.types import OperatingState, Pose, SafetyState, Wrench
+
+MAGIC = b"TS"
+VERSION = 1
+_HEADER = struct.Struct("<2sBBBBQQq")
+HEADER_SIZE = _HEADER.size
+_U64_MAX = 2**64 - 1
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+MAX_STATUS_BYTES = 16_384
+_E = TypeVar("_E", bound=enum.IntEnum)
+
+
+class MessageType(enum.IntEnum):
+    """Message type ids on the wire."""
+
+    SERVO_CP = 1
+    JAW_SERVO_JP = 2
+    MEASURED_CP = 3
+    MEASURED_JS = 4
+    MEASURED_CF = 5
+    SAFETY_EVENT = 6
+    STATUS = 7
+
+
+class _Reader:
+    """Bounds-checked cursor over a body; every failure is a ``CodecError``."""
+
+    __slots__ = ("_buf", "_pos", "_what")
+
+    def __init__(self, buf: bytes, pos: int, what: str) -> None:
+        self._buf = buf
+        self._pos = pos
+        self._what = what
+
+    def take(self, s: struct.Struct) -> tuple[Any, ...]:
+        end = self._pos + s.size
+        if end > len(self._buf):
+            raise CodecError(
+                f"{self._what} body truncated: needs {end} bytes, got {len(self._buf)}; "
+                "the sender may run another protocol version"
+            )
+        out = s.unpack_from(self._buf, self._pos)
+        self._pos = end
+        return out
+
+    def text(self, field: str) -> str:
+        (n,) = self.take(_U8)
+        end = self._pos + n
+        if end > len(self._buf):
+            raise CodecError(f"{self._what}.{field} truncated: {n} bytes announced, "
+                             f"{len(self._buf) - self._pos} present")
+        raw = self._buf[self._pos:end]
+        self._pos = end
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CodecError(f"{self._what}.{field} is not valid UTF-8") from exc
+
+    def finish(self) -> None:
+        extra = len(self._buf) - self._pos
+        if extra:
+            raise CodecError(f"{extra} unexpected bytes after the {self._what} body")
+
+
+def _text(value: str, field: str) -> bytes:
+    raw = value.encode("utf-8")
+    if len(raw) > 255:
+        raise CodecError(f"{field} is {len(raw)} bytes long; at most 255 fit")
+    return _U8.pack(len(raw)) + raw
+
+
+def _arm(value: str, what: str) -> str:
+    if not value or any(c in value for c in "/*$?# ") or not value.isascii():
+        raise CodecError(f"{what}.arm {value!r} is not a valid arm name (ASCII, no '/', '*' "
+                         "or spaces)")
+    return value
+
+
+def _flag(value: int, what: str) -> bool:
+    if value not in (0, 1):
+        raise CodecError(f"{what}: boolean byte is {value}, expected 0 or 1")
+    return value == 1
+
+
+def _enum(cls: type[_E], value: int, what: str) -> _E:
+    try:
+        return cls(value)
+    except ValueError as exc:
+        valid = ", ".join(f"{m.value}={m.name}" for m in cls)
+        raise CodecError(f"{what} {value} is unknown; valid: {valid}") from exc
+
+
+_U8 = struct.Struct("<B")
+_POSE = struct.Struct("<7d")
+_SERVO_CP = struct.Struct("<Bq")
+_JAW = struct.Struct("<qd")
+_MEASURED_CP_TAIL = struct.Struct("<QqB")
+_VEC6 = struct.Struct("<6d")
+_SAFETY = struct.Struct("<BBB")
+
+
+def _pose(r: _Reader) -> Pose:
+    v = r.take(_POSE)
+    return Pose((v[0], v[1], v[2]), (v[3], v[4], v[5], v[6]))
+
+
+def _pack_pose(p: Pose) -> bytes:
+    return _POSE.pack(*p.position, *p.orientation)
+
+
+class Body(Protocol):
+    """What every message body provides."""
+
+    TYPE: ClassVar[MessageType]
+
+    def pack(self) -> bytes: ...
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> Self: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ServoCP:
+    """``servo_cp``: the instrument tip's target pose in the robot base frame.
+
+    ``sample_ns``: when the input sample behind it was taken [ns, console clock].
+    ``clutch``: the surgeon's clutch is pressed; the arm must not move and the
+    console re-aligns the hand. After a HOLD, a clutched command re-arms the arm.
+    """
+
+    TYPE: ClassVar[MessageType] = MessageType.SERVO_CP
+    arm: str
+    pose: Pose
+    sample_ns: int
+    clutch: bool = False
+
+    def pack(self) -> bytes:
+        return (_text(self.arm, "arm") + _SERVO_CP.pack(int(self.clutch), self.sample_ns)
+                + _pack_pose(self.pose))
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> Self:
+        arm = _arm(r.text("arm"), "SERVO_CP")
+        clutch, sample_ns = r.take(_SERVO_CP)
+        return cls(arm, _pose(r), sample_ns, _flag(clutch, "SERVO_CP.clutch"))
+
+
+@dataclass(frozen=True, slots=True)
+class JawServoJP:
+    """``jaw/servo_jp``: the jaw opening target [rad]."""
+
+    TYPE: ClassVar[MessageType] = MessageType.JAW_SERVO_JP
+    arm: str
+    angle: float
+    sample_ns: int
+
+    def pack(self) -> bytes:
+        return _text(self.arm, "arm") + _JAW.pack(self.sample_ns, self.angle)
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> Self:
+        arm = _arm(r.text("arm"), "JAW_SERVO_JP")
+        sample_ns, angle = r.take(_JAW)
+        return cls(arm, angle, sample_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredCP:
+    """``measured_cp``: tip pose and setpoint [m, quaternion], jaw [rad], and which
+    command produced the setpoint (``applied_seq``, ``applied_sample_ns``)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.MEASURED_CP
+    arm: str
+    measured: Pose
+    setpoint: Pose
+    jaw: float
+    applied_seq: int
+    applied_sample_ns: int
+    operating_state: OperatingState
+
+    def pack(self) -> bytes:
+        return (_text(self.arm, "arm") + _pack_pose(self.measured) + _pack_pose(self.setpoint)
+                + struct.pack("<d", self.jaw)
+                + _MEASURED_CP_TAIL.pack(self.applied_seq, self.applied_sample_ns,
+                                         int(self.operating_state)))
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> Self:
+        arm = _arm(r.text("arm"), "MEASURED_CP")
+        measured, setpoint = _pose(r), _pose(r)
+        (jaw,) = r.take(_F64)
+        seq, sample_ns, op = r.take(_MEASURED_CP_TAIL)
+        return cls(arm, measured, setpoint, jaw, seq, sample_ns,
+                   _enum(OperatingState, op, "MEASURED_CP.operating_state"))
+
+
+_F64 = struct.Struct("<d")
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredJS:
+    """``measured_js``: joint positions [rad or m] and velocities, jaw last."""
+
+    TYPE: ClassVar[MessageType] = MessageType.MEASURED_JS
+    arm: str
+    position: tuple[float, ...]
+    velocity: tuple[float, ...]
+
+    def pack(self) -> bytes:
+        n = len(self.position)
+        if len(self.velocity) != n or n > 32:
+            raise CodecError(f"MEASURED_JS needs as many velocities as positions (<= 32), "
+                             f"got {n} and {len(self.velocity)}")
+        return (_text(self.arm, "arm") + _U8.pack(n)
+                + struct.pack(f"<{2 * n}d", *self.position, *self.velocity))
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> Self:
+        arm = _arm(r.text("arm"), "MEASURED_JS")
+        (n,) = r.take(_U8)
+        if n > 32:
+            raise CodecError(f"MEASURED_JS announces {n} joints; at most 32 are allowed")
+        v = r.take(struct.Struct(f"<{2 * n}d"))
+        return cls(arm, tuple(v[:n]), tuple(v[n:]))
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredCF:
+    """``measured_cf``: tool-tip wrench [N, N m] in the robot base frame."""
+
+    TYPE: ClassVar[MessageType] = MessageType.MEASURED_CF
+    arm: str
+    wrench: Wrench
+
+    def pack(self) -> bytes:
+        return _text(self.arm, "arm") + _VEC6.pack(*self.wrench.force, *self.wrench.torque)
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> Self:
+        arm = _arm(r.text("arm"), "MEASURED_CF")
+        v = r.take(_VEC6)
+        return cls(arm, Wrench((v[0], v[1], v[2]), (v[3], v[4], v[5])))
+
+
+@dataclass(frozen=True, slots=True)
+class SafetyEvent:
+    """A transition of the safety supervisor, with the reason in words."""
+
+    TYPE: ClassVar[MessageType] = MessageType.SAFETY_EVENT
+    state: SafetyState
+    previous: SafetyState
+    operating_state: OperatingState
+    reason: str
+
+    def pack(self) -> bytes:
+        return (_SAFETY.pack(int(self.state), int(self.previous), int(self.operating_state))
+                + _text(self.reason, "reason"))
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> Self:
+        state, previous, op = r.take(_SAFETY)
+        return cls(_enum(SafetyState, state, "SAFETY_EVENT.state"),
+                   _enum(SafetyState, previous, "SAFETY_EVENT.previous"),
+                   _enum(OperatingState, op, "SAFETY_EVENT.operating_state"),
+                   r.text("reason"))
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Low-rate telemetry of a node (counters, percentiles) as a JSON object."""
+
+    TYPE: ClassVar[MessageType] = MessageType.STATUS
+    data: dict[str, Any]
+
+    def pack(self) -> bytes:
+        raw = json.dumps(self.data, separators=(",", ":"), allow_nan=False).encode()
+        if len(raw) > MAX_STATUS_BYTES:
+            raise CodecError(f"STATUS is {len(raw)} bytes; at most {MAX_STATUS_BYTES} fit")
+        return struct.pack("<H", len(raw)) + raw
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> Self:
+        (n,) = r.take(struct.Struct("<H"))
+        raw = r.take(struct.Struct(f"<{n}s"))[0]
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise CodecError(f"STATUS body is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise CodecError(f"STATUS body must be a JSON object, got {type(data).__name__}")
+        return cls(data)
+
+
+AnyBody = ServoCP | JawServoJP | MeasuredCP | MeasuredJS | MeasuredCF | SafetyEvent | Status
+_BODIES: dict[MessageType, type[AnyBody]] = {
+    b.TYPE: b for b in (ServoCP, JawServoJP, MeasuredCP, MeasuredJS, MeasuredCF, SafetyEvent,
+                        Status)
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A header plus one body: ``session`` [u64], ``seq`` [u64], ``sent_ns`` [ns]."""
+
+    session: int
+    seq: int
+    sent_ns: int
+    body: AnyBody
+
+    def __bytes__(self) -> bytes:
+        return encode(self)
+
+
+def encode(msg: Message) -> bytes:
+    """Serialise ``msg``; raises ``CodecError`` for values that do not fit the format."""
+    if not 0 <= msg.session <= _U64_MAX or not 0 <= msg.seq <= _U64_MAX:
+        raise CodecError("session and seq must fit an unsigned 64-bit integer")
+    if not _I64_MIN <= msg.sent_ns <= _I64_MAX:
+        raise CodecError("sent_ns must fit a signed 64-bit integer")
+    try:
+        body = msg.body.pack()
+    except struct.error as exc:
+        raise CodecError(f"{msg.body.TYPE.name} has a value out of range: {exc}") from exc
+    return _HEADER.pack(MAGIC, VERSION, int(msg.body.TYPE), 0, 0, msg.session, msg.seq,
+                        msg.sent_ns) + body
+
+
+def decode(data: bytes) -> Message:
+    """Parse one message; raises ``CodecError`` saying what is wrong with ``data``."""
+    if len(data) < HEADER_SIZE:
+        raise CodecError(f"message too short: {len(data)} bytes, the header alone is "
+                         f"{HEADER_SIZE}")
+    magic, version, mtype, flags, reserved, session, seq, sent_ns = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise CodecError(f"bad magic {magic!r}, expected {MAGIC!r}: not a telesurgery message")
+    if version != VERSION:
+        raise CodecError(f"protocol version {version} is not supported (this node speaks "
+                         f"{VERSION}); run the same telesurgery release on both ends")
+    if flags != 0 or reserved != 0:
+        raise CodecError(f"header flags {flags:#04x}/{reserved:#04x} are not understood by "
+                         f"protocol version {VERSION}")
+    kind = _enum(MessageType, mtype, "message type")
+    r = _Reader(bytes(data), HEADER_SIZE, kind.name)
+    body = _BODIES[kind].unpack(r)
+    r.finish()
+    return Message(session, seq, sent_ns, body)
+
+
+__all__ = [
+    "HEADER_SIZE",
+    "AnyBody",
+    "JawServoJP",
+    "MeasuredCF",
+    "MeasuredCP",
+    "MeasuredJS",
+    "Message",
+    "MessageType",
+    "SafetyEvent",
+    "ServoCP",
+    "Status",
+    "decode",
+    "encode",
+]

@@ -1,0 +1,118 @@
+"""Frozen value types that travel along the data path: poses, wrenches, joint states.
+
+Units: positions [m], angles [rad], forces [N], torques [N m], times [ns] on the
+sender's monotonic clock unless a name says otherwise.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from telesurgery.geometry import (
+    IDENTITY_QUAT,
+    FloatArray,
+    Quat,
+    Vec3,
+    matrix_to_quat,
+    quat_conj,
+    quat_mul,
+    quat_normalize,
+    quat_to_matrix,
+    rotate,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Pose:
+    """A rigid transform: ``position`` [m] and unit quaternion ``orientation`` (w, x, y, z)."""
+
+    position: Vec3 = (0.0, 0.0, 0.0)
+    orientation: Quat = IDENTITY_QUAT
+
+    def is_finite(self) -> bool:
+        """True when every number is finite and the quaternion is close to unit norm."""
+        values = (*self.position, *self.orientation)
+        if not all(math.isfinite(v) for v in values):
+            return False
+        norm2 = sum(v * v for v in self.orientation)
+        return abs(norm2 - 1.0) < 1e-3
+
+    def compose(self, other: Pose) -> Pose:
+        """``self * other``: ``other`` expressed in the frame that ``self`` describes."""
+        p = rotate(self.orientation, other.position)
+        return Pose(
+            (self.position[0] + p[0], self.position[1] + p[1], self.position[2] + p[2]),
+            quat_normalize(quat_mul(self.orientation, other.orientation)),
+        )
+
+    def inverse(self) -> Pose:
+        """The inverse transform."""
+        q = quat_conj(self.orientation)
+        p = rotate(q, self.position)
+        return Pose((-p[0], -p[1], -p[2]), q)
+
+    def matrix(self) -> FloatArray:
+        """4x4 homogeneous matrix."""
+        m = np.eye(4)
+        m[:3, :3] = quat_to_matrix(self.orientation)
+        m[:3, 3] = self.position
+        return m
+
+    @staticmethod
+    def from_matrix(m: FloatArray) -> Pose:
+        """Pose of a 4x4 homogeneous matrix."""
+        return Pose(
+            (float(m[0, 3]), float(m[1, 3]), float(m[2, 3])), matrix_to_quat(m[:3, :3])
+        )
+
+    def distance(self, other: Pose) -> float:
+        """Euclidean distance [m] between the two positions."""
+        return math.dist(self.position, other.position)
+
+
+@dataclass(frozen=True, slots=True)
+class Wrench:
+    """Force [N] and torque [N m] at the tool tip, in the robot base frame."""
+
+    force: Vec3 = (0.0, 0.0, 0.0)
+    torque: Vec3 = (0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class JointState:
+    """Joint positions [rad or m] and velocities [rad/s or m/s], in model order."""
+
+    name: tuple[str, ...]
+    position: tuple[float, ...]
+    velocity: tuple[float, ...]
+
+
+class OperatingState(enum.IntEnum):
+    """CRTK operating states of a robot."""
+
+    DISABLED = 0
+    ENABLED = 1
+    PAUSED = 2
+    FAULT = 3
+
+
+class SafetyState(enum.IntEnum):
+    """The safety supervisor's own states.
+
+    ``HOLD``: the arms stay where they are; the console must clutch (re-align the
+    surgeon's hand) before commands move them again. ``ENGAGED``: commands move
+    the arms. ``ESTOP``: latched stop; only disable then enable clears it.
+    ``DISABLED``: the robot is not powered.
+    """
+
+    DISABLED = 0
+    HOLD = 1
+    ENGAGED = 2
+    ESTOP = 3
+
+
+__all__ = ["JointState", "OperatingState", "Pose", "SafetyState", "Wrench"]
