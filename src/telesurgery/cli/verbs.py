@@ -1,0 +1,17 @@
+"""Which modules add verbs to the ``telesurgery`` command (one line each)."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+VERB_MODULES = (
+    # each module defines ``register(app: typer.Typer) -> None``
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add every verb to ``app``."""
+    for name in VERB_MODULES:
+        importlib.import_module(f"telesurgery.cli.{name}").register(app)

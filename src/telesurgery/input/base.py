@@ -1,0 +1,46 @@
+"""The input-device interface: timestamped hand samples (pose, grip, clutch) per arm.
+
+A device drives one or more arms; each ``read`` returns one sample per arm,
+stamped with when it was taken. Poses are the surgeon's hand in the console's
+view frame, whose axes are the endoscope camera's (x right, y down, z forward
+into the scene) [m]; the teleoperation mapping scales and re-anchors them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from telesurgery.types import Pose
+
+
+@dataclass(frozen=True, slots=True)
+class HandSample:
+    """One sample of one hand: ``t_ns`` [ns, console clock], ``pose`` [m] in the view frame,
+    ``grip`` in [0 closed, 1 open], ``clutch`` pressed, and any buttons held."""
+
+    t_ns: int
+    pose: Pose
+    grip: float
+    clutch: bool
+    buttons: frozenset[str] = frozenset()
+
+
+class InputDevice(ABC):
+    """A source of hand samples at ``rate_hz`` [Hz] for the arms in ``arms``."""
+
+    rate_hz: float
+    arms: tuple[str, ...]
+
+    @abstractmethod
+    def read(self, now_ns: int) -> Mapping[str, HandSample]:
+        """The latest sample for each arm this device drives, at or before ``now_ns``."""
+
+    def feedback(self, arm: str, tip_in_view: Pose, jaw: float) -> None:  # noqa: B027
+        """What the surgeon sees of the instrument: tip pose in the view frame [m] and jaw
+        opening [rad]. Devices that close a loop on it (the autopilot, a haptic device)
+        override this; others ignore it."""
+
+    def close(self) -> None:  # noqa: B027 - most devices hold nothing
+        """Release the device."""
