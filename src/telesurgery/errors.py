@@ -8,7 +8,8 @@
     ├── TransportError       Zenoh could not open, listen, connect or publish
     ├── KinematicsError      a pose the instrument cannot reach
     ├── RobotError           the robot refused an operation (wrong state, not connected)
-    └── SafetyError          a safety precondition does not hold (never raised in the servo loop)
+    ├── SafetyError          a safety precondition does not hold (never raised in the servo loop)
+    └── VideoError           the camera, encoder or decoder cannot work (GL, codec, frame size)
 
 Lower-level errors (Zenoh, OS, pydantic) are translated at the boundary with
 ``raise ...Error(...) from exc`` so that the command line shows one line.
@@ -45,6 +46,10 @@ class SafetyError(TelesurgeryError):
     """A safety precondition does not hold."""
 
 
+class VideoError(TelesurgeryError):
+    """The endoscope camera, the video encoder or the decoder cannot do what was asked."""
+
+
 __all__ = [
     "CodecError",
     "ConfigError",
@@ -53,4 +58,5 @@ __all__ = [
     "SafetyError",
     "TelesurgeryError",
     "TransportError",
+    "VideoError",
 ]
