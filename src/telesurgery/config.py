@@ -40,6 +40,9 @@ class ZenohConfig(_Strict):
     mode: Literal["peer", "client", "router"] = "peer"
     listen: list[str] = []
     connect: list[str] = []
+    gossip: bool = True
+    """Peers learn each other's listen endpoints through the router they connect to and then
+    talk directly, keeping the router off the hot path; multicast scouting stays off."""
 
     @field_validator("listen", "connect")
     @classmethod

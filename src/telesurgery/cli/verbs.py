@@ -8,6 +8,9 @@ import typer
 
 VERB_MODULES = (
     # each module defines ``register(app: typer.Typer) -> None``
+    "nodes",
+    "demo",
+    "bench",
 )
 
 

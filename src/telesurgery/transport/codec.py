@@ -49,6 +49,7 @@ class MessageType(enum.IntEnum):
     MEASURED_CF = 5
     SAFETY_EVENT = 6
     STATUS = 7
+    VIDEO_FRAME = 8
 
 
 class _Reader:
@@ -320,10 +321,61 @@ class Status:
         return cls(data)
 
 
-AnyBody = ServoCP | JawServoJP | MeasuredCP | MeasuredJS | MeasuredCF | SafetyEvent | Status
+MAX_VIDEO_BYTES = 16 * 2**20
+_VIDEO = struct.Struct("<HHBQqQqI")
+
+
+@dataclass(frozen=True, slots=True)
+class VideoFrame:
+    """One encoded endoscope frame: H.264 Annex-B ``data`` of ``width`` x ``height`` [px].
+
+    ``capture_ns``: when the frame finished rendering [ns, sender clock];
+    ``applied_seq`` / ``applied_sample_ns``: sequence and input-sample time [ns] of
+    the last command applied to the robot when the scene was captured (0 before
+    any), for motion-to-photon; ``frame_index`` counts frames from 0, so a gap is a
+    lost frame; ``keyframe``: an IDR a decoder can start from.
+    """
+
+    TYPE: ClassVar[MessageType] = MessageType.VIDEO_FRAME
+    camera: str
+    width: int
+    height: int
+    keyframe: bool
+    frame_index: int
+    capture_ns: int
+    applied_seq: int
+    applied_sample_ns: int
+    data: bytes
+
+    def pack(self) -> bytes:
+        if len(self.data) > MAX_VIDEO_BYTES:
+            raise CodecError(f"VIDEO_FRAME data is {len(self.data)} bytes; at most "
+                             f"{MAX_VIDEO_BYTES} fit: lower the bitrate or the frame size")
+        return (_text(self.camera, "camera")
+                + _VIDEO.pack(self.width, self.height, int(self.keyframe), self.frame_index,
+                              self.capture_ns, self.applied_seq, self.applied_sample_ns,
+                              len(self.data))
+                + self.data)
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> Self:
+        camera = r.text("camera")
+        w, h, key, index, capture_ns, seq, sample_ns, n = r.take(_VIDEO)
+        if not (w and h):
+            raise CodecError(f"VIDEO_FRAME size {w}x{h} is empty; the sender is broken")
+        if n > MAX_VIDEO_BYTES:
+            raise CodecError(f"VIDEO_FRAME announces {n} bytes of data; at most "
+                             f"{MAX_VIDEO_BYTES} are allowed")
+        (data,) = r.take(struct.Struct(f"<{n}s"))
+        return cls(camera, w, h, _flag(key, "VIDEO_FRAME.keyframe"), index, capture_ns, seq,
+                   sample_ns, data)
+
+
+AnyBody = (ServoCP | JawServoJP | MeasuredCP | MeasuredJS | MeasuredCF | SafetyEvent | Status
+           | VideoFrame)
 _BODIES: dict[MessageType, type[AnyBody]] = {
     b.TYPE: b for b in (ServoCP, JawServoJP, MeasuredCP, MeasuredJS, MeasuredCF, SafetyEvent,
-                        Status)
+                        Status, VideoFrame)
 }
 
 
@@ -387,6 +439,7 @@ __all__ = [
     "SafetyEvent",
     "ServoCP",
     "Status",
+    "VideoFrame",
     "decode",
     "encode",
 ]

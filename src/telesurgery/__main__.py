@@ -1,0 +1,5 @@
+"""``python -m telesurgery`` runs the command line (the demo starts its nodes this way)."""
+
+from telesurgery.cli.main import main
+
+main()

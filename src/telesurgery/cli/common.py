@@ -1,0 +1,43 @@
+"""What every verb shares: logging set-up, stop signals, JSON output files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from telesurgery.errors import ConfigError
+
+
+def setup_logging(level: str) -> None:
+    """Log to stderr at ``level`` (debug, info, warning, error)."""
+    numeric = getattr(logging, level.upper(), None)
+    if not isinstance(numeric, int):
+        raise ConfigError(f"log level {level!r} is unknown; use debug, info, warning or error")
+    logging.basicConfig(level=numeric, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM, so loops end cleanly and write their reports."""
+    stop = threading.Event()
+
+    def handler(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as indented JSON, atomically (a reader never sees half a file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}; choose a writable path") from exc

@@ -1,0 +1,55 @@
+"""``telesurgery demo``: the whole system on one machine, with a live status view."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from telesurgery.cli.common import setup_logging, stop_on_signals, write_json
+from telesurgery.demo.run import DemoOptions, run_demo
+from telesurgery.demo.view import render_status, render_summary
+from telesurgery.errors import ConfigError
+
+
+def demo(
+    headless: Annotated[bool, typer.Option(help="No live view; run unattended.")] = False,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds "
+                                                   "(default: until Ctrl-C).")] = None,
+    summary: Annotated[Path | None, typer.Option(help="Write the summary JSON here.")] = None,
+    session: Annotated[str, typer.Option(help="Session name in the key space.")] = "or1",
+    workdir: Annotated[Path | None, typer.Option(help="Where node logs and reports go "
+                                                 "(default: a new temporary folder).")] = None,
+    log_level: Annotated[str, typer.Option("--log-level")] = "warning",
+) -> None:
+    """Run patient node, surgeon console (autopilot surgeon) and a Zenoh router together."""
+    setup_logging(log_level)
+    if duration is not None and duration <= 0:
+        raise ConfigError(f"--duration must be positive, got {duration}")
+    if headless and duration is None:
+        raise ConfigError("--headless needs --duration S (nothing would stop it otherwise)")
+    stop = stop_on_signals()
+    opts = DemoOptions(duration_s=duration, session=session, workdir=workdir,
+                       log_level=log_level)
+    out = Console(stderr=True)
+    if headless:
+        result = run_demo(opts, stop)
+    else:
+        with Live(console=out, refresh_per_second=4, transient=True) as live:
+            result = run_demo(opts, stop,
+                              on_tick=lambda m, t: live.update(render_status(m, t, duration)))
+    out.print(render_summary(result))
+    if summary is not None:
+        write_json(summary, result)
+        out.print(f"summary written to {summary}")
+    else:
+        typer.echo(json.dumps(result, indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``demo``."""
+    app.command()(demo)

@@ -1,0 +1,98 @@
+"""Verbs that run one node each: ``patient``, ``console`` and ``router``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from telesurgery.cli.common import setup_logging, stop_on_signals, write_json
+from telesurgery.config import ConsoleConfig, PatientConfig, ZenohConfig, load
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config file.")]
+SessionOpt = Annotated[str | None, typer.Option(help="Session name in the key space.")]
+ListenOpt = Annotated[list[str] | None, typer.Option("--listen", help="Zenoh locator to listen "
+                                                     "on, e.g. tcp/127.0.0.1:7448 (repeat).")]
+ConnectOpt = Annotated[list[str] | None, typer.Option("--connect", help="Zenoh locator to "
+                                                      "connect to (repeat).")]
+ModeOpt = Annotated[str | None, typer.Option(help="Zenoh mode: peer or client.")]
+DurationOpt = Annotated[float | None, typer.Option(help="Stop after this many seconds.")]
+ReportOpt = Annotated[Path | None, typer.Option(help="Write the final report (JSON) here.")]
+LogOpt = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+
+
+def _zenoh(base: ZenohConfig, mode: str | None, listen: list[str] | None,
+           connect: list[str] | None) -> dict[str, object]:
+    data = base.model_dump()
+    if mode is not None:
+        data["mode"] = mode
+    if listen:
+        data["listen"] = listen
+    if connect:
+        data["connect"] = connect
+    return data
+
+
+def patient(config: ConfigOpt = None, session: SessionOpt = None, listen: ListenOpt = None,
+            connect: ConnectOpt = None, mode: ModeOpt = None, duration: DurationOpt = None,
+            report: ReportOpt = None, log_level: LogOpt = "info") -> None:
+    """Run the patient-side node: simulated robot, safety supervisor, 1 kHz servo loop."""
+    setup_logging(log_level)
+    base = load(PatientConfig, config)
+    cfg = load(PatientConfig, config, session=session,
+               zenoh=_zenoh(base.zenoh, mode, listen, connect))
+    from telesurgery.patient.node import PatientNode
+    from telesurgery.robots.sim.robot import SimRobot
+
+    robot = SimRobot()
+    try:
+        out = PatientNode(cfg, robot).run(stop_on_signals(), duration)
+    finally:
+        robot.close()
+    if report is not None:
+        write_json(report, out)
+
+
+def console(config: ConfigOpt = None, session: SessionOpt = None, listen: ListenOpt = None,
+            connect: ConnectOpt = None, mode: ModeOpt = None, duration: DurationOpt = None,
+            device: Annotated[str | None, typer.Option(help="autopilot or scripted.")] = None,
+            trajectory: Annotated[Path | None, typer.Option(help="Trajectory file for the "
+                                                            "scripted device.")] = None,
+            report: ReportOpt = None, log_level: LogOpt = "info") -> None:
+    """Run the surgeon console: input device, teleoperation mapping, 1 kHz commands."""
+    setup_logging(log_level)
+    base = load(ConsoleConfig, config)
+    cfg = load(ConsoleConfig, config, session=session, device=device, trajectory=trajectory,
+               zenoh=_zenoh(base.zenoh, mode, listen, connect))
+    from telesurgery.console.node import ConsoleNode
+    from telesurgery.input.registry import make_device
+
+    dev = make_device(cfg)
+    try:
+        out = ConsoleNode(cfg, dev).run(stop_on_signals(), duration)
+    finally:
+        dev.close()
+    if report is not None:
+        write_json(report, out)
+
+
+def router(listen: ListenOpt = None, log_level: LogOpt = "info") -> None:
+    """Run a Zenoh router for a site (the demo starts one)."""
+    setup_logging(log_level)
+    from telesurgery.transport.session import open_session
+
+    stop = stop_on_signals()
+    cfg = ZenohConfig(mode="router", listen=listen or ["tcp/127.0.0.1:7447"])
+    z = open_session(cfg)
+    try:
+        stop.wait()
+    finally:
+        z.close()
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``patient``, ``console`` and ``router``."""
+    app.command()(patient)
+    app.command()(console)
+    app.command()(router)

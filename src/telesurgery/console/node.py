@@ -1,0 +1,145 @@
+"""The surgeon console node: input device -> teleoperation mapping -> commands on Zenoh.
+
+The teleoperation loop runs at the configured rate (1 kHz by default), paced by
+``clock.Rate``; measured tool poses, registrations and the patient's status
+arrive on Zenoh's receive thread and are read by the loop as latest values.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import zenoh
+
+from telesurgery.clock import Rate, now_ns, set_realtime, set_timer_slack
+from telesurgery.config import ConsoleConfig
+from telesurgery.console.teleop import Teleop
+from telesurgery.input.base import InputDevice
+from telesurgery.stats import Samples
+from telesurgery.transport.codec import JawServoJP, MeasuredCP, Message, ServoCP, Status
+from telesurgery.transport.keys import Keys
+from telesurgery.transport.qos import Stream
+from telesurgery.transport.session import (
+    Publisher,
+    RejectCounter,
+    new_session_id,
+    open_session,
+    subscribe,
+)
+from telesurgery.types import Pose
+
+log = logging.getLogger(__name__)
+
+STATUS_PERIOD_S = 0.5
+
+
+class ConsoleNode:
+    """Drives the patient's arms from one input device until stopped."""
+
+    def __init__(self, config: ConsoleConfig, device: InputDevice,
+                 name: str = "console") -> None:
+        self.config = config
+        self.device = device
+        self.name = name
+        self.keys = Keys(config.session)
+        self.session_id = new_session_id()
+        self.rejects = RejectCounter()
+        self.teleop = Teleop(device, scale=config.scale, tremor=config.tremor,
+                             rate_hz=config.rate_hz)
+        self.sent = 0
+        self.period_error_ns = Samples()
+        self.patient_status: dict[str, Any] = {}
+        self._cpu = 0.0
+        self._started_ns = 0
+
+    def run(self, stop: threading.Event, duration_s: float | None = None) -> dict[str, Any]:
+        """Send commands until stopped; returns the final report."""
+        z = open_session(self.config.zenoh)
+        try:
+            return self._serve(z, stop, duration_s)
+        finally:
+            z.close()
+
+    def _serve(self, z: zenoh.Session, stop: threading.Event,
+               duration_s: float | None) -> dict[str, Any]:
+        keys, sid = self.keys, self.session_id
+        pubs = {arm: (Publisher(z, keys.servo_cp(arm), Stream.COMMAND, sid),
+                      Publisher(z, keys.jaw_servo_jp(arm), Stream.COMMAND, sid))
+                for arm in self.config.arms}
+        subs = [subscribe(z, keys.measured_cp(arm), self._on_measured, self.rejects)
+                for arm in self.config.arms]
+        subs.append(subscribe(z, keys.status("patient"), self._on_status, self.rejects))
+        token = z.liveliness().declare_token(keys.presence(self.name))
+        status = Publisher(z, keys.status(self.name), Stream.STATUS, sid)
+        try:
+            self._loop(pubs, status, stop, duration_s)
+        finally:
+            status.put(Status(self.status()))
+            token.undeclare()
+            for s in subs:
+                s.undeclare()
+        return self.report()
+
+    def _on_measured(self, msg: Message, _received_ns: int) -> None:
+        if isinstance(msg.body, MeasuredCP):
+            self.teleop.observe(msg.body.arm, msg.body.measured, msg.body.jaw)
+
+    def _on_status(self, msg: Message, _received_ns: int) -> None:
+        if not isinstance(msg.body, Status):
+            return
+        self.patient_status = msg.body.data
+        for arm, v in msg.body.data.get("registration", {}).items():
+            if isinstance(v, list) and len(v) == 7:
+                self.teleop.register(arm, Pose((v[0], v[1], v[2]), (v[3], v[4], v[5], v[6])))
+
+    def _loop(self, pubs: dict[str, tuple[Publisher, Publisher]], status: Publisher,
+              stop: threading.Event, duration_s: float | None) -> None:
+        if self.config.realtime:
+            set_timer_slack(1)
+            set_realtime()
+        rate = Rate(self.config.rate_hz)
+        self._started_ns = now_ns()
+        end = None if duration_s is None else self._started_ns + int(duration_s * 1e9)
+        cpu0 = time.process_time()
+        next_status = self._started_ns
+        last = 0
+        while not stop.is_set():
+            start = now_ns()
+            if end is not None and start >= end:
+                break
+            if last:
+                self.period_error_ns.add(start - last - rate.period_ns)
+            last = start
+            for body in self.teleop.step(self.device.read(start)):
+                cp, jaw = pubs[body.arm]
+                if isinstance(body, ServoCP):
+                    cp.put(body)
+                elif isinstance(body, JawServoJP):
+                    jaw.put(body)
+                self.sent += 1
+            if start >= next_status:
+                status.put(Status(self.status()))
+                next_status += int(STATUS_PERIOD_S * 1e9)
+            rate.sleep()
+        wall = (now_ns() - self._started_ns) * 1e-9
+        self._cpu = (time.process_time() - cpu0) / wall if wall > 0 else 0.0
+
+    def status(self) -> dict[str, Any]:
+        """Live telemetry: commands sent and loop timing."""
+        return {
+            "node": self.name,
+            "session_id": f"{self.session_id:016x}",
+            "sent": self.sent,
+            "undecodable": self.rejects.total,
+            "loop": {"rate_hz": self.config.rate_hz,
+                     "period_error_us": self.period_error_ns.summary(1e-3)},
+        }
+
+    def report(self) -> dict[str, Any]:
+        """Final figures after the loop ended."""
+        out = self.status()
+        out["cpu_cores"] = round(self._cpu, 3)
+        return out

@@ -1,0 +1,1 @@
+"""The whole system on one machine: router, patient node and console as processes."""

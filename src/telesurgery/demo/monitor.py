@@ -1,0 +1,68 @@
+"""The demo's own view of the session: a Zenoh client that watches presence and status."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import zenoh
+
+from telesurgery.config import ZenohConfig
+from telesurgery.transport.codec import Message, SafetyEvent, Status
+from telesurgery.transport.keys import Keys
+from telesurgery.transport.session import RejectCounter, open_session, subscribe
+
+
+class Monitor:
+    """Latest status of every node, recent safety events, and who is present."""
+
+    def __init__(self, session: str, connect: list[str]) -> None:
+        self.keys = Keys(session)
+        self.status: dict[str, dict[str, Any]] = {}
+        self.events: deque[tuple[float, SafetyEvent]] = deque(maxlen=6)
+        self.present: set[str] = set()
+        self._changed = threading.Condition()
+        self._z = open_session(ZenohConfig(mode="client", connect=connect, gossip=False))
+        rejects = RejectCounter()
+        self._subs = [
+            subscribe(self._z, self.keys.status("*"), self._on_status, rejects),
+            subscribe(self._z, self.keys.safety_state, self._on_event, rejects),
+        ]
+        self._token_sub = self._z.liveliness().declare_subscriber(
+            self.keys.presence("*"), self._on_presence, history=True)
+
+    def _on_status(self, msg: Message, _received_ns: int) -> None:
+        if isinstance(msg.body, Status):
+            node = str(msg.body.data.get("node", "?"))
+            with self._changed:
+                self.status[node] = msg.body.data
+                self._changed.notify_all()
+
+    def _on_event(self, msg: Message, _received_ns: int) -> None:
+        if isinstance(msg.body, SafetyEvent):
+            with self._changed:
+                self.events.append((time.time(), msg.body))
+                self._changed.notify_all()
+
+    def _on_presence(self, sample: zenoh.Sample) -> None:
+        node = str(sample.key_expr).rsplit("/", 1)[-1]
+        with self._changed:
+            if sample.kind == zenoh.SampleKind.PUT:
+                self.present.add(node)
+            else:
+                self.present.discard(node)
+            self._changed.notify_all()
+
+    def wait_present(self, nodes: set[str], timeout_s: float) -> bool:
+        """Block until every node in ``nodes`` holds its liveliness token, or time out."""
+        with self._changed:
+            return self._changed.wait_for(lambda: nodes <= self.present, timeout=timeout_s)
+
+    def close(self) -> None:
+        """Leave the session."""
+        for s in self._subs:
+            s.undeclare()
+        self._token_sub.undeclare()
+        self._z.close()

@@ -1,0 +1,90 @@
+"""Child processes of the demo: start each node, stop them all cleanly, collect reports."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from telesurgery.errors import TelesurgeryError
+
+log = logging.getLogger(__name__)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class NodeProcess:
+    """One ``telesurgery <verb>`` child, its log file and its report file."""
+
+    name: str
+    args: list[str]
+    workdir: Path
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(init=False)
+    report_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.workdir / f"{self.name}.log"
+        self.report_path = self.workdir / f"{self.name}.json"
+
+    def start(self, with_report: bool = True) -> None:
+        """Spawn the child with its output going to its log file."""
+        cmd = [sys.executable, "-m", "telesurgery", *self.args]
+        if with_report:
+            cmd += ["--report", str(self.report_path)]
+        with self.log_path.open("wb") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        log.debug("started %s: %s", self.name, " ".join(cmd))
+
+    def alive(self) -> bool:
+        """True while the child runs."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def interrupt(self) -> None:
+        """Ask the child to stop (SIGINT: it finishes its loop and writes its report)."""
+        if self.alive() and self.proc is not None:
+            self.proc.send_signal(signal.SIGINT)
+
+    def wait(self, timeout_s: float) -> int | None:
+        """Wait for the child to exit; kill it if it has not within ``timeout_s`` [s]."""
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop within %.1f s; killing it", self.name, timeout_s)
+            self.proc.kill()
+            return self.proc.wait()
+
+    def last_log_line(self) -> str:
+        """The last line the child wrote, to explain a failure in one line."""
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1] if lines else ""
+
+    def report(self) -> dict[str, Any]:
+        """The child's final report; TelesurgeryError when it wrote none."""
+        try:
+            data = json.loads(self.report_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise TelesurgeryError(
+                f"{self.name} wrote no report ({self.last_log_line() or 'no output'}); "
+                f"see {self.log_path}"
+            ) from exc
+        if not isinstance(data, dict):
+            raise TelesurgeryError(f"{self.name} report is not a JSON object: {self.report_path}")
+        return data

@@ -1,0 +1,107 @@
+"""Run the whole system on one machine and produce the summary JSON.
+
+Process layout (each its own OS process, all on loopback)::
+
+    router  (Zenoh router, tcp/127.0.0.1:R)   <- the demo's monitor connects here (client)
+    patient (peer, listens tcp/127.0.0.1:P, connects to the router)
+    console (peer, connects to the router; learns P by gossip and connects directly)
+
+Commands therefore go console -> patient directly; the router serves everyone
+else (monitor now; observers and recorders later) without sitting on the hot path.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from telesurgery.clock import now_ns
+from telesurgery.demo.monitor import Monitor
+from telesurgery.demo.processes import NodeProcess, free_port
+from telesurgery.demo.summary import build_summary
+from telesurgery.errors import TelesurgeryError
+
+STARTUP_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    """What the ``demo`` verb was asked for. ``duration_s`` None runs until stopped."""
+
+    duration_s: float | None = None
+    session: str = "or1"
+    workdir: Path | None = None
+    device: str = "autopilot"
+    log_level: str = "warning"
+
+
+def run_demo(opts: DemoOptions, stop: threading.Event,
+             on_tick: Callable[[Monitor, float], None] | None = None) -> dict[str, Any]:
+    """Start router, patient and console; run; stop them all; return the summary.
+
+    ``on_tick(monitor, elapsed_s)`` is called about four times a second (the live view).
+    """
+    workdir = opts.workdir or Path(tempfile.mkdtemp(prefix="telesurgery-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    router_ep = f"tcp/127.0.0.1:{free_port()}"
+    patient_ep = f"tcp/127.0.0.1:{free_port()}"
+    common = ["--session", opts.session, "--log-level", opts.log_level]
+    router = NodeProcess("router", ["router", "--listen", router_ep,
+                                    "--log-level", opts.log_level], workdir)
+    patient = NodeProcess("patient", ["patient", *common, "--mode", "peer",
+                                      "--listen", patient_ep, "--connect", router_ep], workdir)
+    console = NodeProcess("console", ["console", *common, "--mode", "peer",
+                                      "--connect", router_ep, "--device", opts.device], workdir)
+    nodes = [router, patient, console]
+    router.start(with_report=False)
+    monitor: Monitor | None = None
+    try:
+        monitor = _connect_monitor(opts.session, router_ep, router)
+        patient.start()
+        console.start()
+        if not monitor.wait_present({"patient", "console"}, STARTUP_TIMEOUT_S):
+            dead = [n for n in (patient, console) if not n.alive()]
+            why = "; ".join(f"{n.name}: {n.last_log_line()}" for n in dead) or "timed out"
+            raise TelesurgeryError(f"the nodes did not come up ({why}); logs in {workdir}")
+        started = now_ns()
+        end = None if opts.duration_s is None else started + int(opts.duration_s * 1e9)
+        while not stop.is_set() and (end is None or now_ns() < end):
+            if not (patient.alive() and console.alive()):
+                dead = patient if not patient.alive() else console
+                raise TelesurgeryError(f"{dead.name} stopped unexpectedly: "
+                                       f"{dead.last_log_line()}; log in {dead.log_path}")
+            if on_tick is not None:
+                on_tick(monitor, (now_ns() - started) * 1e-9)
+            stop.wait(0.25)
+        elapsed = (now_ns() - started) * 1e-9
+    finally:
+        for n in (console, patient):
+            n.interrupt()
+        for n in (console, patient):
+            n.wait(STOP_TIMEOUT_S)
+        if monitor is not None:
+            monitor.close()
+        router.interrupt()
+        router.wait(STOP_TIMEOUT_S)
+    return build_summary(elapsed, patient.report(), console.report(),
+                         {"workdir": str(workdir), "nodes": [n.name for n in nodes]})
+
+
+def _connect_monitor(session: str, router_ep: str, router: NodeProcess) -> Monitor:
+    # The router needs a moment to listen; retry until it does or it died.
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while True:
+        try:
+            return Monitor(session, [router_ep])
+        except TelesurgeryError:
+            if not router.alive() or time.monotonic() > deadline:
+                raise TelesurgeryError(
+                    f"the Zenoh router did not start: {router.last_log_line() or 'no output'}"
+                ) from None
+            time.sleep(0.05)

@@ -1,0 +1,40 @@
+"""Input devices by name, so configs and the command line say ``device = "autopilot"``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from telesurgery.config import ConsoleConfig
+from telesurgery.errors import ConfigError
+from telesurgery.input.base import InputDevice
+
+
+def _autopilot(cfg: ConsoleConfig) -> InputDevice:
+    from telesurgery.input.autopilot import Autopilot
+
+    return Autopilot(arms=tuple(cfg.arms), scale=cfg.scale)
+
+
+def _scripted(cfg: ConsoleConfig) -> InputDevice:
+    from telesurgery.input.scripted import ScriptedDevice
+
+    if cfg.trajectory is None:
+        raise ConfigError("the scripted device needs a trajectory file: pass --trajectory PATH "
+                          "or set 'trajectory' in the console config")
+    return ScriptedDevice(cfg.trajectory)
+
+
+DEVICES: dict[str, Callable[[ConsoleConfig], InputDevice]] = {
+    "autopilot": _autopilot,
+    "scripted": _scripted,
+}
+
+
+def make_device(cfg: ConsoleConfig) -> InputDevice:
+    """The device ``cfg.device`` names; ConfigError listing the choices otherwise."""
+    try:
+        factory = DEVICES[cfg.device]
+    except KeyError as exc:
+        raise ConfigError(f"unknown input device {cfg.device!r}; choose one of "
+                          f"{', '.join(sorted(DEVICES))}") from exc
+    return factory(cfg)

@@ -1,0 +1,203 @@
+"""The patient-side node: the robot behind its safety supervisor, the servo loop, state out.
+
+Threads: the servo loop (this module's ``run``; paced by ``clock.Rate``, SCHED_FIFO
+where permitted) ticks the supervisor and steps the robot, and publishes state
+every few ticks; Zenoh's receive thread hands each command to
+``Supervisor.submit``; a housekeeping thread publishes safety events and status.
+Nothing here calls a motion method of the robot: only the supervisor does.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+import zenoh
+
+from telesurgery.clock import Rate, now_ns, set_realtime, set_timer_slack
+from telesurgery.config import PatientConfig
+from telesurgery.robots.base import Robot
+from telesurgery.safety.supervisor import Supervisor
+from telesurgery.stats import Samples
+from telesurgery.transport.codec import (
+    MeasuredCF,
+    MeasuredCP,
+    MeasuredJS,
+    Message,
+    SafetyEvent,
+    Status,
+)
+from telesurgery.transport.keys import Keys
+from telesurgery.transport.qos import Stream
+from telesurgery.transport.session import (
+    Publisher,
+    RejectCounter,
+    new_session_id,
+    open_session,
+    subscribe,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS_PERIOD_S = 0.5
+
+
+class PatientNode:
+    """Runs one robot for one surgical session until ``stop`` is set or ``duration_s`` passes."""
+
+    def __init__(self, config: PatientConfig, robot: Robot) -> None:
+        missing = [a for a in config.arms if a not in robot.arms]
+        if missing:
+            from telesurgery.errors import ConfigError
+
+            raise ConfigError(f"arms {missing} are not on this robot; it has "
+                              f"{sorted(robot.arms)}")
+        self.config = config
+        self.robot = robot
+        self.keys = Keys(config.session)
+        self.session_id = new_session_id()
+        self.rejects = RejectCounter()
+        self.period_error_ns = Samples()
+        self._events: queue.SimpleQueue[SafetyEvent] = queue.SimpleQueue()
+        self.supervisor = Supervisor(robot, config.safety, on_event=self._events.put)
+        self._cpu = 0.0
+        self._started_ns = 0
+
+    def run(self, stop: threading.Event, duration_s: float | None = None) -> dict[str, Any]:
+        """Serve until stopped; returns the final report (counters and measured figures)."""
+        cfg = self.config
+        z = open_session(cfg.zenoh)
+        try:
+            return self._serve(z, stop, duration_s)
+        finally:
+            z.close()
+
+    def _serve(self, z: zenoh.Session, stop: threading.Event,
+               duration_s: float | None) -> dict[str, Any]:
+        cfg, keys, sid = self.config, self.keys, self.session_id
+        state_pubs = {
+            arm: (Publisher(z, keys.measured_cp(arm), Stream.STATE, sid),
+                  Publisher(z, keys.measured_js(arm), Stream.STATE, sid),
+                  Publisher(z, keys.measured_cf(arm), Stream.STATE, sid))
+            for arm in cfg.arms
+        }
+        subs = []
+        for arm in cfg.arms:
+            for key in (keys.servo_cp(arm), keys.jaw_servo_jp(arm)):
+                subs.append(subscribe(z, key, self._on_command, self.rejects))
+        token = z.liveliness().declare_token(keys.presence("patient"))
+        house_stop = threading.Event()
+        house = threading.Thread(target=self._housekeeping, args=(z, house_stop),
+                                 name="patient-housekeeping", daemon=True)
+        self.robot.enable()
+        self.supervisor.enable()
+        house.start()
+        try:
+            self._servo_loop(state_pubs, stop, duration_s)
+        finally:
+            self.supervisor.disable()
+            self.robot.disable()
+            house_stop.set()
+            house.join(timeout=2.0)
+            token.undeclare()
+            for s in subs:
+                s.undeclare()
+        return self.report()
+
+    def _on_command(self, msg: Message, received_ns: int) -> None:
+        self.supervisor.submit(msg, received_ns)
+
+    def _servo_loop(self, state_pubs: dict[str, tuple[Publisher, Publisher, Publisher]],
+                    stop: threading.Event, duration_s: float | None) -> None:
+        cfg = self.config
+        if cfg.realtime:
+            set_timer_slack(1)
+            if not set_realtime():
+                log.info("SCHED_FIFO not permitted; the servo loop runs at normal priority")
+        rate = Rate(cfg.servo_rate_hz)
+        dt = rate.period_ns * 1e-9
+        state_every = max(1, round(cfg.servo_rate_hz / cfg.state_rate_hz))
+        self._started_ns = now_ns()
+        cpu0 = time.process_time()
+        end = None if duration_s is None else self._started_ns + int(duration_s * 1e9)
+        tick = 0
+        last = now_ns()
+        while not stop.is_set():
+            start = now_ns()
+            if end is not None and start >= end:
+                break
+            if tick:
+                self.period_error_ns.add(start - last - rate.period_ns)
+            last = start
+            self.supervisor.tick(start)
+            self.robot.step(dt)
+            if tick % state_every == 0:
+                self._publish_state(state_pubs)
+            tick += 1
+            rate.sleep()
+        wall = (now_ns() - self._started_ns) * 1e-9
+        self._cpu = (time.process_time() - cpu0) / wall if wall > 0 else 0.0
+
+    def _publish_state(self,
+                       pubs: dict[str, tuple[Publisher, Publisher, Publisher]]) -> None:
+        op = self.robot.operating_state()
+        for name, (cp, js, cf) in pubs.items():
+            arm = self.robot.arms[name]
+            seq, sample_ns = self.supervisor.applied(name)
+            jaw = arm.jaw_measured_js()
+            cp.put(MeasuredCP(name, arm.measured_cp(), arm.setpoint_cp(), jaw.position[0],
+                              seq, sample_ns, op))
+            j = arm.measured_js()
+            js.put(MeasuredJS(name, (*j.position, *jaw.position),
+                              (*j.velocity, *jaw.velocity)))
+            cf.put(MeasuredCF(name, arm.measured_cf()))
+
+    def _housekeeping(self, z: zenoh.Session, stop: threading.Event) -> None:
+        keys, sid = self.keys, self.session_id
+        events = Publisher(z, keys.safety_state, Stream.EVENT, sid)
+        status = Publisher(z, keys.status("patient"), Stream.STATUS, sid)
+        next_status = time.monotonic()
+        while True:
+            try:
+                ev = self._events.get(timeout=0.05)
+            except queue.Empty:
+                ev = None
+            if ev is not None:
+                log.info("safety: %s -> %s (%s)", ev.previous.name, ev.state.name, ev.reason)
+                events.put(ev)
+            if time.monotonic() >= next_status:
+                status.put(Status(self.status()))
+                next_status += STATUS_PERIOD_S
+            if stop.is_set() and self._events.empty():
+                status.put(Status(self.status()))
+                break
+
+    def status(self) -> dict[str, Any]:
+        """Live telemetry: safety counters, loop timing, registration, task progress."""
+        out: dict[str, Any] = {
+            "node": "patient",
+            "session_id": f"{self.session_id:016x}",
+            "uptime_s": round((now_ns() - self._started_ns) * 1e-9, 3) if self._started_ns
+            else 0.0,
+            "safety": self.supervisor.snapshot(),
+            "undecodable": self.rejects.total,
+            "servo": {"rate_hz": self.config.servo_rate_hz,
+                      "period_error_us": self.period_error_ns.summary(1e-3)},
+            "registration": {
+                name: [*arm.registration().position, *arm.registration().orientation]
+                for name, arm in self.robot.arms.items() if name in self.config.arms
+            },
+        }
+        task = getattr(self.robot, "task_status", None)
+        if callable(task):
+            out["task"] = task()
+        return out
+
+    def report(self) -> dict[str, Any]:
+        """Final figures after the loop ended."""
+        out = self.status()
+        out["cpu_cores"] = round(self._cpu, 3)
+        return out

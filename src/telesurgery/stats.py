@@ -1,0 +1,54 @@
+"""Measured samples and their percentiles, the one way every latency is summarised."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from telesurgery.geometry import FloatArray
+
+PERCENTILES = {"p50": 50.0, "p99": 99.0, "p999": 99.9}
+
+
+class Samples:
+    """A growable, thread-safe buffer of samples (any unit), with percentile summaries."""
+
+    def __init__(self, capacity: int = 65_536) -> None:
+        self._buf: FloatArray = np.empty(max(capacity, 16))
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return self._n
+
+    def add(self, value: float) -> None:
+        """Append one sample."""
+        with self._lock:
+            if self._n == self._buf.size:
+                self._buf = np.concatenate([self._buf, np.empty(self._buf.size)])
+            self._buf[self._n] = value
+            self._n += 1
+
+    def values(self) -> FloatArray:
+        """A copy of the samples so far."""
+        with self._lock:
+            return self._buf[: self._n].copy()
+
+    def summary(self, scale: float = 1.0, digits: int = 3) -> dict[str, float]:
+        """p50, p99, p99.9, max and count, each sample multiplied by ``scale``.
+
+        Empty buffers give an empty dict: no number is reported that was not measured.
+        """
+        return summarize(self.values(), scale, digits)
+
+
+def summarize(values: FloatArray, scale: float = 1.0, digits: int = 3) -> dict[str, float]:
+    """p50, p99, p99.9, max and count of ``values`` times ``scale``; {} when empty."""
+    if values.size == 0:
+        return {}
+    v = values * scale
+    out = {name: round(float(np.percentile(v, q)), digits) for name, q in PERCENTILES.items()}
+    out["max"] = round(float(v.max()), digits)
+    out["count"] = int(v.size)
+    return out

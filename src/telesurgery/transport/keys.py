@@ -1,0 +1,70 @@
+"""The key space: ``telesurgery/<session>/<arm>/<crtk-name>`` and friends (no leading slash)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ROOT = "telesurgery"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key expressions of one surgical session (``session`` is e.g. ``or1``)."""
+
+    session: str
+
+    @property
+    def prefix(self) -> str:
+        """``telesurgery/<session>``."""
+        return f"{ROOT}/{self.session}"
+
+    @property
+    def everything(self) -> str:
+        """Wildcard over the whole session (for subscribers only)."""
+        return f"{self.prefix}/**"
+
+    def arm(self, arm: str, name: str) -> str:
+        """A CRTK topic of an arm, e.g. ``arm('psm1', 'servo_cp')``."""
+        return f"{self.prefix}/{arm}/{name}"
+
+    def servo_cp(self, arm: str) -> str:
+        """Tool-tip pose commands."""
+        return self.arm(arm, "servo_cp")
+
+    def jaw_servo_jp(self, arm: str) -> str:
+        """Jaw commands."""
+        return self.arm(arm, "jaw/servo_jp")
+
+    def measured_cp(self, arm: str) -> str:
+        """Measured tool-tip pose, with the command it follows."""
+        return self.arm(arm, "measured_cp")
+
+    def measured_js(self, arm: str) -> str:
+        """Measured joints."""
+        return self.arm(arm, "measured_js")
+
+    def measured_cf(self, arm: str) -> str:
+        """Measured tool-tip wrench."""
+        return self.arm(arm, "measured_cf")
+
+    @property
+    def safety_state(self) -> str:
+        """Safety supervisor transitions."""
+        return f"{self.prefix}/safety/state"
+
+    def status(self, node: str) -> str:
+        """Low-rate telemetry of a node (``patient``, ``console``, ...)."""
+        return f"{self.prefix}/{node}/status"
+
+    def presence(self, node: str) -> str:
+        """Liveliness token of a node."""
+        return f"{self.prefix}/presence/{node}"
+
+    @property
+    def video(self) -> str:
+        """Endoscope video frames."""
+        return f"{self.prefix}/ecm/video"
+
+    def link_stats(self, path: str) -> str:
+        """Statistics of one network path."""
+        return f"{self.prefix}/link/{path}/stats"

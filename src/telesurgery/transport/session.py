@@ -1,0 +1,137 @@
+"""Zenoh sessions, publishers and subscribers that speak the telesurgery codec.
+
+Translates Zenoh's errors into ``TransportError`` at this boundary, numbers every
+stream, and counts (never raises on) undecodable input from the network.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import zenoh
+
+from telesurgery.clock import now_ns
+from telesurgery.config import ZenohConfig
+from telesurgery.errors import CodecError, TransportError
+from telesurgery.transport.codec import AnyBody, Message, decode, encode
+from telesurgery.transport.qos import QOS, Stream
+
+log = logging.getLogger(__name__)
+
+
+def zenoh_config(cfg: ZenohConfig) -> zenoh.Config:
+    """The ``zenoh.Config`` of ``cfg``: explicit endpoints, multicast scouting off."""
+    zc = zenoh.Config()
+    try:
+        zc.insert_json5("mode", json.dumps(cfg.mode))
+        zc.insert_json5("listen/endpoints", json.dumps(cfg.listen))
+        zc.insert_json5("connect/endpoints", json.dumps(cfg.connect))
+        zc.insert_json5("scouting/multicast/enabled", "false")
+        zc.insert_json5("scouting/gossip/enabled", json.dumps(cfg.gossip))
+    except zenoh.ZError as exc:
+        raise TransportError(f"invalid Zenoh configuration: {exc}") from exc
+    return zc
+
+
+def open_session(cfg: ZenohConfig) -> zenoh.Session:
+    """Open a Zenoh session; a port in use or a bad endpoint is one clear line."""
+    try:
+        return zenoh.open(zenoh_config(cfg))
+    except zenoh.ZError as exc:
+        first = str(exc).split(" at ", 1)[0]
+        raise TransportError(
+            f"cannot open Zenoh session (listen {cfg.listen or 'none'}, connect "
+            f"{cfg.connect or 'none'}): {first}; is another node already using the port?"
+        ) from exc
+
+
+def new_session_id() -> int:
+    """A random 64-bit id for this run of a node: messages of an earlier run are told apart."""
+    return random.SystemRandom().getrandbits(64)
+
+
+class Publisher:
+    """Publishes codec bodies on one key with the stream's QoS, numbering them 1, 2, ..."""
+
+    def __init__(self, session: zenoh.Session, key: str, stream: Stream, session_id: int) -> None:
+        q = QOS[stream]
+        self.key = key
+        self._session_id = session_id
+        self._seq = 0
+        self._lock = threading.Lock()
+        self._pub = session.declare_publisher(
+            key, priority=q.priority, express=q.express, reliability=q.reliability,
+            congestion_control=q.congestion_control,
+        )
+
+    @property
+    def seq(self) -> int:
+        """Sequence number of the last message put."""
+        return self._seq
+
+    def put(self, body: AnyBody) -> Message:
+        """Stamp ``body`` with the next sequence number and the send time, and publish it."""
+        with self._lock:
+            self._seq += 1
+            msg = Message(self._session_id, self._seq, now_ns(), body)
+            self._pub.put(encode(msg))
+        return msg
+
+    def close(self) -> None:
+        """Undeclare the publisher."""
+        self._pub.undeclare()
+
+
+Handler = Callable[[Message, int], None]
+
+
+@dataclass
+class RejectCounter:
+    """Counts input from the network that did not decode, by first words of the error."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, key: str, error: CodecError) -> None:
+        """Count one undecodable message (logged once per distinct reason)."""
+        reason = str(error).split(":", 1)[0]
+        with self._lock:
+            self.counts[reason] += 1
+            first = self.counts[reason] == 1
+        if first:
+            log.warning("rejected undecodable message on %s: %s", key, error)
+
+    @property
+    def total(self) -> int:
+        """Rejections so far."""
+        return sum(self.counts.values())
+
+
+def subscribe(session: zenoh.Session, key: str, handler: Handler,
+              rejects: RejectCounter) -> zenoh.Subscriber:
+    """Call ``handler(message, received_ns)`` for each valid message on ``key``.
+
+    Runs on Zenoh's thread: handlers must be quick. Bytes that do not decode are
+    counted in ``rejects`` and dropped.
+    """
+
+    def on_sample(sample: zenoh.Sample) -> None:
+        received = now_ns()
+        try:
+            msg = decode(sample.payload.to_bytes())
+        except CodecError as exc:
+            rejects.add(str(sample.key_expr), exc)
+            return
+        try:
+            handler(msg, received)
+        except Exception:
+            # A bug in a handler must not kill Zenoh's receive thread; it is logged loudly.
+            log.exception("handler for %s failed on %s", key, type(msg.body).__name__)
+
+    return session.declare_subscriber(key, on_sample)
