@@ -9,7 +9,8 @@
     ├── KinematicsError      a pose the instrument cannot reach
     ├── RobotError           the robot refused an operation (wrong state, not connected)
     ├── SafetyError          a safety precondition does not hold (never raised in the servo loop)
-    └── VideoError           the camera, encoder or decoder cannot work (GL, codec, frame size)
+    ├── VideoError           the camera, encoder or decoder cannot work (GL, codec, frame size)
+    └── RecordingError       a recording or audit trail cannot be written or read
 
 Lower-level errors (Zenoh, OS, pydantic) are translated at the boundary with
 ``raise ...Error(...) from exc`` so that the command line shows one line.
@@ -50,10 +51,15 @@ class VideoError(TelesurgeryError):
     """The endoscope camera, the video encoder or the decoder cannot do what was asked."""
 
 
+class RecordingError(TelesurgeryError):
+    """A recording (MCAP) or an audit trail cannot be written or read."""
+
+
 __all__ = [
     "CodecError",
     "ConfigError",
     "KinematicsError",
+    "RecordingError",
     "RobotError",
     "SafetyError",
     "TelesurgeryError",
