@@ -1,0 +1,85 @@
+"""The console's per-tick teleoperation pipeline for every arm an input device drives.
+
+Pure apart from the device's ``feedback`` call: it turns hand samples, the
+latest measured tool poses and the registrations into the bodies to publish
+this tick; the console node owns the loop and the Zenoh publishers. ``observe``
+and ``register`` may be called from another thread (Zenoh's receive thread):
+each stores one immutable value, which the loop reads as the latest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from telesurgery.config import TremorConfig
+from telesurgery.console.mapping import DEFAULT_SCALE, TeleopMapping
+from telesurgery.input.base import HandSample, InputDevice
+from telesurgery.transport.codec import JawServoJP, ServoCP
+from telesurgery.types import Pose
+
+
+class Teleop:
+    """One ``TeleopMapping`` per arm of ``device``; ``step`` once per tick at ``rate_hz`` [Hz].
+
+    An arm whose registration or measured pose is still unknown gets clutched
+    heartbeats (``ServoCP`` with ``clutch=True``, target unchanged), so the
+    patient side sees the console alive but nothing moves.
+    """
+
+    def __init__(self, device: InputDevice, scale: float = DEFAULT_SCALE,
+                 tremor: TremorConfig | None = None, rate_hz: float = 1000.0) -> None:
+        self.device = device
+        self._mappings = {arm: TeleopMapping(arm, scale, tremor, rate_hz) for arm in device.arms}
+        self._registrations: dict[str, Pose] = {}
+        self._measured: dict[str, tuple[Pose, float]] = {}
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        """The arms this pipeline drives, in the device's order."""
+        return tuple(self._mappings)
+
+    @property
+    def rejected(self) -> int:
+        """Ticks held because an input (hand sample, measured pose, registration) was not
+        finite, over all arms."""
+        return sum(m.rejected for m in self._mappings.values())
+
+    def engaged(self, arm: str) -> bool:
+        """True while the surgeon's hand drives ``arm``."""
+        return self._mappings[arm].engaged
+
+    def register(self, arm: str, base_in_view: Pose) -> None:
+        """The registration of ``arm``: its base frame expressed in the camera frame [m].
+        Arms the device does not drive are ignored."""
+        if arm in self._mappings:
+            self._registrations[arm] = base_in_view
+
+    def observe(self, arm: str, measured: Pose, jaw: float) -> None:
+        """The latest measured tool tip pose of ``arm`` in its base frame [m] and jaw [rad].
+        Arms the device does not drive are ignored."""
+        if arm in self._mappings:
+            self._measured[arm] = (measured, jaw)
+
+    def step(self, samples: Mapping[str, HandSample]) -> list[ServoCP | JawServoJP]:
+        """The bodies to send this tick, for each arm that has a sample in ``samples``."""
+        out: list[ServoCP | JawServoJP] = []
+        for arm, mapping in self._mappings.items():
+            sample = samples.get(arm)
+            if sample is None:
+                continue
+            registration = self._registrations.get(arm)
+            measured = self._measured.get(arm)
+            if registration is None or measured is None:
+                out.append(mapping.hold(sample))
+                continue
+            pose, jaw = measured
+            cmd = mapping.step(sample, pose, jaw, registration)
+            out.append(cmd.servo)
+            if cmd.jaw is not None:
+                out.append(cmd.jaw)
+            if not cmd.rejected:
+                self.device.feedback(arm, registration.compose(pose), jaw)
+        return out
+
+
+__all__ = ["Teleop"]
