@@ -1,0 +1,342 @@
+"""Pure safety checks: command validation, sequence and age, workspace clamp, motion limits.
+
+No threads, no I/O, no clock: every function is given the times it needs. Positions
+are [m] in the arm base frame, whose origin is the remote centre of motion (RCM);
+angles [rad]; times [ns]; durations [s] where a name ends in ``_s``.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from telesurgery.config import SafetyConfig
+from telesurgery.errors import SafetyError
+from telesurgery.geometry import (
+    Quat,
+    Vec3,
+    quat_angle,
+    quat_conj,
+    quat_mul,
+    quat_normalize,
+    quat_to_rotvec,
+    rotvec_to_quat,
+)
+from telesurgery.transport.codec import JawServoJP, ServoCP
+from telesurgery.types import Pose
+
+ZERO: Vec3 = (0.0, 0.0, 0.0)
+TOLERANCE_M = 1e-9
+"""Slack [m] when testing a point against the workspace, for rounding in the clamp."""
+
+
+class Reason(enum.Enum):
+    """Why a command was rejected; the value is the name used in status JSON."""
+
+    MALFORMED = "malformed"
+    """Not a command body, a quaternion that is not unit, or a sample taken after sending."""
+    NON_FINITE = "non_finite"
+    """A NaN or infinite number in the pose or jaw angle."""
+    UNKNOWN_ARM = "unknown_arm"
+    """The command names an arm this robot does not drive."""
+    WRONG_SESSION = "wrong_session"
+    """From a console session that does not own the robot."""
+    DUPLICATE = "duplicate"
+    """The same sequence number as the last command of its stream."""
+    OUT_OF_ORDER = "out_of_order"
+    """An older sequence number than the last command of its stream."""
+    STALE = "stale"
+    """Older than the command age limit when it arrived."""
+    CLOCK_SKEW = "clock_skew"
+    """Sent further in the future than the age limit: the clocks disagree."""
+    NOT_ENABLED = "not_enabled"
+    """The supervisor is disabled."""
+    ESTOPPED = "estopped"
+    """The emergency stop is latched."""
+    NOT_ENGAGED = "not_engaged"
+    """The arm is held and the console has not clutched since."""
+    NOT_ALIGNED = "not_aligned"
+    """Clutch released with the hand's target too far from the tool: no jump allowed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the supervisor decided about one command."""
+
+    accepted: bool
+    reason: Reason | None = None
+
+
+ACCEPTED = Verdict(True)
+REJECTED: Mapping[Reason, Verdict] = MappingProxyType({r: Verdict(False, r) for r in Reason})
+"""One preallocated rejection per reason: the hot path allocates nothing for a verdict."""
+
+
+def validate_pose(pose: Pose) -> Reason | None:
+    """``NON_FINITE`` for NaN or infinity, ``MALFORMED`` for a quaternion that is not unit."""
+    p, q = pose.position, pose.orientation
+    if not (math.isfinite(p[0]) and math.isfinite(p[1]) and math.isfinite(p[2])
+            and math.isfinite(q[0]) and math.isfinite(q[1]) and math.isfinite(q[2])
+            and math.isfinite(q[3])):
+        return Reason.NON_FINITE
+    if not pose.is_finite():
+        return Reason.MALFORMED
+    return None
+
+
+def validate_command(body: ServoCP | JawServoJP, sent_ns: int) -> Reason | None:
+    """Check the numbers of a decoded command; ``sent_ns`` [ns] is its header's send time.
+
+    The input sample behind a command is taken before the command is sent (both on
+    the console's clock), so a later ``sample_ns`` is a malformed message.
+    """
+    if body.sample_ns > sent_ns:
+        return Reason.MALFORMED
+    if isinstance(body, ServoCP):
+        return validate_pose(body.pose)
+    return None if math.isfinite(body.angle) else Reason.NON_FINITE
+
+
+def check_sequence(last_seq: int | None, seq: int) -> Reason | None:
+    """``DUPLICATE`` or ``OUT_OF_ORDER`` against the last accepted ``seq`` of the stream."""
+    if last_seq is None or seq > last_seq:
+        return None
+    return Reason.DUPLICATE if seq == last_seq else Reason.OUT_OF_ORDER
+
+
+def check_age(sent_ns: int, now_ns: int, max_age_ns: int) -> Reason | None:
+    """``STALE`` when older than ``max_age_ns``; ``CLOCK_SKEW`` when as far in the future.
+
+    ``sent_ns`` must already be on the local clock (add the peer's clock offset first).
+    """
+    age = now_ns - sent_ns
+    if age > max_age_ns:
+        return Reason.STALE
+    if age < -max_age_ns:
+        return Reason.CLOCK_SKEW
+    return None
+
+
+def _sub(a: Vec3, b: Vec3) -> Vec3:
+    return (a[0] - b[0], a[1] - b[1], a[2] - b[2])
+
+
+def _add(a: Vec3, b: Vec3) -> Vec3:
+    return (a[0] + b[0], a[1] + b[1], a[2] + b[2])
+
+
+def _scale(a: Vec3, s: float) -> Vec3:
+    return (a[0] * s, a[1] * s, a[2] * s)
+
+
+def _dot(a: Vec3, b: Vec3) -> float:
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+
+
+def _norm(a: Vec3) -> float:
+    return math.sqrt(a[0] * a[0] + a[1] * a[1] + a[2] * a[2])
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    """Where the tool tip may be: inside the box ``lo``..``hi`` [m] and at least
+    ``rcm_min_m`` [m] from the RCM (the origin)."""
+
+    lo: Vec3
+    hi: Vec3
+    rcm_min_m: float
+
+    def __post_init__(self) -> None:
+        if not all(a < b for a, b in zip(self.lo, self.hi, strict=True)):
+            raise SafetyError(f"workspace box {self.lo}..{self.hi} is empty; "
+                              "make every workspace_min_m below workspace_max_m")
+        if _norm(self._far_corner()) < self.rcm_min_m:
+            raise SafetyError(f"workspace box {self.lo}..{self.hi} lies entirely within "
+                              f"{self.rcm_min_m} m of the RCM; enlarge the box")
+
+    @classmethod
+    def from_config(cls, cfg: SafetyConfig) -> Workspace:
+        """The workspace that ``cfg`` describes."""
+        return cls(cfg.workspace_min_m, cfg.workspace_max_m, cfg.rcm_min_distance_m)
+
+    def _far_corner(self) -> Vec3:
+        lo, hi = self.lo, self.hi
+        return (lo[0] if abs(lo[0]) > abs(hi[0]) else hi[0],
+                lo[1] if abs(lo[1]) > abs(hi[1]) else hi[1],
+                lo[2] if abs(lo[2]) > abs(hi[2]) else hi[2])
+
+    def clip_box(self, p: Vec3) -> Vec3:
+        """``p`` clipped to the box, axis by axis (the nearest point of the box)."""
+        lo, hi = self.lo, self.hi
+        return (min(max(p[0], lo[0]), hi[0]), min(max(p[1], lo[1]), hi[1]),
+                min(max(p[2], lo[2]), hi[2]))
+
+    def contains(self, p: Vec3) -> bool:
+        """True when ``p`` is in the box and far enough from the RCM (within 1 nm)."""
+        lo, hi, t = self.lo, self.hi, TOLERANCE_M
+        return (lo[0] - t <= p[0] <= hi[0] + t and lo[1] - t <= p[1] <= hi[1] + t
+                and lo[2] - t <= p[2] <= hi[2] + t
+                and _dot(p, p) >= (self.rcm_min_m - t) ** 2)
+
+    def clamp(self, p: Vec3) -> Vec3:
+        """A point of the workspace near ``p``: ``p`` itself when it is inside.
+
+        Clipped to the box, then pushed radially out of the RCM sphere; where the box
+        cuts that sphere and the push leaves the box, the point moves toward the box
+        corner farthest from the RCM until it clears the sphere.
+        """
+        q = self.clip_box(p)
+        r_min = self.rcm_min_m
+        n = _norm(q)
+        if n >= r_min - TOLERANCE_M:
+            return q
+        # At the RCM itself the direction is meaningless: push down (-z), the way an
+        # instrument enters.
+        out = _scale(q, r_min / n) if n > TOLERANCE_M else (0.0, 0.0, -r_min)
+        if self.contains(out):
+            return out
+        return _exit_sphere(q, _sub(self._far_corner(), q), r_min)
+
+
+def _exit_sphere(q: Vec3, d: Vec3, radius: float) -> Vec3:
+    """The first point of ``q + t d`` (t in [0, 1]) at ``radius`` from the origin; ``q``
+    is inside the sphere and ``q + d`` outside."""
+    a, b, c = _dot(d, d), 2.0 * _dot(q, d), _dot(q, q) - radius * radius
+    t = min(1.0, (-b + math.sqrt(b * b - 4.0 * a * c)) / (2.0 * a))
+    return _add(q, _scale(d, t))
+
+
+@dataclass(frozen=True, slots=True)
+class MotionLimits:
+    """Speed [m/s], acceleration [m/s^2], angular speed [rad/s] and jaw speed [rad/s]."""
+
+    linear_speed_m_s: float
+    linear_accel_m_s2: float
+    angular_speed_rad_s: float
+    jaw_speed_rad_s: float
+
+    @classmethod
+    def from_config(cls, cfg: SafetyConfig) -> MotionLimits:
+        """The limits that ``cfg`` sets."""
+        return cls(cfg.max_linear_speed_m_s, cfg.max_linear_accel_m_s2,
+                   cfg.max_angular_speed_rad_s, cfg.max_jaw_speed_rad_s)
+
+
+@dataclass(frozen=True, slots=True)
+class Setpoint:
+    """A commanded tool-tip ``pose`` and the linear ``velocity`` [m/s] that reached it."""
+
+    pose: Pose
+    velocity: Vec3 = ZERO
+
+
+def _braking_speed(distance: float, accel: float, dt_s: float) -> float:
+    """The highest speed [m/s] from which steps of ``dt_s`` decelerating at ``accel``
+    stop within ``distance`` [m]: solves v^2 / (2 a) + v dt / 2 = distance."""
+    half = 0.5 * dt_s
+    return accel * (math.sqrt(half * half + 2.0 * distance / accel) - half)
+
+
+def next_setpoint(prev: Setpoint, goal: Pose, limits: MotionLimits, workspace: Workspace,
+                  dt_s: float) -> Setpoint:
+    """The setpoint one servo period ``dt_s`` [s] after ``prev``, moving toward ``goal``.
+
+    Linear speed stays within the speed limit; acceleration within the acceleration
+    limit except where the workspace boundary stops the tip; rotation within the
+    angular speed limit. From a setpoint inside ``workspace`` the result is inside it;
+    from one outside (an arm parked out of the box) the tip moves toward ``goal``,
+    which the caller has clamped into the workspace.
+    """
+    p, v = prev.pose.position, prev.velocity
+    v_max, a_max = limits.linear_speed_m_s, limits.linear_accel_m_s2
+    d = _sub(goal.position, p)
+    dist = _norm(d)
+    v_des = ZERO
+    if dist > 0.0:
+        speed = min(v_max, dist / dt_s, _braking_speed(dist, a_max, dt_s))
+        v_des = _scale(d, speed / dist)
+    dv = _sub(v_des, v)
+    dv_norm, dv_max = _norm(dv), a_max * dt_s
+    if dv_norm > dv_max:
+        dv = _scale(dv, dv_max / dv_norm)
+    step = _scale(_add(v, dv), dt_s)
+    step_norm, step_max = _norm(step), v_max * dt_s
+    if step_norm > step_max:  # rounding only: v + dv lies between two vectors within v_max
+        step = _scale(step, step_max / step_norm)
+    target = _add(p, step)
+    if workspace.contains(p) and not workspace.contains(target):
+        target = _stay_inside(p, step, workspace)
+        step = _sub(target, p)
+    return Setpoint(Pose(target, _rotate_toward(prev.pose.orientation, goal.orientation,
+                                                limits.angular_speed_rad_s * dt_s)),
+                    _scale(step, 1.0 / dt_s))
+
+
+def _stay_inside(p: Vec3, step: Vec3, workspace: Workspace) -> Vec3:
+    """Where a step from ``p`` (inside) ends when the workspace stops it, never longer.
+
+    Clipping to the box is a projection onto a convex set and cannot lengthen the step;
+    removing the component toward the RCM slides along the sphere and cannot bring the
+    tip closer to it; failing both, the tip stays.
+    """
+    clipped = workspace.clip_box(_add(p, step))
+    if workspace.contains(clipped):
+        return clipped
+    n = _norm(p)
+    inward = _dot(step, p) / n if n > 0.0 else 0.0
+    if inward < 0.0:
+        slid = workspace.clip_box(_add(p, _sub(step, _scale(p, inward / n))))
+        if workspace.contains(slid):
+            return slid
+    return p
+
+
+def _rotate_toward(q: Quat, goal: Quat, max_angle: float) -> Quat:
+    angle = quat_angle(q, goal)
+    if angle <= max_angle:
+        return quat_normalize(goal)
+    delta = quat_to_rotvec(quat_mul(goal, quat_conj(q)))
+    return quat_normalize(quat_mul(rotvec_to_quat(_scale(delta, max_angle / angle)), q))
+
+
+def stopping_pose(prev: Setpoint, limits: MotionLimits, dt_s: float) -> Pose:
+    """Where the tip comes to rest braking at the acceleration limit in steps of ``dt_s``
+    [s], orientation kept: v^2 / (2 a) + v dt / 2 ahead [m]."""
+    speed = _norm(prev.velocity)
+    if speed == 0.0:
+        return prev.pose
+    travel = speed / (2.0 * limits.linear_accel_m_s2) + 0.5 * dt_s
+    return Pose(_add(prev.pose.position, _scale(prev.velocity, travel)), prev.pose.orientation)
+
+
+def next_jaw(prev: float, goal: float, max_speed_rad_s: float, dt_s: float) -> float:
+    """The jaw angle [rad] one period ``dt_s`` [s] after ``prev``, toward ``goal``."""
+    step = max_speed_rad_s * dt_s
+    return prev + min(max(goal - prev, -step), step)
+
+
+def misalignment(setpoint: Pose, goal: Pose) -> tuple[float, float]:
+    """Distance [m] and rotation angle [rad] between the tool's setpoint and a target."""
+    return setpoint.distance(goal), quat_angle(setpoint.orientation, goal.orientation)
+
+
+__all__ = [
+    "ACCEPTED",
+    "REJECTED",
+    "MotionLimits",
+    "Reason",
+    "Setpoint",
+    "Verdict",
+    "Workspace",
+    "check_age",
+    "check_sequence",
+    "misalignment",
+    "next_jaw",
+    "next_setpoint",
+    "stopping_pose",
+    "validate_command",
+    "validate_pose",
+]
