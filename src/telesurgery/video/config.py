@@ -1,0 +1,41 @@
+"""Settings of the endoscope video stream, as a pydantic model for the node configs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class VideoConfig(BaseModel):
+    """Endoscope camera and encoder settings.
+
+    ``width`` x ``height`` [px] defaults to 640x480, the largest size measured to
+    hold 30 fps beside the 1 kHz servo loop on a 2-core machine with software
+    OpenGL (see ``telesurgery bench video``); 1280x720 and 1920x1080 are for
+    machines with a GPU. ``fps`` [1/s]; ``asap`` renders back to back instead of
+    at ``fps`` (shorter motion-to-photon, a busy core). ``bitrate_bps`` [bit/s]:
+    None scales 2 Mbit/s at 640x480@30 by pixel rate. ``threads``: slices and
+    colour conversion.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    camera: str = "endoscope"
+    width: Annotated[int, Field(ge=16, le=8192)] = 640
+    height: Annotated[int, Field(ge=16, le=8192)] = 480
+    fps: Annotated[float, Field(gt=0.0, le=240.0)] = 30.0
+    asap: bool = False
+    bitrate_bps: Annotated[int, Field(ge=50_000)] | None = None
+    threads: Annotated[int, Field(ge=1, le=16)] = 2
+
+    @field_validator("width", "height")
+    @classmethod
+    def _even(cls, v: int) -> int:
+        if v % 2:
+            raise ValueError(f"{v} px is odd; YUV 4:2:0 needs even sizes, e.g. 640x480")
+        return v
+
+
+__all__ = ["VideoConfig"]
