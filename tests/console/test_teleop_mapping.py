@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -50,7 +51,7 @@ def in_view(p: Pose) -> Pose:
     return REGISTRATION.compose(p)
 
 
-def drive(m: TeleopMapping, start_ms: int, ticks: int, delta: Vec3 = (0.0, 0.0, 0.0),
+def drive(m: TeleopMapping, start_ms: int, ticks: int, delta: Vec3 = (0.0, 0.0, 0.0), *,
           turn: Vec3 = (0.0, 0.0, 0.0), base: Pose = HAND0,
           measured: Pose = MEASURED) -> list[Pose]:
     """Move the hand from ``base`` by ``delta`` [m] and turn it by ``turn`` [rad, view frame]
@@ -124,8 +125,7 @@ def test_rolling_past_half_a_turn_stays_continuous() -> None:
     m.step(hand(0), MEASURED, 0.3, REGISTRATION)
     turn = (0.0, 0.0, 1.6 * math.pi)
     targets = drive(m, 1, 4000, turn=turn)
-    steps = [quat_angle(a.orientation, b.orientation) for a, b in zip(targets, targets[1:],
-                                                                     strict=False)]
+    steps = [quat_angle(a.orientation, b.orientation) for a, b in itertools.pairwise(targets)]
     per_tick = 1.6 * math.pi / 4000
     assert max(steps) < 1.5 * per_tick
     moved = settle(m, 5000, Pose(HAND0.position,

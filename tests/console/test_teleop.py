@@ -1,0 +1,110 @@
+"""The per-tick Teleop pipeline: holding until ready, feedback to the device, arm routing."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from telesurgery.console.teleop import Teleop
+from telesurgery.geometry import rotvec_to_quat
+from telesurgery.input.scripted import COLUMNS, ScriptedDevice
+from telesurgery.transport.codec import JawServoJP, ServoCP
+from telesurgery.types import Pose
+
+REGISTRATION = Pose((0.02, -0.01, 0.18), rotvec_to_quat((2.5, 0.4, -0.3)))
+TOOL = Pose((0.01, -0.02, -0.12), rotvec_to_quat((0.1, 0.2, 0.3)))
+
+
+class RecordingDevice(ScriptedDevice):
+    """A scripted hand that also keeps what the console fed back to it."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.seen: list[tuple[str, Pose, float]] = []
+
+    def feedback(self, arm: str, tip_in_view: Pose, jaw: float) -> None:
+        self.seen.append((arm, tip_in_view, jaw))
+
+
+@pytest.fixture
+def device(tmp_path: Path) -> RecordingDevice:
+    path = tmp_path / "still.csv"
+    path.write_text(",".join(COLUMNS) + "\n"
+                    "0.0,psm1,-0.05,0,0.3,1,0,0,0,0.5,0\n"
+                    "0.0,psm2,0.05,0,0.3,1,0,0,0,0.5,0\n"
+                    "1.0,psm1,-0.04,0,0.3,1,0,0,0,0.5,0\n"
+                    "1.0,psm2,0.06,0,0.3,1,0,0,0,0.5,0\n", encoding="utf-8")
+    return RecordingDevice(path)
+
+
+def by_arm(bodies: list[ServoCP | JawServoJP]) -> dict[str, list[ServoCP | JawServoJP]]:
+    out: dict[str, list[ServoCP | JawServoJP]] = {}
+    for b in bodies:
+        out.setdefault(b.arm, []).append(b)
+    return out
+
+
+def test_holds_with_clutched_heartbeats_until_registration_and_pose_are_known(
+        device: RecordingDevice) -> None:
+    teleop = Teleop(device)
+    assert teleop.arms == ("psm1", "psm2")
+    for k, prepare in enumerate(("nothing", "registration", "both")):
+        if prepare == "registration":
+            teleop.register("psm1", REGISTRATION)
+        elif prepare == "both":
+            teleop.observe("psm1", TOOL, 0.4)
+        bodies = by_arm(teleop.step(device.read(k * 1_000_000)))
+        # psm2 never got its registration or pose: heartbeats only, nothing moves.
+        assert len(bodies["psm2"]) == 1
+        beat = bodies["psm2"][0]
+        assert isinstance(beat, ServoCP)
+        assert beat.clutch
+        assert not teleop.engaged("psm2")
+        if prepare == "both":
+            servo, jaw = bodies["psm1"]
+            assert isinstance(servo, ServoCP)
+            assert isinstance(jaw, JawServoJP)
+            assert not servo.clutch
+            assert servo.pose.distance(TOOL) < 1e-12
+            assert teleop.engaged("psm1")
+        else:
+            assert [type(b) for b in bodies["psm1"]] == [ServoCP]
+            assert isinstance(bodies["psm1"][0], ServoCP)
+            assert bodies["psm1"][0].clutch
+
+
+def test_feedback_is_the_measured_tool_in_the_view_frame(device: RecordingDevice) -> None:
+    teleop = Teleop(device)
+    teleop.register("psm1", REGISTRATION)
+    teleop.observe("psm1", TOOL, 0.4)
+    teleop.step(device.read(0))
+    assert len(device.seen) == 1
+    arm, tip, jaw = device.seen[0]
+    assert arm == "psm1"
+    assert jaw == 0.4
+    expected = REGISTRATION.compose(TOOL)
+    assert tip.distance(expected) < 1e-12
+
+
+def test_unknown_arms_and_missing_samples_are_skipped(device: RecordingDevice) -> None:
+    teleop = Teleop(device)
+    teleop.register("ecm", REGISTRATION)
+    teleop.observe("ecm", TOOL, 0.0)
+    samples = device.read(0)
+    bodies = teleop.step({"psm2": samples["psm2"]})
+    assert {b.arm for b in bodies} == {"psm2"}
+
+
+def test_non_finite_measurement_holds_counts_and_gives_no_feedback(
+        device: RecordingDevice) -> None:
+    teleop = Teleop(device)
+    teleop.register("psm1", REGISTRATION)
+    teleop.observe("psm1", Pose((math.nan, 0.0, 0.0)), 0.4)
+    bodies = by_arm(teleop.step(device.read(0)))
+    servo = bodies["psm1"][0]
+    assert isinstance(servo, ServoCP)
+    assert servo.clutch
+    assert teleop.rejected == 1
+    assert device.seen == []
