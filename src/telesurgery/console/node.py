@@ -50,6 +50,7 @@ class ConsoleNode:
         self.teleop = Teleop(device, scale=config.scale, tremor=config.tremor,
                              rate_hz=config.rate_hz)
         self.sent = 0
+        self.sent_servo_cp = 0
         self.period_error_ns = Samples()
         self.patient_status: dict[str, Any] = {}
         self._cpu = 0.0
@@ -117,6 +118,7 @@ class ConsoleNode:
                 cp, jaw = pubs[body.arm]
                 if isinstance(body, ServoCP):
                     cp.put(body)
+                    self.sent_servo_cp += 1
                 elif isinstance(body, JawServoJP):
                     jaw.put(body)
                 self.sent += 1
@@ -133,6 +135,7 @@ class ConsoleNode:
             "node": self.name,
             "session_id": f"{self.session_id:016x}",
             "sent": self.sent,
+            "sent_servo_cp": self.sent_servo_cp,
             "undecodable": self.rejects.total,
             "loop": {"rate_hz": self.config.rate_hz,
                      "period_error_us": self.period_error_ns.summary(1e-3)},

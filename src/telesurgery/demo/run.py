@@ -73,9 +73,9 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
         end = None if opts.duration_s is None else started + int(opts.duration_s * 1e9)
         while not stop.is_set() and (end is None or now_ns() < end):
             if not (patient.alive() and console.alive()):
-                dead = patient if not patient.alive() else console
-                raise TelesurgeryError(f"{dead.name} stopped unexpectedly: "
-                                       f"{dead.last_log_line()}; log in {dead.log_path}")
+                gone = patient if not patient.alive() else console
+                raise TelesurgeryError(f"{gone.name} stopped unexpectedly: "
+                                       f"{gone.last_log_line()}; log in {gone.log_path}")
             if on_tick is not None:
                 on_tick(monitor, (now_ns() - started) * 1e-9)
             stop.wait(0.25)

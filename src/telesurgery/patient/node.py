@@ -19,6 +19,7 @@ import zenoh
 
 from telesurgery.clock import Rate, now_ns, set_realtime, set_timer_slack
 from telesurgery.config import PatientConfig
+from telesurgery.errors import ConfigError
 from telesurgery.robots.base import Robot
 from telesurgery.safety.supervisor import Supervisor
 from telesurgery.stats import Samples
@@ -39,6 +40,7 @@ from telesurgery.transport.session import (
     open_session,
     subscribe,
 )
+from telesurgery.types import Pose
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +53,6 @@ class PatientNode:
     def __init__(self, config: PatientConfig, robot: Robot) -> None:
         missing = [a for a in config.arms if a not in robot.arms]
         if missing:
-            from telesurgery.errors import ConfigError
-
             raise ConfigError(f"arms {missing} are not on this robot; it has "
                               f"{sorted(robot.arms)}")
         self.config = config
@@ -62,7 +62,8 @@ class PatientNode:
         self.rejects = RejectCounter()
         self.period_error_ns = Samples()
         self._events: queue.SimpleQueue[SafetyEvent] = queue.SimpleQueue()
-        self.supervisor = Supervisor(robot, config.safety, on_event=self._events.put)
+        self.supervisor = Supervisor(robot, config.safety, on_event=self._events.put,
+                                     period_s=1.0 / config.servo_rate_hz, arms=config.arms)
         self._cpu = 0.0
         self._started_ns = 0
 
@@ -186,10 +187,8 @@ class PatientNode:
             "undecodable": self.rejects.total,
             "servo": {"rate_hz": self.config.servo_rate_hz,
                       "period_error_us": self.period_error_ns.summary(1e-3)},
-            "registration": {
-                name: [*arm.registration().position, *arm.registration().orientation]
-                for name, arm in self.robot.arms.items() if name in self.config.arms
-            },
+            "registration": {name: _flat(self.robot.arms[name].registration())
+                             for name in self.config.arms},
         }
         task = getattr(self.robot, "task_status", None)
         if callable(task):
@@ -201,3 +200,7 @@ class PatientNode:
         out = self.status()
         out["cpu_cores"] = round(self._cpu, 3)
         return out
+
+
+def _flat(p: Pose) -> list[float]:
+    return [*p.position, *p.orientation]

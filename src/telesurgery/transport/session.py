@@ -114,7 +114,7 @@ class RejectCounter:
 
 
 def subscribe(session: zenoh.Session, key: str, handler: Handler,
-              rejects: RejectCounter) -> zenoh.Subscriber:
+              rejects: RejectCounter) -> zenoh.Subscriber[None]:
     """Call ``handler(message, received_ns)`` for each valid message on ``key``.
 
     Runs on Zenoh's thread: handlers must be quick. Bytes that do not decode are

@@ -1,0 +1,77 @@
+"""The demo's terminal view (Rich): live status while running, a summary table after."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from telesurgery.demo.monitor import Monitor
+
+_STATE_STYLE = {"ENGAGED": "bold green", "HOLD": "bold yellow", "ESTOP": "bold red",
+                "DISABLED": "dim"}
+
+
+def _pct(d: dict[str, Any] | None, unit: str) -> str:
+    if not d:
+        return "-"
+    return (f"p50 {d['p50']:.3f}  p99 {d['p99']:.3f}  p99.9 {d['p999']:.3f}  "
+            f"max {d['max']:.3f} {unit}")
+
+
+def render_status(monitor: Monitor, elapsed_s: float, duration_s: float | None) -> Group:
+    """One screen of live status from the latest node telemetry."""
+    patient = monitor.status.get("patient", {})
+    console = monitor.status.get("console", {})
+    safety = patient.get("safety", {})
+    state = str(safety.get("state", "?"))
+    t = Table(title=f"telesurgery demo - session {monitor.keys.session}", show_header=False,
+              expand=False)
+    t.add_column(style="bold")
+    t.add_column()
+    left = f" / {duration_s:.0f} s" if duration_s else "  (Ctrl-C to stop)"
+    t.add_row("time", f"{elapsed_s:6.1f} s{left}")
+    t.add_row("nodes", ", ".join(sorted(monitor.present)) or "-")
+    t.add_row("safety", Text(state, style=_STATE_STYLE.get(state, "")))
+    t.add_row("commands sent", str(console.get("sent", "-")))
+    t.add_row("accepted / rejected",
+              f"{safety.get('accepted', '-')} / {sum(safety.get('rejected', {}).values())}")
+    t.add_row("input -> accepted", _pct(safety.get("latency_ms"), "ms"))
+    t.add_row("servo period error",
+              _pct(patient.get("servo", {}).get("period_error_us"), "us"))
+    task = patient.get("task")
+    if task:
+        t.add_row("task", f"{task.get('name', '?')}: {task.get('completed', 0)} transferred")
+    rows = [t]
+    if monitor.events:
+        ev = Table(title="safety events", show_header=False)
+        for when, e in list(monitor.events):
+            ev.add_row(time.strftime("%H:%M:%S", time.localtime(when)),
+                       f"{e.previous.name} -> {e.state.name}", e.reason)
+        rows.append(ev)
+    return Group(*rows)
+
+
+def render_summary(summary: dict[str, Any]) -> Table:
+    """The summary JSON as a table a person reads at a glance."""
+    c = summary.get("control", {})
+    s = summary.get("safety", {})
+    t = Table(title="telesurgery demo summary", show_header=False)
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("duration", f"{summary.get('duration_s', 0):.1f} s")
+    t.add_row("control rate", f"{c.get('rate_hz', 0):.1f} Hz per arm")
+    t.add_row("sent / applied", f"{c.get('sent', 0)} / {c.get('applied', 0)}")
+    t.add_row("stale / rejected", f"{c.get('stale_dropped', 0)} / {c.get('rejected', 0)}")
+    t.add_row("input -> accepted", _pct(c.get("latency_ms"), "ms"))
+    t.add_row("wait for servo tick", _pct(c.get("tick_wait_ms"), "ms"))
+    t.add_row("safety", f"{s.get('state', '?')}, holds {s.get('holds', 0)}, "
+                        f"faults {s.get('faults', 0)}")
+    task = summary.get("task")
+    if task:
+        t.add_row("task", f"{task.get('name')}: {task.get('completed')} in "
+                          f"{task.get('time_s', 0):.1f} s")
+    return t
