@@ -11,6 +11,9 @@ VERB_MODULES = (
     "nodes",
     "demo",
     "bench",
+    "record",
+    "audit",
+    "link",
 )
 
 
