@@ -151,9 +151,12 @@ class TeleopMapping:
         ``measured``: the tool tip pose in the base frame [m]; ``measured_jaw`` [rad];
         ``registration``: the base frame expressed in the camera frame.
         """
+        anchor = self._anchor
+        # The registration the anchor holds was checked when it was taken.
+        known = anchor is not None and registration is anchor.registration
         if not (sample.pose.is_finite() and math.isfinite(sample.grip)
                 and measured.is_finite() and math.isfinite(measured_jaw)
-                and registration.is_finite()):
+                and (known or registration.is_finite())):
             self.rejected += 1
             return ArmCommand(self.hold(sample), self._jaw_body(sample), rejected=True)
         if self._target is None:
@@ -163,8 +166,7 @@ class TeleopMapping:
             self._anchor = None
             return ArmCommand(ServoCP(self.arm, self._target, sample.t_ns, clutch=True),
                               self._jaw_body(sample))
-        anchor = self._anchor
-        if anchor is None or anchor.registration != registration:
+        if anchor is None or (not known and anchor.registration != registration):
             anchor = self._reanchor(sample, measured, registration)
         hand = sample.pose
         h0 = anchor.hand_position
