@@ -76,13 +76,29 @@ class ConsoleNode:
         token = z.liveliness().declare_token(keys.presence(self.name))
         status = Publisher(z, keys.status(self.name), Stream.STATUS, sid)
         try:
-            self._loop(pubs, status, stop, duration_s)
+            if self._wait_for_patient(pubs, stop):
+                self._loop(pubs, status, stop, duration_s)
         finally:
             status.put(Status(self.status()))
             token.undeclare()
             for s in subs:
                 s.undeclare()
         return self.report()
+
+    def _wait_for_patient(self, pubs: dict[str, tuple[Publisher, Publisher]],
+                          stop: threading.Event) -> bool:
+        """Block until the patient node subscribes to every command key (or ``stop``).
+
+        Commands sent before anyone listens would be lost and counted as sent.
+        """
+        log.info("waiting for the patient node on session %s", self.config.session)
+        everything = [p for pair in pubs.values() for p in pair]
+        while not stop.is_set():
+            if all(p.matched for p in everything):
+                log.info("patient node present; streaming commands")
+                return True
+            stop.wait(0.01)
+        return False
 
     def _on_measured(self, msg: Message, _received_ns: int) -> None:
         if isinstance(msg.body, MeasuredCP):

@@ -75,6 +75,11 @@ class Publisher:
         """Sequence number of the last message put."""
         return self._seq
 
+    @property
+    def matched(self) -> bool:
+        """True while at least one subscriber (local or remote) matches this key."""
+        return bool(self._pub.matching_status.matching)
+
     def put(self, body: AnyBody) -> Message:
         """Stamp ``body`` with the next sequence number and the send time, and publish it."""
         with self._lock:

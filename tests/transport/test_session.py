@@ -1,0 +1,91 @@
+"""Publishers and subscribers over real Zenoh sessions on loopback."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import zenoh
+
+from telesurgery.config import ZenohConfig
+from telesurgery.errors import TransportError
+from telesurgery.transport.codec import JawServoJP, Message, ServoCP
+from telesurgery.transport.keys import Keys
+from telesurgery.transport.qos import Stream
+from telesurgery.transport.session import Publisher, RejectCounter, open_session, subscribe
+from telesurgery.types import Pose
+
+TIMEOUT_S = 10.0
+
+
+def _wait_matched(pub: Publisher) -> None:
+    # Zenoh propagates the subscriber's declaration asynchronously: poll for it.
+    tick = threading.Event()
+    for _ in range(int(TIMEOUT_S / 0.01)):
+        if pub.matched:
+            return
+        tick.wait(0.01)
+    raise AssertionError(f"no subscriber matched {pub.key}")
+
+
+def test_messages_arrive_in_order_with_sequence_and_session(
+        zenoh_pair: tuple[zenoh.Session, zenoh.Session]) -> None:
+    a, b = zenoh_pair
+    keys = Keys("t1")
+    got: list[Message] = []
+    done = threading.Event()
+
+    def on_msg(msg: Message, _received: int) -> None:
+        got.append(msg)
+        if len(got) == 50:
+            done.set()
+
+    rejects = RejectCounter()
+    sub = subscribe(a, keys.servo_cp("psm1"), on_msg, rejects)
+    pub = Publisher(b, keys.servo_cp("psm1"), Stream.EVENT, session_id=77)
+    _wait_matched(pub)
+    for i in range(50):
+        pub.put(ServoCP("psm1", Pose((0.001 * i, 0.0, -0.1)), sample_ns=i))
+    assert done.wait(TIMEOUT_S)
+    assert [m.seq for m in got] == list(range(1, 51))
+    assert {m.session for m in got} == {77}
+    assert isinstance(got[-1].body, ServoCP)
+    assert got[-1].body.pose.position[0] == pytest.approx(0.049)
+    assert rejects.total == 0
+    sub.undeclare()
+
+
+def test_undecodable_bytes_are_counted_not_delivered(
+        zenoh_pair: tuple[zenoh.Session, zenoh.Session]) -> None:
+    a, b = zenoh_pair
+    key = Keys("t2").jaw_servo_jp("psm1")
+    got: list[Message] = []
+    valid = threading.Event()
+    rejects = RejectCounter()
+
+    def on_msg(msg: Message, _received: int) -> None:
+        got.append(msg)
+        valid.set()
+
+    subscribe(a, key, on_msg, rejects)
+    raw = b.declare_publisher(key, reliability=zenoh.Reliability.RELIABLE)
+    pub = Publisher(b, key, Stream.EVENT, session_id=1)
+    _wait_matched(pub)
+    raw.put(b"garbage")
+    raw.put(b"TS\x09" + bytes(40))
+    pub.put(JawServoJP("psm1", 0.3, 0))  # sent after the garbage on the same reliable path
+    assert valid.wait(TIMEOUT_S)
+    assert len(got) == 1
+    assert rejects.total == 2
+    assert set(rejects.counts) == {"message too short", "protocol version 9 is not supported "
+                                   "(this node speaks 1); run the same telesurgery release on "
+                                   "both ends"}
+
+
+def test_port_in_use_is_one_clear_error(loopback_endpoint: str) -> None:
+    first = open_session(ZenohConfig(listen=[loopback_endpoint], gossip=False))
+    try:
+        with pytest.raises(TransportError, match="is another node already using the port"):
+            open_session(ZenohConfig(listen=[loopback_endpoint], gossip=False))
+    finally:
+        first.close()
