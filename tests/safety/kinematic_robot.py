@@ -34,8 +34,16 @@ class KinematicArm(Arm):
         self.jaw_history: list[float] = [jaw]
         self.servo_calls = 0
         self.hold_calls = 0
+        self.connected = True
+
+    def disconnect(self) -> None:
+        """What a lost controller link does: every later motion call fails."""
+        self.connected = False
 
     def _require_enabled(self, what: str) -> None:
+        if not self.connected:
+            raise RobotError(f"{self.name}.{what} failed: connection to the arm controller "
+                             "lost; check its cable and restart the node")
         state = self._robot.operating_state()
         if state is not OperatingState.ENABLED:
             raise RobotError(f"{self.name}.{what} refused: the robot is {state.name}; "

@@ -23,9 +23,12 @@ class Console:
         self.session = session
         self._seq: dict[tuple[str, type], int] = {}
 
-    def message(self, body: ServoCP | JawServoJP, sent_ns: int) -> Message:
+    def message(self, body: ServoCP | JawServoJP, sent_ns: int,
+                seq: int | None = None) -> Message:
+        """The next message of ``body``'s stream, or number ``seq`` (numbering goes on
+        from there)."""
         key = (body.arm, type(body))
-        self._seq[key] = self._seq.get(key, 0) + 1
+        self._seq[key] = self._seq.get(key, 0) + 1 if seq is None else seq
         return Message(self.session, self._seq[key], sent_ns, body)
 
 
@@ -57,11 +60,9 @@ class Rig:
         """Deliver ``body`` sent ``age_ns`` ago (its input sampled at sending)."""
         c = console or self.console
         if isinstance(body, ServoCP | JawServoJP):
-            msg = c.message(body, self.t_ns - age_ns)
+            msg = c.message(body, self.t_ns - age_ns, seq)
         else:
-            msg = Message(c.session, 1, self.t_ns - age_ns, body)
-        if seq is not None:
-            msg = Message(msg.session, seq, msg.sent_ns, msg.body)
+            msg = Message(c.session, seq or 1, self.t_ns - age_ns, body)
         return self.sup.submit(msg, self.t_ns)
 
     def servo(self, arm: str, pose: Pose, *, clutch: bool = False, age_ns: int = 0,
@@ -69,6 +70,10 @@ class Rig:
         """A ``servo_cp`` command for ``arm``."""
         return self.submit(ServoCP(arm, pose, self.t_ns - age_ns, clutch), age_ns=age_ns,
                            console=console)
+
+    def state(self) -> SafetyState:
+        """The supervisor's state (a call, so that type checkers do not pin it)."""
+        return self.sup.state
 
     def tip(self, arm: str = "psm1") -> Pose:
         """The pose the robot is commanded to [m]."""
@@ -79,4 +84,4 @@ class Rig:
         assert self.servo(arm, self.tip(arm), clutch=True, console=console).accepted
         self.tick()
         assert self.servo(arm, self.tip(arm), console=console).accepted
-        assert self.sup.state is SafetyState.ENGAGED
+        assert self.state() is SafetyState.ENGAGED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -116,12 +117,12 @@ def test_limiter_reaches_goal_without_overshoot_within_speed_and_accel() -> None
     path = _run(start, goal, DEFAULT, 1500)
     xs = [s.pose.position[0] for s in path]
     assert xs[-1] == pytest.approx(0.05, abs=1e-9)
-    assert all(b >= a - 1e-15 for a, b in zip(xs, xs[1:], strict=False))  # monotone
+    assert all(b >= a - 1e-15 for a, b in itertools.pairwise(xs))  # monotone
     assert max(xs) <= 0.05 + 1e-12
-    speeds = [(b - a) / DT for a, b in zip(xs, xs[1:], strict=False)]
+    speeds = [(b - a) / DT for a, b in itertools.pairwise(xs)]
     assert max(speeds) <= LIMITS.linear_speed_m_s + 1e-9
     assert max(speeds) > 0.99 * LIMITS.linear_speed_m_s  # it did reach cruise speed
-    accels = [abs(b - a) / DT for a, b in zip(speeds, speeds[1:], strict=False)]
+    accels = [abs(b - a) / DT for a, b in itertools.pairwise(speeds)]
     assert max(accels) <= LIMITS.linear_accel_m_s2 * (1 + 1e-6)
     # 100 mm at 0.25 m/s plus a 50 ms ramp at each end: about 450 ms.
     arrived = next(i for i, x in enumerate(xs) if abs(x - 0.05) < 1e-9)
@@ -133,7 +134,7 @@ def test_limiter_rotates_within_angular_speed() -> None:
     start = Setpoint(Pose((0.0, 0.0, -0.1)))
     path = _run(start, Pose((0.0, 0.0, -0.1), goal_q), DEFAULT, 600)
     steps = [quat_angle(a.pose.orientation, b.pose.orientation)
-             for a, b in zip(path, path[1:], strict=False)]
+             for a, b in itertools.pairwise(path)]
     assert max(steps) <= LIMITS.angular_speed_rad_s * DT + 1e-9
     assert quat_angle(path[-1].pose.orientation, goal_q) < 1e-9
     assert quat_angle(path[400].pose.orientation, goal_q) > 0.3  # 2 rad take 500 ms
@@ -143,7 +144,7 @@ def test_limiter_brings_a_parked_arm_into_the_box_at_limited_speed() -> None:
     start = Setpoint(Pose((0.2, 0.0, -0.1)))  # outside the box (x max 0.12)
     goal = Pose(DEFAULT.clamp((0.2, 0.0, -0.1)))
     path = _run(start, goal, DEFAULT, 600)
-    steps = [a.pose.distance(b.pose) for a, b in zip(path, path[1:], strict=False)]
+    steps = [a.pose.distance(b.pose) for a, b in itertools.pairwise(path)]
     assert max(steps) <= LIMITS.linear_speed_m_s * DT + 1e-12
     assert DEFAULT.contains(path[-1].pose.position)
 
@@ -175,18 +176,22 @@ quats = st.tuples(unit, unit, unit, unit).filter(lambda q: sum(v * v for v in q)
     _unit)
 
 
+points = st.tuples(near, near, near)
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from([DEFAULT, AROUND_RCM]), st.tuples(near, near, near),
-       st.tuples(near, near, near), st.tuples(unit, unit, unit), quats, quats,
+@given(st.sampled_from([DEFAULT, AROUND_RCM]),
+       st.tuples(points, st.tuples(unit, unit, unit), quats), st.tuples(points, quats),
        st.integers(1, 60))
 def test_limiter_never_leaves_workspace_nor_exceeds_speed(
-        ws: Workspace, start: Vec3, goal: Vec3, v_dir: Vec3, q0: Quat, q1: Quat,
+        ws: Workspace, start: tuple[Vec3, Vec3, Quat], goal: tuple[Vec3, Quat],
         ticks: int) -> None:
     # Any start in the workspace, moving at up to full speed in any direction.
-    p0 = ws.clamp(start)
+    (p, v_dir, q0), (g, q1) = start, goal
+    p0 = ws.clamp(p)
     s = LIMITS.linear_speed_m_s / max(math.hypot(*v_dir), 1.0)
     prev = Setpoint(Pose(p0, q0), (v_dir[0] * s, v_dir[1] * s, v_dir[2] * s))
-    target = Pose(ws.clamp(goal), q1)
+    target = Pose(ws.clamp(g), q1)
     for _ in range(ticks):
         nxt = next_setpoint(prev, target, LIMITS, ws, DT)
         assert ws.contains(nxt.pose.position)

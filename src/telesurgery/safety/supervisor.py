@@ -86,12 +86,31 @@ _ACTIVE_STATES = (SafetyState.HOLD, SafetyState.ENGAGED)
 
 class _ArmState:
     """One arm's bookkeeping. Fields above the blank line are guarded by the lock; the
-    setpoint and jaw are written only by the servo thread."""
+    setpoint, brake target and jaw are written only by the servo thread."""
 
-    __slots__ = ("applied_sample_ns", "applied_seq", "arm", "goal", "goal_accepted_ns",
-                 "goal_fresh", "goal_sample_ns", "goal_seq", "hold_pending", "jaw",
-                 "jaw_accepted_ns", "jaw_fresh", "jaw_goal", "last_jaw_seq", "last_servo_seq",
-                 "last_valid_ns", "mode", "name", "session", "setpoint")
+    __slots__ = (
+        "applied_sample_ns",
+        "applied_seq",
+        "arm",
+        "brake",
+        "goal",
+        "goal_accepted_ns",
+        "goal_fresh",
+        "goal_sample_ns",
+        "goal_seq",
+        "hold_pending",
+        "jaw",
+        "jaw_accepted_ns",
+        "jaw_fresh",
+        "jaw_goal",
+        "last_jaw_seq",
+        "last_servo_seq",
+        "last_valid_ns",
+        "mode",
+        "name",
+        "session",
+        "setpoint",
+    )
 
     def __init__(self, name: str, arm: Arm) -> None:
         self.name = name
@@ -114,6 +133,7 @@ class _ArmState:
         self.applied_sample_ns = 0
 
         self.setpoint: Setpoint | None = None
+        self.brake: Pose | None = None
         self.jaw = 0.0
 
 
@@ -378,14 +398,20 @@ class Supervisor:
         if hold:
             arm.hold()
             st.setpoint = Setpoint(arm.setpoint_cp())
+            st.brake = None
             st.jaw = arm.jaw_measured_js().position[0]
             return
         sp = st.setpoint
         if sp is None or mode not in _ENGAGED_MODES:
             return
         if mode is ArmMode.CLUTCHED or goal is None:
-            brake = stopping_pose(sp, self.limits, self.period_s)
-            goal = Pose(self.workspace.clamp(brake.position), brake.orientation)
+            # Fixed when braking starts: recomputed each tick it would run ahead of the tip.
+            if st.brake is None:
+                stop = stopping_pose(sp, self.limits, self.period_s)
+                st.brake = Pose(self.workspace.clamp(stop.position), stop.orientation)
+            goal = st.brake
+        else:
+            st.brake = None
         nxt = next_setpoint(sp, goal, self.limits, self.workspace, self.period_s)
         arm.servo_cp(nxt.pose)
         st.setpoint = nxt

@@ -1,0 +1,444 @@
+"""The supervisor over a stiff test robot: rejections, clutch engagement, watchdog, ESTOP."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from telesurgery.config import SafetyConfig
+from telesurgery.errors import SafetyError
+from telesurgery.safety import ArmMode, Reason, Supervisor
+from telesurgery.transport.codec import JawServoJP, MeasuredCF, Message, ServoCP
+from telesurgery.types import Pose, SafetyState, Wrench
+
+from .kinematic_robot import KinematicRobot
+from .rig import HOME, PERIOD_NS, Console, Rig
+
+
+def moved(p: Pose, dx: float = 0.0, dy: float = 0.0, dz: float = 0.0) -> Pose:
+    """``p`` translated by (dx, dy, dz) [m]."""
+    x, y, z = p.position
+    return Pose((x + dx, y + dy, z + dz), p.orientation)
+
+
+# ---- every rejection reason, and none of them moves the robot ------------------------
+
+def _malformed(r: Rig) -> None:
+    r.submit(MeasuredCF("psm1", Wrench()))
+
+
+def _non_finite(r: Rig) -> None:
+    r.servo("psm1", Pose((math.nan, 0.0, -0.1)))
+
+
+def _non_unit(r: Rig) -> None:
+    r.servo("psm1", Pose((0.0, 0.0, -0.1), (0.5, 0.0, 0.0, 0.0)))
+
+
+def _unknown_arm(r: Rig) -> None:
+    r.servo("psm9", moved(r.tip(), dx=0.01))
+
+
+def _wrong_session(r: Rig) -> None:
+    r.sup.set_owner(0xBAC)
+    r.servo("psm1", moved(r.tip(), dx=0.01))
+
+
+def _duplicate(r: Rig) -> None:
+    r.submit(ServoCP("psm1", moved(r.tip(), dx=0.01), r.t_ns), seq=1_000)
+
+
+def _out_of_order(r: Rig) -> None:
+    r.submit(ServoCP("psm1", moved(r.tip(), dx=0.01), r.t_ns), seq=999)
+
+
+def _stale(r: Rig) -> None:
+    r.servo("psm1", moved(r.tip(), dx=0.01), age_ns=101_000_000)
+
+
+def _clock_skew(r: Rig) -> None:
+    r.servo("psm1", moved(r.tip(), dx=0.01), age_ns=-101_000_000)
+
+
+def _not_enabled(r: Rig) -> None:
+    r.sup.disable()
+    r.servo("psm1", moved(r.tip(), dx=0.01))
+
+
+def _estopped(r: Rig) -> None:
+    r.sup.estop()
+    r.servo("psm1", moved(r.tip(), dx=0.01))
+
+
+def _not_engaged(r: Rig) -> None:
+    r.sup.hold()
+    r.servo("psm1", moved(r.tip(), dx=0.01))
+
+
+def _not_aligned(r: Rig) -> None:
+    r.sup.hold()
+    r.servo("psm1", r.tip(), clutch=True)
+    r.servo("psm1", moved(r.tip(), dx=0.02))
+
+
+CASES: list[tuple[Reason, Callable[[Rig], None]]] = [
+    (Reason.MALFORMED, _malformed), (Reason.NON_FINITE, _non_finite),
+    (Reason.MALFORMED, _non_unit), (Reason.UNKNOWN_ARM, _unknown_arm),
+    (Reason.WRONG_SESSION, _wrong_session), (Reason.DUPLICATE, _duplicate),
+    (Reason.OUT_OF_ORDER, _out_of_order), (Reason.STALE, _stale),
+    (Reason.CLOCK_SKEW, _clock_skew), (Reason.NOT_ENABLED, _not_enabled),
+    (Reason.ESTOPPED, _estopped), (Reason.NOT_ENGAGED, _not_engaged),
+    (Reason.NOT_ALIGNED, _not_aligned),
+]
+
+
+@pytest.mark.parametrize(("reason", "send"), CASES, ids=[f.__name__[1:] for _, f in CASES])
+def test_each_rejection_is_counted_and_moves_nothing(reason: Reason,
+                                                     send: Callable[[Rig], None]) -> None:
+    r = Rig()
+    r.engage()
+    # Sequence 1000 is the last accepted servo_cp, for the duplicate and order cases.
+    assert r.submit(ServoCP("psm1", r.tip(), r.t_ns), seq=1_000).accepted
+    r.tick(5)
+    before, calls = r.tip(), r.robot.arms["psm1"].servo_calls
+    send(r)
+    r.tick(5)
+    assert r.sup.rejections()[reason] == 1
+    assert sum(r.sup.rejections().values()) == 1
+    assert r.tip() == before
+    if reason not in (Reason.NOT_ENABLED, Reason.ESTOPPED, Reason.NOT_ENGAGED,
+                      Reason.NOT_ALIGNED, Reason.WRONG_SESSION):
+        # Still engaged: the arm is driven every tick, toward the old target.
+        assert r.robot.arms["psm1"].servo_calls == calls + 5
+    snap = r.sup.snapshot()
+    assert snap["rejected_by_reason"] == {reason.value: 1}
+    if reason is Reason.STALE:
+        assert (snap["stale_dropped"], snap["rejected"]) == (1, 0)
+    else:
+        assert (snap["stale_dropped"], snap["rejected"]) == (0, 1)
+
+
+def test_jaw_is_rejected_while_held_and_rate_limited_when_following() -> None:
+    r = Rig()
+    jaw = r.robot.arms["psm1"]
+    verdict = r.submit(JawServoJP("psm1", 1.0, r.t_ns))
+    assert verdict.reason is Reason.NOT_ENGAGED
+    r.engage()
+    assert r.submit(JawServoJP("psm1", 1.0, r.t_ns)).accepted
+    r.tick(10)
+    assert jaw.jaw_measured_js().position[0] == pytest.approx(10 * 8.0 * 1e-3)
+    for _ in range(200):
+        r.servo("psm1", r.tip())  # keeps the watchdog fed
+        r.tick()
+    assert jaw.jaw_measured_js().position[0] == pytest.approx(1.0)
+    steps = [abs(b - a) for a, b in itertools.pairwise(jaw.jaw_history)]
+    assert max(steps) <= 8.0 * 1e-3 + 1e-12
+
+
+# ---- engagement: the clutch cycle, and no jump after a hold ---------------------------
+
+def test_starts_held_and_engages_only_through_the_clutch_cycle() -> None:
+    r = Rig()
+    assert r.state() is SafetyState.HOLD
+    assert r.servo("psm1", r.tip()).reason is Reason.NOT_ENGAGED
+    assert r.servo("psm1", r.tip(), clutch=True).accepted
+    assert r.sup.mode("psm1") is ArmMode.ARMED
+    assert r.state() is SafetyState.HOLD
+    r.tick()
+    assert r.servo("psm1", moved(r.tip(), dx=0.002)).accepted
+    assert r.sup.mode("psm1") is ArmMode.FOLLOWING
+    assert r.state() is SafetyState.ENGAGED
+    r.tick(50)
+    assert r.tip().position[0] == pytest.approx(HOME["psm1"].position[0] + 0.002)
+    assert [(e.previous, e.state) for e in r.events] == [
+        (SafetyState.DISABLED, SafetyState.HOLD), (SafetyState.HOLD, SafetyState.HOLD),
+        (SafetyState.HOLD, SafetyState.ENGAGED)]
+    assert "psm1 armed -> following" in r.events[-1].reason
+
+
+class Teleop:
+    """A console's clutch mapping: target = tool anchor + (hand - hand anchor), re-anchored
+    on the measured tool pose while the clutch is pressed."""
+
+    def __init__(self, rig: Rig, hand: Pose) -> None:
+        self.rig = rig
+        self.hand = hand
+        self.hand_anchor = hand
+        self.tool_anchor = rig.robot.arms["psm1"].measured_cp()
+
+    def target(self) -> Pose:
+        a, h, t = self.hand_anchor.position, self.hand.position, self.tool_anchor.position
+        return Pose((t[0] + h[0] - a[0], t[1] + h[1] - a[1], t[2] + h[2] - a[2]))
+
+    def send(self, clutch: bool = False) -> bool:
+        if clutch:
+            self.hand_anchor = self.hand
+            self.tool_anchor = self.rig.robot.arms["psm1"].measured_cp()
+        return self.rig.servo("psm1", self.target(), clutch=clutch).accepted
+
+    def run(self, ticks: int, dx_per_tick: float = 0.0) -> None:
+        for _ in range(ticks):
+            self.hand = moved(self.hand, dx=dx_per_tick)
+            self.send()
+            self.rig.tick()
+
+
+def test_after_a_hold_the_arm_does_not_jump_to_where_the_hand_went() -> None:
+    r = Rig()
+    console = Teleop(r, Pose((0.3, 0.2, 0.1)))
+    console.send(clutch=True)
+    r.tick()
+    console.run(100, dx_per_tick=0.0001)  # 10 mm at 0.1 m/s
+    # It trails a moving hand by v^2 / 2a + v dt / 2 = 1.05 mm at 0.1 m/s.
+    assert r.tip().position[0] == pytest.approx(HOME["psm1"].position[0] + 0.01, abs=1.2e-3)
+    # The link drops for 80 ms while the surgeon's hand keeps moving 40 mm.
+    console.hand = moved(console.hand, dx=0.04)
+    r.tick(80)
+    assert r.state() is SafetyState.HOLD
+    held = r.tip()
+    # The link is back: the console, unaware, still maps the hand onto the old anchor.
+    console.run(50)
+    assert r.tip() == held
+    assert r.sup.rejections()[Reason.NOT_ENGAGED] == 50
+    # The surgeon clutches (the console re-anchors) and moves on by 2 mm.
+    console.send(clutch=True)
+    r.tick(20)
+    assert r.tip() == held
+    console.run(100, dx_per_tick=0.00002)
+    assert r.state() is SafetyState.ENGAGED
+    assert r.tip().position[0] == pytest.approx(held.position[0] + 0.002, abs=1e-4)
+    steps = [a.distance(b) for a, b in itertools.pairwise(r.robot.arms["psm1"].history)]
+    assert max(steps) <= r.config.max_linear_speed_m_s * 1e-3 + 1e-12
+
+
+def test_a_console_that_does_not_re_anchor_cannot_engage() -> None:
+    r = Rig()
+    r.engage()
+    r.sup.hold("test")
+    r.tick()
+    held = r.tip()
+    assert r.servo("psm1", held, clutch=True).accepted
+    for _ in range(20):  # the hand went 30 mm away and was never re-anchored
+        assert r.servo("psm1", moved(held, dx=0.03)).reason is Reason.NOT_ALIGNED
+        r.tick()
+    assert r.tip() == held
+    assert r.sup.mode("psm1") is ArmMode.ARMED
+
+
+def test_clutch_while_following_brakes_to_rest_and_stays() -> None:
+    r = Rig()
+    r.engage()
+    far = moved(r.tip(), dx=0.08)
+    for _ in range(300):  # cruising at the speed limit toward a far target
+        r.servo("psm1", far)
+        r.tick()
+    assert r.servo("psm1", far, clutch=True).accepted
+    assert r.sup.mode("psm1") is ArmMode.CLUTCHED
+    for _ in range(200):
+        assert r.servo("psm1", far, clutch=True).accepted
+        r.tick()
+    xs = [p.position[0] for p in r.robot.arms["psm1"].history]
+    tail = xs[-200:]
+    speeds = [(b - a) / 1e-3 for a, b in itertools.pairwise(tail)]
+    accels = [abs(b - a) / 1e-3 for a, b in itertools.pairwise(speeds)]
+    assert max(accels) <= r.config.max_linear_accel_m_s2 * (1 + 1e-6)
+    assert abs(speeds[-1]) < 1e-9
+    assert r.state() is SafetyState.ENGAGED
+    for _ in range(20):  # clutched commands do not move it
+        assert r.servo("psm1", moved(far, dx=0.02), clutch=True).accepted
+        r.tick()
+    assert xs[-1] == r.tip().position[0] < far.position[0]
+
+
+def test_a_new_console_session_restarts_sequence_and_needs_the_clutch() -> None:
+    r = Rig()
+    r.engage()
+    for _ in range(30):
+        r.servo("psm1", r.tip())
+        r.tick()
+    restarted = Console(session=0xC0FFEE)  # numbers from 1 again
+    assert r.servo("psm1", moved(r.tip(), dx=0.01), console=restarted).reason is \
+        Reason.NOT_ENGAGED
+    assert r.state() is SafetyState.HOLD
+    assert r.sup.snapshot()["holds"] == 1
+    r.tick()
+    r.engage(console=restarted)
+    assert r.sup.rejections()[Reason.OUT_OF_ORDER] == 0
+
+
+def test_owner_change_holds_the_other_sessions_arms() -> None:
+    r = Rig()
+    r.engage()
+    backup = Console(session=0xBAC)
+    r.sup.set_owner(backup.session)
+    assert r.state() is SafetyState.HOLD
+    assert r.servo("psm1", r.tip()).reason is Reason.WRONG_SESSION
+    r.tick()
+    r.engage(console=backup)
+
+
+# ---- watchdog, ESTOP, robot faults ---------------------------------------------------
+
+def test_watchdog_holds_after_silence_and_not_before() -> None:
+    r = Rig()
+    r.engage()
+    arm = r.robot.arms["psm1"]
+    r.servo("psm1", moved(r.tip(), dx=0.05))
+    r.tick(50)  # 50 ms of silence is within the 50 ms limit
+    assert r.state() is SafetyState.ENGAGED
+    holds_before = arm.hold_calls
+    r.tick(2)
+    assert r.state() is SafetyState.HOLD
+    assert arm.hold_calls == holds_before + 1
+    assert "watchdog" in r.events[-1].reason
+    stopped = r.tip()
+    r.tick(100)
+    assert r.tip() == stopped
+    assert r.sup.snapshot()["holds"] == 1
+
+
+def test_estop_latches_until_disable_and_enable() -> None:
+    r = Rig()
+    r.engage()
+    r.servo("psm1", moved(r.tip(), dx=0.05))
+    r.tick(10)
+    r.sup.estop("test button")
+    r.tick()
+    stopped = r.tip()
+    assert r.state() is SafetyState.ESTOP
+    assert r.servo("psm1", stopped, clutch=True).reason is Reason.ESTOPPED
+    with pytest.raises(SafetyError, match="disable"):
+        r.sup.enable()
+    r.tick(100)
+    assert r.tip() == stopped
+    r.sup.disable()
+    r.sup.enable()
+    assert r.state() is SafetyState.HOLD
+    r.tick()
+    r.engage()
+    assert r.sup.snapshot()["estops"] == 1
+
+
+def test_robot_fault_holds_and_counts_once() -> None:
+    r = Rig()
+    r.engage()
+    r.servo("psm1", moved(r.tip(), dx=0.05))
+    r.tick(5)
+    r.robot.fault()
+    r.tick(10)
+    assert r.state() is SafetyState.HOLD
+    assert r.sup.snapshot()["faults"] == 1
+    r.robot.enable()
+    r.tick()
+    assert r.servo("psm1", r.tip()).reason is Reason.NOT_ENGAGED
+
+
+def test_robot_error_latches_estop_and_tick_does_not_raise() -> None:
+    r = Rig()
+    r.engage()
+    r.servo("psm1", moved(r.tip(), dx=0.05))
+    r.tick(5)
+    r.robot.arms["psm1"].disconnect()
+    r.tick(3)  # servo_cp fails, then hold fails: one fault, no exception
+    assert r.state() is SafetyState.ESTOP
+    assert r.sup.snapshot()["faults"] == 1
+    assert r.robot.arms["psm2"].hold_calls == 2  # at enable, and at the ESTOP
+
+
+def test_enable_refuses_a_disabled_robot() -> None:
+    robot = KinematicRobot(HOME)
+    sup = Supervisor(robot, SafetyConfig(), lambda e: None)
+    with pytest.raises(SafetyError, match="enable the robot"):
+        sup.enable()
+
+
+# ---- figures: applied command, latencies, snapshot -----------------------------------
+
+def test_applied_command_latency_and_tick_wait() -> None:
+    r = Rig()
+    r.engage()
+    sample_ns = r.t_ns - 3_000_000  # input sampled 3 ms before sending
+    msg = r.console.message(ServoCP("psm1", moved(r.tip(), dx=0.001), sample_ns), r.t_ns)
+    r.t_ns += 200_000  # arrives 0.2 ms later, 0.8 ms before the next tick
+    assert r.sup.submit(msg, r.t_ns).accepted
+    r.t_ns += 800_000
+    r.tick()
+    assert r.sup.applied("psm1") == (msg.seq, sample_ns)
+    assert r.sup.latency_ns.values()[-1] == 3_200_000
+    assert r.sup.tick_wait_ns.values()[-1] == 800_000
+    snap = r.sup.snapshot()
+    json.dumps(snap, allow_nan=False)
+    assert snap["state"] == "ENGAGED"
+    assert snap["arms"]["psm1"]["mode"] == "following"
+    assert snap["latency_ms"]["max"] == pytest.approx(3.2)
+    # The engaging target was replaced before any tick: accepted, never applied.
+    assert (snap["accepted"], snap["applied"]) == (3, 1)
+
+
+def test_concurrent_submits_and_ticks_keep_counts_exact() -> None:
+    r = Rig()
+    r.engage()
+    per_thread, threads = 2_000, 4
+    consoles = [Console(session=r.console.session) for _ in range(threads)]
+    stop = threading.Event()
+    verdicts: list[list[bool]] = [[] for _ in range(threads)]
+
+    def send(i: int) -> None:
+        for k in range(per_thread):
+            body = ServoCP("psm2" if i % 2 else "psm1", HOME["psm1"], r.t_ns)
+            msg = Message(consoles[i].session, 10_000 + k * threads + i, r.t_ns, body)
+            verdicts[i].append(r.sup.submit(msg, r.t_ns).accepted)
+
+    def servo() -> None:
+        while not stop.is_set():
+            r.sup.tick(r.t_ns)
+            r.robot.step(PERIOD_NS * 1e-9)
+
+    ticker = threading.Thread(target=servo)
+    ticker.start()
+    senders = [threading.Thread(target=send, args=(i,)) for i in range(threads)]
+    for t in senders:
+        t.start()
+    for t in senders:
+        t.join(timeout=60)
+    stop.set()
+    ticker.join(timeout=60)
+    snap = r.sup.snapshot()
+    accepted = sum(sum(v) for v in verdicts)
+    assert accepted + snap["rejected"] == per_thread * threads
+    assert snap["accepted"] == accepted + 2  # plus the two of the engage cycle
+    # psm2 was never engaged; each arm's sequence numbers interleave across two threads.
+    assert set(snap["rejected_by_reason"]) <= {"not_engaged", "out_of_order"}
+    assert snap["rejected_by_reason"]["not_engaged"] > 0
+
+
+# ---- workspace ------------------------------------------------------------------------
+
+def test_target_outside_the_box_is_clamped_and_the_tip_stops_at_the_wall() -> None:
+    r = Rig()
+    r.engage()
+    for _ in range(600):
+        assert r.servo("psm1", Pose((0.5, 0.0, -0.12))).accepted
+        r.tick()
+    assert r.tip().position == pytest.approx((0.12, 0.0, -0.12), abs=1e-12)
+    assert r.sup.snapshot()["clamped"] == 600
+
+
+def test_the_tip_slides_around_the_rcm_instead_of_through_it() -> None:
+    config = SafetyConfig(workspace_min_m=(-0.06, -0.06, -0.12),
+                          workspace_max_m=(0.06, 0.06, 0.03))
+    r = Rig(config, {"psm1": Pose((0.05, 0.0, -0.01))})
+    r.engage()
+    goal = Pose((-0.05, 0.0, -0.01))  # straight through, it would pass 10 mm from the RCM
+    for _ in range(1500):
+        r.servo("psm1", goal)
+        r.tick()
+    assert r.tip().distance(goal) < 1e-9
+    closest = min(math.dist(p.position, (0.0, 0.0, 0.0))
+                  for p in r.robot.arms["psm1"].history)
+    assert 0.045 - 1e-9 <= closest < 0.046
