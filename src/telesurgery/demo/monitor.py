@@ -33,6 +33,11 @@ class Monitor:
         self._token_sub = self._z.liveliness().declare_subscriber(
             self.keys.presence("*"), self._on_presence, history=True)
 
+    @property
+    def session(self) -> zenoh.Session:
+        """The Zenoh session, for callers that subscribe to more keys."""
+        return self._z
+
     def _on_status(self, msg: Message, _received_ns: int) -> None:
         if isinstance(msg.body, Status):
             node = str(msg.body.data.get("node", "?"))

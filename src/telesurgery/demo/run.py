@@ -62,7 +62,7 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
     router.start(with_report=False)
     monitor: Monitor | None = None
     try:
-        monitor = _connect_monitor(opts.session, router_ep, router)
+        monitor = connect_monitor(opts.session, router_ep, router)
         patient.start()
         console.start()
         if not monitor.wait_present({"patient", "console"}, STARTUP_TIMEOUT_S):
@@ -93,7 +93,7 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
                          {"workdir": str(workdir), "nodes": [n.name for n in nodes]})
 
 
-def _connect_monitor(session: str, router_ep: str, router: NodeProcess) -> Monitor:
+def connect_monitor(session: str, router_ep: str, router: NodeProcess) -> Monitor:
     # The router needs a moment to listen; retry until it does or it died.
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while True:

@@ -34,6 +34,12 @@ def zenoh_config(cfg: ZenohConfig) -> zenoh.Config:
         zc.insert_json5("connect/endpoints", json.dumps(cfg.connect))
         zc.insert_json5("scouting/multicast/enabled", "false")
         zc.insert_json5("scouting/gossip/enabled", json.dumps(cfg.gossip))
+        # Two batches per priority (Zenoh's default) overflow when the transmit thread is
+        # descheduled for a millisecond on a busy machine, and DROP then loses commands
+        # that were still fresh; deeper queues ride out such stalls, and the safety
+        # supervisor's age limit still rejects anything that waited too long.
+        zc.insert_json5("transport/link/tx/queue/size/real_time", "16")
+        zc.insert_json5("transport/link/tx/queue/size/interactive_high", "16")
     except zenoh.ZError as exc:
         raise TransportError(f"invalid Zenoh configuration: {exc}") from exc
     return zc

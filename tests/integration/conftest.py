@@ -1,0 +1,111 @@
+"""Real processes on loopback: a Zenoh router, the patient node, consoles, and a watcher."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from telesurgery.demo.monitor import Monitor
+from telesurgery.demo.run import connect_monitor
+from telesurgery.demo.processes import NodeProcess, free_port
+from telesurgery.transport.codec import MeasuredCP, Message, SafetyEvent
+from telesurgery.transport.session import RejectCounter, subscribe
+from telesurgery.types import SafetyState
+
+STARTUP_S = 60.0
+
+
+@dataclass
+class Trace:
+    """Everything the watcher received, stamped with its receive time [ns]."""
+
+    events: list[tuple[int, Message]] = field(default_factory=list)
+    measured: dict[str, list[tuple[int, MeasuredCP]]] = field(default_factory=dict)
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def on_event(self, msg: Message, received_ns: int) -> None:
+        with self.changed:
+            self.events.append((received_ns, msg))
+            self.changed.notify_all()
+
+    def on_measured(self, msg: Message, received_ns: int) -> None:
+        if isinstance(msg.body, MeasuredCP):
+            with self.changed:
+                self.measured.setdefault(msg.body.arm, []).append((received_ns, msg.body))
+
+    def wait_state(self, state: SafetyState, after: int, timeout_s: float) -> Message:
+        """The first safety event entering ``state`` published at or after ``after`` [ns]."""
+
+        def find() -> Message | None:
+            for _, m in self.events:
+                if (isinstance(m.body, SafetyEvent) and m.body.state is state
+                        and m.sent_ns >= after):
+                    return m
+            return None
+
+        with self.changed:
+            assert self.changed.wait_for(lambda: find() is not None, timeout=timeout_s), (
+                f"no transition to {state.name} within {timeout_s} s; events: "
+                f"{[(m.body.state.name, m.body.reason) for _, m in self.events if isinstance(m.body, SafetyEvent)]}"  # noqa: E501
+            )
+            found = find()
+            assert found is not None
+            return found
+
+
+@dataclass
+class Cluster:
+    """Router + patient node started; consoles started on demand."""
+
+    workdir: Path
+    router_ep: str
+    patient: NodeProcess
+    monitor: Monitor
+    trace: Trace
+    consoles: list[NodeProcess] = field(default_factory=list)
+
+    def start_console(self, *extra: str) -> NodeProcess:
+        name = f"console{len(self.consoles)}"
+        node = NodeProcess(name, ["console", "--session", "it", "--mode", "peer",
+                                  "--connect", self.router_ep, *extra], self.workdir)
+        node.start()
+        self.consoles.append(node)
+        return node
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A router and a patient node (session ``it``), and a watcher subscribed to them."""
+    router_ep = f"tcp/127.0.0.1:{free_port()}"
+    patient_ep = f"tcp/127.0.0.1:{free_port()}"
+    router = NodeProcess("router", ["router", "--listen", router_ep], tmp_path)
+    router.start(with_report=False)
+    patient = NodeProcess("patient", ["patient", "--session", "it", "--mode", "peer",
+                                      "--listen", patient_ep, "--connect", router_ep], tmp_path)
+    monitor: Monitor | None = None
+    try:
+        monitor = connect_monitor("it", router_ep, router)
+        trace = Trace()
+        rejects = RejectCounter()
+        z = monitor.session
+        subscribe(z, monitor.keys.safety_state, trace.on_event, rejects)
+        for arm in ("psm1", "psm2"):
+            subscribe(z, monitor.keys.measured_cp(arm), trace.on_measured, rejects)
+        patient.start()
+        assert monitor.wait_present({"patient"}, STARTUP_S), patient.last_log_line()
+        c = Cluster(tmp_path, router_ep, patient, monitor, trace)
+        yield c
+        for node in c.consoles:
+            node.interrupt()
+            node.wait(15.0)
+    finally:
+        patient.interrupt()
+        patient.wait(15.0)
+        if monitor is not None:
+            monitor.close()
+        router.interrupt()
+        router.wait(15.0)
