@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from telesurgery.demo.monitor import Monitor
-from telesurgery.demo.run import connect_monitor
 from telesurgery.demo.processes import NodeProcess, free_port
+from telesurgery.demo.run import connect_monitor
 from telesurgery.transport.codec import MeasuredCP, Message, SafetyEvent
 from telesurgery.transport.session import RejectCounter, subscribe
 from telesurgery.types import SafetyState

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import threading
@@ -70,7 +71,7 @@ def test_killed_console_holds_and_a_new_console_re_engages_without_a_jump(
         moving = [m for t, m in samples if t >= engaged.sent_ns]
         assert len(moving) > 100, f"{arm}: too few samples after re-engaging"
         assert held[-1].measured.distance(moving[0].measured) < 2e-3, f"{arm} jumped"
-        steps = [a.measured.distance(b.measured) for a, b in zip(moving, moving[1:], strict=False)]
+        steps = [a.measured.distance(b.measured) for a, b in itertools.pairwise(moving)]
         assert max(steps) <= max_step, f"{arm}: step {max(steps) * 1e3:.2f} mm"
         # It does move again: the new console really drives it.
         assert max(moving[0].measured.distance(m.measured) for m in moving) > 1e-3, arm
