@@ -13,6 +13,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import zenoh
 
@@ -84,7 +85,9 @@ class Publisher:
     @property
     def matched(self) -> bool:
         """True while at least one subscriber (local or remote) matches this key."""
-        return bool(self._pub.matching_status.matching)
+        # The stubs say bool; zenoh-python 1.10 returns a MatchingStatus object.
+        status: Any = self._pub.matching_status
+        return bool(status.matching)
 
     def put(self, body: AnyBody) -> Message:
         """Stamp ``body`` with the next sequence number and the send time, and publish it."""
