@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Generic, TypeVar
 
 from telesurgery.config import SafetyConfig
+from telesurgery.robots.base import Robot
 from telesurgery.safety import Supervisor, Verdict
 from telesurgery.transport.codec import AnyBody, JawServoJP, Message, SafetyEvent, ServoCP
 from telesurgery.types import Pose, SafetyState
@@ -32,14 +34,16 @@ class Console:
         return Message(self.session, self._seq[key], sent_ns, body)
 
 
-class Rig:
-    """The supervisor, enabled, over a ``KinematicRobot``; time advances only by ``tick``."""
+R = TypeVar("R", bound=Robot)
 
-    def __init__(self, config: SafetyConfig | None = None,
-                 poses: Mapping[str, Pose] | None = None) -> None:
+
+class Rig(Generic[R]):
+    """The supervisor, enabled, over ``robot``; time advances only by ``tick``."""
+
+    def __init__(self, robot: R, config: SafetyConfig | None = None) -> None:
         self.config = config or SafetyConfig()
         self.t_ns = 1_000_000_000_000
-        self.robot = KinematicRobot(poses or HOME)
+        self.robot = robot
         self.events: list[SafetyEvent] = []
         self.sup = Supervisor(self.robot, self.config, self.events.append,
                               period_s=PERIOD_NS * 1e-9, clock=lambda: self.t_ns)
@@ -85,3 +89,12 @@ class Rig:
         self.tick()
         assert self.servo(arm, self.tip(arm), console=console).accepted
         assert self.state() is SafetyState.ENGAGED
+
+
+KinematicRig = Rig[KinematicRobot]
+
+
+def kinematic_rig(config: SafetyConfig | None = None,
+                  poses: Mapping[str, Pose] | None = None) -> KinematicRig:
+    """The rig over a ``KinematicRobot`` with its tools at ``poses`` (default ``HOME``)."""
+    return Rig(KinematicRobot(poses or HOME), config)

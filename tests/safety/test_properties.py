@@ -16,7 +16,7 @@ from telesurgery.safety import Workspace
 from telesurgery.transport.codec import JawServoJP, Message, ServoCP
 from telesurgery.types import Pose
 
-from .rig import PERIOD_NS, Console, Rig
+from .rig import PERIOD_NS, Console, KinematicRig, kinematic_rig
 
 # The default box lies below the RCM sphere; the second one surrounds the RCM, so that
 # the 45 mm exclusion is what stops the tip.
@@ -59,7 +59,7 @@ def _unit_or_raw(q: tuple[float, float, float, float]) -> tuple[float, float, fl
     return (q[0] / n, q[1] / n, q[2] / n, q[3] / n) if n > 1e-3 else q
 
 
-def _play(rig: Rig, script: list[tuple[Any, ...]]) -> None:
+def _play(rig: KinematicRig, script: list[tuple[Any, ...]]) -> None:
     sent: list[Message] = []
 
     def send(body: ServoCP | JawServoJP, age_ns: int = 0) -> None:
@@ -109,7 +109,7 @@ def _play(rig: Rig, script: list[tuple[Any, ...]]) -> None:
 @given(st.sampled_from(CONFIGS), actions)
 def test_no_sequence_exceeds_limits_or_leaves_workspace(config: SafetyConfig,
                                                         script: list[tuple[Any, ...]]) -> None:
-    rig = Rig(config, STARTS)
+    rig = kinematic_rig(config, STARTS)
     _play(rig, script)
     ws = Workspace.from_config(config)
     dt = PERIOD_NS * 1e-9

@@ -17,7 +17,7 @@ from telesurgery.transport.codec import JawServoJP, MeasuredCF, Message, ServoCP
 from telesurgery.types import Pose, SafetyState, Wrench
 
 from .kinematic_robot import KinematicRobot
-from .rig import HOME, PERIOD_NS, Console, Rig
+from .rig import HOME, PERIOD_NS, Console, KinematicRig, kinematic_rig
 
 
 def moved(p: Pose, dx: float = 0.0, dy: float = 0.0, dz: float = 0.0) -> Pose:
@@ -28,65 +28,65 @@ def moved(p: Pose, dx: float = 0.0, dy: float = 0.0, dz: float = 0.0) -> Pose:
 
 # ---- every rejection reason, and none of them moves the robot ------------------------
 
-def _malformed(r: Rig) -> None:
+def _malformed(r: KinematicRig) -> None:
     r.submit(MeasuredCF("psm1", Wrench()))
 
 
-def _non_finite(r: Rig) -> None:
+def _non_finite(r: KinematicRig) -> None:
     r.servo("psm1", Pose((math.nan, 0.0, -0.1)))
 
 
-def _non_unit(r: Rig) -> None:
+def _non_unit(r: KinematicRig) -> None:
     r.servo("psm1", Pose((0.0, 0.0, -0.1), (0.5, 0.0, 0.0, 0.0)))
 
 
-def _unknown_arm(r: Rig) -> None:
+def _unknown_arm(r: KinematicRig) -> None:
     r.servo("psm9", moved(r.tip(), dx=0.01))
 
 
-def _wrong_session(r: Rig) -> None:
+def _wrong_session(r: KinematicRig) -> None:
     r.sup.set_owner(0xBAC)
     r.servo("psm1", moved(r.tip(), dx=0.01))
 
 
-def _duplicate(r: Rig) -> None:
+def _duplicate(r: KinematicRig) -> None:
     r.submit(ServoCP("psm1", moved(r.tip(), dx=0.01), r.t_ns), seq=1_000)
 
 
-def _out_of_order(r: Rig) -> None:
+def _out_of_order(r: KinematicRig) -> None:
     r.submit(ServoCP("psm1", moved(r.tip(), dx=0.01), r.t_ns), seq=999)
 
 
-def _stale(r: Rig) -> None:
+def _stale(r: KinematicRig) -> None:
     r.servo("psm1", moved(r.tip(), dx=0.01), age_ns=101_000_000)
 
 
-def _clock_skew(r: Rig) -> None:
+def _clock_skew(r: KinematicRig) -> None:
     r.servo("psm1", moved(r.tip(), dx=0.01), age_ns=-101_000_000)
 
 
-def _not_enabled(r: Rig) -> None:
+def _not_enabled(r: KinematicRig) -> None:
     r.sup.disable()
     r.servo("psm1", moved(r.tip(), dx=0.01))
 
 
-def _estopped(r: Rig) -> None:
+def _estopped(r: KinematicRig) -> None:
     r.sup.estop()
     r.servo("psm1", moved(r.tip(), dx=0.01))
 
 
-def _not_engaged(r: Rig) -> None:
+def _not_engaged(r: KinematicRig) -> None:
     r.sup.hold()
     r.servo("psm1", moved(r.tip(), dx=0.01))
 
 
-def _not_aligned(r: Rig) -> None:
+def _not_aligned(r: KinematicRig) -> None:
     r.sup.hold()
     r.servo("psm1", r.tip(), clutch=True)
     r.servo("psm1", moved(r.tip(), dx=0.02))
 
 
-CASES: list[tuple[Reason, Callable[[Rig], None]]] = [
+CASES: list[tuple[Reason, Callable[[KinematicRig], None]]] = [
     (Reason.MALFORMED, _malformed), (Reason.NON_FINITE, _non_finite),
     (Reason.MALFORMED, _non_unit), (Reason.UNKNOWN_ARM, _unknown_arm),
     (Reason.WRONG_SESSION, _wrong_session), (Reason.DUPLICATE, _duplicate),
@@ -99,8 +99,8 @@ CASES: list[tuple[Reason, Callable[[Rig], None]]] = [
 
 @pytest.mark.parametrize(("reason", "send"), CASES, ids=[f.__name__[1:] for _, f in CASES])
 def test_each_rejection_is_counted_and_moves_nothing(reason: Reason,
-                                                     send: Callable[[Rig], None]) -> None:
-    r = Rig()
+                                                     send: Callable[[KinematicRig], None]) -> None:
+    r = kinematic_rig()
     r.engage()
     # Sequence 1000 is the last accepted servo_cp, for the duplicate and order cases.
     assert r.submit(ServoCP("psm1", r.tip(), r.t_ns), seq=1_000).accepted
@@ -124,7 +124,7 @@ def test_each_rejection_is_counted_and_moves_nothing(reason: Reason,
 
 
 def test_jaw_is_rejected_while_held_and_rate_limited_when_following() -> None:
-    r = Rig()
+    r = kinematic_rig()
     jaw = r.robot.arms["psm1"]
     verdict = r.submit(JawServoJP("psm1", 1.0, r.t_ns))
     assert verdict.reason is Reason.NOT_ENGAGED
@@ -143,7 +143,7 @@ def test_jaw_is_rejected_while_held_and_rate_limited_when_following() -> None:
 # ---- engagement: the clutch cycle, and no jump after a hold ---------------------------
 
 def test_starts_held_and_engages_only_through_the_clutch_cycle() -> None:
-    r = Rig()
+    r = kinematic_rig()
     assert r.state() is SafetyState.HOLD
     assert r.servo("psm1", r.tip()).reason is Reason.NOT_ENGAGED
     assert r.servo("psm1", r.tip(), clutch=True).accepted
@@ -165,7 +165,7 @@ class Teleop:
     """A console's clutch mapping: target = tool anchor + (hand - hand anchor), re-anchored
     on the measured tool pose while the clutch is pressed."""
 
-    def __init__(self, rig: Rig, hand: Pose) -> None:
+    def __init__(self, rig: KinematicRig, hand: Pose) -> None:
         self.rig = rig
         self.hand = hand
         self.hand_anchor = hand
@@ -189,7 +189,7 @@ class Teleop:
 
 
 def test_after_a_hold_the_arm_does_not_jump_to_where_the_hand_went() -> None:
-    r = Rig()
+    r = kinematic_rig()
     console = Teleop(r, Pose((0.3, 0.2, 0.1)))
     console.send(clutch=True)
     r.tick()
@@ -217,7 +217,7 @@ def test_after_a_hold_the_arm_does_not_jump_to_where_the_hand_went() -> None:
 
 
 def test_a_console_that_does_not_re_anchor_cannot_engage() -> None:
-    r = Rig()
+    r = kinematic_rig()
     r.engage()
     r.sup.hold("test")
     r.tick()
@@ -231,7 +231,7 @@ def test_a_console_that_does_not_re_anchor_cannot_engage() -> None:
 
 
 def test_clutch_while_following_brakes_to_rest_and_stays() -> None:
-    r = Rig()
+    r = kinematic_rig()
     r.engage()
     far = moved(r.tip(), dx=0.08)
     for _ in range(300):  # cruising at the speed limit toward a far target
@@ -256,7 +256,7 @@ def test_clutch_while_following_brakes_to_rest_and_stays() -> None:
 
 
 def test_a_new_console_session_restarts_sequence_and_needs_the_clutch() -> None:
-    r = Rig()
+    r = kinematic_rig()
     r.engage()
     for _ in range(30):
         r.servo("psm1", r.tip())
@@ -272,7 +272,7 @@ def test_a_new_console_session_restarts_sequence_and_needs_the_clutch() -> None:
 
 
 def test_owner_change_holds_the_other_sessions_arms() -> None:
-    r = Rig()
+    r = kinematic_rig()
     r.engage()
     backup = Console(session=0xBAC)
     r.sup.set_owner(backup.session)
@@ -285,7 +285,7 @@ def test_owner_change_holds_the_other_sessions_arms() -> None:
 # ---- watchdog, ESTOP, robot faults ---------------------------------------------------
 
 def test_watchdog_holds_after_silence_and_not_before() -> None:
-    r = Rig()
+    r = kinematic_rig()
     r.engage()
     arm = r.robot.arms["psm1"]
     r.servo("psm1", moved(r.tip(), dx=0.05))
@@ -303,7 +303,7 @@ def test_watchdog_holds_after_silence_and_not_before() -> None:
 
 
 def test_estop_latches_until_disable_and_enable() -> None:
-    r = Rig()
+    r = kinematic_rig()
     r.engage()
     r.servo("psm1", moved(r.tip(), dx=0.05))
     r.tick(10)
@@ -325,7 +325,7 @@ def test_estop_latches_until_disable_and_enable() -> None:
 
 
 def test_robot_fault_holds_and_counts_once() -> None:
-    r = Rig()
+    r = kinematic_rig()
     r.engage()
     r.servo("psm1", moved(r.tip(), dx=0.05))
     r.tick(5)
@@ -339,7 +339,7 @@ def test_robot_fault_holds_and_counts_once() -> None:
 
 
 def test_robot_error_latches_estop_and_tick_does_not_raise() -> None:
-    r = Rig()
+    r = kinematic_rig()
     r.engage()
     r.servo("psm1", moved(r.tip(), dx=0.05))
     r.tick(5)
@@ -360,7 +360,7 @@ def test_enable_refuses_a_disabled_robot() -> None:
 # ---- figures: applied command, latencies, snapshot -----------------------------------
 
 def test_applied_command_latency_and_tick_wait() -> None:
-    r = Rig()
+    r = kinematic_rig()
     r.engage()
     sample_ns = r.t_ns - 3_000_000  # input sampled 3 ms before sending
     msg = r.console.message(ServoCP("psm1", moved(r.tip(), dx=0.001), sample_ns), r.t_ns)
@@ -381,7 +381,7 @@ def test_applied_command_latency_and_tick_wait() -> None:
 
 
 def test_concurrent_submits_and_ticks_keep_counts_exact() -> None:
-    r = Rig()
+    r = kinematic_rig()
     r.engage()
     per_thread, threads = 2_000, 4
     consoles = [Console(session=r.console.session) for _ in range(threads)]
@@ -420,7 +420,7 @@ def test_concurrent_submits_and_ticks_keep_counts_exact() -> None:
 # ---- workspace ------------------------------------------------------------------------
 
 def test_target_outside_the_box_is_clamped_and_the_tip_stops_at_the_wall() -> None:
-    r = Rig()
+    r = kinematic_rig()
     r.engage()
     for _ in range(600):
         assert r.servo("psm1", Pose((0.5, 0.0, -0.12))).accepted
@@ -432,7 +432,7 @@ def test_target_outside_the_box_is_clamped_and_the_tip_stops_at_the_wall() -> No
 def test_the_tip_slides_around_the_rcm_instead_of_through_it() -> None:
     config = SafetyConfig(workspace_min_m=(-0.06, -0.06, -0.12),
                           workspace_max_m=(0.06, 0.06, 0.03))
-    r = Rig(config, {"psm1": Pose((0.05, 0.0, -0.01))})
+    r = kinematic_rig(config, {"psm1": Pose((0.05, 0.0, -0.01))})
     r.engage()
     goal = Pose((-0.05, 0.0, -0.01))  # straight through, it would pass 10 mm from the RCM
     for _ in range(1500):

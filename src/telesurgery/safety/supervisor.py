@@ -134,7 +134,7 @@ class _ArmState:
 
         self.setpoint: Setpoint | None = None
         self.brake: Pose | None = None
-        self.jaw = 0.0
+        self.jaw: float | None = None
 
 
 class Supervisor:
@@ -217,6 +217,7 @@ class Supervisor:
             for st in self._arms.values():
                 st.mode = ArmMode.HELD
                 st.session = st.last_servo_seq = st.last_jaw_seq = None
+                st.jaw = st.jaw_goal = None
                 st.hold_pending = True
             self._set_state(SafetyState.HOLD, "enabled: arms held until the console clutches")
 
@@ -358,7 +359,8 @@ class Supervisor:
     def tick(self, now_ns: int) -> None:
         """One servo period at ``now_ns`` [ns]: watchdog, then each arm one step toward
         its goal through the motion limiter. Never raises for a robot error: it latches
-        ESTOP and counts a fault."""
+        ESTOP and counts a fault (a driver bug, any other exception, is logged with its
+        traceback)."""
         op = self._robot.operating_state()
         plans: list[tuple[_ArmState, ArmMode, bool, Pose | None, float | None]] = []
         with self._lock:
@@ -376,7 +378,11 @@ class Supervisor:
         for st, mode, hold, goal, jaw_goal in plans:
             try:
                 self._drive(st, mode, hold, goal, jaw_goal)
-            except TelesurgeryError as exc:
+            except Exception as exc:
+                # The servo loop must outlive a failing driver, whatever it raises: the
+                # arms stop and the failure is counted and reported.
+                if not isinstance(exc, TelesurgeryError):
+                    log.exception("%s: the robot driver failed unexpectedly", st.name)
                 with self._lock:
                     self._robot_error(st, exc)
 
@@ -399,7 +405,10 @@ class Supervisor:
             arm.hold()
             st.setpoint = Setpoint(arm.setpoint_cp())
             st.brake = None
-            st.jaw = arm.jaw_measured_js().position[0]
+            if st.jaw is None:
+                # Afterwards the jaw continues from what was last commanded: a hold keeps
+                # the jaw's setpoint, and the measured angle of a grasp is wider than it.
+                st.jaw = arm.jaw_measured_js().position[0]
             return
         sp = st.setpoint
         if sp is None or mode not in _ENGAGED_MODES:
@@ -415,7 +424,7 @@ class Supervisor:
         nxt = next_setpoint(sp, goal, self.limits, self.workspace, self.period_s)
         arm.servo_cp(nxt.pose)
         st.setpoint = nxt
-        if mode is ArmMode.FOLLOWING and jaw_goal is not None:
+        if mode is ArmMode.FOLLOWING and jaw_goal is not None and st.jaw is not None:
             st.jaw = next_jaw(st.jaw, jaw_goal, self.limits.jaw_speed_rad_s, self.period_s)
             arm.jaw_servo_jp(st.jaw)
 
@@ -435,7 +444,7 @@ class Supervisor:
                 self._to_held(st, f"watchdog: no valid command for {quiet_ms:.1f} ms "
                               f"(limit {self.config.watchdog_ms:g} ms)")
 
-    def _robot_error(self, st: _ArmState, exc: TelesurgeryError) -> None:
+    def _robot_error(self, st: _ArmState, exc: Exception) -> None:
         if self._state is SafetyState.ESTOP:
             log.error("%s: robot error while stopped: %s", st.name, exc)
             return
@@ -462,6 +471,7 @@ class Supervisor:
         if st.mode in _ENGAGED_MODES:
             self._holds += 1
         st.hold_pending = True
+        st.jaw_goal = None  # the grip may have changed meanwhile: wait for a fresh one
         self._set_mode(st, ArmMode.HELD, reason, logging.WARNING)
 
     def _new_session(self, st: _ArmState, session: int) -> None:
