@@ -51,6 +51,8 @@ class ConsoleNode:
                              rate_hz=config.rate_hz)
         self.sent = 0
         self.sent_servo_cp = 0
+        self.streaming_s = 0.0
+        """How long commands were streamed [s] (from the patient's arrival to the stop)."""
         self.period_error_ns = Samples()
         self.patient_status: dict[str, Any] = {}
         self._cpu = 0.0
@@ -142,8 +144,8 @@ class ConsoleNode:
                 status.put(Status(self.status()))
                 next_status += int(STATUS_PERIOD_S * 1e9)
             rate.sleep()
-        wall = (now_ns() - self._started_ns) * 1e-9
-        self._cpu = (time.process_time() - cpu0) / wall if wall > 0 else 0.0
+        self.streaming_s = (now_ns() - self._started_ns) * 1e-9
+        self._cpu = (time.process_time() - cpu0) / self.streaming_s if self.streaming_s else 0.0
 
     def status(self) -> dict[str, Any]:
         """Live telemetry: commands sent and loop timing."""
@@ -161,4 +163,5 @@ class ConsoleNode:
         """Final figures after the loop ended."""
         out = self.status()
         out["cpu_cores"] = round(self._cpu, 3)
+        out["streaming_s"] = round(self.streaming_s, 3)
         return out

@@ -12,15 +12,17 @@ def build_summary(duration_s: float, patient: dict[str, Any], console: dict[str,
     ``control.applied`` counts commands the safety supervisor accepted as the arm's
     setpoint; ``applied_by_tick`` counts those a servo tick then used (a setpoint
     replaced by a newer one within the same 1 ms period is superseded, not lost).
-    ``rate_hz`` is accepted pose commands per arm per second.
+    ``rate_hz`` is pose commands sent per arm per second of streaming; the safety
+    ``state`` is the supervisor's when the run ended (before the robot was disabled).
     """
     safety = patient.get("safety", {})
     arms = max(1, len(patient.get("registration", {})))
     sent = int(console.get("sent", 0))
-    uptime = float(patient.get("uptime_s", duration_s)) or duration_s
+    streaming = float(console.get("streaming_s", 0.0))
     accepted = int(safety.get("accepted", 0))
     control = {
-        "rate_hz": round(console.get("sent_servo_cp", 0) / arms / uptime, 1) if uptime else 0.0,
+        "rate_hz": round(console.get("sent_servo_cp", 0) / arms / streaming, 1)
+        if streaming else 0.0,
         "sent": sent,
         "applied": accepted,
         "applied_by_tick": int(safety.get("applied", 0)),
@@ -37,8 +39,9 @@ def build_summary(duration_s: float, patient: dict[str, Any], console: dict[str,
     out: dict[str, Any] = {
         "duration_s": round(duration_s, 3),
         "control": control,
-        "safety": {"state": safety.get("state", "UNKNOWN"), "holds": safety.get("holds", 0),
-                   "faults": safety.get("faults", 0), "estops": safety.get("estops", 0)},
+        "safety": {"state": patient.get("final_state", safety.get("state", "UNKNOWN")),
+                   "holds": safety.get("holds", 0), "faults": safety.get("faults", 0),
+                   "estops": safety.get("estops", 0)},
     }
     if "task" in patient:
         out["task"] = patient["task"]

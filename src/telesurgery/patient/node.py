@@ -40,7 +40,7 @@ from telesurgery.transport.session import (
     open_session,
     subscribe,
 )
-from telesurgery.types import Pose
+from telesurgery.types import Pose, SafetyState
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,8 @@ class PatientNode:
                                      period_s=1.0 / config.servo_rate_hz, arms=config.arms)
         self._cpu = 0.0
         self._started_ns = 0
+        self.final_state = SafetyState.DISABLED
+        """The supervisor's state when the run ended, before the robot was disabled."""
 
     def run(self, stop: threading.Event, duration_s: float | None = None) -> dict[str, Any]:
         """Serve until stopped; returns the final report (counters and measured figures)."""
@@ -99,6 +101,7 @@ class PatientNode:
         try:
             self._servo_loop(state_pubs, stop, duration_s)
         finally:
+            self.final_state = self.supervisor.state
             self.supervisor.disable()
             self.robot.disable()
             house_stop.set()
@@ -199,6 +202,7 @@ class PatientNode:
         """Final figures after the loop ended."""
         out = self.status()
         out["cpu_cores"] = round(self._cpu, 3)
+        out["final_state"] = self.final_state.name
         return out
 
 
