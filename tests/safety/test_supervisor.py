@@ -442,3 +442,16 @@ def test_the_tip_slides_around_the_rcm_instead_of_through_it() -> None:
     closest = min(math.dist(p.position, (0.0, 0.0, 0.0))
                   for p in r.robot.arms["psm1"].history)
     assert 0.045 - 1e-9 <= closest < 0.046
+
+
+def test_clock_offset_moves_console_times_onto_the_local_clock() -> None:
+    r = kinematic_rig()
+    r.engage()
+    # This console's clock runs 5 s behind ours: its stamps look 5 s old until corrected.
+    behind_ns = 5_000_000_000
+    assert r.servo("psm1", r.tip(), age_ns=behind_ns).reason is Reason.STALE
+    r.sup.set_clock_offset(r.console.session, behind_ns)
+    sample_ns = r.t_ns - behind_ns - 2_000_000  # sampled 2 ms before sending
+    msg = r.console.message(ServoCP("psm1", r.tip(), sample_ns), r.t_ns - behind_ns)
+    assert r.sup.submit(msg, r.t_ns).accepted
+    assert r.sup.latency_ns.values()[-1] == 2_000_000

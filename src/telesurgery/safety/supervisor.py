@@ -254,7 +254,8 @@ class Supervisor:
             if self._state not in _ACTIVE_STATES:
                 return
             for st in self._arms.values():
-                if session is not None and st.session not in (None, session):
+                if (session is not None and st.session not in (None, session)
+                        and st.mode is not ArmMode.HELD):
                     self._to_held(st, f"control passed to console session {session:016x}")
 
     def set_clock_offset(self, session: int, offset_ns: int) -> None:
