@@ -1,0 +1,360 @@
+"""The simulated patient-side robot: two PSMs over a peg-transfer board, in MuJoCo.
+
+``SimRobot`` implements the CRTK ``Robot`` interface on the model of
+``model.py``: one ``step`` per servo tick writes every arm's joint setpoints to
+its position actuators and advances the physics. Setpoints come from the
+closed-form kinematics of ``kinematics.py``, so ``servo_cp`` knows, and
+returns, the pose it actually commanded.
+
+Threads: the servo loop owns the robot (every method but ``lock`` and the
+read-only ``model``). Another thread that reads ``data`` (the endoscope
+renderer) holds ``lock``, which ``step`` holds while the physics advances.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import mujoco
+import numpy as np
+
+from telesurgery.errors import KinematicsError, RobotError
+from telesurgery.geometry import FloatArray, Vec3
+from telesurgery.robots.base import Arm, Robot
+from telesurgery.robots.sim.kinematics import (
+    JOINT_NAMES,
+    clamp_jaw,
+    clamp_joints,
+    fk,
+    ik,
+    ik_nearest,
+)
+from telesurgery.robots.sim.model import (
+    finger_joint_names,
+    joint_names,
+    load_model,
+    ring_body_name,
+    tool_body_names,
+)
+from telesurgery.robots.sim.scene import DEFAULT_LAYOUT, PegTransferLayout
+from telesurgery.types import JointState, OperatingState, Pose, Wrench
+
+TASK_CHECK_PERIOD_S: Final = 0.02
+"""How often [s, simulated] the rings are checked against the pegs."""
+_SETTLED_ABOVE_REST_M: Final = 0.005
+
+
+@dataclass(frozen=True, slots=True)
+class PegTransferStatus:
+    """The peg transfer at simulated time ``time_s`` [s].
+
+    ``rings``: ring centres [m, world]; ``ring_pegs``: the peg each ring rests
+    around (None while lifted or off the pegs); ``pegs``: peg base centres [m,
+    world]; ``on_target``: rings resting on their target peg; ``completed``:
+    transfers done (a ring leaving one peg and coming to rest around another);
+    ``last_completed_s``: simulated time [s] of the latest transfer (0 if none).
+    """
+
+    time_s: float
+    rings: tuple[Vec3, ...]
+    ring_pegs: tuple[int | None, ...]
+    pegs: tuple[Vec3, ...]
+    on_target: int
+    completed: int
+    last_completed_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Move:
+    """A joint-space move with a quintic (minimum-jerk) profile, from ``start_s`` [s]."""
+
+    start: tuple[float, ...]
+    goal: tuple[float, ...]
+    start_s: float
+    duration_s: float
+
+    def at(self, t_s: float) -> tuple[tuple[float, ...], bool]:
+        u = min(1.0, max(0.0, (t_s - self.start_s) / self.duration_s))
+        s = u * u * u * (10.0 - 15.0 * u + 6.0 * u * u)
+        q = tuple(a + (b - a) * s for a, b in zip(self.start, self.goal, strict=True))
+        return q, u >= 1.0
+
+
+class SimArm(Arm):
+    """One simulated PSM; created by ``SimRobot``, not directly."""
+
+    def __init__(self, robot: SimRobot, name: str) -> None:
+        self.name = name
+        self._robot = robot
+        m = robot.model
+        self._qpos = np.array([m.joint(j).qposadr[0] for j in joint_names(name)])
+        self._qvel = np.array([m.joint(j).dofadr[0] for j in joint_names(name)])
+        self._act = np.array([m.actuator(j).id for j in joint_names(name)])
+        fingers = finger_joint_names(name)
+        self._finger_qpos = np.array([m.joint(j).qposadr[0] for j in fingers])
+        self._finger_qvel = np.array([m.joint(j).dofadr[0] for j in fingers])
+        self._finger_act = np.array([m.actuator(j).id for j in fingers])
+        self._tool_bodies = frozenset(m.body(b).id for b in tool_body_names(name))
+        self._tip_body = m.body(tool_body_names(name)[2]).id
+        self._base = robot.layout.base_pose(name)
+        self._base_rot_t = self._base.matrix()[:3, :3].T
+        self._registration = robot.layout.camera.pose_opencv().inverse().compose(self._base)
+        self._q_sp = ik(robot.layout.home_tip(name), (0.0,) * len(JOINT_NAMES))
+        self._cp_sp: Pose | None = None
+        self._jaw_sp = 0.0
+        self._move: _Move | None = None
+        self._measured: Pose | None = None
+
+    # -- reads ------------------------------------------------------------------------
+
+    def measured_js(self) -> JointState:
+        d = self._robot.data
+        return JointState(JOINT_NAMES, tuple(float(v) for v in d.qpos[self._qpos]),
+                          tuple(float(v) for v in d.qvel[self._qvel]))
+
+    def measured_cp(self) -> Pose:
+        if self._measured is None:
+            self._measured = fk(self._joints())
+        return self._measured
+
+    def setpoint_cp(self) -> Pose:
+        if self._cp_sp is None:
+            self._cp_sp = fk(self._q_sp)
+        return self._cp_sp
+
+    def setpoint_js(self) -> tuple[float, ...]:
+        """Joint setpoint [rad, m] the servo tracks."""
+        return self._q_sp
+
+    def measured_cf(self) -> Wrench:
+        """Sum of the contact wrenches on the instrument (wrist and jaws), about the tool
+        tip, in the base frame [N, N m]; what a grasped ring weighs shows here."""
+        m, d = self._robot.model, self._robot.data
+        if d.ncon == 0:
+            return Wrench()
+        tip = self.measured_cp().position
+        tip_world = np.asarray(self._base.compose(Pose(tip)).position)
+        force = np.zeros(3)
+        torque = np.zeros(3)
+        f6 = np.zeros(6)
+        bodies = m.geom_bodyid[d.contact.geom]
+        for i in range(d.ncon):
+            on_first = int(bodies[i, 0]) in self._tool_bodies
+            on_second = int(bodies[i, 1]) in self._tool_bodies
+            if on_first == on_second:
+                continue
+            mujoco.mj_contactForce(m, d, i, f6)
+            # The contact force acts on geom2 along the normal from geom1 to geom2.
+            f_world = d.contact.frame[i].reshape(3, 3).T @ f6[:3]
+            if on_first:
+                f_world = -f_world
+            force += f_world
+            torque += np.cross(d.contact.pos[i] - tip_world, f_world)
+        f = self._base_rot_t @ force
+        t = self._base_rot_t @ torque
+        return Wrench((float(f[0]), float(f[1]), float(f[2])),
+                      (float(t[0]), float(t[1]), float(t[2])))
+
+    def jaw_measured_js(self) -> JointState:
+        d = self._robot.data
+        return JointState(("jaw",), (float(d.qpos[self._finger_qpos].sum()),),
+                          (float(d.qvel[self._finger_qvel].sum()),))
+
+    def jaw_setpoint(self) -> float:
+        """Jaw opening [rad] the servo tracks."""
+        return self._jaw_sp
+
+    def registration(self) -> Pose:
+        """The arm's base (RCM) frame in the endoscope camera frame, OpenCV axes (x right,
+        y down, z forward); MuJoCo's own camera frame is this turned half a turn about x."""
+        return self._registration
+
+    # -- commands ---------------------------------------------------------------------
+
+    def servo_cp(self, goal: Pose) -> Pose:
+        self._robot.require_enabled("servo_cp")
+        try:
+            q = ik(goal, self._q_sp)
+            commanded = goal
+        except KinematicsError:
+            q = ik_nearest(goal, self._q_sp)
+            commanded = fk(q)
+        self._move = None
+        self._q_sp = q
+        self._cp_sp = commanded
+        return commanded
+
+    def servo_jp(self, goal: Sequence[float]) -> tuple[float, ...]:
+        self._robot.require_enabled("servo_jp")
+        q = clamp_joints(goal)
+        self._move = None
+        self._set_joints(q)
+        return q
+
+    def move_cp(self, goal: Pose, duration_s: float) -> None:
+        """Move to ``goal`` in ``duration_s`` [s], interpolated in joint space with a
+        minimum-jerk profile (as the dVRK does); an unreachable goal is clamped first."""
+        self._robot.require_enabled("move_cp")
+        if not (math.isfinite(duration_s) and duration_s > 0.0):
+            raise RobotError(f"move duration {duration_s} s must be positive and finite; "
+                             "give the time the move should take")
+        q = ik_nearest(goal, self._q_sp)
+        self._move = _Move(self._q_sp, q, self._robot.time_s, duration_s)
+
+    def hold(self) -> None:
+        """Stop where the arm is. The jaw keeps its setpoint so that a grasp holds."""
+        self._move = None
+        self._set_joints(clamp_joints(self._joints()))
+
+    def jaw_servo_jp(self, angle: float) -> float:
+        self._robot.require_enabled("jaw_servo_jp")
+        self._jaw_sp = clamp_jaw(angle)
+        return self._jaw_sp
+
+    # -- servo tick (SimRobot only) -----------------------------------------------------
+
+    def _joints(self) -> tuple[float, ...]:
+        return tuple(float(v) for v in self._robot.data.qpos[self._qpos])
+
+    def _set_joints(self, q: tuple[float, ...]) -> None:
+        self._q_sp = q
+        self._cp_sp = None
+
+    def _place(self) -> None:
+        """Put the joints at their setpoints (at start-up, before any physics)."""
+        d = self._robot.data
+        d.qpos[self._qpos] = self._q_sp
+        d.qpos[self._finger_qpos] = self._jaw_sp / 2.0
+        self._write()
+
+    def _write(self) -> None:
+        if self._move is not None:
+            q, done = self._move.at(self._robot.time_s)
+            self._set_joints(q)
+            if done:
+                self._move = None
+        d = self._robot.data
+        d.ctrl[self._act] = self._q_sp
+        d.ctrl[self._finger_act] = self._jaw_sp / 2.0
+
+    def _invalidate(self) -> None:
+        self._measured = None
+
+
+class SimRobot(Robot):
+    """The simulated robot: the scene of ``layout`` with its arms, stepped by the servo loop.
+
+    Starts DISABLED with each tool at its home pose (``layout.home_tip``), jaws closed.
+    """
+
+    def __init__(self, layout: PegTransferLayout = DEFAULT_LAYOUT) -> None:
+        self.layout = layout
+        self.model = load_model(layout)
+        self.data = mujoco.MjData(self.model)
+        self.lock = threading.Lock()
+        self._state = OperatingState.DISABLED
+        self.model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_ACTUATION)
+        self._arms = {name: SimArm(self, name) for name in layout.arms}
+        for arm in self._arms.values():
+            arm._place()
+        mujoco.mj_forward(self.model, self.data)
+        self._rings = [self.model.body(ring_body_name(i)).id for i in range(layout.rings)]
+        self._rested_on = list(layout.start_pegs)
+        self._completed = 0
+        self._last_completed_s = 0.0
+        self._next_check_s = 0.0
+
+    @property
+    def arms(self) -> Mapping[str, SimArm]:
+        return self._arms
+
+    @property
+    def time_s(self) -> float:
+        """Simulated time [s]."""
+        return float(self.data.time)
+
+    def operating_state(self) -> OperatingState:
+        return self._state
+
+    def require_enabled(self, what: str) -> None:
+        """RobotError unless ENABLED: motion commands need power."""
+        if self._state != OperatingState.ENABLED:
+            raise RobotError(f"{what} refused: the robot is {self._state.name}; enable it "
+                             "first")
+
+    def enable(self) -> None:
+        if self._state == OperatingState.ENABLED:
+            return
+        for arm in self._arms.values():
+            arm.hold()
+        self.model.opt.disableflags &= ~int(mujoco.mjtDisableBit.mjDSBL_ACTUATION)
+        self._state = OperatingState.ENABLED
+
+    def disable(self) -> None:
+        self.model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_ACTUATION)
+        self._state = OperatingState.DISABLED
+
+    def step(self, dt_s: float) -> None:
+        """Advance the physics by ``dt_s`` [s] (whole 1 ms steps, at least one)."""
+        if not (math.isfinite(dt_s) and dt_s > 0.0):
+            raise RobotError(f"step of {dt_s} s: the servo period must be positive and "
+                             "finite")
+        steps = max(1, round(dt_s / self.model.opt.timestep))
+        with self.lock:
+            for _ in range(steps):
+                for arm in self._arms.values():
+                    arm._write()
+                mujoco.mj_step(self.model, self.data)
+        for arm in self._arms.values():
+            arm._invalidate()
+        if self.data.time >= self._next_check_s:
+            self._next_check_s = self.data.time + TASK_CHECK_PERIOD_S
+            self._check_rings()
+
+    # -- the peg transfer -------------------------------------------------------------
+
+    def _peg_under(self, centre: FloatArray) -> int | None:
+        lay = self.layout
+        hole = lay.ring.radius - lay.ring.tube_radius
+        if centre[2] > lay.ring.rest_height + _SETTLED_ABOVE_REST_M:
+            return None
+        for i, (x, y, _) in enumerate(lay.pegs):
+            if math.hypot(centre[0] - x, centre[1] - y) < hole - lay.peg_radius:
+                return i
+        return None
+
+    def _check_rings(self) -> None:
+        for i, body in enumerate(self._rings):
+            peg = self._peg_under(self.data.xpos[body])
+            if peg is not None and peg != self._rested_on[i]:
+                self._completed += 1
+                self._last_completed_s = self.time_s
+                self._rested_on[i] = peg
+
+    def peg_transfer(self) -> PegTransferStatus:
+        """Where the rings are and how many transfers are done."""
+        lay = self.layout
+        rings = tuple(_vec(self.data.xpos[b]) for b in self._rings)
+        pegs = tuple(self._peg_under(self.data.xpos[b]) for b in self._rings)
+        on_target = sum(1 for i, p in enumerate(pegs) if p == lay.target_pegs[i])
+        return PegTransferStatus(self.time_s, rings, pegs, lay.pegs, on_target,
+                                 self._completed, self._last_completed_s)
+
+    def task_status(self) -> dict[str, Any]:
+        """The peg transfer as JSON-ready telemetry (the patient node's status and the
+        summary's ``task``): ``completed``, ``on_target``, ``time_s`` (simulated time of
+        the latest completed transfer)."""
+        s = self.peg_transfer()
+        return {"name": "peg_transfer", "completed": s.completed, "on_target": s.on_target,
+                "time_s": round(s.last_completed_s, 3), "sim_time_s": round(s.time_s, 3)}
+
+
+def _vec(a: FloatArray) -> Vec3:
+    return (float(a[0]), float(a[1]), float(a[2]))
+
+
+__all__ = ["TASK_CHECK_PERIOD_S", "PegTransferStatus", "SimArm", "SimRobot"]
