@@ -58,8 +58,12 @@ class _Recorder:
             self.errors[kind].append(t - sent - self.delay_ns)
 
     def summary(self, kind: int) -> dict[str, Any]:
-        return {"sent": self.sent[kind], "received": len(self.errors[kind]),
-                "error_ms": summarize(np.array(self.errors[kind], dtype=np.float64), 1e-6)}
+        errors = np.array(self.errors[kind], dtype=np.float64)
+        error_ms = summarize(errors, 1e-6)
+        if errors.size:
+            # Negative would mean released early, which the emulator must never do.
+            error_ms["min"] = round(float(errors.min()) * 1e-6, 3)
+        return {"sent": self.sent[kind], "received": len(errors), "error_ms": error_ms}
 
 
 def _message(kind: int, seq: int, size: int) -> bytes:
@@ -178,9 +182,11 @@ async def _run_tcp(listen: Locator, server: socket.socket, duration_s: float,
         await _pace(rec, now_ns() + round(duration_s * NS_PER_S), client.send, accepted[0].send)
         await asyncio.sleep(delay_ns / NS_PER_S + 0.3)
     finally:
-        if client.transport is not None:
-            client.transport.close()
+        for side in (client, *accepted):
+            if side.transport is not None:
+                side.transport.close()
         srv.close()
+        await srv.wait_closed()
     return {"control": rec.summary(_CONTROL), "video": rec.summary(_VIDEO)}
 
 

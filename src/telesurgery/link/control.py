@@ -1,12 +1,15 @@
-"""Driving a running emulator: its UDP control port, and ``telesurgery link`` as a child process.
+"""Driving the link tools: the emulator's UDP control port, and the tools as child processes.
 
 The demo and the tests start one ``EmulatorProcess`` per path, cut and restore it
-through the control port, and read its statistics; a process of its own keeps
-the emulator's timing free of the parent's interpreter lock.
+through the control port and read its statistics, and a ``ResponderProcess`` for
+``telesurgery probe``. A process of its own keeps a tool's timing free of the
+parent's interpreter lock. Each child prints one JSON line when ready (with the
+addresses it bound, so ports 0 work) and one with its final figures when stopped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -18,7 +21,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Self
 
 from telesurgery.errors import TransportError
 from telesurgery.link.locator import Locator
@@ -44,35 +47,18 @@ def send_control(address: Locator | str, command: str, timeout_s: float = 1.0) -
     return reply
 
 
-class EmulatorProcess:
-    """A ``telesurgery link`` child with a control port on loopback.
+class ChildProcess:
+    """A ``telesurgery <verb> ...`` child that announces itself with a JSON ready line."""
 
-    ``args`` are extra command-line options (``--profile``, ``--path``, ``--delay-ms``,
-    ...). Ports 0 are allowed: the addresses the child bound are read from its
-    ready line.
-    """
-
-    def __init__(self, listen: Locator | str, forward: Locator | str, args: Sequence[str] = (),
-                 log_path: Path | None = None) -> None:
-        self._cmd = [sys.executable, "-m", "telesurgery", "link", "--listen", str(listen),
-                     "--forward", str(forward), "--control", "udp/127.0.0.1:0", *args]
+    def __init__(self, args: Sequence[str], log_path: Path | None = None) -> None:
+        self._cmd = [sys.executable, "-m", "telesurgery", *args]
         self._log_path = log_path
         self._log: IO[bytes] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self.ready: dict[str, Any] = {}
 
-    @property
-    def listen_address(self) -> Locator:
-        """Where clients connect."""
-        return Locator.parse(self.ready["listen"])
-
-    @property
-    def control_address(self) -> Locator:
-        """The child's control port."""
-        return Locator.parse(self.ready["control"], ("udp",))
-
     def start(self, timeout_s: float = 15.0) -> None:
-        """Spawn the child and wait until it listens; ``TransportError`` if it does not."""
+        """Spawn the child and wait for its ready line; ``TransportError`` if none comes."""
         if self._log_path is not None:
             self._log = self._log_path.open("wb")
         self._proc = subprocess.Popen(self._cmd, stdout=subprocess.PIPE, stderr=self._log)
@@ -84,10 +70,60 @@ class EmulatorProcess:
         if not isinstance(ready, dict) or ready.get("event") != "ready":
             self.stop()
             raise TransportError(
-                f"telesurgery link did not start ({line.strip()[:200] or 'no output'}); "
-                f"command: {' '.join(self._cmd[3:])}"
+                f"`telesurgery {' '.join(self._cmd[3:])}` did not start "
+                f"({line.strip()[:200] or 'no output'})"
             )
         self.ready = ready
+
+    def stop(self, timeout_s: float = 5.0) -> dict[str, Any]:
+        """Stop the child (SIGINT, then kill); its final figures ({} if it wrote none)."""
+        proc, self._proc = self._proc, None
+        final: dict[str, Any] = {}
+        if proc is not None:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+            try:
+                out, _ = proc.communicate(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, _ = proc.communicate()
+            lines = out.decode(errors="replace").strip().splitlines()
+            with contextlib.suppress(ValueError, IndexError):
+                final = json.loads(lines[-1])
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return final
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class EmulatorProcess(ChildProcess):
+    """``telesurgery link`` with a control port on loopback.
+
+    ``args`` are extra options (``--profile``, ``--path``, ``--delay-ms``, ...).
+    """
+
+    def __init__(self, listen: Locator | str, forward: Locator | str, args: Sequence[str] = (),
+                 log_path: Path | None = None) -> None:
+        super().__init__(["link", "--listen", str(listen), "--forward", str(forward),
+                          "--control", "udp/127.0.0.1:0", *args], log_path)
+
+    @property
+    def listen_address(self) -> Locator:
+        """Where clients connect."""
+        return Locator.parse(self.ready["listen"])
+
+    @property
+    def control_address(self) -> Locator:
+        """The child's control port."""
+        return Locator.parse(self.ready["control"], ("udp",))
 
     def command(self, command: str) -> dict[str, Any]:
         """Send a control command; the emulator's statistics after it."""
@@ -105,36 +141,18 @@ class EmulatorProcess:
         """Per-direction statistics so far."""
         return self.command("stats")
 
-    def stop(self, timeout_s: float = 5.0) -> dict[str, Any]:
-        """Stop the child (SIGINT, then kill); its final statistics ({} if it wrote none)."""
-        proc, self._proc = self._proc, None
-        final: dict[str, Any] = {}
-        if proc is not None:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-            try:
-                out, _ = proc.communicate(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                out, _ = proc.communicate()
-            lines = out.decode(errors="replace").strip().splitlines()
-            if lines:
-                try:
-                    final = json.loads(lines[-1])
-                except ValueError:
-                    final = {}
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        return final
 
-    def __enter__(self) -> EmulatorProcess:
-        self.start()
-        return self
+class ResponderProcess(ChildProcess):
+    """``telesurgery probe --respond``, the far side of a probe."""
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
+    def __init__(self, listen: Locator | str = "udp/127.0.0.1:0",
+                 log_path: Path | None = None) -> None:
+        super().__init__(["probe", "--respond", "--listen", str(listen)], log_path)
+
+    @property
+    def listen_address(self) -> Locator:
+        """Where the responder answers."""
+        return Locator.parse(self.ready["listen"], ("udp",))
 
 
 def _read_line(proc: subprocess.Popen[bytes], timeout_s: float) -> str:
