@@ -14,6 +14,7 @@ VERB_MODULES = (
     "record",
     "audit",
     "link",
+    "probe",
 )
 
 
