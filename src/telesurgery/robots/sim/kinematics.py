@@ -162,6 +162,22 @@ def clamp_joints(q: Sequence[float]) -> tuple[float, ...]:
                  for v, lo, hi in zip(q, JOINT_LOWER, JOINT_UPPER, strict=True))
 
 
+def clamp_insertion_for_rcm(q: Sequence[float]) -> tuple[float, ...]:
+    """``q`` clamped to its limits, with the insertion increased where needed so that the
+    tool tip is at least ``MIN_TIP_RCM_DISTANCE_M`` from the RCM."""
+    clamped = clamp_joints(q)
+    _, wrist = _wrist(clamped[3], clamped[4], clamped[5])
+    lateral2 = float(wrist[0] ** 2 + wrist[1] ** 2)
+    reach2 = MIN_TIP_RCM_DISTANCE_M**2 - lateral2
+    if reach2 <= 0.0:
+        return clamped
+    along = clamped[2] + _SHAFT_TO_WRIST + float(wrist[2])
+    if along * along >= reach2 and along > 0.0:
+        return clamped
+    q3 = math.sqrt(reach2) - float(wrist[2]) - _SHAFT_TO_WRIST
+    return (*clamped[:2], min(JOINT_UPPER[2], q3), *clamped[3:])
+
+
 def clamp_jaw(angle: float) -> float:
     """Jaw opening ``angle`` [rad] clamped to its limits; KinematicsError when not finite."""
     if not math.isfinite(angle):
@@ -224,9 +240,10 @@ def _solutions(pose: Pose, q_hint: Sequence[float],
     return out
 
 
-def _violation(q: Sequence[float]) -> float:
+def _violation(q: Sequence[float], first: int = 0) -> float:
+    """How far [rad, m] joints ``first``, ``first + 1``, ... of ``q`` are beyond their limits."""
     return sum(max(0.0, lo - v) + max(0.0, v - hi)
-               for v, lo, hi in zip(q, JOINT_LOWER, JOINT_UPPER, strict=True))
+               for v, lo, hi in zip(q, JOINT_LOWER[first:], JOINT_UPPER[first:], strict=True))
 
 
 def _distance(q: Sequence[float], hint: Sequence[float]) -> float:
@@ -287,7 +304,7 @@ def ik_nearest(pose: Pose, q_hint: Sequence[float]) -> tuple[float, ...]:
         pose = Pose((float(target[0]), float(target[1]), float(target[2])), pose.orientation)
     solutions = _solutions(pose, q_hint, within_limits=False)
     if solutions:
-        wrist = min(solutions, key=lambda q: (_violation(q[3:]), _distance(q, q_hint)))[3:]
+        wrist = min(solutions, key=lambda q: (_violation(q[3:], 3), _distance(q, q_hint)))[3:]
     else:
         wrist = tuple(q_hint[3:])
     q4, q5, q6 = clamp_joints((*q_hint[:3], *wrist))[3:]
@@ -340,6 +357,7 @@ __all__ = [
     "PSM_DH",
     "TOOLTIP_OFFSET",
     "DHLink",
+    "clamp_insertion_for_rcm",
     "clamp_jaw",
     "clamp_joints",
     "fk",

@@ -27,6 +27,7 @@ from telesurgery.geometry import FloatArray, Vec3
 from telesurgery.robots.base import Arm, Robot
 from telesurgery.robots.sim.kinematics import (
     JOINT_NAMES,
+    clamp_insertion_for_rcm,
     clamp_jaw,
     clamp_joints,
     fk,
@@ -189,8 +190,10 @@ class SimArm(Arm):
         return commanded
 
     def servo_jp(self, goal: Sequence[float]) -> tuple[float, ...]:
+        """Track joints ``goal`` [rad, m], clamped to the limits and inserted far enough to
+        keep the tip 45 mm from the RCM; returns the joints commanded."""
         self._robot.require_enabled("servo_jp")
-        q = clamp_joints(goal)
+        q = clamp_insertion_for_rcm(goal)
         self._move = None
         self._set_joints(q)
         return q
