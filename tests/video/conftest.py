@@ -25,5 +25,5 @@ def scene() -> tuple[Any, Any]:
 @pytest.fixture
 def renderer(scene: tuple[Any, Any]) -> Iterator[CameraRenderer]:
     """A 320x240 renderer of the endoscope camera (small: fast on a loaded machine)."""
-    with CameraRenderer(scene[0], "endoscope", 320, 240) as r:
+    with CameraRenderer(scene[0], "ecm", 320, 240) as r:
         yield r

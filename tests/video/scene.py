@@ -32,7 +32,7 @@ SCENE = """
       <joint name="tool2_x" type="slide" axis="1 0 0" range="-.05 .05"/>
       <geom type="capsule" size=".004" fromto="0 0 0 .06 0 .08" rgba=".75 .75 .78 1"/>
     </body>
-    <camera name="endoscope" pos="0 -.16 .17" xyaxes="1 0 0 0 .72 .69" fovy="60"/>
+    <camera name="ecm" pos="0 -.16 .17" xyaxes="1 0 0 0 .72 .69" fovy="60"/>
   </worldbody>
 </mujoco>
 """

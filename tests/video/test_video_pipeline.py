@@ -74,7 +74,7 @@ class Console:
     """The receiving end: decodes every frame on Zenoh's thread and keeps them in order."""
 
     def __init__(self, session: zenoh.Session, decoder: H264Decoder) -> None:
-        self.receiver = VideoReceiver(decoder, "endoscope")
+        self.receiver = VideoReceiver(decoder, "ecm")
         self.shown: list[ReceivedFrame] = []
         self.arrived: list[int] = []
         self.rejects = RejectCounter()
@@ -101,7 +101,7 @@ def test_frames_arrive_in_order_and_look_like_the_scene(
     console = Console(console_session, H264Decoder())
     _until_matched(patient, KEYS.video)
     pub = Publisher(patient, KEYS.video, Stream.VIDEO, new_session_id())
-    sender = VideoSender(H264Encoder(320, 240), "endoscope", pub.put)
+    sender = VideoSender(H264Encoder(320, 240), "ecm", pub.put)
     camera = EndoscopeCamera(*scene, width=320, height=240,
                              applied=lambda: (41, 1_000_000))
     rendered: dict[int, RGBImage] = {}
@@ -132,7 +132,7 @@ def test_a_dropped_frame_heals_through_a_keyframe_request_over_zenoh(
     requests = Publisher(console_session, KEYFRAME_KEY, Stream.EVENT, new_session_id())
 
     def ask() -> None:
-        requests.put(keyframe_request("endoscope"))
+        requests.put(keyframe_request("ecm"))
 
     decoder = H264Decoder(on_keyframe_needed=ask)
     console = Console(console_session, decoder)
@@ -144,7 +144,7 @@ def test_a_dropped_frame_heals_through_a_keyframe_request_over_zenoh(
             pub.put(body)
 
     encoder = H264Encoder(320, 240)
-    sender = VideoSender(encoder, "endoscope", publish_but_one)
+    sender = VideoSender(encoder, "ecm", publish_but_one)
     asks = RejectCounter()
     ask_sub: Any = subscribe(patient, KEYFRAME_KEY, lambda m, _: sender.on_keyframe_request(m.body),
                         asks)

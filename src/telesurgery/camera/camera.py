@@ -22,7 +22,7 @@ from telesurgery.errors import VideoError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CAMERA = "endoscope"
+DEFAULT_CAMERA = "ecm"
 DEFAULT_FPS = 30.0
 
 AppliedCommand = Callable[[], tuple[int, int]]

@@ -22,7 +22,7 @@ class VideoConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = True
-    camera: str = "endoscope"
+    camera: str = "ecm"
     width: Annotated[int, Field(ge=16, le=8192)] = 640
     height: Annotated[int, Field(ge=16, le=8192)] = 480
     fps: Annotated[float, Field(gt=0.0, le=240.0)] = 30.0
