@@ -14,10 +14,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import zenoh
 
 from telesurgery.clock import now_ns
+from telesurgery.config import ZenohConfig
+from telesurgery.demo.processes import free_port
 from telesurgery.link.bench import TARGET_P99_MS, bench_link
 from telesurgery.link.control import EmulatorProcess
+from telesurgery.transport.session import open_session
 
 MS = 1_000_000
 WAIT_S = 10.0
@@ -283,3 +287,80 @@ def test_accuracy_under_control_and_video_traffic() -> None:
             assert r["error_ms"]["min"] >= 0.0, "released before its time"
             assert r["error_ms"]["p50"] < 10 * TARGET_P99_MS
             assert r["error_ms"]["p99"] < 20 * TARGET_P99_MS
+
+
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+def test_zenoh_peers_talk_through_the_emulator(proto: str) -> None:
+    port = free_port()
+    listener = open_session(ZenohConfig(listen=[f"{proto}/127.0.0.1:{port}"], gossip=False))
+    got: list[tuple[int, int]] = []
+    cond = threading.Condition()
+
+    def on_sample(sample: zenoh.Sample) -> None:
+        with cond:
+            got.append((now_ns(), int(sample.payload.to_bytes())))
+            cond.notify_all()
+
+    try:
+        listener.declare_subscriber("test/link", on_sample)
+        with EmulatorProcess(f"{proto}/127.0.0.1:0", f"{proto}/127.0.0.1:{port}",
+                             ["--delay-ms", "20"]) as emu:
+            talker = open_session(ZenohConfig(connect=[str(emu.listen_address)], gossip=False))
+            try:
+                pub = talker.declare_publisher("test/link", express=True)
+                # Until the peers have met through the emulator, puts go nowhere.
+                with cond:
+                    while not cond.wait_for(lambda: bool(got), 0.05):
+                        pub.put(str(now_ns()))
+                    got.clear()
+                for _ in range(20):
+                    pub.put(str(now_ns()))
+                    time.sleep(0.005)
+                with cond:
+                    assert cond.wait_for(lambda: len(got) >= 20, WAIT_S)
+            finally:
+                talker.close()
+    finally:
+        listener.close()
+    delays_ms = [(t - sent) / MS for t, sent in got]
+    assert min(delays_ms) >= 20.0
+    assert statistics.median(delays_ms) < 25.0
+
+
+def test_tcp_client_is_closed_when_the_target_is_absent() -> None:
+    with EmulatorProcess("tcp/127.0.0.1:0", f"tcp/127.0.0.1:{free_port()}") as emu, \
+            socket.create_connection(emu.listen_address.address, timeout=WAIT_S) as c:
+        assert c.recv(1) == b""
+
+
+def test_tcp_target_closing_reaches_the_client_after_its_data() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        def serve() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.sendall(b"bye")
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        target = f"tcp/127.0.0.1:{server.getsockname()[1]}"
+        with EmulatorProcess("tcp/127.0.0.1:0", target, ["--delay-ms", "10"]) as emu, \
+                socket.create_connection(emu.listen_address.address, timeout=WAIT_S) as c:
+            assert _recv_exactly(c, 3) == b"bye"
+            assert c.recv(1) == b""
+        thread.join()
+
+
+def test_tcp_rate_cap_slows_the_stream_without_losing_bytes(echo: TcpEcho) -> None:
+    payload = os.urandom(400_000)
+    with EmulatorProcess("tcp/127.0.0.1:0", echo.endpoint,
+                         ["--rate-mbit-s", "8", "--queue-ms", "20"]) as emu, \
+            socket.create_connection(emu.listen_address.address, timeout=WAIT_S) as c:
+        start = time.monotonic()
+        sender = threading.Thread(target=c.sendall, args=(payload,))
+        sender.start()
+        back = _recv_exactly(c, len(payload))
+        elapsed = time.monotonic() - start
+        sender.join()
+    assert back == payload
+    # 400 kB at 1 MB/s cannot cross in less than 0.4 s, whatever the machine.
+    assert elapsed >= 0.4
