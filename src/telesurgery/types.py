@@ -115,4 +115,22 @@ class SafetyState(enum.IntEnum):
     ESTOP = 3
 
 
-__all__ = ["JointState", "OperatingState", "Pose", "SafetyState", "Wrench"]
+class ArmMode(enum.IntEnum):
+    """What one arm does with commands, as the safety supervisor decides."""
+
+    HELD = 0
+    """Stays where it is; a clutched command arms it."""
+    ARMED = 1
+    """Clutch seen after a hold; the first aligned released command engages it."""
+    FOLLOWING = 2
+    """Moves toward the latest accepted target, within the motion limits."""
+    CLUTCHED = 3
+    """Engaged, clutch pressed: brakes to rest while the console re-anchors the hand."""
+
+    @property
+    def label(self) -> str:
+        """Lower-case name, as status JSON and event reasons spell it."""
+        return self.name.lower()
+
+
+__all__ = ["ArmMode", "JointState", "OperatingState", "Pose", "SafetyState", "Wrench"]

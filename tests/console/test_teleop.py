@@ -108,3 +108,46 @@ def test_non_finite_measurement_holds_counts_and_gives_no_feedback(
     assert servo.clutch
     assert teleop.rejected == 1
     assert device.seen == []
+
+
+def _servo(bodies: list[ServoCP | JawServoJP], arm: str) -> ServoCP:
+    return next(b for b in bodies if isinstance(b, ServoCP) and b.arm == arm)
+
+
+def test_a_machine_device_re_clutches_after_a_hold_and_resumes_where_the_tool_stopped(
+        device: RecordingDevice) -> None:
+    from telesurgery.types import ArmMode
+
+    teleop = Teleop(device, tremor=None)
+    teleop.register("psm1", REGISTRATION)
+    teleop.observe("psm1", TOOL, 0.4, ArmMode.FOLLOWING)
+    t = 0
+    for _ in range(300):  # engaged and moving with the scripted hand
+        t += 1_000_000
+        moving = _servo(teleop.step(device.read(t)), "psm1")
+    assert not moving.clutch
+    stopped = Pose((0.0, 0.0, -0.1), TOOL.orientation)  # where the supervisor held the tool
+    teleop.observe("psm1", stopped, 0.4, ArmMode.HELD)
+    for _ in range(5):  # clutch stays pressed while the arm is still reported held
+        t += 1_000_000
+        assert _servo(teleop.step(device.read(t)), "psm1").clutch
+    teleop.observe("psm1", stopped, 0.4, ArmMode.ARMED)
+    t += 1_000_000
+    resumed = _servo(teleop.step(device.read(t)), "psm1")
+    assert not resumed.clutch
+    # Re-anchored on the tool where it stopped: the first target is the tool, no jump.
+    assert resumed.pose.distance(stopped) < 1e-4
+
+
+def test_a_person_is_not_re_clutched_behind_their_back(device: RecordingDevice) -> None:
+    from telesurgery.types import ArmMode
+
+    device.auto_reclutch = False
+    teleop = Teleop(device, tremor=None)
+    teleop.register("psm1", REGISTRATION)
+    teleop.observe("psm1", TOOL, 0.4, ArmMode.FOLLOWING)
+    teleop.step(device.read(1_000_000))
+    teleop.observe("psm1", TOOL, 0.4, ArmMode.HELD)
+    for k in range(2, 10):
+        assert not _servo(teleop.step(device.read(k * 1_000_000)), "psm1").clutch
+    assert teleop.held("psm1")

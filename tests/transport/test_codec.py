@@ -23,7 +23,7 @@ from telesurgery.transport.codec import (
     decode,
     encode,
 )
-from telesurgery.types import OperatingState, Pose, SafetyState, Wrench
+from telesurgery.types import ArmMode, OperatingState, Pose, SafetyState, Wrench
 
 # Frozen bytes of version 1: a change here breaks every deployed peer, so it must be deliberate.
 FIXTURES = {
@@ -102,7 +102,7 @@ bodies = st.one_of(
     st.builds(ServoCP, arms, poses, i64, st.booleans()),
     st.builds(JawServoJP, arms, any_float, i64),
     st.builds(MeasuredCP, arms, poses, poses, any_float, u64, i64,
-              st.sampled_from(OperatingState)),
+              st.sampled_from(OperatingState), st.sampled_from(ArmMode)),
     st.integers(0, 32).flatmap(lambda n: st.builds(
         MeasuredJS, arms, st.tuples(*[finite] * n), st.tuples(*[finite] * n))),
     st.builds(MeasuredCF, arms, st.builds(Wrench, st.tuples(finite, finite, finite),

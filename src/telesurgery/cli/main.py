@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import tempfile
+import traceback
 
 import typer
 
@@ -32,3 +34,11 @@ def main() -> None:
     except TelesurgeryError as exc:
         print(f"telesurgery: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except Exception as exc:
+        # A bug, not a usage error: one line for the user, the traceback kept for the report.
+        with tempfile.NamedTemporaryFile("w", prefix="telesurgery-crash-", suffix=".txt",
+                                         delete=False) as f:
+            traceback.print_exc(file=f)
+        print(f"telesurgery: internal error: {type(exc).__name__}: {exc}; this is a bug, "
+              f"please report it with {f.name}", file=sys.stderr)
+        sys.exit(1)

@@ -104,7 +104,7 @@ class ConsoleNode:
 
     def _on_measured(self, msg: Message, _received_ns: int) -> None:
         if isinstance(msg.body, MeasuredCP):
-            self.teleop.observe(msg.body.arm, msg.body.measured, msg.body.jaw)
+            self.teleop.observe(msg.body.arm, msg.body.measured, msg.body.jaw, msg.body.mode)
 
     def _on_status(self, msg: Message, _received_ns: int) -> None:
         if not isinstance(msg.body, Status):

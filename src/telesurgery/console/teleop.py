@@ -10,12 +10,13 @@ each stores one immutable value, which the loop reads as the latest.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 from telesurgery.config import TremorConfig
 from telesurgery.console.mapping import DEFAULT_SCALE, TeleopMapping
 from telesurgery.input.base import HandSample, InputDevice
 from telesurgery.transport.codec import JawServoJP, ServoCP
-from telesurgery.types import Pose
+from telesurgery.types import ArmMode, Pose
 
 
 class Teleop:
@@ -32,6 +33,8 @@ class Teleop:
         self._mappings = {arm: TeleopMapping(arm, scale, tremor, rate_hz) for arm in device.arms}
         self._registrations: dict[str, Pose] = {}
         self._measured: dict[str, tuple[Pose, float]] = {}
+        self._modes: dict[str, ArmMode] = {}
+        self._reclutching: set[str] = set()
 
     @property
     def arms(self) -> tuple[str, ...]:
@@ -54,11 +57,35 @@ class Teleop:
         if arm in self._mappings:
             self._registrations[arm] = base_in_view
 
-    def observe(self, arm: str, measured: Pose, jaw: float) -> None:
-        """The latest measured tool tip pose of ``arm`` in its base frame [m] and jaw [rad].
-        Arms the device does not drive are ignored."""
+    def observe(self, arm: str, measured: Pose, jaw: float,
+                mode: ArmMode | None = None) -> None:
+        """The latest measured tool tip pose of ``arm`` in its base frame [m], jaw [rad] and
+        what the safety supervisor does with its commands. Arms the device does not drive
+        are ignored."""
         if arm in self._mappings:
             self._measured[arm] = (measured, jaw)
+            if mode is not None:
+                self._modes[arm] = mode
+
+    def held(self, arm: str) -> bool:
+        """True while the safety supervisor holds ``arm`` and waits for a clutch."""
+        return self._modes.get(arm) is ArmMode.HELD
+
+    def _clutch_override(self, arm: str, sample: HandSample) -> HandSample:
+        # A device that is not a person re-clutches after a hold: clutch pressed until the
+        # supervisor reports the arm armed, then released, which re-anchors the hand on the
+        # tool where it stopped, so the arm resumes without a jump.
+        mode = self._modes.get(arm)
+        if arm in self._reclutching:
+            if mode is not ArmMode.HELD:
+                self._reclutching.discard(arm)
+            else:
+                return replace(sample, clutch=True)
+        elif (mode is ArmMode.HELD and self.device.auto_reclutch and not sample.clutch
+              and self._mappings[arm].engaged):
+            self._reclutching.add(arm)
+            return replace(sample, clutch=True)
+        return sample
 
     def step(self, samples: Mapping[str, HandSample]) -> list[ServoCP | JawServoJP]:
         """The bodies to send this tick, for each arm that has a sample in ``samples``."""
@@ -73,6 +100,7 @@ class Teleop:
                 out.append(mapping.hold(sample))
                 continue
             pose, jaw = measured
+            sample = self._clutch_override(arm, sample)
             cmd = mapping.step(sample, pose, jaw, registration)
             out.append(cmd.servo)
             if cmd.jaw is not None:

@@ -37,8 +37,9 @@ def render_status(monitor: Monitor, elapsed_s: float, duration_s: float | None) 
     t.add_row("nodes", ", ".join(sorted(monitor.present)) or "-")
     t.add_row("safety", Text(state, style=_STATE_STYLE.get(state, "")))
     t.add_row("commands sent", str(console.get("sent", "-")))
-    t.add_row("accepted / rejected",
-              f"{safety.get('accepted', '-')} / {sum(safety.get('rejected', {}).values())}")
+    t.add_row("accepted / rejected / stale",
+              f"{safety.get('accepted', '-')} / {safety.get('rejected', '-')} / "
+              f"{safety.get('stale_dropped', '-')}")
     t.add_row("input -> accepted", _pct(safety.get("latency_ms"), "ms"))
     t.add_row("servo period error",
               _pct(patient.get("servo", {}).get("period_error_us"), "us"))

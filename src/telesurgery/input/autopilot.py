@@ -139,6 +139,8 @@ class Autopilot(InputDevice):
     ``gain_per_s``: how fast it closes the gap it sees [1/s].
     """
 
+    auto_reclutch = True
+
     def __init__(self, arms: tuple[str, ...] = ("psm1", "psm2"), scale: float = 0.2,
                  layout: PegTransferLayout = DEFAULT_LAYOUT, rate_hz: float = 1000.0,
                  hand_speed_m_s: float = 0.2, hand_accel_m_s2: float = 1.5,

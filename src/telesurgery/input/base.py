@@ -32,6 +32,9 @@ class InputDevice(ABC):
 
     rate_hz: float
     arms: tuple[str, ...]
+    auto_reclutch: bool = False
+    """True for devices that are not a person (autopilot, replay): after the safety
+    supervisor holds an arm they re-clutch by themselves; a person is asked to."""
 
     @abstractmethod
     def read(self, now_ns: int) -> Mapping[str, HandSample]:

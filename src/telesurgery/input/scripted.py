@@ -173,6 +173,8 @@ class ScriptedDevice(InputDevice):
     ``rate_hz`` [Hz]: the rate the console reads it at (any rate works).
     """
 
+    auto_reclutch = True
+
     def __init__(self, path: Path, *, loop: bool = False, rate_hz: float = 1000.0) -> None:
         tracks = load_trajectory(path)
         self.rate_hz = rate_hz

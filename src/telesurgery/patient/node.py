@@ -153,7 +153,7 @@ class PatientNode:
             seq, sample_ns = self.supervisor.applied(name)
             jaw = arm.jaw_measured_js()
             cp.put(MeasuredCP(name, arm.measured_cp(), arm.setpoint_cp(), jaw.position[0],
-                              seq, sample_ns, op))
+                              seq, sample_ns, op, self.supervisor.mode(name)))
             j = arm.measured_js()
             js.put(MeasuredJS(name, (*j.position, *jaw.position),
                               (*j.velocity, *jaw.velocity)))

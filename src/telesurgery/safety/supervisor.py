@@ -23,7 +23,6 @@ transition is logged and handed to ``on_event``.
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -52,7 +51,7 @@ from telesurgery.safety.checks import (
 )
 from telesurgery.stats import Samples
 from telesurgery.transport.codec import JawServoJP, Message, SafetyEvent, ServoCP
-from telesurgery.types import OperatingState, Pose, SafetyState
+from telesurgery.types import ArmMode, OperatingState, Pose, SafetyState
 
 log = logging.getLogger(__name__)
 
@@ -65,19 +64,6 @@ ENGAGE_TOLERANCE_RAD = 0.35
 clutch. Our choice, on the same reasoning."""
 MAX_REASON_BYTES = 255
 """Event reasons travel in a 255-byte wire field."""
-
-
-class ArmMode(enum.Enum):
-    """What one arm does with commands."""
-
-    HELD = "held"
-    """Stays where it is; a clutched command arms it."""
-    ARMED = "armed"
-    """Clutch seen after a hold; the first aligned released command engages it."""
-    FOLLOWING = "following"
-    """Moves toward the latest accepted target, within the motion limits."""
-    CLUTCHED = "clutched"
-    """Engaged, clutch pressed: brakes to rest while the console re-anchors the hand."""
 
 
 _ENGAGED_MODES = (ArmMode.FOLLOWING, ArmMode.CLUTCHED)
@@ -490,7 +476,7 @@ class Supervisor:
         st.mode = mode
         engaged = any(a.mode in _ENGAGED_MODES for a in self._arms.values())
         self._set_state(SafetyState.ENGAGED if engaged else SafetyState.HOLD,
-                        f"{st.name} {before.value} -> {mode.value}: {reason}", level)
+                        f"{st.name} {before.label} -> {mode.label}: {reason}", level)
 
     def _set_state(self, state: SafetyState, reason: str, level: int = logging.INFO) -> None:
         previous, self._state = self._state, state
@@ -539,7 +525,7 @@ class Supervisor:
                 "holds": self._holds,
                 "faults": self._faults,
                 "estops": self._estops,
-                "arms": {st.name: {"mode": st.mode.value, "applied_seq": st.applied_seq,
+                "arms": {st.name: {"mode": st.mode.label, "applied_seq": st.applied_seq,
                                    "session": None if st.session is None
                                    else f"{st.session:016x}"}
                          for st in self._arms.values()},

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, Self, TypeVar
 
 from telesurgery.errors import CodecError
-from telesurgery.types import OperatingState, Pose, SafetyState, Wrench
+from telesurgery.types import ArmMode, OperatingState, Pose, SafetyState, Wrench
 
 MAGIC = b"TS"
 VERSION = 1
@@ -124,7 +124,7 @@ _U8 = struct.Struct("<B")
 _POSE = struct.Struct("<7d")
 _SERVO_CP = struct.Struct("<Bq")
 _JAW = struct.Struct("<qd")
-_MEASURED_CP_TAIL = struct.Struct("<QqB")
+_MEASURED_CP_TAIL = struct.Struct("<QqBB")
 _VEC6 = struct.Struct("<6d")
 _SAFETY = struct.Struct("<BBB")
 
@@ -196,8 +196,9 @@ class JawServoJP:
 
 @dataclass(frozen=True, slots=True)
 class MeasuredCP:
-    """``measured_cp``: tip pose and setpoint [m, quaternion], jaw [rad], and which
-    command produced the setpoint (``applied_seq``, ``applied_sample_ns``)."""
+    """``measured_cp``: tip pose and setpoint [m, quaternion], jaw [rad], which command
+    produced the setpoint (``applied_seq``, ``applied_sample_ns``), and what the safety
+    supervisor does with this arm's commands (``mode``: a held arm waits for a clutch)."""
 
     TYPE: ClassVar[MessageType] = MessageType.MEASURED_CP
     arm: str
@@ -207,21 +208,23 @@ class MeasuredCP:
     applied_seq: int
     applied_sample_ns: int
     operating_state: OperatingState
+    mode: ArmMode
 
     def pack(self) -> bytes:
         return (_text(self.arm, "arm") + _pack_pose(self.measured) + _pack_pose(self.setpoint)
                 + struct.pack("<d", self.jaw)
                 + _MEASURED_CP_TAIL.pack(self.applied_seq, self.applied_sample_ns,
-                                         int(self.operating_state)))
+                                         int(self.operating_state), int(self.mode)))
 
     @classmethod
     def unpack(cls, r: _Reader) -> Self:
         arm = _arm(r.text("arm"), "MEASURED_CP")
         measured, setpoint = _pose(r), _pose(r)
         (jaw,) = r.take(_F64)
-        seq, sample_ns, op = r.take(_MEASURED_CP_TAIL)
+        seq, sample_ns, op, mode = r.take(_MEASURED_CP_TAIL)
         return cls(arm, measured, setpoint, jaw, seq, sample_ns,
-                   _enum(OperatingState, op, "MEASURED_CP.operating_state"))
+                   _enum(OperatingState, op, "MEASURED_CP.operating_state"),
+                   _enum(ArmMode, mode, "MEASURED_CP.mode"))
 
 
 _F64 = struct.Struct("<d")
