@@ -361,6 +361,10 @@ class Supervisor:
                 hold, st.hold_pending = st.hold_pending, False
                 if st.mode is ArmMode.FOLLOWING:
                     self._mark_applied(st, applied_ns)
+                else:
+                    # A target accepted just before a clutch or a hold is never applied:
+                    # counting its wait later would report the clutch time as tick wait.
+                    st.goal_fresh = st.jaw_fresh = False
                 plans.append((st, st.mode, hold, st.goal, st.jaw_goal))
         for st, mode, hold, goal, jaw_goal in plans:
             try:
