@@ -36,7 +36,7 @@ from typing import Final
 import numpy as np
 
 from telesurgery.errors import KinematicsError
-from telesurgery.geometry import FloatArray
+from telesurgery.geometry import FloatArray, matrix_to_quat, quat_normalize
 from telesurgery.types import Pose
 
 
@@ -86,34 +86,37 @@ _WRIST_LENGTH: Final = PSM_DH[5].a
 _MAX_REACH: Final = JOINT_UPPER[2] + _SHAFT_TO_WRIST + _WRIST_LENGTH
 _LIMIT_TOL: Final = 1e-9
 _TWO_PI: Final = 2.0 * math.pi
-_PEEL: Final = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
-"""``Rx(pi/2)``."""
+def _wrist_offset(q4: float, q5: float) -> tuple[float, float, float]:
+    """The wrist-yaw axis [m] from the wrist-pitch axis, in DH frame 3."""
+    t5 = q5 + PSM_DH[4].offset
+    c5 = math.cos(t5)
+    return (_WRIST_LENGTH * math.cos(q4) * c5, _WRIST_LENGTH * math.sin(q4) * c5,
+            -_WRIST_LENGTH * math.sin(t5))
 
 
-def _rx_rz(alpha: float, theta: float) -> FloatArray:
-    """``Rx(alpha) Rz(theta)`` for alpha in {0, +pi/2, -pi/2} (the table's only values)."""
-    c, s = math.cos(theta), math.sin(theta)
-    if alpha == 0.0:
-        return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-    sa = 1.0 if alpha > 0.0 else -1.0
-    return np.array([[c, -s, 0.0], [0.0, 0.0, -sa], [sa * s, sa * c, 0.0]])
+def _fk(q: Sequence[float]) -> tuple[tuple[float, ...], tuple[float, float, float]]:
+    """Tool tip rotation (row-major 3x3) and position [m] in the base frame.
 
-
-def _shaft_rotation(q1: float, q2: float) -> FloatArray:
-    """Rotation of DH frame 3 (z along the shaft, into the patient) for outer yaw/pitch."""
-    c1, s1 = math.cos(q1 + PSM_DH[0].offset), math.sin(q1 + PSM_DH[0].offset)
-    c2, s2 = math.cos(q2 + PSM_DH[1].offset), math.sin(q2 + PSM_DH[1].offset)
-    return np.array([[c1 * c2, -s1, c1 * s2], [s2, 0.0, -c2], [s1 * c2, c1, s1 * s2]])
-
-
-def _wrist(q4: float, q5: float, q6: float) -> tuple[FloatArray, FloatArray]:
-    """Rotation of DH frame 6 in frame 3 and the yaw-axis origin in frame 3 minus the
-    shaft part (so that position = R3 @ (offset + (0, 0, q3 + _SHAFT_TO_WRIST)))."""
-    r34 = _rx_rz(0.0, q4)
-    r45 = _rx_rz(PSM_DH[4].alpha, q5 + PSM_DH[4].offset)
-    r35 = r34 @ r45
-    r36 = r35 @ _rx_rz(PSM_DH[5].alpha, q6 + PSM_DH[5].offset)
-    return r36, _WRIST_LENGTH * r35[:, 0]
+    Written out in floats rather than 4x4 products: it runs at every servo tick.
+    """
+    t1, t2 = q[0] + PSM_DH[0].offset, q[1] + PSM_DH[1].offset
+    c1, s1, c2, s2 = math.cos(t1), math.sin(t1), math.cos(t2), math.sin(t2)
+    r3 = ((c1 * c2, -s1, c1 * s2), (s2, 0.0, -c2), (s1 * c2, c1, s1 * s2))
+    t5, t6 = q[4] + PSM_DH[4].offset, q[5] + PSM_DH[5].offset
+    c4, s4, c5, s5 = math.cos(q[3]), math.sin(q[3]), math.cos(t5), math.sin(t5)
+    c6, s6 = math.cos(t6), math.sin(t6)
+    # Frame 5 in frame 3 is Rz(q4) Rx(-pi/2) Rz(t5); frame 6 adds Rx(-pi/2) Rz(t6).
+    r35 = ((c4 * c5, -c4 * s5, -s4), (s4 * c5, -s4 * s5, c4), (-s5, -c5, 0.0))
+    r36 = tuple((r[0] * c6 - r[2] * s6, -r[0] * s6 - r[2] * c6, r[1]) for r in r35)
+    r = tuple(tuple(a[0] * r36[0][j] + a[1] * r36[1][j] + a[2] * r36[2][j] for j in range(3))
+              for a in r3)
+    # The tool-tip offset: tip x = -z6, tip y = -x6, tip z = y6.
+    rot = (-r[0][2], -r[0][0], r[0][1], -r[1][2], -r[1][0], r[1][1],
+           -r[2][2], -r[2][0], r[2][1])
+    w = _wrist_offset(q[3], q[4])
+    along = w[2] + q[2] + _SHAFT_TO_WRIST
+    pos = tuple(a[0] * w[0] + a[1] * w[1] + a[2] * along for a in r3)
+    return rot, (pos[0], pos[1], pos[2])
 
 
 def _check_joints(q: Sequence[float]) -> None:
@@ -128,19 +131,18 @@ def _check_joints(q: Sequence[float]) -> None:
 def fk_matrix(q: Sequence[float]) -> FloatArray:
     """4x4 transform of the tool tip in the base (RCM) frame for joints ``q`` [rad, m]."""
     _check_joints(q)
-    r3 = _shaft_rotation(q[0], q[1])
-    r36, wrist = _wrist(q[3], q[4], q[5])
+    rot, pos = _fk(q)
     m = np.eye(4)
-    m[:3, :3] = r3 @ r36 @ TOOLTIP_OFFSET
-    local = wrist.copy()
-    local[2] += q[2] + _SHAFT_TO_WRIST
-    m[:3, 3] = r3 @ local
+    m[:3, :3] = np.reshape(rot, (3, 3))
+    m[:3, 3] = pos
     return m
 
 
 def fk(q: Sequence[float]) -> Pose:
     """Tool tip pose in the base (RCM) frame [m] for joints ``q`` [rad, m]."""
-    return Pose.from_matrix(fk_matrix(q))
+    _check_joints(q)
+    rot, pos = _fk(q)
+    return Pose(pos, matrix_to_quat(np.array(rot)))
 
 
 def tip_rcm_distance(pose: Pose) -> float:
@@ -166,15 +168,15 @@ def clamp_insertion_for_rcm(q: Sequence[float]) -> tuple[float, ...]:
     """``q`` clamped to its limits, with the insertion increased where needed so that the
     tool tip is at least ``MIN_TIP_RCM_DISTANCE_M`` from the RCM."""
     clamped = clamp_joints(q)
-    _, wrist = _wrist(clamped[3], clamped[4], clamped[5])
-    lateral2 = float(wrist[0] ** 2 + wrist[1] ** 2)
+    wrist = _wrist_offset(clamped[3], clamped[4])
+    lateral2 = wrist[0] ** 2 + wrist[1] ** 2
     reach2 = MIN_TIP_RCM_DISTANCE_M**2 - lateral2
     if reach2 <= 0.0:
         return clamped
-    along = clamped[2] + _SHAFT_TO_WRIST + float(wrist[2])
+    along = clamped[2] + _SHAFT_TO_WRIST + wrist[2]
     if along * along >= reach2 and along > 0.0:
         return clamped
-    q3 = math.sqrt(reach2) - float(wrist[2]) - _SHAFT_TO_WRIST
+    q3 = math.sqrt(reach2) - wrist[2] - _SHAFT_TO_WRIST
     return (*clamped[:2], min(JOINT_UPPER[2], q3), *clamped[3:])
 
 
@@ -194,46 +196,61 @@ def _wrap(angle: float) -> float:
     return a - math.pi
 
 
+def _dot(a: Sequence[float], b: Sequence[float]) -> float:
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+
+
 def _solutions(pose: Pose, q_hint: Sequence[float],
                within_limits: bool) -> list[tuple[float, ...]]:
     """Joint vectors reaching ``pose``, one per wrist branch, the roll turned (by whole
-    turns) nearest ``q_hint``; with ``within_limits`` only those inside the limits."""
-    m = pose.matrix()
-    p = m[:3, 3]
-    r6 = m[:3, :3] @ TOOLTIP_OFFSET.T
+    turns) nearest ``q_hint``; with ``within_limits`` only those inside the limits.
+
+    In floats rather than matrix products: it runs at every servo tick.
+    """
+    w, x, y, z = quat_normalize(pose.orientation)
+    p = pose.position
+    # Axes of DH frame 6 from the tool tip's: x6 = -y_tip, y6 = z_tip, z6 = -x_tip.
+    x6 = (-2.0 * (x * y - w * z), -(1.0 - 2.0 * (x * x + z * z)), -2.0 * (y * z + w * x))
+    y6 = (2.0 * (x * z + w * y), 2.0 * (y * z - w * x), 1.0 - 2.0 * (x * x + y * y))
+    z6 = (-(1.0 - 2.0 * (y * y + z * z)), -2.0 * (x * y + w * z), -2.0 * (x * z - w * y))
     # The RCM seen from the yaw frame lies on the shaft line, which is orthogonal to
     # the wrist-pitch axis: that fixes the wrist-yaw angle up to a half turn.
-    rcm = -(r6.T @ p)
+    rcm_x, rcm_y = -_dot(x6, p), -_dot(y6, p)
     out: list[tuple[float, ...]] = []
-    if math.hypot(rcm[0], rcm[1]) < 1e-12:
+    if math.hypot(rcm_x, rcm_y) < 1e-12:
         return out
-    base_t6 = math.atan2(-rcm[1], rcm[0])
+    base_t6 = math.atan2(-rcm_y, rcm_x)
     for t6 in (base_t6, base_t6 + math.pi):
         # The two branches differ by a half turn of the wrist yaw, whose range is less
         # than that: at most one is within limits, and q6 alone tells which.
         q6 = _wrap(t6 - PSM_DH[5].offset)
         if within_limits and not JOINT_LOWER[5] - _LIMIT_TOL <= q6 <= JOINT_UPPER[5] + _LIMIT_TOL:
             continue
-        x5 = r6 @ np.array([math.cos(t6), -math.sin(t6), 0.0])
-        pitch_point = p - _WRIST_LENGTH * x5
-        along = math.sqrt(float(pitch_point @ pitch_point))
+        c6, s6 = math.cos(t6), math.sin(t6)
+        x5 = tuple(c6 * a - s6 * b for a, b in zip(x6, y6, strict=True))
+        pitch = tuple(pi - _WRIST_LENGTH * xi for pi, xi in zip(p, x5, strict=True))
+        along = math.sqrt(_dot(pitch, pitch))
         if along < 1e-9:
             continue
-        ux, uy, uz = (float(v) / along for v in pitch_point)
-        q1 = math.atan2(ux, -uz)
-        q2 = math.asin(max(-1.0, min(1.0, -uy)))
+        u = (pitch[0] / along, pitch[1] / along, pitch[2] / along)
+        q1 = math.atan2(u[0], -u[2])
+        q2 = math.asin(max(-1.0, min(1.0, -u[1])))
         q3 = along - _SHAFT_TO_WRIST
         if within_limits and not in_limits((q1, q2, q3, 0.0, 0.0, 0.0)):
             continue
-        # r3^T r6 = Rz(q4) Rx(-pi/2) Rz(t5) Rx(-pi/2) Rz(t6): peel off the last two.
-        w = _shaft_rotation(q1, q2).T @ r6 @ _rx_rz(0.0, -t6) @ _PEEL
-        q4 = math.atan2(-float(w[0, 2]), float(w[1, 2]))
+        # R3^T R6 Rz(-t6) Rx(pi/2) = Rz(q4) Rx(-pi/2) Rz(t5), whose columns are those of
+        # R3 (x3, y3, u) dotted with (x5, z6, -(s6 x6 + c6 y6)).
+        t1, t2 = q1 + PSM_DH[0].offset, q2 + PSM_DH[1].offset
+        x3 = (math.cos(t1) * math.cos(t2), math.sin(t2), math.sin(t1) * math.cos(t2))
+        y3 = (-math.sin(t1), 0.0, math.cos(t1))
+        b2 = tuple(-(s6 * a + c6 * b) for a, b in zip(x6, y6, strict=True))
+        q4 = math.atan2(-_dot(x3, b2), _dot(y3, b2))
         q4 += _TWO_PI * round((q_hint[3] - q4) / _TWO_PI)
         if q4 > JOINT_UPPER[3]:
             q4 -= _TWO_PI
         elif q4 < JOINT_LOWER[3]:
             q4 += _TWO_PI
-        t5 = math.atan2(-float(w[2, 0]), -float(w[2, 1]))
+        t5 = math.atan2(-_dot(u, x5), -_dot(u, z6))
         q = (q1, q2, q3, q4, _wrap(t5 - PSM_DH[4].offset), q6)
         if not within_limits or in_limits(q):
             out.append(q)
@@ -320,23 +337,22 @@ def _outer_for_position(p: FloatArray, q4: float, q5: float, q6: float,
     insertion sets |u| = |p|, then outer pitch and yaw rotate ``u`` onto ``p``.
     Falls back to the hint's outer joints where no exact answer exists.
     """
-    _, wrist = _wrist(q4, q5, q6)
-    lateral2 = float(wrist[0] ** 2 + wrist[1] ** 2)
+    wx, wy, wz = _wrist_offset(q4, q5)
+    lateral2 = wx * wx + wy * wy
     dist2 = float(p @ p)
     if dist2 <= lateral2:
         return (q_hint[0], q_hint[1], q_hint[2])
-    q3 = math.sqrt(dist2 - lateral2) - float(wrist[2]) - _SHAFT_TO_WRIST
+    q3 = math.sqrt(dist2 - lateral2) - wz - _SHAFT_TO_WRIST
     q3 = min(JOINT_UPPER[2], max(JOINT_LOWER[2], q3))
-    u = wrist.copy()
-    u[2] += q3 + _SHAFT_TO_WRIST
+    uz = wz + q3 + _SHAFT_TO_WRIST
     # Row 2 of R3 @ u = p_y gives t2; rows 1 and 3 are a planar rotation by t1.
-    radius = math.hypot(float(u[0]), float(u[2]))
-    phi = math.atan2(float(u[2]), float(u[0]))
+    radius = math.hypot(wx, uz)
+    phi = math.atan2(uz, wx)
     ratio = max(-1.0, min(1.0, float(p[1]) / radius)) if radius > 1e-12 else 0.0
     best: tuple[float, float, float] | None = None
     for t2 in (phi + math.asin(ratio), phi + math.pi - math.asin(ratio)):
-        k = math.cos(t2) * float(u[0]) + math.sin(t2) * float(u[2])
-        t1 = math.atan2(float(p[2]), float(p[0])) - math.atan2(float(u[1]), k)
+        k = math.cos(t2) * wx + math.sin(t2) * uz
+        t1 = math.atan2(float(p[2]), float(p[0])) - math.atan2(wy, k)
         q1 = _wrap(t1 - PSM_DH[0].offset)
         q2 = _wrap(t2 - PSM_DH[1].offset)
         cand = (q1, q2, q3)

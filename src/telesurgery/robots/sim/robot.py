@@ -99,8 +99,8 @@ class SimArm(Arm):
         self._finger_qpos = np.array([m.joint(j).qposadr[0] for j in fingers])
         self._finger_qvel = np.array([m.joint(j).dofadr[0] for j in fingers])
         self._finger_act = np.array([m.actuator(j).id for j in fingers])
-        self._tool_bodies = frozenset(m.body(b).id for b in tool_body_names(name))
-        self._tip_body = m.body(tool_body_names(name)[2]).id
+        self._is_tool = np.zeros(m.nbody, dtype=bool)
+        self._is_tool[[m.body(b).id for b in tool_body_names(name)]] = True
         self._base = robot.layout.base_pose(name)
         self._base_rot_t = self._base.matrix()[:3, :3].T
         self._registration = robot.layout.camera.pose_opencv().inverse().compose(self._base)
@@ -114,8 +114,8 @@ class SimArm(Arm):
 
     def measured_js(self) -> JointState:
         d = self._robot.data
-        return JointState(JOINT_NAMES, tuple(float(v) for v in d.qpos[self._qpos]),
-                          tuple(float(v) for v in d.qvel[self._qvel]))
+        return JointState(JOINT_NAMES, tuple(d.qpos[self._qpos].tolist()),
+                          tuple(d.qvel[self._qvel].tolist()))
 
     def measured_cp(self) -> Pose:
         if self._measured is None:
@@ -135,23 +135,19 @@ class SimArm(Arm):
         """Sum of the contact wrenches on the instrument (wrist and jaws), about the tool
         tip, in the base frame [N, N m]; what a grasped ring weighs shows here."""
         m, d = self._robot.model, self._robot.data
-        if d.ncon == 0:
+        on_tool = self._is_tool[m.geom_bodyid[d.contact.geom]]
+        touching = np.flatnonzero(on_tool[:, 0] != on_tool[:, 1])
+        if touching.size == 0:
             return Wrench()
-        tip = self.measured_cp().position
-        tip_world = np.asarray(self._base.compose(Pose(tip)).position)
+        tip_world = np.asarray(self._base.compose(self.measured_cp()).position)
         force = np.zeros(3)
         torque = np.zeros(3)
         f6 = np.zeros(6)
-        bodies = m.geom_bodyid[d.contact.geom]
-        for i in range(d.ncon):
-            on_first = int(bodies[i, 0]) in self._tool_bodies
-            on_second = int(bodies[i, 1]) in self._tool_bodies
-            if on_first == on_second:
-                continue
-            mujoco.mj_contactForce(m, d, i, f6)
+        for i in touching:
+            mujoco.mj_contactForce(m, d, int(i), f6)
             # The contact force acts on geom2 along the normal from geom1 to geom2.
             f_world = d.contact.frame[i].reshape(3, 3).T @ f6[:3]
-            if on_first:
+            if on_tool[i, 0]:
                 f_world = -f_world
             force += f_world
             torque += np.cross(d.contact.pos[i] - tip_world, f_world)
@@ -221,7 +217,7 @@ class SimArm(Arm):
     # -- servo tick (SimRobot only) -----------------------------------------------------
 
     def _joints(self) -> tuple[float, ...]:
-        return tuple(float(v) for v in self._robot.data.qpos[self._qpos])
+        return tuple(self._robot.data.qpos[self._qpos].tolist())
 
     def _set_joints(self, q: tuple[float, ...]) -> None:
         self._q_sp = q
