@@ -101,11 +101,11 @@ def link(
         help="Built-in profile name or a .toml profile file (see --list-profiles).")] = None,
     path: Annotated[str | None, typer.Option(
         help="Which path of the profile (default: its first).")] = None,
-    delay_ms: Annotated[float | None, typer.Option(help="One-way delay [ms].", min=0.0)] = None,
+    delay_ms: Annotated[float | None, typer.Option(help="One-way delay, ms.", min=0.0)] = None,
     jitter_ms: Annotated[float | None, typer.Option(
-        help="Delay standard deviation [ms].", min=0.0)] = None,
+        help="Delay standard deviation, ms.", min=0.0)] = None,
     jitter_correlation_ms: Annotated[float | None, typer.Option(
-        help="Jitter time constant [ms]; 0: independent per packet.", min=0.0)] = None,
+        help="Jitter time constant, ms; 0: independent per packet.", min=0.0)] = None,
     reorder: Annotated[bool | None, typer.Option(
         "--reorder/--no-reorder", help="Let jitter reorder packets (UDP).")] = None,
     loss: Annotated[float | None, typer.Option(
@@ -117,11 +117,14 @@ def link(
     rate_mbit_s: Annotated[float | None, typer.Option(
         help="Bandwidth cap [Mbit/s]; 0: none.", min=0.0)] = None,
     queue_ms: Annotated[float | None, typer.Option(
-        help="Queue bound in front of the cap [ms].")] = None,
+        help="Queue bound in front of the cap, ms.")] = None,
     outage: Annotated[list[str] | None, typer.Option(
         help="Scheduled outage START_S:DURATION_S (repeat for more).")] = None,
     control: Annotated[str | None, typer.Option(
-        help="UDP control port (cut/restore/stats), e.g. udp/127.0.0.1:7600.")] = None,
+        help="UDP control port on loopback, e.g. udp/127.0.0.1:7600; it takes the text "
+             "commands 'cut', 'cut forward', 'cut reverse', 'restore' (same forms) and 'stats' "
+             "(try: echo cut | "
+             "nc -u -w1 127.0.0.1 7600) and answers JSON.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed, for reproducible impairments.")] = None,
     stats_every: Annotated[float, typer.Option(
         help="Log statistics every S seconds (0: never).")] = 0.0,

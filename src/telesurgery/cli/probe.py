@@ -69,23 +69,25 @@ def _describe(p: PathResult) -> list[str]:
 
 def probe(
     connect: Annotated[list[str] | None, typer.Option(
-        help="A path to qualify: [NAME=]udp/HOST:PORT of a responder (repeat per path).")] = None,
+        help="A path to qualify: udp/HOST:PORT of a responder, or NAME=udp/HOST:PORT "
+             "(repeat per path).")] = None,
     respond: Annotated[bool, typer.Option(
         "--respond", help="Be the responder instead, on --listen.")] = False,
     listen: Annotated[str, typer.Option(
-        help="Responder endpoint (port 0: any free port).")] = "udp/0.0.0.0:7610",
+        help="Responder endpoint: the far side's address on the path (port 0: any free "
+             "port).")] = "udp/127.0.0.1:7610",
     duration: Annotated[float, typer.Option(help="Seconds of pings per path.")] = 10.0,
     rate: Annotated[float, typer.Option(help="Pings per second.")] = 200.0,
     thresholds: Annotated[Path | None, typer.Option(
         help="TOML file of thresholds (max_rtt_ms, max_jitter_ms, max_loss, max_loss_burst_ms, "
              "min_bandwidth_mbit_s).")] = None,
-    max_rtt_ms: Annotated[float | None, typer.Option(help="Round trip p99 limit [ms].")] = None,
-    max_jitter_ms: Annotated[float | None, typer.Option(help="Jitter limit [ms].")] = None,
+    max_rtt_ms: Annotated[float | None, typer.Option(help="Round trip p99 limit, ms.")] = None,
+    max_jitter_ms: Annotated[float | None, typer.Option(help="Jitter limit, ms.")] = None,
     max_loss: Annotated[float | None, typer.Option(help="Loss limit (fraction).")] = None,
     max_loss_burst_ms: Annotated[float | None, typer.Option(
-        help="Longest loss burst limit [ms].")] = None,
+        help="Longest loss burst limit, ms.")] = None,
     min_bandwidth_mbit_s: Annotated[float | None, typer.Option(
-        help="Bandwidth floor [Mbit/s]; 0 skips the burst.")] = None,
+        help="Bandwidth floor, Mbit/s; 0 skips the burst.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
 ) -> None:
