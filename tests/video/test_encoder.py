@@ -30,7 +30,7 @@ def test_each_frame_is_one_packet_and_one_decoded_frame_at_once(
     for i, image in enumerate(images):
         out = enc.encode(image)  # raises if libx264 returned no packet: a frame held back
         assert out.index == i
-        got = dec.decode(out.data, out.index, out.keyframe)
+        got = dec.decode(out.data, out.index)
         assert got is not None, f"frame {i} was held back by the decoder"
         assert got.index == i
         assert psnr(image, got.image) >= MIN_PSNR_DB
@@ -61,7 +61,7 @@ def test_keyframe_request_makes_the_next_frame_an_idr(
     assert is_idr(after[0].data)
     # A decoder that has seen nothing before starts from the requested IDR.
     dec = H264Decoder()
-    got = dec.decode(after[0].data, after[0].index, after[0].keyframe)
+    got = dec.decode(after[0].data, after[0].index)
     assert got is not None
     assert psnr(images[3], got.image) >= MIN_PSNR_DB
 

@@ -81,7 +81,7 @@ def bench_size(scene: SceneFactory, width: int, height: int, seconds: float, *,
             motion.apply(model, data, (now_ns() - start) * 1e-9)
             frame = cam.capture()
             out = encoder.encode(frame.image)
-            got = decoder.decode(out.data, out.index, out.keyframe)
+            got = decoder.decode(out.data, out.index)
             if got is None:
                 raise VideoError(f"frame {out.index} did not decode at {width}x{height}; "
                                  "the encoder and decoder disagree")

@@ -24,6 +24,7 @@ import numpy as np
 from telesurgery.camera.renderer import RGBImage
 from telesurgery.clock import now_ns
 from telesurgery.errors import VideoError
+from telesurgery.video.h264 import is_idr
 
 DEFAULT_RETRY_S = 0.2
 
@@ -76,8 +77,11 @@ class H264Decoder:
         """True until an IDR has been decoded after the start or the last loss."""
         return not self._synced
 
-    def decode(self, data: bytes, index: int, keyframe: bool) -> DecodedFrame | None:
-        """Decode frame ``index``; None when it is stale, skipped or broken (and counted)."""
+    def decode(self, data: bytes, index: int) -> DecodedFrame | None:
+        """Decode frame ``index``; None when it is stale, skipped or broken (and counted).
+
+        Whether ``data`` is an IDR is read from its NAL units, not taken on trust.
+        """
         with self._lock:
             if self._last_index is not None and index <= self._last_index:
                 self.stale += 1
@@ -86,6 +90,7 @@ class H264Decoder:
                 self.lost += index - self._last_index - 1
                 self._synced = False
             self._last_index = index
+            keyframe = is_idr(data)
             if not (self._synced or keyframe):
                 self.skipped += 1
                 self._want_keyframe()

@@ -36,10 +36,11 @@ from telesurgery.video.h264 import is_idr
 
 DEFAULT_BITRATE_BPS: Final = 2_000_000
 """For 640x480 at 30 fps: ~0.22 bit a pixel. ultrafast spends about twice the bits
-of slower presets for the same quality; at this rate the simulated scene comes
-back above 40 dB PSNR (see ``bench_video``), and it is well inside the 5.2 Mbit/s
-the Riverfield 150 km study ran on and the 12.8 Mbit/s of the Edge trial's
-stereo HD stream. Scale it with the pixel rate for other sizes."""
+of slower presets for the same quality; at this rate the simulated peg-transfer
+scene with moving instruments used ~1.8 Mbit/s and came back at 40 dB PSNR
+(``bench_video``), where artefacts are hard to see. It is well inside the
+5.2 Mbit/s the Riverfield 150 km study ran on and the 12.8 Mbit/s of the Edge
+trial's stream. Other sizes scale it by pixel rate (``default_bitrate``)."""
 
 DEFAULT_VBV_S: Final = 0.25
 

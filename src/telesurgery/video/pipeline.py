@@ -96,10 +96,10 @@ class VideoReceiver:
         body = msg.body
         if not isinstance(body, VideoFrame) or body.camera != self.camera:
             return None
-        decoded = self.decoder.decode(body.data, body.frame_index, body.keyframe)
+        decoded = self.decoder.decode(body.data, body.frame_index)
         if decoded is None:
             return None
-        return ReceivedFrame(body.frame_index, decoded.image, body.keyframe, body.capture_ns,
+        return ReceivedFrame(body.frame_index, decoded.image, decoded.keyframe, body.capture_ns,
                              msg.sent_ns, received_ns, now_ns(), body.applied_seq,
                              body.applied_sample_ns, len(body.data))
 
