@@ -7,18 +7,17 @@ import json
 import logging
 import signal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
 from telesurgery.cli.common import setup_logging, write_json
-from telesurgery.clock import set_realtime
 from telesurgery.errors import ConfigError
-from telesurgery.link.emulator import Emulator
-from telesurgery.link.impairment import Impairment
-from telesurgery.link.locator import Locator, precise_loop
-from telesurgery.link.profiles import PathSpec, load_profile, profile_names
+
+if TYPE_CHECKING:
+    from telesurgery.link.emulator import Emulator
+    from telesurgery.link.impairment import Impairment
+    from telesurgery.link.profiles import PathSpec
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +44,10 @@ def _burst(text: str) -> dict[str, float]:
 
 def _override(spec: Impairment, changes: dict[str, Any]) -> Impairment:
     """``spec`` with ``changes`` (from flags) applied; ``ConfigError`` naming the flag."""
+    from pydantic import ValidationError
+
+    from telesurgery.link.impairment import Impairment
+
     if not changes:
         return spec
     try:
@@ -58,6 +61,8 @@ def _override(spec: Impairment, changes: dict[str, Any]) -> Impairment:
 def resolve_path(profile: str | None, path: str | None,
                  changes: dict[str, Any]) -> tuple[str, str, PathSpec]:
     """The profile name, path name and path spec to emulate, with flag overrides applied."""
+    from telesurgery.link.profiles import PathSpec, load_profile
+
     if profile is None:
         if path is not None:
             raise ConfigError("--path needs --profile; list the profiles with --list-profiles")
@@ -143,6 +148,12 @@ def link(
     with the final statistics when stopped (Ctrl-C).
     """
     setup_logging(log_level)
+    # Imported here so that the other verbs start without loading the link package.
+    from telesurgery.clock import set_realtime
+    from telesurgery.link.emulator import Emulator
+    from telesurgery.link.locator import Locator, precise_loop
+    from telesurgery.link.profiles import load_profile, profile_names
+
     if list_profiles:
         for name in profile_names():
             prof = load_profile(name)

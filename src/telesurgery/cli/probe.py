@@ -6,19 +6,22 @@ import asyncio
 import json
 import signal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from telesurgery.cli.common import setup_logging, write_json
-from telesurgery.config import load
 from telesurgery.errors import ConfigError
-from telesurgery.link.locator import Locator, precise_loop
-from telesurgery.link.probe import PathResult, ProbeSettings, Responder, Thresholds, run_probe
+
+if TYPE_CHECKING:
+    from telesurgery.link.locator import Locator
+    from telesurgery.link.probe import PathResult
 
 
 def _targets(connect: list[str]) -> dict[str, Locator]:
     """``[NAME=]udp/HOST:PORT`` options as named paths (unnamed ones are path1, path2, ...)."""
+    from telesurgery.link.locator import Locator
+
     out: dict[str, Locator] = {}
     for i, text in enumerate(connect, start=1):
         name, sep, where = text.partition("=")
@@ -31,6 +34,8 @@ def _targets(connect: list[str]) -> dict[str, Locator]:
 
 
 async def _respond(listen: Locator) -> dict[str, Any]:
+    from telesurgery.link.probe import Responder
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -97,6 +102,11 @@ def probe(
     report cites each); a TOML file and the flags change them.
     """
     setup_logging(log_level)
+    # Imported here so that the other verbs start without loading the link package.
+    from telesurgery.config import load
+    from telesurgery.link.locator import Locator, precise_loop
+    from telesurgery.link.probe import ProbeSettings, Thresholds, run_probe
+
     if respond:
         with asyncio.Runner(loop_factory=precise_loop) as runner:
             final = runner.run(_respond(Locator.parse(listen, ("udp",))))
