@@ -168,7 +168,6 @@ class Autopilot(InputDevice):
         self.gain = gain_per_s
         self.clutch_presses = 0
         self.grasp_misses = 0
-        self.jobs_done = 0
         self._hands = {a: _Hand(_NEUTRAL[a]) for a in self.arms}
         self._view_from_world = layout.camera.pose_opencv().inverse()
         self._jaws_in_view = {
@@ -205,10 +204,6 @@ class Autopilot(InputDevice):
     def job(self, arm: str) -> Job | None:
         """The ring ``arm`` moves (or last moved), from and to which peg."""
         return self._hands[arm].job
-
-    def hand_speed_now(self, arm: str) -> float:
-        """Speed [m/s] of ``arm``'s hand now."""
-        return float(np.linalg.norm(self._hands[arm].velocity))
 
     # -- planning --------------------------------------------------------------------------
 
@@ -323,8 +318,6 @@ class Autopilot(InputDevice):
             hand.steps = plan[-1:] if hand.retries > 2 else plan
             return
         hand.steps.pop(0)
-        if step.phase == Phase.RETREAT:
-            self.jobs_done += 1
 
     def _steer(self, hand: _Hand, wanted: FloatArray, dt: float,
                accel: float | None = None) -> None:
