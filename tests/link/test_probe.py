@@ -7,6 +7,7 @@ import json
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,10 +15,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from telesurgery.demo.processes import free_port
 from telesurgery.errors import CodecError, ConfigError
 from telesurgery.link import probe_wire as wire
 from telesurgery.link.clocksync import Exchange
 from telesurgery.link.control import EmulatorProcess, ResponderProcess
+from telesurgery.link.locator import Locator
 from telesurgery.link.probe import (
     ProbeSettings,
     RawRun,
@@ -30,6 +33,7 @@ from telesurgery.link.probe import (
 )
 
 MS = 1_000_000
+WAIT_S = 10.0
 
 
 @pytest.mark.parametrize("msg", [
@@ -234,3 +238,16 @@ def test_cli_exit_status_json_and_threshold_flags(tmp_path: Path,
     assert wrong.returncode == 2
     assert wrong.stderr.strip() == (f"telesurgery: error: {bad}: max_rtt: "
                                     "Extra inputs are not permitted")
+
+
+@pytest.mark.integration
+def test_no_go_when_nothing_answers() -> None:
+    start = time.monotonic()
+    report = run_probe({"dead": Locator("udp", "127.0.0.1", free_port())},
+                       ProbeSettings(duration_s=0.2, rate_hz=50.0, grace_s=0.5))
+    assert time.monotonic() - start < WAIT_S
+    assert not report.go
+    failed = {c.name: c for c in report.paths[0].checks if not c.ok}
+    assert failed["rtt_p99"].value is None
+    assert failed["loss"].value == 1.0
+    assert "rtt_p99 not measured" in report.reasons[0]

@@ -506,9 +506,11 @@ class _Prober:
         loop.add_reader(sock, self._readable, sock)
         try:
             await self._pings(sock)
-            await self._ask_report(sock)
-            if self.burst_rate_bps > 0.0:
-                await self._ask_burst(sock)
+            # Without a single pong nothing answers there: asking for more would only wait.
+            if self.raw.exchanges:
+                await self._ask_report(sock)
+                if self.burst_rate_bps > 0.0:
+                    await self._ask_burst(sock)
         finally:
             loop.remove_reader(sock)
             sock.close()
