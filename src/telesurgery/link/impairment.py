@@ -77,7 +77,8 @@ class Impairment(_Spec):
     independently. Radio and queueing jitter drifts rather than jumps, so profiles set it."""
     reorder: bool = False
     """Let a packet overtake an earlier one when its jitter is smaller; when False a packet never
-    leaves before the previous one."""
+    leaves before the previous one (so, as behind a FIFO queue, jitter at packet intervals
+    shorter than itself also raises the mean delay)."""
     loss: Probability = 0.0
     """Independent (random) loss probability per packet."""
     burst_loss: GilbertElliott | None = None
