@@ -12,7 +12,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import threading
 import time
+from collections.abc import Callable
 
 now_ns = time.monotonic_ns
 """The monotonic clock [ns] that stamps every message, sample and event."""
@@ -73,3 +75,46 @@ class Rate:
             self.missed += skipped
             self._deadline += skipped * self.period_ns
         return late
+
+
+class FixedRateLoop:
+    """Calls ``body(now_ns)`` at ``rate_hz`` until stopped; measures itself.
+
+    ``realtime``: ask for 1 ns timer slack and SCHED_FIFO for the calling thread.
+    After ``run``: ``period_error_ns`` (actual period minus nominal, every tick),
+    ``elapsed_s`` [s] and ``cpu_cores`` (process CPU time over wall time).
+    """
+
+    def __init__(self, rate_hz: float, *, realtime: bool = True) -> None:
+        from telesurgery.stats import Samples
+
+        self.rate_hz = rate_hz
+        self.realtime = realtime
+        self.period_error_ns = Samples()
+        self.started_ns = 0
+        self.elapsed_s = 0.0
+        self.cpu_cores = 0.0
+
+    def run(self, body: Callable[[int], None], stop: threading.Event,
+            duration_s: float | None = None) -> None:
+        """Run until ``stop`` is set or ``duration_s`` [s] has passed."""
+        if self.realtime:
+            set_timer_slack(1)
+            set_realtime()
+        rate = Rate(self.rate_hz)
+        self.started_ns = now_ns()
+        end = None if duration_s is None else self.started_ns + int(duration_s * 1e9)
+        cpu0 = time.process_time()
+        last = 0
+        while not stop.is_set():
+            start = now_ns()
+            if end is not None and start >= end:
+                break
+            if last:
+                self.period_error_ns.add(start - last - rate.period_ns)
+            last = start
+            body(start)
+            rate.sleep()
+        self.elapsed_s = (now_ns() - self.started_ns) * 1e-9
+        if self.elapsed_s > 0:
+            self.cpu_cores = (time.process_time() - cpu0) / self.elapsed_s

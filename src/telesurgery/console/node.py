@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any
 
 import zenoh
 
-from telesurgery.clock import Rate, now_ns, set_realtime, set_timer_slack
+from telesurgery.clock import FixedRateLoop
 from telesurgery.config import ConsoleConfig
 from telesurgery.console.teleop import Teleop
 from telesurgery.input.base import InputDevice
-from telesurgery.stats import Samples
 from telesurgery.transport.codec import JawServoJP, MeasuredCP, Message, ServoCP, Status
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.qos import Stream
@@ -51,12 +49,8 @@ class ConsoleNode:
                              rate_hz=config.rate_hz)
         self.sent = 0
         self.sent_servo_cp = 0
-        self.streaming_s = 0.0
-        """How long commands were streamed [s] (from the patient's arrival to the stop)."""
-        self.period_error_ns = Samples()
+        self.loop = FixedRateLoop(config.rate_hz, realtime=config.realtime)
         self.patient_status: dict[str, Any] = {}
-        self._cpu = 0.0
-        self._started_ns = 0
 
     def run(self, stop: threading.Event, duration_s: float | None = None) -> dict[str, Any]:
         """Send commands until stopped; returns the final report."""
@@ -116,23 +110,11 @@ class ConsoleNode:
 
     def _loop(self, pubs: dict[str, tuple[Publisher, Publisher]], status: Publisher,
               stop: threading.Event, duration_s: float | None) -> None:
-        if self.config.realtime:
-            set_timer_slack(1)
-            set_realtime()
-        rate = Rate(self.config.rate_hz)
-        self._started_ns = now_ns()
-        end = None if duration_s is None else self._started_ns + int(duration_s * 1e9)
-        cpu0 = time.process_time()
-        next_status = self._started_ns
-        last = 0
-        while not stop.is_set():
-            start = now_ns()
-            if end is not None and start >= end:
-                break
-            if last:
-                self.period_error_ns.add(start - last - rate.period_ns)
-            last = start
-            for body in self.teleop.step(self.device.read(start)):
+        next_status = 0
+
+        def teleop(now: int) -> None:
+            nonlocal next_status
+            for body in self.teleop.step(self.device.read(now)):
                 cp, jaw = pubs[body.arm]
                 if isinstance(body, ServoCP):
                     cp.put(body)
@@ -140,12 +122,11 @@ class ConsoleNode:
                 elif isinstance(body, JawServoJP):
                     jaw.put(body)
                 self.sent += 1
-            if start >= next_status:
+            if now >= next_status:
                 status.put(Status(self.status()))
-                next_status += int(STATUS_PERIOD_S * 1e9)
-            rate.sleep()
-        self.streaming_s = (now_ns() - self._started_ns) * 1e-9
-        self._cpu = (time.process_time() - cpu0) / self.streaming_s if self.streaming_s else 0.0
+                next_status = now + int(STATUS_PERIOD_S * 1e9)
+
+        self.loop.run(teleop, stop, duration_s)
 
     def status(self) -> dict[str, Any]:
         """Live telemetry: commands sent and loop timing."""
@@ -156,12 +137,13 @@ class ConsoleNode:
             "sent_servo_cp": self.sent_servo_cp,
             "undecodable": self.rejects.total,
             "loop": {"rate_hz": self.config.rate_hz,
-                     "period_error_us": self.period_error_ns.summary(1e-3)},
+                     "period_error_us": self.loop.period_error_ns.summary(1e-3)},
         }
 
     def report(self) -> dict[str, Any]:
         """Final figures after the loop ended."""
         out = self.status()
-        out["cpu_cores"] = round(self._cpu, 3)
-        out["streaming_s"] = round(self.streaming_s, 3)
+        out["cpu_cores"] = round(self.loop.cpu_cores, 3)
+        # How long commands were streamed [s]: from the patient's arrival to the stop.
+        out["streaming_s"] = round(self.loop.elapsed_s, 3)
         return out

@@ -17,12 +17,11 @@ from typing import Any
 
 import zenoh
 
-from telesurgery.clock import Rate, now_ns, set_realtime, set_timer_slack
+from telesurgery.clock import FixedRateLoop, now_ns
 from telesurgery.config import PatientConfig
 from telesurgery.errors import ConfigError
 from telesurgery.robots.base import Robot
 from telesurgery.safety.supervisor import Supervisor
-from telesurgery.stats import Samples
 from telesurgery.transport.codec import (
     MeasuredCF,
     MeasuredCP,
@@ -60,12 +59,10 @@ class PatientNode:
         self.keys = Keys(config.session)
         self.session_id = new_session_id()
         self.rejects = RejectCounter()
-        self.period_error_ns = Samples()
+        self.loop = FixedRateLoop(config.servo_rate_hz, realtime=config.realtime)
         self._events: queue.SimpleQueue[SafetyEvent] = queue.SimpleQueue()
         self.supervisor = Supervisor(robot, config.safety, on_event=self._events.put,
                                      period_s=1.0 / config.servo_rate_hz, arms=config.arms)
-        self._cpu = 0.0
-        self._started_ns = 0
         self.final_state = SafetyState.DISABLED
         """The supervisor's state when the run ended, before the robot was disabled."""
 
@@ -117,33 +114,19 @@ class PatientNode:
     def _servo_loop(self, state_pubs: dict[str, tuple[Publisher, Publisher, Publisher]],
                     stop: threading.Event, duration_s: float | None) -> None:
         cfg = self.config
-        if cfg.realtime:
-            set_timer_slack(1)
-            if not set_realtime():
-                log.info("SCHED_FIFO not permitted; the servo loop runs at normal priority")
-        rate = Rate(cfg.servo_rate_hz)
-        dt = rate.period_ns * 1e-9
+        dt = 1.0 / cfg.servo_rate_hz
         state_every = max(1, round(cfg.servo_rate_hz / cfg.state_rate_hz))
-        self._started_ns = now_ns()
-        cpu0 = time.process_time()
-        end = None if duration_s is None else self._started_ns + int(duration_s * 1e9)
         tick = 0
-        last = now_ns()
-        while not stop.is_set():
-            start = now_ns()
-            if end is not None and start >= end:
-                break
-            if tick:
-                self.period_error_ns.add(start - last - rate.period_ns)
-            last = start
-            self.supervisor.tick(start)
+
+        def servo(now: int) -> None:
+            nonlocal tick
+            self.supervisor.tick(now)
             self.robot.step(dt)
             if tick % state_every == 0:
                 self._publish_state(state_pubs)
             tick += 1
-            rate.sleep()
-        wall = (now_ns() - self._started_ns) * 1e-9
-        self._cpu = (time.process_time() - cpu0) / wall if wall > 0 else 0.0
+
+        self.loop.run(servo, stop, duration_s)
 
     def _publish_state(self,
                        pubs: dict[str, tuple[Publisher, Publisher, Publisher]]) -> None:
@@ -184,12 +167,12 @@ class PatientNode:
         out: dict[str, Any] = {
             "node": "patient",
             "session_id": f"{self.session_id:016x}",
-            "uptime_s": round((now_ns() - self._started_ns) * 1e-9, 3) if self._started_ns
-            else 0.0,
+            "uptime_s": round((now_ns() - self.loop.started_ns) * 1e-9, 3)
+            if self.loop.started_ns else 0.0,
             "safety": self.supervisor.snapshot(),
             "undecodable": self.rejects.total,
             "servo": {"rate_hz": self.config.servo_rate_hz,
-                      "period_error_us": self.period_error_ns.summary(1e-3)},
+                      "period_error_us": self.loop.period_error_ns.summary(1e-3)},
             "registration": {name: _flat(self.robot.arms[name].registration())
                              for name in self.config.arms},
         }
@@ -201,7 +184,7 @@ class PatientNode:
     def report(self) -> dict[str, Any]:
         """Final figures after the loop ended."""
         out = self.status()
-        out["cpu_cores"] = round(self._cpu, 3)
+        out["cpu_cores"] = round(self.loop.cpu_cores, 3)
         out["final_state"] = self.final_state.name
         return out
 
