@@ -1,0 +1,59 @@
+"""The ``record`` verb: record a running session's key space to MCAP until stopped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from telesurgery.cli.common import setup_logging, stop_on_signals
+from telesurgery.config import ZenohConfig, load
+
+
+def record(
+    *,
+    out: Annotated[Path, typer.Option("--out", help="Session directory to record into "
+                                      "(created; a new recording*.mcap each run).")],
+    session: Annotated[str, typer.Option(help="Session name in the key space.")] = "or1",
+    connect: Annotated[list[str] | None, typer.Option(
+        "--connect", help="Zenoh locator to connect to, e.g. the site router "
+        "tcp/127.0.0.1:7447 (repeat).")] = None,
+    listen: Annotated[list[str] | None, typer.Option(
+        "--listen", help="Zenoh locator to listen on (makes the recorder a peer).")] = None,
+    mode: Annotated[str | None, typer.Option(
+        help="Zenoh mode: client (default) or peer (default with --listen).")] = None,
+    duration: Annotated[float | None, typer.Option(
+        help="Stop after this many seconds [s] (default: until Ctrl-C or SIGTERM).")] = None,
+    flush_interval: Annotated[float, typer.Option(
+        help="Hand data to the OS at least this often [s]: the most a crash loses.")] = 0.5,
+    log_level: Annotated[str, typer.Option("--log-level",
+                                           help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Record telesurgery/<session>/** (commands, state, safety, status, video) to MCAP."""
+    setup_logging(log_level)
+    # Imported here so that every other verb starts without loading Zenoh.
+    from telesurgery.record.recorder import Recorder  # noqa: PLC0415
+    from telesurgery.transport.session import open_session  # noqa: PLC0415
+
+    stop = stop_on_signals()
+    cfg = load(ZenohConfig, None, mode=mode or ("peer" if listen else "client"), listen=listen,
+               connect=connect)
+    z = open_session(cfg)
+    try:
+        recorder = Recorder(z, session, out, flush_interval_s=flush_interval)
+        recorder.start()
+        try:
+            typer.echo(f"recording telesurgery/{session}/** to {recorder.path}", err=True)
+            stop.wait(duration)
+        finally:
+            stats = recorder.stop()
+    finally:
+        z.close()  # type: ignore[no-untyped-call]
+    typer.echo(f"recorded {stats.written} messages to {recorder.path} (dropped {stats.dropped}, "
+               f"undecodable {stats.undecodable})", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``record``."""
+    app.command()(record)

@@ -1,0 +1,221 @@
+"""The recorder: subscribes to a session's whole key space and writes it to MCAP.
+
+Zenoh's receive threads only stamp the receive time and queue the bytes
+(bounded: a full queue drops and counts, it never blocks the network);
+one writer thread decodes, writes and flushes at least every
+``flush_interval_s``. Its counters go into the recording every second on
+``telesurgery/<session>/recorder/stats``, so a reader can tell whether anything
+was lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zenoh
+
+from telesurgery.clock import now_ns
+from telesurgery.config import _key_chunk
+from telesurgery.errors import ConfigError, RecordingError
+from telesurgery.record.layout import new_recording_path
+from telesurgery.record.mcap_writer import McapRecording
+from telesurgery.record.schema import RECORDER_STATS_SCHEMA, RECORDER_STATS_SCHEMA_NAME
+from telesurgery.transport.keys import Keys
+
+log = logging.getLogger(__name__)
+
+_STATS_PERIOD_NS = 1_000_000_000
+_BATCH = 512
+_Item = tuple[str, bytes, int]
+
+
+@dataclass(frozen=True, slots=True)
+class RecorderStats:
+    """What the recorder saw: messages ``received``, ``written``, ``dropped`` (queue full
+    or write failure), ``undecodable`` (written raw), and the deepest the queue got."""
+
+    received: int = 0
+    written: int = 0
+    dropped: int = 0
+    undecodable: int = 0
+    queue_peak: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters as a plain dict (JSON, reports)."""
+        return {"received": self.received, "written": self.written, "dropped": self.dropped,
+                "undecodable": self.undecodable, "queue_peak": self.queue_peak}
+
+
+class Recorder:
+    """Records ``telesurgery/<session>/**`` as seen by ``zenoh_session`` into ``out_dir``.
+
+    ``start()`` opens a new recording file (``path``) and subscribes; ``stop()``
+    unsubscribes, writes what is queued, finishes the file and returns the counters.
+    ``offer()`` also lets a process record what it has in hand without Zenoh.
+    """
+
+    def __init__(self, zenoh_session: Any, session: str, out_dir: Path, *,
+                 queue_size: int = 65_536, flush_interval_s: float = 0.5) -> None:
+        try:
+            self._keys = Keys(_key_chunk(session, "session"))
+        except ValueError as exc:
+            raise ConfigError(f"{exc}, e.g. 'or1'") from exc
+        self._zenoh = zenoh_session
+        self._out_dir = out_dir
+        self._flush_interval_s = flush_interval_s
+        self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=queue_size)
+        self._lock = threading.Lock()
+        self._received = self._dropped = self._peak = 0
+        self._written = self._undecodable = 0
+        self._recording: McapRecording | None = None
+        self._thread: threading.Thread | None = None
+        self._subscriber: Any = None
+        self._failure: RecordingError | None = None
+
+    @property
+    def path(self) -> Path:
+        """The file being written."""
+        if self._recording is None:
+            raise RecordingError("the recorder is not started; call start() first")
+        return self._recording.path
+
+    @property
+    def stats(self) -> RecorderStats:
+        """The counters so far."""
+        with self._lock:
+            return RecorderStats(self._received, self._written, self._dropped,
+                                 self._undecodable, self._peak)
+
+    def start(self) -> None:
+        """Open a new recording in the output directory and subscribe to the session."""
+        if self._recording is not None:
+            raise RecordingError("the recorder is already started; a recorder records once")
+        self._recording = McapRecording(
+            new_recording_path(self._out_dir), flush_interval_s=self._flush_interval_s,
+            metadata={"session": self._keys.session, "key_space": self._keys.everything})
+        self._thread = threading.Thread(target=self._write_loop, args=(self._recording,),
+                                        name="recorder-writer", daemon=True)
+        self._thread.start()
+        try:
+            self._subscriber = self._zenoh.declare_subscriber(self._keys.everything,
+                                                              self._on_sample)
+        except zenoh.ZError as exc:
+            self.stop()
+            raise RecordingError(f"cannot subscribe to {self._keys.everything}: {exc}") from exc
+        log.info("recording %s to %s", self._keys.everything, self._recording.path)
+
+    def _on_sample(self, sample: Any) -> None:
+        self.offer(str(sample.key_expr), sample.payload.to_bytes(), now_ns())
+
+    def offer(self, key: str, wire: bytes, receive_ns: int) -> bool:
+        """Queue ``wire`` received on ``key`` at ``receive_ns`` [ns]; False when dropped."""
+        try:
+            if self._failure is not None:
+                raise queue.Full
+            self._queue.put_nowait((key, wire, receive_ns))
+        except queue.Full:
+            with self._lock:
+                self._received += 1
+                self._dropped += 1
+            return False
+        depth = self._queue.qsize()
+        with self._lock:
+            self._received += 1
+            self._peak = max(self._peak, depth)
+        return True
+
+    def _write_loop(self, rec: McapRecording) -> None:
+        next_stats = now_ns() + _STATS_PERIOD_NS
+        flush_s = self._flush_interval_s
+        running = True
+        while running:
+            batch: list[_Item | None] = []
+            try:
+                batch.append(self._queue.get(timeout=flush_s))
+                while len(batch) < _BATCH:
+                    batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                pass
+            try:
+                running = self._write_batch(rec, batch)
+                now = now_ns()
+                if now >= next_stats or not running:
+                    next_stats = now + _STATS_PERIOD_NS
+                    self._write_stats(rec, now)
+                rec.flush_if_due(now)
+            except RecordingError as exc:
+                self._fail(exc)
+                return
+
+    def _write_batch(self, rec: McapRecording, batch: list[_Item | None]) -> bool:
+        written = undecodable = 0
+        running = True
+        try:
+            for item in batch:
+                if item is None:
+                    running = False
+                    continue
+                decoded = rec.write_wire(*item)
+                written += 1
+                undecodable += not decoded
+        finally:
+            with self._lock:
+                self._written += written
+                self._undecodable += undecodable
+                self._dropped += sum(item is not None for item in batch) - written
+        return running
+
+    def _write_stats(self, rec: McapRecording, now: int) -> None:
+        rec.write_json(f"{self._keys.prefix}/recorder/stats", RECORDER_STATS_SCHEMA_NAME,
+                       RECORDER_STATS_SCHEMA, self.stats.as_dict(), now)
+
+    def _fail(self, exc: RecordingError) -> None:
+        log.error("recording stopped: %s", exc)
+        self._failure = exc
+        # Nothing more can be written: what is queued and what still arrives is lost, counted.
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                with self._lock:
+                    self._dropped += 1
+
+    def stop(self) -> RecorderStats:
+        """Unsubscribe, write what is queued, finish the file; returns the final counters.
+
+        Raises ``RecordingError`` if writing failed on the way (the file keeps what
+        was written before the failure).
+        """
+        if self._subscriber is not None:
+            self._subscriber.undeclare()
+            self._subscriber = None
+        if self._thread is not None:
+            if self._failure is None:
+                self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        if self._recording is not None:
+            try:
+                self._recording.close()
+            except RecordingError as exc:
+                self._failure = self._failure or exc
+        if self._failure is not None:
+            raise self._failure
+        return self.stats
+
+    def __enter__(self) -> Recorder:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+__all__ = ["Recorder", "RecorderStats"]

@@ -1,0 +1,100 @@
+"""Fixtures of the recording tests: free loopback ports and Zenoh sessions on them."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from fractions import Fraction
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+
+from telesurgery.config import ZenohConfig
+from telesurgery.transport.codec import (
+    JawServoJP,
+    MeasuredCF,
+    MeasuredCP,
+    MeasuredJS,
+    Message,
+    SafetyEvent,
+    ServoCP,
+    Status,
+    VideoFrame,
+)
+from telesurgery.transport.session import open_session
+from telesurgery.types import OperatingState, Pose, SafetyState, Wrench
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def zenoh_sessions() -> Iterator[Callable[[ZenohConfig], Any]]:
+    """Opens real Zenoh sessions (scouting off) and closes them after the test."""
+    opened: list[Any] = []
+
+    def open_(cfg: ZenohConfig) -> Any:
+        z = open_session(cfg)
+        opened.append(z)
+        return z
+
+    yield open_
+    for z in reversed(opened):
+        z.close()
+
+
+H264_SIZE = (64, 48)
+
+
+@pytest.fixture(scope="session")
+def h264_frames() -> list[tuple[bytes, bool]]:
+    """Twelve real H.264 Annex-B frames (libx264 ultrafast, zerolatency, IDR every 5),
+    each with whether it is a keyframe."""
+    width, height = H264_SIZE
+    ctx = av.CodecContext.create("libx264", "w")
+    ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
+    ctx.time_base = Fraction(1, 30)
+    ctx.options = {"preset": "ultrafast", "tune": "zerolatency", "x264-params": "keyint=5"}
+    out: list[tuple[bytes, bool]] = []
+    for i in range(12):
+        img = np.zeros((height, width, 3), np.uint8)
+        img[:, (4 * i) % width:(4 * i) % width + 8] = 255
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+        frame.pts = i
+        out += [(bytes(p), p.is_keyframe) for p in ctx.encode(frame)]
+    out += [(bytes(p), p.is_keyframe) for p in ctx.encode(None)]
+    return out
+
+
+@pytest.fixture
+def sample_messages(h264_frames: list[tuple[bytes, bool]]) -> list[tuple[str, Message]]:
+    """One message of every type on its key in session ``or1``, with realistic values."""
+    t = 1_700_000_000_123
+    q = (0.9238795325112867, 0.0, 0.3826834323650898, 0.0)
+    pose = Pose((0.0123456789, -0.0234567891, -0.1345678912), q)
+    frame, key = h264_frames[0]
+    w, h = H264_SIZE
+    return [
+        ("telesurgery/or1/psm1/servo_cp", Message(0xDEADBEEF12345678, 1, t,
+                                                  ServoCP("psm1", pose, t - 500, True))),
+        ("telesurgery/or1/psm1/jaw/servo_jp", Message(2, 1, t + 1, JawServoJP("psm1", 0.3, t))),
+        ("telesurgery/or1/psm1/measured_cp", Message(3, 7, t + 2, MeasuredCP(
+            "psm1", pose, pose, 0.25, 6, t - 900, OperatingState.ENABLED))),
+        ("telesurgery/or1/psm2/measured_js", Message(3, 8, t + 3, MeasuredJS(
+            "psm2", (0.1, -0.2, 0.13, 1.0, 0.01, -0.02, 0.3), (0.0,) * 7))),
+        ("telesurgery/or1/psm2/measured_cf", Message(3, 9, t + 4, MeasuredCF(
+            "psm2", Wrench((0.5, -0.25, 1.5), (0.0, 0.01, -0.02))))),
+        ("telesurgery/or1/safety/state", Message(3, 2, t + 5, SafetyEvent(
+            SafetyState.HOLD, SafetyState.ENGAGED, OperatingState.ENABLED, "watchdog 50 ms"))),
+        ("telesurgery/or1/patient/status", Message(3, 3, t + 6, Status(
+            {"servo": {"rate_hz": 999.8, "late_p99_us": 41}, "owner": "surgeon"}))),
+        ("telesurgery/or1/ecm/video", Message(4, 1, t + 7, VideoFrame(
+            "ecm", w, h, key, 0, t + 6, 5, t - 100, frame))),
+    ]
