@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import os
 import threading
 import time
 from collections.abc import Callable
+
+log = logging.getLogger(__name__)
 
 now_ns = time.monotonic_ns
 """The monotonic clock [ns] that stamps every message, sample and event."""
@@ -41,6 +44,16 @@ def set_realtime(priority: int = 50) -> bool:
     except (PermissionError, OSError, AttributeError):
         return False
     return True
+
+
+def set_realtime_thread(priority: int = 50) -> bool:
+    """1 ns timer slack and SCHED_FIFO for the calling thread and the threads it starts
+    from now on; False where the scheduler refused (the loop then runs at normal priority)."""
+    set_timer_slack(1)
+    if set_realtime(priority):
+        return True
+    log.info("SCHED_FIFO not permitted; loops run at normal priority")
+    return False
 
 
 class Rate:
@@ -99,8 +112,7 @@ class FixedRateLoop:
             duration_s: float | None = None) -> None:
         """Run until ``stop`` is set or ``duration_s`` [s] has passed."""
         if self.realtime:
-            set_timer_slack(1)
-            set_realtime()
+            set_realtime_thread()
         rate = Rate(self.rate_hz)
         self.started_ns = now_ns()
         end = None if duration_s is None else self.started_ns + int(duration_s * 1e9)

@@ -13,11 +13,11 @@ from typing import Any
 
 import zenoh
 
-from telesurgery.clock import FixedRateLoop
+from telesurgery.clock import FixedRateLoop, set_realtime_thread
 from telesurgery.config import ConsoleConfig
 from telesurgery.console.teleop import Teleop
 from telesurgery.input.base import InputDevice
-from telesurgery.transport.codec import JawServoJP, MeasuredCP, Message, ServoCP, Status
+from telesurgery.transport.codec import MeasuredCP, Message, ServoCP, Status
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.qos import Stream
 from telesurgery.transport.session import (
@@ -54,6 +54,9 @@ class ConsoleNode:
 
     def run(self, stop: threading.Event, duration_s: float | None = None) -> dict[str, Any]:
         """Send commands until stopped; returns the final report."""
+        if self.config.realtime:
+            # Before Zenoh starts its threads, so that its transmit thread inherits it.
+            set_realtime_thread()
         z = open_session(self.config.zenoh)
         try:
             return self._serve(z, stop, duration_s)
@@ -114,14 +117,19 @@ class ConsoleNode:
 
         def teleop(now: int) -> None:
             nonlocal next_status
-            for body in self.teleop.step(self.device.read(now)):
-                cp, jaw = pubs[body.arm]
-                if isinstance(body, ServoCP):
-                    cp.put(body)
-                    self.sent_servo_cp += 1
-                elif isinstance(body, JawServoJP):
-                    jaw.put(body)
-                self.sent += 1
+            samples = self.device.read(now)
+            for arm in self.teleop.arms:
+                sample = samples.get(arm)
+                if sample is None:
+                    continue
+                cp, jaw = pubs[arm]
+                for body in self.teleop.step_arm(arm, sample):
+                    if isinstance(body, ServoCP):
+                        cp.put(body)
+                        self.sent_servo_cp += 1
+                    else:
+                        jaw.put(body)
+                    self.sent += 1
             if now >= next_status:
                 status.put(Status(self.status()))
                 next_status = now + int(STATUS_PERIOD_S * 1e9)

@@ -90,24 +90,26 @@ class Teleop:
     def step(self, samples: Mapping[str, HandSample]) -> list[ServoCP | JawServoJP]:
         """The bodies to send this tick, for each arm that has a sample in ``samples``."""
         out: list[ServoCP | JawServoJP] = []
-        for arm, mapping in self._mappings.items():
+        for arm in self._mappings:
             sample = samples.get(arm)
-            if sample is None:
-                continue
-            registration = self._registrations.get(arm)
-            measured = self._measured.get(arm)
-            if registration is None or measured is None:
-                out.append(mapping.hold(sample))
-                continue
-            pose, jaw = measured
-            sample = self._clutch_override(arm, sample)
-            cmd = mapping.step(sample, pose, jaw, registration)
-            out.append(cmd.servo)
-            if cmd.jaw is not None:
-                out.append(cmd.jaw)
-            if not cmd.rejected:
-                self.device.feedback(arm, registration.compose(pose), jaw)
+            if sample is not None:
+                out.extend(self.step_arm(arm, sample))
         return out
+
+    def step_arm(self, arm: str, sample: HandSample) -> list[ServoCP | JawServoJP]:
+        """The bodies to send this tick for one arm (so the first arm's commands can leave
+        before the second arm is computed)."""
+        mapping = self._mappings[arm]
+        registration = self._registrations.get(arm)
+        measured = self._measured.get(arm)
+        if registration is None or measured is None:
+            return [mapping.hold(sample)]
+        pose, jaw = measured
+        sample = self._clutch_override(arm, sample)
+        cmd = mapping.step(sample, pose, jaw, registration)
+        if not cmd.rejected:
+            self.device.feedback(arm, registration.compose(pose), jaw)
+        return [cmd.servo] if cmd.jaw is None else [cmd.servo, cmd.jaw]
 
 
 __all__ = ["Teleop"]

@@ -17,7 +17,7 @@ from typing import Any
 
 import zenoh
 
-from telesurgery.clock import FixedRateLoop, now_ns
+from telesurgery.clock import FixedRateLoop, now_ns, set_realtime_thread
 from telesurgery.config import PatientConfig
 from telesurgery.errors import ConfigError
 from telesurgery.robots.base import Robot
@@ -69,6 +69,10 @@ class PatientNode:
     def run(self, stop: threading.Event, duration_s: float | None = None) -> dict[str, Any]:
         """Serve until stopped; returns the final report (counters and measured figures)."""
         cfg = self.config
+        if cfg.realtime:
+            # Before Zenoh starts its threads, so that they inherit SCHED_FIFO: commands
+            # are checked on Zenoh's receive thread, which must not queue behind other work.
+            set_realtime_thread()
         z = open_session(cfg.zenoh)
         try:
             return self._serve(z, stop, duration_s)
@@ -84,6 +88,9 @@ class PatientNode:
                   Publisher(z, keys.measured_cf(arm), Stream.STATE, sid))
             for arm in cfg.arms
         }
+        # Enabled before anyone can send: a console streams as soon as it sees our subscribers.
+        self.robot.enable()
+        self.supervisor.enable()
         subs = []
         for arm in cfg.arms:
             for key in (keys.servo_cp(arm), keys.jaw_servo_jp(arm)):
@@ -92,8 +99,6 @@ class PatientNode:
         house_stop = threading.Event()
         house = threading.Thread(target=self._housekeeping, args=(z, house_stop),
                                  name="patient-housekeeping", daemon=True)
-        self.robot.enable()
-        self.supervisor.enable()
         house.start()
         try:
             self._servo_loop(state_pubs, stop, duration_s)
