@@ -11,6 +11,7 @@ VERB_MODULES = (
     "nodes",
     "demo",
     "bench",
+    "pki",
     "record",
     "audit",
     "link",

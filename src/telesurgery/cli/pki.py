@@ -1,0 +1,113 @@
+"""``telesurgery pki``: create the site CA, issue, list and revoke role certificates.
+
+The CA key is encrypted when ``TELESURGERY_CA_PASSPHRASE`` is set at ``init``; the
+same variable then unlocks it for ``issue`` and ``revoke``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from telesurgery.cli.common import write_json
+from telesurgery.security.acl import access_control
+from telesurgery.security.pki import CA_DAYS, LEAF_DAYS, Pki, parse_role
+
+PASSPHRASE_ENV = "TELESURGERY_CA_PASSPHRASE"
+
+pki_app = typer.Typer(help="Site certificate authority and role certificates.",
+                      no_args_is_help=True)
+
+DirArg = Annotated[Path, typer.Argument(help="The PKI folder.")]
+RoleOpt = Annotated[str, typer.Option(help="surgeon, backup, robot, observer, recorder or "
+                                           "router.")]
+NameOpt = Annotated[str, typer.Option(help="The person or node, e.g. dr-rossi.")]
+
+
+def _passphrase() -> bytes | None:
+    value = os.environ.get(PASSPHRASE_ENV)
+    return value.encode() if value else None
+
+
+@pki_app.command("init")
+def init(
+    directory: DirArg,
+    site: Annotated[str, typer.Option(help="Site name, e.g. gemelli-rome.")],
+    days: Annotated[int, typer.Option(min=1, help="CA validity [days].")] = CA_DAYS,
+) -> None:
+    """Create the site CA and an empty revocation list in DIRECTORY."""
+    pki = Pki.init(directory, site, days=days, passphrase=_passphrase())
+    enc = "encrypted" if _passphrase() else f"unencrypted (set {PASSPHRASE_ENV} to encrypt)"
+    typer.echo(f"site CA for {pki.site} created in {directory}; CA key {enc}")
+
+
+@pki_app.command("issue")
+def issue(
+    directory: DirArg, role: RoleOpt, name: NameOpt,
+    host: Annotated[list[str] | None, typer.Option(
+        help="DNS name or IP address the node is reached at (repeat); localhost, "
+             "127.0.0.1 and ::1 are always included.")] = None,
+    days: Annotated[int, typer.Option(min=1, help="Validity [days].")] = LEAF_DAYS,
+) -> None:
+    """Issue a certificate for NAME in ROLE; its identity folder is DIRECTORY/ROLE/NAME."""
+    ident = Pki(directory).issue(parse_role(role), name, hosts=host or (), days=days,
+                                 passphrase=_passphrase())
+    typer.echo(f"issued {ident.common_name}: {ident.certificate.parent} (cert.pem, key.pem "
+               "0600, ca.pem); hand this folder to the node")
+
+
+@pki_app.command("list")
+def list_(
+    directory: DirArg,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")]
+    = None,
+) -> None:
+    """List every certificate issued, with its status."""
+    certs = Pki(directory).certificates()
+    rows = [{"common_name": c.common_name, "role": c.role.value, "serial": f"{c.serial:x}",
+             "not_after": c.not_after.isoformat(), "status": c.status(),
+             "revoked_at": c.revoked_at.isoformat() if c.revoked_at else None}
+            for c in certs]
+    if json_path is not None:
+        write_json(json_path, {"certificates": rows})
+    table = Table("common name", "role", "valid until", "status", "serial")
+    for r in rows:
+        colour = "green" if r["status"] == "valid" else "red"
+        table.add_row(str(r["common_name"]), str(r["role"]), str(r["not_after"])[:10],
+                      f"[{colour}]{r['status']}[/]", str(r["serial"])[:16])
+    Console().print(table)
+
+
+@pki_app.command("revoke")
+def revoke(directory: DirArg, role: RoleOpt, name: NameOpt) -> None:
+    """Revoke every certificate of NAME in ROLE (then regenerate the access control)."""
+    done = Pki(directory).revoke(parse_role(role), name, passphrase=_passphrase())
+    typer.echo(f"revoked {len(done)} certificate(s) of {done[0].common_name}; regenerate the "
+               "access control ('telesurgery pki acl') and restart routers and nodes: Zenoh "
+               "checks no revocation list itself")
+
+
+@pki_app.command("acl")
+def acl(
+    directory: DirArg,
+    session: Annotated[str, typer.Option(help="Session (e.g. or1), or '*' for all.")],
+    out: Annotated[Path | None, typer.Option(help="Write the config here, not stdout.")]
+    = None,
+) -> None:
+    """Print Zenoh's access_control config for the valid certificates (a router's -c file)."""
+    block = {"access_control": access_control(session, Pki(directory).roster())}
+    if out is None:
+        typer.echo(json.dumps(block, indent=2))
+    else:
+        write_json(out, block)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``pki`` and its commands."""
+    app.add_typer(pki_app, name="pki")

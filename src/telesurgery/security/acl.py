@@ -1,0 +1,162 @@
+"""Zenoh access control by role: who may publish and subscribe what in a session.
+
+A :class:`Grant` per role says, as key expressions under ``telesurgery/<session>/``, what
+the role publishes, what it subscribes to and which presence tokens it declares.
+:func:`access_control` turns the grants and a roster (common names by role, from the
+PKI) into Zenoh's ``access_control`` block: deny by default, one subject per role keyed
+by certificate common names, one policy per role.
+
+Every grant becomes rules in both directions, as Zenoh checks each link of the node that
+holds the config (measured with zenoh 1.10):
+
+- publish: ``put`` in (the role may send it) and ``declare_subscriber`` out (the role
+  learns that someone subscribes; without it a peer's publisher never sends);
+- subscribe: ``declare_subscriber`` in and ``put`` out (the samples reach the role);
+- presence: ``liveliness_token`` in; everyone may watch presence (``presence/*``).
+
+A subscription is allowed only when its key expression lies within a granted one: an
+observer subscribing to ``telesurgery/or1/**`` gets nothing; subscribe to the keys
+granted. Zenoh enforces the rules on the links of the node holding them, so a router
+protects its clients, and with peer-to-peer links every node must hold the rules.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from telesurgery.errors import ConfigError
+from telesurgery.security.pki import Role
+from telesurgery.transport.keys import ROOT, Keys
+
+COMMANDS = ("*/servo_cp", "*/servo_jp", "*/move_cp", "*/move_jp",
+            "*/jaw/servo_jp", "*/jaw/move_jp")
+"""CRTK motion commands of every arm (the surgeon's and the bedside console's)."""
+STATE = ("*/measured_$*", "*/setpoint_$*", "*/jaw/measured_$*", "*/jaw/setpoint_$*",
+         "*/operating_state")
+"""Robot state: measured and setpoint values of every arm, its operating state."""
+VIDEO = ("ecm/video", "ecm/video/**")
+SAFETY = ("safety/**",)
+OWNER = ("control/owner",)
+"""Who holds control, announced by the patient node (which enforces ownership)."""
+CONTROL_REQUEST = ("control/request",)
+CONTROL_GRANT = ("control/grant",)
+LINK = ("link/*/stats",)
+STATUS = ("*/status",)
+PRESENCE = "presence/*"
+
+NODE_OF_ROLE = {Role.SURGEON: "console", Role.BACKUP: "backup", Role.ROBOT: "patient"}
+"""The node name (in ``<node>/status`` and ``presence/<node>``) each publishing role may
+use; ``console-2`` and the like match too."""
+
+
+def _own(role: Role, kind: str) -> str:
+    node = f"{NODE_OF_ROLE[role]}$*"
+    return f"presence/{node}" if kind == "presence" else f"{node}/{kind}"
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What one role may do; key expressions relative to ``telesurgery/<session>/``.
+
+    ``relay`` allows every message on the whole key space, both ways (routers).
+    """
+
+    publish: tuple[str, ...] = ()
+    subscribe: tuple[str, ...] = ()
+    presence: tuple[str, ...] = ()
+    relay: bool = False
+
+
+_WATCH = (*STATE, *VIDEO, *SAFETY, *OWNER, *LINK, *STATUS)
+
+GRANTS: Mapping[Role, Grant] = {
+    Role.SURGEON: Grant(
+        publish=(*COMMANDS, *CONTROL_REQUEST, *LINK, _own(Role.SURGEON, "status")),
+        subscribe=_WATCH, presence=(_own(Role.SURGEON, "presence"),)),
+    Role.BACKUP: Grant(
+        publish=(*COMMANDS, *CONTROL_REQUEST, *CONTROL_GRANT, *LINK,
+                 _own(Role.BACKUP, "status")),
+        subscribe=(*_WATCH, *CONTROL_REQUEST), presence=(_own(Role.BACKUP, "presence"),)),
+    Role.ROBOT: Grant(
+        publish=(*STATE, *VIDEO, *SAFETY, *OWNER, *LINK, _own(Role.ROBOT, "status")),
+        subscribe=(*COMMANDS, *CONTROL_REQUEST, *CONTROL_GRANT, *LINK, *STATUS),
+        presence=(_own(Role.ROBOT, "presence"),)),
+    Role.OBSERVER: Grant(subscribe=_WATCH),
+    Role.RECORDER: Grant(subscribe=(*_WATCH, *COMMANDS, *CONTROL_REQUEST, *CONTROL_GRANT)),
+    Role.ROUTER: Grant(relay=True),
+}
+"""The default rights: only surgeon and backup command; only the robot publishes state,
+video and safety; observers and the recorder only subscribe (the recorder also records
+commands and control requests, for the audit); routers relay everything."""
+
+_ALL_MESSAGES = ("put", "delete", "declare_subscriber", "query", "declare_queryable",
+                 "reply", "liveliness_token", "declare_liveliness_subscriber",
+                 "liveliness_query")
+
+
+def _rule(rule_id: str, messages: Sequence[str], flows: Sequence[str],
+          keys: Sequence[str]) -> dict[str, Any]:
+    return {"id": rule_id, "permission": "allow", "messages": list(messages),
+            "flows": list(flows), "key_exprs": list(keys)}
+
+
+def _role_rules(role: Role, grant: Grant, prefix: str) -> list[dict[str, Any]]:
+    def under(suffixes: Sequence[str]) -> list[str]:
+        return [f"{prefix}/{s}" for s in suffixes]
+
+    r = role.value
+    if grant.relay:
+        return [_rule(f"{r}/relay", _ALL_MESSAGES, ("ingress", "egress"), [f"{ROOT}/**"])]
+    rules = [_rule(f"{r}/watch-presence", ("declare_liveliness_subscriber", "liveliness_query"),
+                   ("ingress",), under([PRESENCE])),
+             _rule(f"{r}/see-presence", ("liveliness_token",), ("egress",), under([PRESENCE]))]
+    if grant.publish:
+        rules += [_rule(f"{r}/publish", ("put",), ("ingress",), under(grant.publish)),
+                  _rule(f"{r}/publish-interest", ("declare_subscriber",), ("egress",),
+                        under(grant.publish))]
+    if grant.subscribe:
+        rules += [_rule(f"{r}/subscribe", ("declare_subscriber",), ("ingress",),
+                        under(grant.subscribe)),
+                  _rule(f"{r}/receive", ("put",), ("egress",), under(grant.subscribe))]
+    if grant.presence:
+        rules.append(_rule(f"{r}/presence", ("liveliness_token",), ("ingress",),
+                           under(grant.presence)))
+    return rules
+
+
+def access_control(session: str, roster: Mapping[Role, Sequence[str]],
+                   grants: Mapping[Role, Grant] = GRANTS) -> dict[str, Any]:
+    """Zenoh's ``access_control`` block for ``session`` (``*`` for every session).
+
+    ``roster`` maps roles to the certificate common names holding them (``Pki.roster()``);
+    a role with nobody in it gets no subject. Names not in the roster (revoked, expired,
+    unknown) match no subject and so are denied everything.
+    """
+    if not session or any(c in session for c in "/#?$") or (
+            "*" in session and session != "*"):
+        raise ConfigError(f"session {session!r} must be one key chunk (e.g. or1) or '*'")
+    prefix = Keys(session).prefix
+    rules: list[dict[str, Any]] = []
+    subjects: list[dict[str, Any]] = []
+    policies: list[dict[str, Any]] = []
+    for role, names in roster.items():
+        if role not in grants:
+            raise ConfigError(f"role {role.value!r} has no grant; add it to the grants table")
+        if not names:
+            continue
+        role_rules = _role_rules(role, grants[role], prefix)
+        rules += role_rules
+        subjects.append({"id": role.value, "cert_common_names": list(dict.fromkeys(names))})
+        policies.append({"id": role.value, "rules": [r["id"] for r in role_rules],
+                         "subjects": [role.value]})
+    return {"enabled": True, "default_permission": "deny", "rules": rules,
+            "subjects": subjects, "policies": policies}
+
+
+def acl_settings(session: str, roster: Mapping[Role, Sequence[str]],
+                 grants: Mapping[Role, Grant] = GRANTS) -> dict[str, str]:
+    """:func:`access_control` as a ``{json5 key: value}`` entry for ``insert_json5``."""
+    return {"access_control": json.dumps(access_control(session, roster, grants))}

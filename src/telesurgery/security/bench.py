@@ -1,0 +1,184 @@
+"""What mutual TLS and access control cost: 1 kHz ping-pong RTT over tls/ against tcp/.
+
+Two processes, a console-like pinger and a patient-like ponger, linked peer to peer on
+loopback as the demo's command path is, exchange command-QoS messages (real-time,
+express, best effort). The same topology runs three ways: plain tcp/, tls/ with mutual
+TLS, and tls/ with mutual TLS and the generated access control on both nodes. Rounds
+alternate the modes so that a slow spell of a shared machine falls on all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import socket
+import struct
+import tempfile
+import threading
+from collections.abc import Mapping
+from multiprocessing.synchronize import Event as MpEvent
+from pathlib import Path
+from typing import Any
+
+import zenoh
+
+from telesurgery.bench.machine import machine_info
+from telesurgery.clock import Rate, now_ns
+from telesurgery.errors import TransportError
+from telesurgery.security.acl import acl_settings
+from telesurgery.security.pki import Pki, Role, throwaway_pki
+from telesurgery.security.zenoh_tls import apply_settings, tls_settings
+from telesurgery.stats import Samples
+from telesurgery.transport.keys import Keys
+from telesurgery.transport.qos import QOS, Stream
+
+MODES = ("tcp", "mtls", "mtls_acl")
+_KEYS = Keys("bench")
+_PING, _PONG = _KEYS.servo_cp("psm1"), _KEYS.measured_cp("psm1")
+_STAMP = struct.Struct("<q")
+_READY_TIMEOUT_S = 30.0
+_WARMUP_S = 0.5
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _settings(mode: str, pki: Pki, role: Role, name: str) -> dict[str, str]:
+    if mode == "tcp":
+        return {}
+    out = tls_settings(pki.identity(role, name))
+    if mode == "mtls_acl":
+        out |= acl_settings(_KEYS.session, pki.roster())
+    return out
+
+
+def _open(listen: list[str], connect: list[str], settings: Mapping[str, str]) -> zenoh.Session:
+    zc = zenoh.Config()
+    apply_settings(zc, {"mode": '"peer"', "listen/endpoints": json.dumps(listen),
+                        "connect/endpoints": json.dumps(connect),
+                        "scouting/multicast/enabled": "false", **settings})
+    try:
+        return zenoh.open(zc)
+    except zenoh.ZError as exc:
+        raise TransportError(f"bench could not open Zenoh: {str(exc).split(' at ')[0]}") from exc
+
+
+def _publisher(session: zenoh.Session, key: str) -> zenoh.Publisher:
+    q = QOS[Stream.COMMAND]
+    return session.declare_publisher(key, priority=q.priority, express=q.express,
+                                     reliability=q.reliability,
+                                     congestion_control=q.congestion_control)
+
+
+def _pong(listen: str, settings: dict[str, str], stop: MpEvent) -> None:
+    """Child process: echo every ping back as a pong until ``stop`` is set."""
+    session = _open([listen], [], settings)
+    pub = _publisher(session, _PONG)
+    sub = session.declare_subscriber(_PING, lambda s: pub.put(s.payload.to_bytes()))
+    stop.wait()
+    sub.undeclare()
+    session.close()
+
+
+def _ping_round(proto: str, settings_ping: dict[str, str], settings_pong: dict[str, str],
+                duration_s: float, rate_hz: float, payload_bytes: int,
+                rtt_ns: Samples) -> tuple[int, int]:
+    """One round: start the ponger, wait for its first pong, ping at ``rate_hz``.
+
+    Returns (sent, received) of the measured part; RTTs [ns] go to ``rtt_ns``.
+    """
+    endpoint = f"{proto}/127.0.0.1:{_free_port()}"
+    ctx = mp.get_context("spawn")
+    stop = ctx.Event()
+    child = ctx.Process(target=_pong, args=(endpoint, settings_pong, stop), daemon=True)
+    child.start()
+    session = None
+    try:
+        session = _open([], [endpoint], settings_ping)
+        first = threading.Event()
+        measuring = threading.Event()
+        received = [0]
+
+        def on_pong(sample: zenoh.Sample) -> None:
+            sent = _STAMP.unpack_from(sample.payload.to_bytes())[0]
+            first.set()
+            if measuring.is_set() and sent > 0:
+                rtt_ns.add(now_ns() - sent)
+                received[0] += 1
+
+        sub = session.declare_subscriber(_PONG, on_pong)
+        pub = _publisher(session, _PING)
+        pad = bytes(max(0, payload_bytes - _STAMP.size))
+        deadline = now_ns() + int(_READY_TIMEOUT_S * 1e9)
+        while not first.wait(0.05):  # the link and both declarations are up
+            pub.put(_STAMP.pack(0) + pad)
+            if now_ns() > deadline:
+                raise TransportError(f"no pong over {proto}/ within {_READY_TIMEOUT_S} s; "
+                                     "the ponger could not start or link")
+        rate = Rate(rate_hz)
+        warm_end = now_ns() + int(_WARMUP_S * 1e9)
+        while now_ns() < warm_end:  # first messages pay for connection set-up and caches
+            pub.put(_STAMP.pack(0) + pad)
+            rate.sleep()
+        measuring.set()
+        sent = 0
+        end = now_ns() + int(duration_s * 1e9)
+        while now_ns() < end:
+            pub.put(_STAMP.pack(now_ns()) + pad)
+            sent += 1
+            rate.sleep()
+        # Let the last pongs land: a few periods, never a fixed sleep standing in for sync.
+        settle = Rate(rate_hz)
+        for _ in range(50):
+            if received[0] >= sent:
+                break
+            settle.sleep()
+        measuring.clear()
+        sub.undeclare()
+        return sent, received[0]
+    finally:
+        if session is not None:
+            session.close()
+        stop.set()
+        child.join(10.0)
+        if child.is_alive():
+            child.kill()
+
+
+def bench_tls(duration_s: float = 30.0, rate_hz: float = 1000.0, payload_bytes: int = 64,
+              rounds: int = 3) -> dict[str, Any]:
+    """RTT [ms] of a ``rate_hz`` ping-pong over tcp/, mutual TLS, and mutual TLS with ACL.
+
+    Each mode runs ``duration_s`` [s] in all, split into ``rounds`` alternating rounds.
+    """
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        pki = throwaway_pki(Path(tmp) / "pki", "bench",
+                            {Role.SURGEON: ["bench"], Role.ROBOT: ["bench"]})
+        samples = {m: Samples() for m in MODES}
+        counts = {m: [0, 0] for m in MODES}
+        for _ in range(rounds):
+            for mode in MODES:
+                proto = "tcp" if mode == "tcp" else "tls"
+                sent, got = _ping_round(proto, _settings(mode, pki, Role.SURGEON, "bench"),
+                                        _settings(mode, pki, Role.ROBOT, "bench"),
+                                        duration_s / rounds, rate_hz, payload_bytes,
+                                        samples[mode])
+                counts[mode][0] += sent
+                counts[mode][1] += got
+        for mode in MODES:
+            results[mode] = {"rtt_ms": samples[mode].summary(scale=1e-6),
+                             "sent": counts[mode][0], "received": counts[mode][1]}
+    return {
+        "what": f"ping-pong RTT, {rate_hz:g} Hz, {payload_bytes} B, command QoS, two "
+                "processes peer to peer on loopback: plain tcp/ vs tls/ with mutual TLS "
+                "(ECDSA P-256) vs the same with the role access control on both nodes",
+        "machine": machine_info(),
+        "duration_s_per_mode": duration_s,
+        "rounds": rounds,
+        "modes": results,
+    }
