@@ -24,7 +24,7 @@ from telesurgery.transport.codec import (
     VideoFrame,
 )
 from telesurgery.transport.session import open_session
-from telesurgery.types import OperatingState, Pose, SafetyState, Wrench
+from telesurgery.types import ArmMode, OperatingState, Pose, SafetyState, Wrench
 
 
 @pytest.fixture
@@ -51,6 +51,12 @@ def zenoh_sessions() -> Iterator[Callable[[ZenohConfig], Any]]:
 
 
 H264_SIZE = (64, 48)
+
+
+@pytest.fixture(scope="session")
+def h264_size() -> tuple[int, int]:
+    """Width and height [px] of the ``h264_frames``."""
+    return H264_SIZE
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +92,7 @@ def sample_messages(h264_frames: list[tuple[bytes, bool]]) -> list[tuple[str, Me
                                                   ServoCP("psm1", pose, t - 500, True))),
         ("telesurgery/or1/psm1/jaw/servo_jp", Message(2, 1, t + 1, JawServoJP("psm1", 0.3, t))),
         ("telesurgery/or1/psm1/measured_cp", Message(3, 7, t + 2, MeasuredCP(
-            "psm1", pose, pose, 0.25, 6, t - 900, OperatingState.ENABLED))),
+            "psm1", pose, pose, 0.25, 6, t - 900, OperatingState.ENABLED, ArmMode.FOLLOWING))),
         ("telesurgery/or1/psm2/measured_js", Message(3, 8, t + 3, MeasuredJS(
             "psm2", (0.1, -0.2, 0.13, 1.0, 0.01, -0.02, 0.3), (0.0,) * 7))),
         ("telesurgery/or1/psm2/measured_cf", Message(3, 9, t + 4, MeasuredCF(

@@ -17,8 +17,9 @@ from telesurgery.record.schema import (
 from telesurgery.transport.codec import Message, MessageType, ServoCP, VideoFrame, decode, encode
 from telesurgery.types import Pose
 
-_PY = {"object": dict, "array": list, "string": str, "integer": int, "number": (int, float),
-       "boolean": bool, "null": type(None)}
+_PY: dict[str, type | tuple[type, ...]] = {
+    "object": dict, "array": list, "string": str, "integer": int, "number": (int, float),
+    "boolean": bool, "null": type(None)}
 
 
 def violations(value: Any, schema: dict[str, Any], where: str = "$") -> list[str]:

@@ -9,6 +9,8 @@ import typer
 
 from telesurgery.cli.common import setup_logging, stop_on_signals
 from telesurgery.config import ZenohConfig, load
+from telesurgery.record.recorder import Recorder
+from telesurgery.transport.session import open_session
 
 
 def record(
@@ -32,9 +34,6 @@ def record(
 ) -> None:
     """Record telesurgery/<session>/** (commands, state, safety, status, video) to MCAP."""
     setup_logging(log_level)
-    # Imported here so that every other verb starts without loading Zenoh.
-    from telesurgery.record.recorder import Recorder  # noqa: PLC0415
-    from telesurgery.transport.session import open_session  # noqa: PLC0415
 
     stop = stop_on_signals()
     cfg = load(ZenohConfig, None, mode=mode or ("peer" if listen else "client"), listen=listen,
@@ -49,7 +48,7 @@ def record(
         finally:
             stats = recorder.stop()
     finally:
-        z.close()  # type: ignore[no-untyped-call]
+        z.close()
     typer.echo(f"recorded {stats.written} messages to {recorder.path} (dropped {stats.dropped}, "
                f"undecodable {stats.undecodable})", err=True)
 
