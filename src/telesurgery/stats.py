@@ -30,17 +30,21 @@ class Samples:
             self._buf[self._n] = value
             self._n += 1
 
-    def values(self) -> FloatArray:
-        """A copy of the samples so far."""
+    def values(self, last: int | None = None) -> FloatArray:
+        """A copy of the samples so far, or of the ``last`` ones."""
         with self._lock:
-            return self._buf[: self._n].copy()
+            start = 0 if last is None else max(0, self._n - last)
+            return self._buf[start: self._n].copy()
 
-    def summary(self, scale: float = 1.0, digits: int = 3) -> dict[str, float]:
-        """p50, p99, p99.9, max and count, each sample multiplied by ``scale``.
+    def summary(self, scale: float = 1.0, digits: int = 3,
+                last: int | None = None) -> dict[str, float]:
+        """p50, p99, p99.9, max and count, each sample multiplied by ``scale``, over all
+        samples or the ``last`` ones (live views: a percentile over a whole run costs
+        milliseconds, which a 1 kHz process cannot give twice a second).
 
         Empty buffers give an empty dict: no number is reported that was not measured.
         """
-        return summarize(self.values(), scale, digits)
+        return summarize(self.values(last), scale, digits)
 
 
 def summarize(values: FloatArray, scale: float = 1.0, digits: int = 3) -> dict[str, float]:

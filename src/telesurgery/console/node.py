@@ -136,8 +136,8 @@ class ConsoleNode:
 
         self.loop.run(teleop, stop, duration_s)
 
-    def status(self) -> dict[str, Any]:
-        """Live telemetry: commands sent and loop timing."""
+    def status(self, last: int | None = 5000) -> dict[str, Any]:
+        """Telemetry: commands sent and loop timing over the ``last`` ticks (None: all)."""
         return {
             "node": self.name,
             "session_id": f"{self.session_id:016x}",
@@ -145,12 +145,12 @@ class ConsoleNode:
             "sent_servo_cp": self.sent_servo_cp,
             "undecodable": self.rejects.total,
             "loop": {"rate_hz": self.config.rate_hz,
-                     "period_error_us": self.loop.period_error_ns.summary(1e-3)},
+                     "period_error_us": self.loop.period_error_ns.summary(1e-3, last=last)},
         }
 
     def report(self) -> dict[str, Any]:
         """Final figures after the loop ended."""
-        out = self.status()
+        out = self.status(last=None)
         out["cpu_cores"] = round(self.loop.cpu_cores, 3)
         # How long commands were streamed [s]: from the patient's arrival to the stop.
         out["streaming_s"] = round(self.loop.elapsed_s, 3)

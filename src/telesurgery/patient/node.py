@@ -44,6 +44,8 @@ from telesurgery.types import Pose, SafetyState
 log = logging.getLogger(__name__)
 
 STATUS_PERIOD_S = 0.5
+LIVE_WINDOW = 5000
+"""Samples behind the live latency figures (the last few seconds)."""
 
 
 class PatientNode:
@@ -167,17 +169,18 @@ class PatientNode:
                 status.put(Status(self.status()))
                 break
 
-    def status(self) -> dict[str, Any]:
-        """Live telemetry: safety counters, loop timing, registration, task progress."""
+    def status(self, last: int | None = LIVE_WINDOW) -> dict[str, Any]:
+        """Telemetry: safety counters, loop timing, registration, task progress; latency
+        figures over the ``last`` samples (the live window) or the whole run (None)."""
         out: dict[str, Any] = {
             "node": "patient",
             "session_id": f"{self.session_id:016x}",
             "uptime_s": round((now_ns() - self.loop.started_ns) * 1e-9, 3)
             if self.loop.started_ns else 0.0,
-            "safety": self.supervisor.snapshot(),
+            "safety": self.supervisor.snapshot(last),
             "undecodable": self.rejects.total,
             "servo": {"rate_hz": self.config.servo_rate_hz,
-                      "period_error_us": self.loop.period_error_ns.summary(1e-3)},
+                      "period_error_us": self.loop.period_error_ns.summary(1e-3, last=last)},
             "registration": {name: _flat(self.robot.arms[name].registration())
                              for name in self.config.arms},
         }
@@ -188,7 +191,7 @@ class PatientNode:
 
     def report(self) -> dict[str, Any]:
         """Final figures after the loop ended."""
-        out = self.status()
+        out = self.status(last=None)
         out["cpu_cores"] = round(self.loop.cpu_cores, 3)
         out["final_state"] = self.final_state.name
         return out

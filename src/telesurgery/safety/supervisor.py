@@ -509,8 +509,9 @@ class Supervisor:
         with self._lock:
             return dict(self._rejected)
 
-    def snapshot(self) -> dict[str, Any]:
-        """Counters and latency figures as plain JSON-ready values.
+    def snapshot(self, last: int | None = None) -> dict[str, Any]:
+        """Counters and latency figures as plain JSON-ready values; the latency figures
+        cover the ``last`` samples, or all of them when None.
 
         ``rejected`` counts every rejection except stale ones, which are
         ``stale_dropped``; ``applied`` counts targets a tick applied (a target
@@ -534,8 +535,8 @@ class Supervisor:
                                    else f"{st.session:016x}"}
                          for st in self._arms.values()},
             }
-        out["latency_ms"] = self.latency_ns.summary(1e-6)
-        out["tick_wait_ms"] = self.tick_wait_ns.summary(1e-6)
+        out["latency_ms"] = self.latency_ns.summary(1e-6, last=last)
+        out["tick_wait_ms"] = self.tick_wait_ns.summary(1e-6, last=last)
         return out
 
 
