@@ -61,6 +61,19 @@ def set_realtime_thread(priority: int = 50) -> bool:
     return False
 
 
+def set_normal_thread() -> None:
+    """Put the calling thread (and the threads it starts) back to SCHED_OTHER.
+
+    For bulk work in a node whose main thread took SCHED_FIFO before starting it
+    (rendering, decoding, serving the web page): at real-time priority a thread
+    busy for milliseconds would keep the 1 kHz loops off a core.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except (PermissionError, OSError, AttributeError):
+        log.debug("could not return a thread to SCHED_OTHER")
+
+
 class Rate:
     """Paces a loop at ``rate_hz`` by sleeping to absolute deadlines.
 

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from telesurgery.errors import ConfigError
+from telesurgery.video.config import VideoConfig
 
 PositiveFloat = Annotated[float, Field(gt=0.0)]
 Vec3 = tuple[float, float, float]
@@ -92,6 +93,7 @@ class PatientConfig(_Strict):
     realtime: bool = True
     zenoh: ZenohConfig = ZenohConfig(listen=["tcp/127.0.0.1:7448"])
     safety: SafetyConfig = SafetyConfig()
+    video: VideoConfig = VideoConfig()
 
     @field_validator("session")
     @classmethod
@@ -115,18 +117,31 @@ class TremorConfig(_Strict):
     order: Annotated[int, Field(ge=1, le=4)] = 2
 
 
+class WebConfig(_Strict):
+    """The console's web page (video, HUD, keyboard/mouse/gamepad input), loopback only.
+
+    ``port`` 0 takes any free port (the log says which).
+    """
+
+    enabled: bool = True
+    host: Literal["127.0.0.1", "::1", "localhost"] = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8600
+
+
 class ConsoleConfig(_Strict):
     """The surgeon console: input device, teleoperation mapping and rate."""
 
     session: str = "or1"
     arms: list[str] = ["psm1", "psm2"]
-    device: Literal["autopilot", "scripted"] = "autopilot"
+    device: Literal["autopilot", "scripted", "web"] = "autopilot"
     trajectory: Path | None = None
     rate_hz: PositiveFloat = 1000.0
     scale: Annotated[float, Field(gt=0.0, le=1.0)] = 0.2
     tremor: TremorConfig = TremorConfig()
     realtime: bool = True
     zenoh: ZenohConfig = ZenohConfig(connect=["tcp/127.0.0.1:7448"])
+    video: VideoConfig = VideoConfig()
+    web: WebConfig = WebConfig()
 
     @field_validator("session")
     @classmethod
