@@ -16,6 +16,7 @@ from telesurgery.record.layout import new_recording_path, recording_paths
 from telesurgery.record.mcap_writer import McapRecording
 from telesurgery.record.reader import Recording
 from telesurgery.record.schema import COMPRESSED_VIDEO_SCHEMA_NAME, UNDECODABLE_SCHEMA_NAME
+from telesurgery.record.throughput import measure, synthetic_session
 from telesurgery.transport.codec import Message, ServoCP, VideoFrame, encode
 from telesurgery.types import Pose
 
@@ -167,3 +168,13 @@ def test_writing_to_a_closed_recording_is_an_error(tmp_path: Path) -> None:
 def test_no_recording_in_a_directory_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(RecordingError, match="no recording in"):
         Recording(tmp_path)
+
+
+def test_the_throughput_measurement_records_its_synthetic_session(tmp_path: Path) -> None:
+    result = measure(0.2, tmp_path)
+    assert result["messages"] == 0.2 * 1000 * 2 * 5 + 2  # 5 streams a arm, plus 2 at 1 Hz
+    assert result["write_rate_msg_s"] > 0
+    assert result["file_mb"] > 0
+    items = list(synthetic_session(0.2))
+    got = [(m.key, encode(m.message)) for m in Recording(tmp_path / "throughput.mcap").messages()]
+    assert got == [(k, w) for k, w, _t in items]

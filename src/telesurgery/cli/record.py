@@ -26,9 +26,10 @@ def record(
     mode: Annotated[str | None, typer.Option(
         help="Zenoh mode: client (default) or peer (default with --listen).")] = None,
     duration: Annotated[float | None, typer.Option(
-        help="Stop after this many seconds [s] (default: until Ctrl-C or SIGTERM).")] = None,
+        help="Stop after this many seconds (default: until Ctrl-C or SIGTERM).")] = None,
     flush_interval: Annotated[float, typer.Option(
-        help="Hand data to the OS at least this often [s]: the most a crash loses.")] = 0.5,
+        help="Hand data to the OS at least every this many seconds: the most a "
+        "crash loses.")] = 0.5,
     log_level: Annotated[str, typer.Option("--log-level",
                                            help="debug, info, warning or error.")] = "info",
 ) -> None:

@@ -9,8 +9,6 @@ file); chunk CRCs are checked.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import json
 import logging
@@ -30,20 +28,18 @@ from mcap.stream_reader import CRCValidationError
 from telesurgery.errors import CodecError, RecordingError
 from telesurgery.record.layout import recording_paths
 from telesurgery.record.schema import (
-    COMPRESSED_VIDEO_SCHEMA_NAME,
-    PROJECTIONS,
+    MESSAGE_SCHEMAS,
     UNDECODABLE_SCHEMA_NAME,
     JsonObject,
-    video_message,
+    message_of,
 )
-from telesurgery.transport.codec import Message, decode
+from telesurgery.transport.codec import Message
 
 log = logging.getLogger(__name__)
 
 MAGIC = b"\x89MCAP0\r\n"
 _RECORD_HEAD = struct.Struct("<BQ")
 _FOOTER_LEN = 8 + 8 + 4
-_MESSAGE_SCHEMAS = frozenset(p.schema_name for p in PROJECTIONS.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,14 +185,11 @@ class Recording:
     def messages(self, keys: Iterable[str] | None = None) -> Iterator[RecordedMessage]:
         """The recorded wire messages on ``keys`` (all when None), decoded, in file order."""
         for rec in self.json(keys):
-            if rec.schema not in _MESSAGE_SCHEMAS:
+            if rec.schema not in MESSAGE_SCHEMAS or "type" not in rec.obj:
                 continue
             try:
-                if rec.schema == COMPRESSED_VIDEO_SCHEMA_NAME:
-                    msg = video_message(rec.obj)
-                else:
-                    msg = decode(base64.b64decode(rec.obj["wire"], validate=True))
-            except (CodecError, KeyError, ValueError, TypeError, binascii.Error) as exc:
+                msg = message_of(rec.obj)
+            except (CodecError, KeyError, ValueError, TypeError) as exc:
                 self._skip(rec.topic, f"does not hold a valid message ({exc})")
                 continue
             yield RecordedMessage(rec.topic, rec.log_ns, msg)

@@ -2,16 +2,16 @@
 
 Every recorded message is one JSON object: the header (``session`` as 16 hex
 digits, because JavaScript loses integers above 2**53; ``seq``; ``sent_ns``
-[ns, sender's monotonic clock]), the message ``type``, the body's fields, and
-``wire``: the exact bytes received, base64. The fields are a view for people
-and plots; ``wire`` is the record, decoded again with the one codec by readers
-and replay, so nothing is lost to JSON (non-finite floats, which JSON cannot
-carry, show as ``null`` in the view and stay exact in ``wire``).
+[ns, sender's monotonic clock]), the message ``type`` and the body's fields.
+The view is two-way: ``message_of`` rebuilds the message from it, and the
+writer checks that encoding the rebuilt message gives back the exact bytes
+received. Where it does not (non-finite numbers, which JSON cannot carry and
+show as ``null``; bytes a foreign sender encoded differently) the object also
+holds ``wire``: those bytes, base64. So a recording always reproduces the
+wire exactly, at half the size of storing every message twice.
 
-Video frames are the exception: they are recorded in Foxglove's
-``foxglove.CompressedVideo`` schema (so Foxglove plays them) with the frame's
-other fields beside Foxglove's; encoding those fields again gives the exact
-wire bytes, so the frame data is not stored twice.
+Video frames are recorded in Foxglove's ``foxglove.CompressedVideo`` schema
+(so Foxglove plays them), with the frame's other fields beside Foxglove's.
 
 Poses are ``{"position": {x, y, z} [m], "orientation": {x, y, z, w}}`` and
 wrenches ``{"force": {x, y, z} [N], "torque": {x, y, z} [N m]}``, the shapes
@@ -28,7 +28,14 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from telesurgery.transport.codec import AnyBody, Message, MessageType, VideoFrame
+from telesurgery.transport.codec import (
+    AnyBody,
+    Message,
+    MessageType,
+    VideoFrame,
+    decode,
+    encode,
+)
 from telesurgery.types import Pose, Wrench
 
 SCHEMA_ENCODING = "jsonschema"
@@ -41,6 +48,8 @@ _Convert = Callable[[Any], Any]
 _NUMBER: JsonObject = {"type": ["number", "null"]}
 _INTEGER: JsonObject = {"type": "integer"}
 _BASE64: JsonObject = {"type": "string", "contentEncoding": "base64"}
+_WIRE: JsonObject = {**_BASE64, "description": "the exact bytes received, present only when "
+                     "the other fields cannot reproduce them"}
 
 
 def b64(data: bytes) -> str:
@@ -48,16 +57,42 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def unb64(text: Any) -> bytes:
+    """The bytes of a base64 string; ``ValueError`` (or ``TypeError``) if it is not one."""
+    return base64.b64decode(text, validate=True)
+
+
 def _finite(v: float) -> float | None:
     return v if math.isfinite(v) else None
+
+
+def _number(v: Any) -> float:
+    # None (a non-finite number in the view) and booleans are refused: no silent substitute.
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise TypeError(f"{v!r} is not a number")
+    return float(v)
+
+
+def _integer(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"{v!r} is not an integer")
+    return v
+
+
+def _strict(kind: type) -> _Convert:
+    def check(v: Any) -> Any:
+        if not isinstance(v, kind):
+            raise TypeError(f"{v!r} is not a {kind.__name__}")
+        return v
+    return check
 
 
 def _xyz(v: tuple[float, ...]) -> JsonObject:
     return {"x": _finite(v[0]), "y": _finite(v[1]), "z": _finite(v[2])}
 
 
-def _numbers(names: str, title: str) -> JsonObject:
-    return {"type": "object", "title": title, "properties": {n: _NUMBER for n in names}}
+def _vec3(o: Any) -> tuple[float, float, float]:
+    return _number(o["x"]), _number(o["y"]), _number(o["z"])
 
 
 def _pose(p: Pose) -> JsonObject:
@@ -66,16 +101,30 @@ def _pose(p: Pose) -> JsonObject:
             "orientation": {"x": _finite(x), "y": _finite(y), "z": _finite(z), "w": _finite(w)}}
 
 
+def _pose_of(o: Any) -> Pose:
+    q = o["orientation"]
+    return Pose(_vec3(o["position"]),
+                (_number(q["w"]), _number(q["x"]), _number(q["y"]), _number(q["z"])))
+
+
 def _wrench(w: Wrench) -> JsonObject:
     return {"force": _xyz(w.force), "torque": _xyz(w.torque)}
 
 
-def _enum_name(e: enum.Enum) -> str:
-    return e.name
+def _wrench_of(o: Any) -> Wrench:
+    return Wrench(_vec3(o["force"]), _vec3(o["torque"]))
 
 
 def _floats(t: tuple[float, ...]) -> list[float | None]:
     return [_finite(v) for v in t]
+
+
+def _floats_of(v: Any) -> tuple[float, ...]:
+    return tuple(_number(x) for x in _strict(list)(v))
+
+
+def _numbers(names: str, title: str) -> JsonObject:
+    return {"type": "object", "title": title, "properties": {n: _NUMBER for n in names}}
 
 
 _POSE_SCHEMA: JsonObject = {"type": "object", "properties": {
@@ -83,62 +132,78 @@ _POSE_SCHEMA: JsonObject = {"type": "object", "properties": {
     "orientation": _numbers("xyzw", "unit quaternion")}}
 _WRENCH_SCHEMA: JsonObject = {"type": "object", "properties": {
     "force": _numbers("xyz", "force [N]"), "torque": _numbers("xyz", "torque [N m]")}}
-_SIMPLE: dict[Any, tuple[_Convert, JsonObject]] = {
-    Pose: (_pose, _POSE_SCHEMA),
-    Wrench: (_wrench, _WRENCH_SCHEMA),
-    bool: (bool, {"type": "boolean"}),
-    int: (int, _INTEGER),
-    float: (_finite, _NUMBER),
-    str: (str, {"type": "string"}),
-    bytes: (b64, _BASE64),
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Field:
+    """One field type: to JSON, back from JSON, and its schema."""
+
+    to_json: _Convert
+    of_json: _Convert
+    schema: JsonObject
+
+
+_SIMPLE: dict[Any, _Field] = {
+    Pose: _Field(_pose, _pose_of, _POSE_SCHEMA),
+    Wrench: _Field(_wrench, _wrench_of, _WRENCH_SCHEMA),
+    bool: _Field(bool, _strict(bool), {"type": "boolean"}),
+    int: _Field(int, _integer, _INTEGER),
+    float: _Field(_finite, _number, _NUMBER),
+    str: _Field(str, _strict(str), {"type": "string"}),
+    bytes: _Field(b64, unb64, _BASE64),
 }
 
 
-def _field(hint: Any) -> tuple[_Convert, JsonObject]:
-    """How one dataclass field type becomes JSON, and its schema."""
+def _field(hint: Any) -> _Field:
+    """How one dataclass field type maps to JSON and back."""
     if hint in _SIMPLE:
         return _SIMPLE[hint]
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        return _enum_name, {"type": "string", "enum": [m.name for m in hint]}
+        names = hint.__members__
+        return _Field(lambda e: e.name, lambda v: names[v],
+                      {"type": "string", "enum": list(names)})
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is tuple and args == (float, Ellipsis):
-        return _floats, {"type": "array", "items": _NUMBER}
+        return _Field(_floats, _floats_of, {"type": "array", "items": _NUMBER})
     if origin is dict:
-        return dict, {"type": "object"}
+        return _Field(dict, _strict(dict), {"type": "object"})
     raise TypeError(f"no JSON view for field type {hint!r}; add one to record/schema.py")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _BodyView:
-    """The JSON view of one body type: its field converters and the schema's properties."""
+    """The two-way JSON view of one body type."""
 
-    fields: tuple[tuple[str, _Convert], ...]
+    cls: type[AnyBody]
+    fields: tuple[tuple[str, _Field], ...]
     properties: JsonObject
 
-    def convert(self, msg: Message) -> JsonObject:
+    def to_json(self, msg: Message) -> JsonObject:
         """Header and body fields of ``msg`` as JSON values."""
         out: JsonObject = {"session": f"{msg.session:016x}", "seq": msg.seq,
                            "sent_ns": msg.sent_ns, "type": msg.body.TYPE.name}
         body = msg.body
-        out.update((name, conv(getattr(body, name))) for name, conv in self.fields)
+        out.update((name, f.to_json(getattr(body, name))) for name, f in self.fields)
         return out
 
+    def of_json(self, obj: JsonObject) -> Message:
+        """The message behind ``obj``; ``KeyError``, ``TypeError`` or ``ValueError`` if none."""
+        body = self.cls(**{name: f.of_json(obj[name]) for name, f in self.fields})
+        return Message(int(_strict(str)(obj["session"]), 16), _integer(obj["seq"]),
+                       _integer(obj["sent_ns"]), body)
 
-def _body_view(cls: type[AnyBody], exclude: frozenset[str] = frozenset()) -> _BodyView:
+
+def _body_view(cls: type[AnyBody]) -> _BodyView:
     hints = typing.get_type_hints(cls)
-    fields: list[tuple[str, _Convert]] = []
     props: JsonObject = {
         "session": {"type": "string", "description": "sender's session id, 16 hex digits"},
         "seq": _INTEGER,
         "sent_ns": {"type": "integer", "description": "send time [ns], sender's clock"},
         "type": {"type": "string", "const": cls.TYPE.name},
     }
-    for f in dataclasses.fields(cls):
-        if f.name not in exclude:
-            conv, schema = _field(hints[f.name])
-            fields.append((f.name, conv))
-            props[f.name] = schema
-    return _BodyView(tuple(fields), props)
+    fields = tuple((f.name, _field(hints[f.name])) for f in dataclasses.fields(cls))
+    props.update((name, f.schema) for name, f in fields)
+    return _BodyView(cls, fields, props)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -147,23 +212,33 @@ class Projection:
 
     schema_name: str
     schema: JsonObject
-    to_json: Callable[[Message, bytes], JsonObject]
+    view: _BodyView
+    extra: Callable[[Message], JsonObject]
+    """Fields added beside the view's (Foxglove's, for video)."""
+
+    def to_json(self, msg: Message, wire: bytes) -> JsonObject:
+        """The recorded object of ``msg``, received as ``wire`` (kept when not reproducible)."""
+        out = self.extra(msg)
+        out.update(self.view.to_json(msg))
+        try:
+            exact = encode(self.view.of_json(out)) == wire
+        except (KeyError, TypeError, ValueError):
+            exact = False
+        if not exact:
+            out["wire"] = b64(wire)
+        return out
+
+
+def _nothing(_msg: Message) -> JsonObject:
+    return {}
 
 
 def _plain(cls: type[AnyBody]) -> Projection:
     view = _body_view(cls)
-
-    def to_json(msg: Message, wire: bytes) -> JsonObject:
-        out = view.convert(msg)
-        out["wire"] = b64(wire)
-        return out
-
     name = SCHEMA_PREFIX + cls.__name__
-    props = {**view.properties,
-             "wire": {**_BASE64, "description": "the message exactly as received"}}
     schema = {"title": name, "description": (cls.__doc__ or name).strip().splitlines()[0],
-              "type": "object", "properties": props, "required": ["wire"]}
-    return Projection(name, schema, to_json)
+              "type": "object", "properties": {**view.properties, "wire": _WIRE}}
+    return Projection(name, schema, view, _nothing)
 
 
 COMPRESSED_VIDEO_SCHEMA_NAME = "foxglove.CompressedVideo"
@@ -192,32 +267,20 @@ def compressed_video_json(timestamp_ns: int, frame_id: str, data: bytes,
             "data": b64(data), "format": fmt}
 
 
+def _video_extra(msg: Message) -> JsonObject:
+    body = msg.body
+    if not isinstance(body, VideoFrame):
+        raise TypeError(f"a {body.TYPE.name} message is not a video frame")
+    sec, nsec = divmod(body.capture_ns, 1_000_000_000)
+    # ``data`` comes from the frame's own view: the same base64 bytes Foxglove reads.
+    return {"timestamp": {"sec": sec, "nsec": nsec}, "frame_id": body.camera, "format": "h264"}
+
+
 def _video() -> Projection:
-    view = _body_view(VideoFrame, exclude=frozenset({"data"}))
-
-    def to_json(msg: Message, _wire: bytes) -> JsonObject:
-        body = msg.body
-        if not isinstance(body, VideoFrame):
-            raise TypeError(f"a {body.TYPE.name} message is not a video frame")
-        out = compressed_video_json(body.capture_ns, body.camera, body.data)
-        out.update(view.convert(msg))
-        return out
-
-    schema = {**COMPRESSED_VIDEO_SCHEMA,
-              "properties": {**_COMPRESSED_VIDEO_PROPERTIES, **view.properties}}
-    return Projection(COMPRESSED_VIDEO_SCHEMA_NAME, schema, to_json)
-
-
-def video_message(obj: JsonObject) -> Message:
-    """The exact ``VideoFrame`` message behind a recorded video object.
-
-    Raises ``KeyError``, ``ValueError`` or ``TypeError`` for an object that is not one.
-    """
-    frame = VideoFrame(str(obj["camera"]), int(obj["width"]), int(obj["height"]),
-                       bool(obj["keyframe"]), int(obj["frame_index"]), int(obj["capture_ns"]),
-                       int(obj["applied_seq"]), int(obj["applied_sample_ns"]),
-                       base64.b64decode(obj["data"], validate=True))
-    return Message(int(obj["session"], 16), int(obj["seq"]), int(obj["sent_ns"]), frame)
+    view = _body_view(VideoFrame)
+    schema = {**COMPRESSED_VIDEO_SCHEMA, "properties": {
+        **_COMPRESSED_VIDEO_PROPERTIES, **view.properties, "wire": _WIRE}}
+    return Projection(COMPRESSED_VIDEO_SCHEMA_NAME, schema, view, _video_extra)
 
 
 def _projections() -> dict[MessageType, Projection]:
@@ -228,6 +291,21 @@ def _projections() -> dict[MessageType, Projection]:
 
 PROJECTIONS: dict[MessageType, Projection] = _projections()
 """How each message type the codec knows is recorded."""
+_BY_TYPE_NAME = {t.name: p for t, p in PROJECTIONS.items()}
+MESSAGE_SCHEMAS = frozenset(p.schema_name for p in PROJECTIONS.values())
+"""Names of the schemas whose objects are wire messages."""
+
+
+def message_of(obj: JsonObject) -> Message:
+    """The exact message a recorded object holds (from ``wire`` where it was kept).
+
+    Raises ``CodecError``, ``KeyError``, ``TypeError`` or ``ValueError`` (which
+    ``binascii.Error`` is) for an object that holds no valid message.
+    """
+    if "wire" in obj:
+        return decode(unb64(obj["wire"]))
+    return _BY_TYPE_NAME[_strict(str)(obj["type"])].view.of_json(obj)
+
 
 UNDECODABLE_SCHEMA_NAME = SCHEMA_PREFIX + "Undecodable"
 UNDECODABLE_SCHEMA: JsonObject = {
@@ -258,6 +336,7 @@ __all__ = [
     "COMPRESSED_VIDEO_SCHEMA",
     "COMPRESSED_VIDEO_SCHEMA_NAME",
     "MESSAGE_ENCODING",
+    "MESSAGE_SCHEMAS",
     "PROJECTIONS",
     "RECORDER_STATS_SCHEMA",
     "RECORDER_STATS_SCHEMA_NAME",
@@ -267,6 +346,7 @@ __all__ = [
     "Projection",
     "b64",
     "compressed_video_json",
+    "message_of",
+    "unb64",
     "undecodable_json",
-    "video_message",
 ]
