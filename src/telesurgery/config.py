@@ -55,6 +55,28 @@ class ZenohConfig(_Strict):
         return v
 
 
+class PathConfig(_Strict):
+    """One independent control path between console and patient node: its own Zenoh
+    session over its own endpoint pair (e.g. fibre and 5G). The patient side listens,
+    the console side connects (through a link emulator when emulating)."""
+
+    name: str
+    zenoh: ZenohConfig
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _key_chunk(v, "path name")
+
+
+def _unique_paths(v: list[PathConfig]) -> list[PathConfig]:
+    names = [p.name for p in v]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"path names must be unique; {dupes} appear more than once")
+    return v
+
+
 class SafetyConfig(_Strict):
     """Limits the safety supervisor enforces on every command.
 
@@ -92,8 +114,12 @@ class PatientConfig(_Strict):
     state_rate_hz: PositiveFloat = 500.0
     realtime: bool = True
     zenoh: ZenohConfig = ZenohConfig(listen=["tcp/127.0.0.1:7448"])
+    paths: list[PathConfig] = []
+    """Dedicated control paths (commands, state, clock sync); none: the main session."""
     safety: SafetyConfig = SafetyConfig()
     video: VideoConfig = VideoConfig()
+
+    _paths = field_validator("paths")(_unique_paths)
 
     @field_validator("session")
     @classmethod
@@ -140,8 +166,12 @@ class ConsoleConfig(_Strict):
     tremor: TremorConfig = TremorConfig()
     realtime: bool = True
     zenoh: ZenohConfig = ZenohConfig(connect=["tcp/127.0.0.1:7448"])
+    paths: list[PathConfig] = []
+    """Dedicated control paths, named as on the patient node; none: the main session."""
     video: VideoConfig = VideoConfig()
     web: WebConfig = WebConfig()
+
+    _paths = field_validator("paths")(_unique_paths)
 
     @field_validator("session")
     @classmethod

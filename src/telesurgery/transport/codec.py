@@ -50,6 +50,8 @@ class MessageType(enum.IntEnum):
     SAFETY_EVENT = 6
     STATUS = 7
     VIDEO_FRAME = 8
+    SYNC_REQUEST = 9
+    SYNC_REPLY = 10
 
 
 class _Reader:
@@ -374,11 +376,53 @@ class VideoFrame:
                    sample_ns, data)
 
 
+_SYNC_REPLY = struct.Struct("<Qqq")
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRequest:
+    """A clock-synchronisation request sent on control path ``path``; the header's
+    ``sent_ns`` is its send time t0 [ns, requester clock]."""
+
+    TYPE: ClassVar[MessageType] = MessageType.SYNC_REQUEST
+    path: str
+
+    def pack(self) -> bytes:
+        return _text(self.path, "path")
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> Self:
+        return cls(r.text("path"))
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReply:
+    """The answer to ``SyncRequest`` number ``request_seq`` on ``path``: its send time
+    ``t0_ns`` [ns, requester clock] echoed and its arrival time ``t1_ns`` [ns, responder
+    clock]; the header's ``sent_ns`` is the reply's send time t2 [ns, responder clock]."""
+
+    TYPE: ClassVar[MessageType] = MessageType.SYNC_REPLY
+    path: str
+    request_seq: int
+    t0_ns: int
+    t1_ns: int
+
+    def pack(self) -> bytes:
+        return _text(self.path, "path") + _SYNC_REPLY.pack(self.request_seq, self.t0_ns,
+                                                           self.t1_ns)
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> Self:
+        path = r.text("path")
+        seq, t0, t1 = r.take(_SYNC_REPLY)
+        return cls(path, seq, t0, t1)
+
+
 AnyBody = (ServoCP | JawServoJP | MeasuredCP | MeasuredJS | MeasuredCF | SafetyEvent | Status
-           | VideoFrame)
+           | VideoFrame | SyncRequest | SyncReply)
 _BODIES: dict[MessageType, type[AnyBody]] = {
     b.TYPE: b for b in (ServoCP, JawServoJP, MeasuredCP, MeasuredJS, MeasuredCF, SafetyEvent,
-                        Status, VideoFrame)
+                        Status, VideoFrame, SyncRequest, SyncReply)
 }
 
 
@@ -442,6 +486,8 @@ __all__ = [
     "SafetyEvent",
     "ServoCP",
     "Status",
+    "SyncReply",
+    "SyncRequest",
     "VideoFrame",
     "decode",
     "encode",

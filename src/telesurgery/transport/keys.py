@@ -68,3 +68,15 @@ class Keys:
     def link_stats(self, path: str) -> str:
         """Statistics of one network path."""
         return f"{self.prefix}/link/{path}/stats"
+
+    def link_alarm(self, path: str) -> str:
+        """A network path lost or back (alarm events)."""
+        return f"{self.prefix}/link/{path}/alarm"
+
+    def link_sync_request(self, path: str) -> str:
+        """Clock-synchronisation requests on one control path."""
+        return f"{self.prefix}/link/{path}/sync/request"
+
+    def link_sync_reply(self, path: str) -> str:
+        """Clock-synchronisation replies on one control path."""
+        return f"{self.prefix}/link/{path}/sync/reply"
