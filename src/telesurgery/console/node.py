@@ -13,7 +13,7 @@ from typing import Any
 
 import zenoh
 
-from telesurgery.clock import FixedRateLoop, set_realtime_thread
+from telesurgery.clock import FixedRateLoop, now_ns, set_realtime_thread
 from telesurgery.config import ConsoleConfig
 from telesurgery.console.teleop import Teleop
 from telesurgery.input.base import InputDevice
@@ -143,6 +143,10 @@ class ConsoleNode:
             "session_id": f"{self.session_id:016x}",
             "sent": self.sent,
             "sent_servo_cp": self.sent_servo_cp,
+            "arms": len(self.teleop.arms),
+            # How long commands have been streamed [s]: from the patient's arrival on.
+            "streaming_s": round((now_ns() - self.loop.started_ns) * 1e-9, 3)
+            if self.loop.started_ns else 0.0,
             "undecodable": self.rejects.total,
             "loop": {"rate_hz": self.config.rate_hz,
                      "period_error_us": self.loop.period_error_ns.summary(1e-3, last=last)},
@@ -152,6 +156,5 @@ class ConsoleNode:
         """Final figures after the loop ended."""
         out = self.status(last=None)
         out["cpu_cores"] = round(self.loop.cpu_cores, 3)
-        # How long commands were streamed [s]: from the patient's arrival to the stop.
         out["streaming_s"] = round(self.loop.elapsed_s, 3)
         return out

@@ -36,6 +36,10 @@ def render_status(monitor: Monitor, elapsed_s: float, duration_s: float | None) 
     t.add_row("time", f"{elapsed_s:6.1f} s{left}")
     t.add_row("nodes", ", ".join(sorted(monitor.present)) or "-")
     t.add_row("safety", Text(state, style=_STATE_STYLE.get(state, "")))
+    streaming = float(console.get("streaming_s", 0.0))
+    rate = (f"{console.get('sent_servo_cp', 0) / max(1, console.get('arms', 1)) / streaming:.1f}"
+            " Hz per arm" if streaming > 0 else "-")
+    t.add_row("control rate", rate)
     t.add_row("commands sent", str(console.get("sent", "-")))
     t.add_row("accepted / rejected / stale",
               f"{safety.get('accepted', '-')} / {safety.get('rejected', '-')} / "
