@@ -1,0 +1,50 @@
+"""``telesurgery demo`` as a user runs it: Ctrl-C stops every process and keeps the summary."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def _wait_for(path: Path, text: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    tick = threading.Event()
+    for _ in range(int(timeout_s / 0.05)):
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        assert proc.poll() is None, "the demo exited before it was streaming"
+        tick.wait(0.05)
+    raise AssertionError(f"{text!r} never appeared in {path}")
+
+
+def test_ctrl_c_stops_every_node_and_writes_the_summary(tmp_path: Path) -> None:
+    summary = tmp_path / "summary.json"
+    work = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "telesurgery", "demo", "--headless", "--duration", "600",
+         "--summary", str(summary), "--workdir", str(work), "--log-level", "info"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_for(work / "console.log", "streaming commands", proc, 90.0)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
+    assert b"Traceback" not in err
+    data = json.loads(summary.read_text())
+    assert data["control"]["sent"] > 0
+    assert data["control"]["applied"] >= 0.99 * data["control"]["sent"]
+    assert b"summary written to" in err
+    # No node outlives the demo: every child's command line names the work folder.
+    left = subprocess.run(["pgrep", "-f", str(work)], capture_output=True, text=True,
+                          check=False)
+    assert left.stdout.strip() == "", f"processes left behind: {left.stdout}"
