@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import socket
 import struct
 import tempfile
 import threading
@@ -24,6 +23,7 @@ import zenoh
 
 from telesurgery.bench.machine import machine_info
 from telesurgery.clock import Rate, now_ns
+from telesurgery.demo.processes import free_port
 from telesurgery.errors import TransportError
 from telesurgery.security.acl import acl_settings
 from telesurgery.security.pki import Pki, Role, throwaway_pki
@@ -38,13 +38,6 @@ _PING, _PONG = _KEYS.servo_cp("psm1"), _KEYS.measured_cp("psm1")
 _STAMP = struct.Struct("<q")
 _READY_TIMEOUT_S = 30.0
 _WARMUP_S = 0.5
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _settings(mode: str, pki: Pki, role: Role, name: str) -> dict[str, str]:
@@ -91,7 +84,7 @@ def _ping_round(proto: str, settings_ping: dict[str, str], settings_pong: dict[s
 
     Returns (sent, received) of the measured part; RTTs [ns] go to ``rtt_ns``.
     """
-    endpoint = f"{proto}/127.0.0.1:{_free_port()}"
+    endpoint = f"{proto}/127.0.0.1:{free_port()}"
     ctx = mp.get_context("spawn")
     stop = ctx.Event()
     child = ctx.Process(target=_pong, args=(endpoint, settings_pong, stop), daemon=True)

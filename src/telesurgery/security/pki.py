@@ -5,7 +5,7 @@ A PKI is one folder::
     <root>/
       ca/ca.pem  ca/ca.key     the site CA (the key 0600, the folder 0700)
       crl.pem                  revoked serials, signed by the CA (X.509 CRL)
-      issued/<serial>.pem      every certificate ever issued (public)
+      issued/<n>-<serial>.pem  every certificate ever issued, numbered (public)
       <role>/<name>/           the identity handed to one person or node (0700):
           cert.pem key.pem ca.pem
 
@@ -367,7 +367,7 @@ class Pki:
         return [_read_cert(p) for p in sorted((self.root / "issued").glob("*.pem"))]
 
     def certificates(self) -> list[CertInfo]:
-        """Every certificate issued, oldest first, with its revocation time if revoked."""
+        """Every certificate issued, in order of issue, with its revocation time if revoked."""
         revoked = _revoked_serials(self._crl())
         out = []
         for cert in self._issued():
@@ -375,7 +375,7 @@ class Pki:
             out.append(CertInfo(_common_name_of(cert), role, name, cert.serial_number,
                                 cert.not_valid_before_utc, cert.not_valid_after_utc,
                                 revoked.get(cert.serial_number)))
-        return sorted(out, key=lambda c: (c.not_before, c.serial))
+        return out
 
     def issue(self, role: Role, name: str, *, hosts: Sequence[str] = (),
               days: int = LEAF_DAYS, passphrase: bytes | None = None) -> Identity:
@@ -420,7 +420,10 @@ class Pki:
                 .sign(ca_key, hashes.SHA256()))
         folder = self.root / role.value / name
         try:
-            _write_public(self.root / "issued" / f"{cert.serial_number:x}.pem", _pem(cert))
+            # Numbered, so that listings keep the order of issue (times have 1 s resolution).
+            number = len(list((self.root / "issued").glob("*.pem"))) + 1
+            _write_public(self.root / "issued" / f"{number:06d}-{cert.serial_number:x}.pem",
+                          _pem(cert))
             _private_dir(folder)
             _write_private(folder / "key.pem", key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

@@ -1,0 +1,76 @@
+"""The generated access control: its shape, the grants' invariants, and Zenoh accepting it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import zenoh
+
+from telesurgery.errors import ConfigError
+from telesurgery.security import GRANTS, Role, access_control, acl_settings
+from telesurgery.security.acl import COMMANDS, SAFETY, STATE, VIDEO, Grant
+
+ROSTER = {Role.SURGEON: ["surgeon:dr-rossi", "surgeon:dr-bianchi"],
+          Role.OBSERVER: ["observer:obs1"], Role.RECORDER: [], Role.ROBOT: ["robot:patient"]}
+
+
+def test_deny_by_default_one_subject_and_policy_per_role_with_members() -> None:
+    block = access_control("or1", ROSTER)
+    assert block["enabled"] is True
+    assert block["default_permission"] == "deny"
+    assert {s["id"]: s["cert_common_names"] for s in block["subjects"]} == {
+        "surgeon": ["surgeon:dr-rossi", "surgeon:dr-bianchi"],
+        "observer": ["observer:obs1"], "robot": ["robot:patient"]}
+    rule_ids = {r["id"] for r in block["rules"]}
+    for policy in block["policies"]:
+        assert policy["subjects"] == [policy["id"]]
+        assert set(policy["rules"]) <= rule_ids
+    assert all(r["permission"] == "allow" for r in block["rules"])
+    assert all(k.startswith("telesurgery/or1/") for r in block["rules"]
+               for k in r["key_exprs"])
+
+
+def test_observer_rules_allow_subscribing_only() -> None:
+    block = access_control("or1", {Role.OBSERVER: ["observer:obs1"]})
+    inbound = {m for r in block["rules"] if "ingress" in r["flows"] for m in r["messages"]}
+    assert inbound == {"declare_subscriber", "declare_liveliness_subscriber",
+                       "liveliness_query"}
+
+
+def test_only_surgeon_and_backup_command_and_only_the_robot_publishes_state() -> None:
+    commanders = {role for role, g in GRANTS.items() if set(COMMANDS) & set(g.publish)}
+    assert commanders == {Role.SURGEON, Role.BACKUP}
+    for keys in (STATE, VIDEO, SAFETY):
+        assert {role for role, g in GRANTS.items() if set(keys) & set(g.publish)} == {
+            Role.ROBOT}
+    assert not GRANTS[Role.OBSERVER].publish
+    assert not GRANTS[Role.OBSERVER].presence
+    assert not GRANTS[Role.RECORDER].publish
+    assert not GRANTS[Role.RECORDER].presence
+    assert not set(COMMANDS) & set(GRANTS[Role.OBSERVER].subscribe)
+
+
+def test_session_must_be_one_chunk_or_every_session() -> None:
+    assert access_control("*", ROSTER)["rules"][0]["key_exprs"][0].startswith(
+        "telesurgery/*/")
+    for bad in ("", "or/1", "or*", "a$b"):
+        with pytest.raises(ConfigError, match="one key chunk"):
+            access_control(bad, ROSTER)
+
+
+def test_role_without_grant_is_refused() -> None:
+    with pytest.raises(ConfigError, match="no grant"):
+        access_control("or1", ROSTER, {Role.SURGEON: Grant()})
+
+
+@pytest.mark.parametrize("roster", [ROSTER, {}, {role: [f"{role.value}:x"] for role in Role}])
+def test_zenoh_opens_a_session_with_it(roster: dict[Role, list[str]]) -> None:
+    cfg = zenoh.Config()
+    for key, value in {"mode": '"peer"', "listen/endpoints": "[]",
+                       "scouting/multicast/enabled": "false",
+                       **acl_settings("or1", roster)}.items():
+        cfg.insert_json5(key, value)
+    assert json.loads(cfg.get_json("access_control"))["enabled"] is True
+    session = zenoh.open(cfg)
+    session.close()
