@@ -1,0 +1,117 @@
+"""Clock sync and path health over real Zenoh paths on loopback (one clock: offset 0)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from telesurgery.clock import now_ns
+from telesurgery.config import PathConfig, ZenohConfig
+from telesurgery.demo.processes import free_port
+from telesurgery.transport.dualpath import FirstArrival, Paths
+from telesurgery.transport.keys import Keys
+from telesurgery.transport.pathwatch import (
+    DOWN_AFTER_MS,
+    SYNC_HZ,
+    Alarm,
+    PathWatch,
+    SyncResponder,
+)
+from telesurgery.transport.session import open_session
+
+TIMEOUT_S = 10.0
+
+
+class Watched:
+    """A patient-side watch and a console-side responder over two paths."""
+
+    def __init__(self) -> None:
+        ports = {name: free_port() for name in ("a", "b")}
+        self.mains = [open_session(ZenohConfig(gossip=False)) for _ in range(2)]
+        self.patient = Paths(self.mains[0], [
+            PathConfig(name=n, zenoh=ZenohConfig(listen=[f"tcp/127.0.0.1:{p}"]))
+            for n, p in ports.items()])
+        self.console = Paths(self.mains[1], [
+            PathConfig(name=n, zenoh=ZenohConfig(connect=[f"tcp/127.0.0.1:{p}"]))
+            for n, p in ports.items()])
+        keys = Keys("t")
+        self.offsets: list[tuple[int, int]] = []
+        self.alarms: list[Alarm] = []
+        self.cond = threading.Condition()
+        self.watch = PathWatch(self.patient, keys, 1, FirstArrival(self.patient.names),
+                               self._offset, self._alarm)
+        self.responder = SyncResponder(self.console, keys, 2)
+        self.watch.start()
+
+    def _offset(self, session: int, offset_ns: int) -> None:
+        with self.cond:
+            self.offsets.append((session, offset_ns))
+            self.cond.notify_all()
+
+    def _alarm(self, alarm: Alarm) -> None:
+        with self.cond:
+            self.alarms.append(alarm)
+            self.cond.notify_all()
+
+    def wait(self, what: str, predicate: object) -> None:
+        assert callable(predicate)
+        with self.cond:
+            assert self.cond.wait_for(predicate, TIMEOUT_S), what
+
+    def close(self) -> None:
+        self.watch.stop()
+        self.responder.close()
+        self.console.close()
+        self.patient.close()
+        for z in self.mains:
+            z.close()
+
+
+@pytest.fixture
+def watched() -> Iterator[Watched]:
+    w = Watched()
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+def test_offset_on_one_clock_is_zero_within_its_bound(watched: Watched) -> None:
+    watched.wait("no offset", lambda: bool(watched.offsets))
+    watched.wait("both paths up", lambda: sum(a.up for a in watched.alarms) == 2)
+    # Let the minimum-round-trip filter see a few exchanges on each path.
+    threading.Event().wait(1.0)
+    snap = watched.watch.snapshot()
+    clock = snap["clock"]
+    assert watched.offsets[-1][0] == 2, "the offset is the console session's"
+    assert abs(clock["offset_ms"]) <= clock["bound_ms"]
+    assert clock["bound_ms"] < 5.0, "loopback round trips are well under 10 ms"
+    for name in ("a", "b"):
+        p = snap["paths"][name]
+        assert p["state"] == "UP"
+        assert 0.0 < p["rtt_ms"]["p50"] < 10.0
+        # One-way delays measured against the estimate add up to the round trip.
+        ways = p["one_way_ms"]
+        assert ways["forward"]["p50"] + ways["reverse"]["p50"] == pytest.approx(
+            p["rtt_ms"]["p50"], abs=2.0)
+
+
+def test_a_silent_path_raises_an_alarm_and_the_other_carries_on(watched: Watched) -> None:
+    watched.wait("both paths up", lambda: sum(a.up for a in watched.alarms) == 2)
+    closed = now_ns()
+    watched.console.sessions["a"].close()
+    watched.wait("no DOWN alarm", lambda: any(not a.up for a in watched.alarms))
+    down = next(a for a in watched.alarms if not a.up)
+    assert down.path == "a"
+    assert down.paths_up == 1
+    # The last reply may have come one sync period before the close.
+    after_ms = (down.at_ns - closed) * 1e-6
+    assert DOWN_AFTER_MS - 1000.0 / SYNC_HZ <= after_ms < DOWN_AFTER_MS + 1000.0
+    snap = watched.watch.snapshot()
+    assert snap["paths"]["a"]["state"] == "DOWN"
+    assert snap["paths"]["b"]["state"] == "UP"
+    report = watched.watch.report()
+    assert report["paths"]["a"]["outages"] == 1
+    assert report["alarms"][-1]["state"] == "DOWN"
