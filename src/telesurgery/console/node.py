@@ -18,7 +18,9 @@ from telesurgery.config import ConsoleConfig
 from telesurgery.console.teleop import Teleop
 from telesurgery.input.base import InputDevice
 from telesurgery.transport.codec import MeasuredCP, Message, ServoCP, Status
+from telesurgery.transport.dualpath import MultiPublisher
 from telesurgery.transport.keys import Keys
+from telesurgery.transport.nodelink import ConsoleLink
 from telesurgery.transport.qos import Stream
 from telesurgery.transport.session import (
     Publisher,
@@ -51,6 +53,7 @@ class ConsoleNode:
         self.sent_servo_cp = 0
         self.loop = FixedRateLoop(config.rate_hz, realtime=config.realtime)
         self.patient_status: dict[str, Any] = {}
+        self.link: ConsoleLink | None = None
 
     def run(self, stop: threading.Event, duration_s: float | None = None) -> dict[str, Any]:
         """Send commands until stopped; returns the final report."""
@@ -66,12 +69,14 @@ class ConsoleNode:
     def _serve(self, z: zenoh.Session, stop: threading.Event,
                duration_s: float | None) -> dict[str, Any]:
         keys, sid = self.keys, self.session_id
-        pubs = {arm: (Publisher(z, keys.servo_cp(arm), Stream.COMMAND, sid),
-                      Publisher(z, keys.jaw_servo_jp(arm), Stream.COMMAND, sid))
+        # Commands go out and measured poses come back on every control path.
+        link = self.link = ConsoleLink(z, self.config.paths, keys, sid)
+        pubs = {arm: (link.command_publisher(keys.servo_cp(arm)),
+                      link.command_publisher(keys.jaw_servo_jp(arm)))
                 for arm in self.config.arms}
-        subs = [subscribe(z, keys.measured_cp(arm), self._on_measured, self.rejects)
-                for arm in self.config.arms]
-        subs.append(subscribe(z, keys.status("patient"), self._on_status, self.rejects))
+        link.subscribe_state([keys.measured_cp(arm) for arm in self.config.arms],
+                             self._on_measured, self.rejects)
+        subs = [subscribe(z, keys.status("patient"), self._on_status, self.rejects)]
         token = z.liveliness().declare_token(keys.presence(self.name))
         status = Publisher(z, keys.status(self.name), Stream.STATUS, sid)
         try:
@@ -82,9 +87,10 @@ class ConsoleNode:
             token.undeclare()
             for s in subs:
                 s.undeclare()
+            link.close()
         return self.report()
 
-    def _wait_for_patient(self, pubs: dict[str, tuple[Publisher, Publisher]],
+    def _wait_for_patient(self, pubs: dict[str, tuple[MultiPublisher, MultiPublisher]],
                           stop: threading.Event) -> bool:
         """Block until the patient node subscribes to every command key (or ``stop``).
 
@@ -111,7 +117,7 @@ class ConsoleNode:
             if isinstance(v, list) and len(v) == 7:
                 self.teleop.register(arm, Pose((v[0], v[1], v[2]), (v[3], v[4], v[5], v[6])))
 
-    def _loop(self, pubs: dict[str, tuple[Publisher, Publisher]], status: Publisher,
+    def _loop(self, pubs: dict[str, tuple[MultiPublisher, MultiPublisher]], status: Publisher,
               stop: threading.Event, duration_s: float | None) -> None:
         next_status = 0
 
@@ -148,6 +154,7 @@ class ConsoleNode:
             "streaming_s": round((now_ns() - self.loop.started_ns) * 1e-9, 3)
             if self.loop.started_ns else 0.0,
             "undecodable": self.rejects.total,
+            "link": self.link.status() if self.link is not None else {},
             "loop": {"rate_hz": self.config.rate_hz,
                      "period_error_us": self.loop.period_error_ns.summary(1e-3, last=last)},
         }

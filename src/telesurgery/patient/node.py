@@ -30,14 +30,15 @@ from telesurgery.transport.codec import (
     SafetyEvent,
     Status,
 )
+from telesurgery.transport.dualpath import MultiPublisher
 from telesurgery.transport.keys import Keys
+from telesurgery.transport.nodelink import PatientLink
 from telesurgery.transport.qos import Stream
 from telesurgery.transport.session import (
     Publisher,
     RejectCounter,
     new_session_id,
     open_session,
-    subscribe,
 )
 from telesurgery.types import Pose, SafetyState
 
@@ -67,6 +68,7 @@ class PatientNode:
                                      period_s=1.0 / config.servo_rate_hz, arms=config.arms)
         self.final_state = SafetyState.DISABLED
         """The supervisor's state when the run ended, before the robot was disabled."""
+        self.link: PatientLink | None = None
 
     def run(self, stop: threading.Event, duration_s: float | None = None) -> dict[str, Any]:
         """Serve until stopped; returns the final report (counters and measured figures)."""
@@ -84,8 +86,12 @@ class PatientNode:
     def _serve(self, z: zenoh.Session, stop: threading.Event,
                duration_s: float | None) -> dict[str, Any]:
         cfg, keys, sid = self.config, self.keys, self.session_id
+        # Commands arrive and measured poses leave on every control path; clock sync
+        # over them gives the supervisor the console's clock offset.
+        link = self.link = PatientLink(z, cfg.paths, keys, sid,
+                                       self.supervisor.set_clock_offset)
         state_pubs = {
-            arm: (Publisher(z, keys.measured_cp(arm), Stream.STATE, sid),
+            arm: (link.state_publisher(keys.measured_cp(arm)),
                   Publisher(z, keys.measured_js(arm), Stream.STATE, sid),
                   Publisher(z, keys.measured_cf(arm), Stream.STATE, sid))
             for arm in cfg.arms
@@ -93,10 +99,10 @@ class PatientNode:
         # Enabled before anyone can send: a console streams as soon as it sees our subscribers.
         self.robot.enable()
         self.supervisor.enable()
-        subs = []
-        for arm in cfg.arms:
-            for key in (keys.servo_cp(arm), keys.jaw_servo_jp(arm)):
-                subs.append(subscribe(z, key, self._on_command, self.rejects))
+        link.subscribe_commands([k for arm in cfg.arms
+                                 for k in (keys.servo_cp(arm), keys.jaw_servo_jp(arm))],
+                                self._on_command, self.rejects)
+        link.start()
         token = z.liveliness().declare_token(keys.presence("patient"))
         house_stop = threading.Event()
         house = threading.Thread(target=self._housekeeping, args=(z, house_stop),
@@ -111,14 +117,13 @@ class PatientNode:
             house_stop.set()
             house.join(timeout=2.0)
             token.undeclare()
-            for s in subs:
-                s.undeclare()
+            link.close()
         return self.report()
 
     def _on_command(self, msg: Message, received_ns: int) -> None:
         self.supervisor.submit(msg, received_ns)
 
-    def _servo_loop(self, state_pubs: dict[str, tuple[Publisher, Publisher, Publisher]],
+    def _servo_loop(self, state_pubs: dict[str, tuple[MultiPublisher, Publisher, Publisher]],
                     stop: threading.Event, duration_s: float | None) -> None:
         cfg = self.config
         dt = 1.0 / cfg.servo_rate_hz
@@ -136,7 +141,7 @@ class PatientNode:
         self.loop.run(servo, stop, duration_s)
 
     def _publish_state(self,
-                       pubs: dict[str, tuple[Publisher, Publisher, Publisher]]) -> None:
+                       pubs: dict[str, tuple[MultiPublisher, Publisher, Publisher]]) -> None:
         op = self.robot.operating_state()
         for name, (cp, js, cf) in pubs.items():
             arm = self.robot.arms[name]
@@ -179,6 +184,7 @@ class PatientNode:
             if self.loop.started_ns else 0.0,
             "safety": self.supervisor.snapshot(last),
             "undecodable": self.rejects.total,
+            "link": self.link.status() if self.link is not None else {},
             "servo": {"rate_hz": self.config.servo_rate_hz,
                       "period_error_us": self.loop.period_error_ns.summary(1e-3, last=last)},
             "registration": {name: _flat(self.robot.arms[name].registration())
@@ -194,6 +200,8 @@ class PatientNode:
         out = self.status(last=None)
         out["cpu_cores"] = round(self.loop.cpu_cores, 3)
         out["final_state"] = self.final_state.name
+        if self.link is not None:
+            out["link"] = self.link.report()
         return out
 
 
