@@ -35,6 +35,21 @@ def control(
     _emit(bench_control(duration), json_path)
 
 
+@bench_app.command("link")
+def link(
+    json_path: JsonOpt = None,
+    duration: Annotated[float, typer.Option(help="Seconds per protocol (UDP, then TCP).",
+                                            min=0.5)] = 10.0,
+    log_level: Annotated[str, typer.Option("--log-level")] = "warning",
+) -> None:
+    """Link emulator accuracy: applied delay minus the profile's, under 1 kHz control
+    and 30 fps video-sized traffic, over UDP and TCP (target: p99 within 0.5 ms)."""
+    setup_logging(log_level)
+    from telesurgery.link.bench import bench_link
+
+    _emit(bench_link(duration), json_path)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``bench`` and its benchmarks."""
     app.add_typer(bench_app, name="bench")

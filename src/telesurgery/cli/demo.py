@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.live import Live
 
 from telesurgery.cli.common import setup_logging, stop_on_signals, write_json
+from telesurgery.demo.linkrig import Cut
 from telesurgery.demo.run import DemoOptions, run_demo
 from telesurgery.demo.view import render_status, render_summary
 from telesurgery.errors import ConfigError
@@ -24,6 +25,14 @@ def demo(
     session: Annotated[str, typer.Option(help="Session name in the key space.")] = "or1",
     workdir: Annotated[Path | None, typer.Option(help="Where node logs and reports go "
                                                  "(default: a new temporary folder).")] = None,
+    link: Annotated[str | None, typer.Option(
+        help="Emulate this link profile between console and patient: one emulator per "
+             "path of the profile (e.g. rome-beijing: fibre and 5g). Default: one direct "
+             "path. `telesurgery link --list-profiles` lists them.")] = None,
+    cut: Annotated[list[str] | None, typer.Option(
+        help="Cut a path during the run: PATH@T or PATH@T:DURATION in seconds, e.g. "
+             "fibre@5:2 (repeat). The live view also shows each path's control port for "
+             "cutting by hand.")] = None,
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
 ) -> None:
     """Run patient node, surgeon console (autopilot surgeon) and a Zenoh router together."""
@@ -34,7 +43,8 @@ def demo(
         raise ConfigError("--headless needs --duration S (nothing would stop it otherwise)")
     stop = stop_on_signals()
     opts = DemoOptions(duration_s=duration, session=session, workdir=workdir,
-                       log_level=log_level)
+                       log_level=log_level, link=link,
+                       cuts=tuple(Cut.parse(c) for c in cut or ()))
     out = Console(stderr=True)
     if headless:
         result = run_demo(opts, stop)

@@ -1,4 +1,4 @@
-"""The demo's own view of the session: a Zenoh client that watches presence and status."""
+"""The demo's own view of the session: a Zenoh client that watches presence, status and links."""
 
 from __future__ import annotations
 
@@ -23,12 +23,19 @@ class Monitor:
         self.status: dict[str, dict[str, Any]] = {}
         self.events: deque[tuple[float, SafetyEvent]] = deque(maxlen=6)
         self.present: set[str] = set()
+        self.links: dict[str, dict[str, Any]] = {}
+        """Latest statistics of each control path."""
+        self.link_alarms: deque[tuple[float, dict[str, Any]]] = deque(maxlen=6)
+        self.link_controls: dict[str, str] = {}
+        """Each emulated path's control endpoint (set by the demo), for cutting by hand."""
         self._changed = threading.Condition()
         self._z = open_session(ZenohConfig(mode="client", connect=connect, gossip=False))
         rejects = RejectCounter()
         self._subs = [
             subscribe(self._z, self.keys.status("*"), self._on_status, rejects),
             subscribe(self._z, self.keys.safety_state, self._on_event, rejects),
+            subscribe(self._z, self.keys.link_stats("*"), self._on_link, rejects),
+            subscribe(self._z, self.keys.link_alarm("*"), self._on_link_alarm, rejects),
         ]
         self._token_sub = self._z.liveliness().declare_subscriber(
             self.keys.presence("*"), self._on_presence, history=True)
@@ -49,6 +56,18 @@ class Monitor:
         if isinstance(msg.body, SafetyEvent):
             with self._changed:
                 self.events.append((time.time(), msg.body))
+                self._changed.notify_all()
+
+    def _on_link(self, msg: Message, _received_ns: int) -> None:
+        if isinstance(msg.body, Status):
+            with self._changed:
+                self.links[str(msg.body.data.get("path", "?"))] = msg.body.data
+                self._changed.notify_all()
+
+    def _on_link_alarm(self, msg: Message, _received_ns: int) -> None:
+        if isinstance(msg.body, Status):
+            with self._changed:
+                self.link_alarms.append((time.time(), msg.body.data))
                 self._changed.notify_all()
 
     def _on_presence(self, sample: zenoh.Sample) -> None:

@@ -8,6 +8,11 @@ Process layout (each its own OS process, all on loopback)::
 
 Commands therefore go console -> patient directly; the router serves everyone
 else (monitor now; observers and recorders later) without sitting on the hot path.
+
+With ``link`` (a profile), commands, measured poses and clock sync travel instead
+over one emulated path per profile path (``demo.linkrig``), each its own Zenoh
+session over UDP through its own ``telesurgery link`` process; ``cuts`` cut and
+restore paths during the run. Without it the main session is the one path.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from telesurgery.clock import now_ns
+from telesurgery.demo.linkrig import Cut, CutSchedule, LinkRig, paths_toml
 from telesurgery.demo.monitor import Monitor
 from telesurgery.demo.processes import NodeProcess, free_port
 from telesurgery.demo.summary import build_summary
@@ -39,6 +45,9 @@ class DemoOptions:
     workdir: Path | None = None
     device: str = "autopilot"
     log_level: str = "warning"
+    link: str | None = None
+    """Link profile (name or .toml file) to emulate between console and patient."""
+    cuts: tuple[Cut, ...] = ()
 
 
 def run_demo(opts: DemoOptions, stop: threading.Event,
@@ -52,17 +61,29 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
     router_ep = f"tcp/127.0.0.1:{free_port()}"
     patient_ep = f"tcp/127.0.0.1:{free_port()}"
     common = ["--session", opts.session, "--log-level", opts.log_level]
+    rig = LinkRig(opts.link, workdir) if opts.link else None
+    schedule = CutSchedule(rig, opts.cuts)
+    path_args = {n: ["--config", str(workdir / f"{n}-paths.toml")] if rig else []
+                 for n in ("patient", "console")}
     router = NodeProcess("router", ["router", "--listen", router_ep,
                                     "--log-level", opts.log_level], workdir)
-    patient = NodeProcess("patient", ["patient", *common, "--mode", "peer",
-                                      "--listen", patient_ep, "--connect", router_ep], workdir)
+    patient = NodeProcess("patient", ["patient", *common, "--mode", "peer", "--listen",
+                                      patient_ep, "--connect", router_ep,
+                                      *path_args["patient"]], workdir)
     console = NodeProcess("console", ["console", *common, "--mode", "peer",
-                                      "--connect", router_ep, "--device", opts.device], workdir)
+                                      "--connect", router_ep, "--device", opts.device,
+                                      *path_args["console"]], workdir)
     nodes = [router, patient, console]
     router.start(with_report=False)
     monitor: Monitor | None = None
+    emulators: dict[str, Any] = {}
     try:
         monitor = connect_monitor(opts.session, router_ep, router)
+        if rig is not None:
+            rig.start()
+            (workdir / "patient-paths.toml").write_text(paths_toml(rig.patient_paths()))
+            (workdir / "console-paths.toml").write_text(paths_toml(rig.console_paths()))
+            monitor.link_controls = rig.controls()
         patient.start()
         console.start()
         if not monitor.wait_present({"patient", "console"}, STARTUP_TIMEOUT_S):
@@ -76,6 +97,7 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
                 gone = patient if not patient.alive() else console
                 raise TelesurgeryError(f"{gone.name} stopped unexpectedly: "
                                        f"{gone.last_log_line()}; log in {gone.log_path}")
+            schedule.due((now_ns() - started) * 1e-9)
             if on_tick is not None:
                 on_tick(monitor, (now_ns() - started) * 1e-9)
             stop.wait(0.25)
@@ -85,12 +107,16 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
             n.interrupt()
         for n in (console, patient):
             n.wait(STOP_TIMEOUT_S)
+        if rig is not None:
+            emulators = rig.stop()
         if monitor is not None:
             monitor.close()
         router.interrupt()
         router.wait(STOP_TIMEOUT_S)
     return build_summary(elapsed, patient.report(), console.report(),
-                         {"workdir": str(workdir), "nodes": [n.name for n in nodes]})
+                         {"workdir": str(workdir), "nodes": [n.name for n in nodes]},
+                         link_profile=rig.profile.name if rig else None,
+                         emulators=emulators, cuts=schedule.done)
 
 
 def connect_monitor(session: str, router_ep: str, router: NodeProcess) -> Monitor:

@@ -6,7 +6,9 @@ from typing import Any
 
 
 def build_summary(duration_s: float, patient: dict[str, Any], console: dict[str, Any],
-                  extra: dict[str, Any]) -> dict[str, Any]:
+                  extra: dict[str, Any], *, link_profile: str | None = None,
+                  emulators: dict[str, dict[str, Any]] | None = None,
+                  cuts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Merge the patient's and the console's final reports into the summary.
 
     ``control.applied`` counts commands the safety supervisor accepted as the arm's
@@ -14,6 +16,7 @@ def build_summary(duration_s: float, patient: dict[str, Any], console: dict[str,
     replaced by a newer one within the same 1 ms period is superseded, not lost).
     ``rate_hz`` is pose commands sent per arm per second of streaming; the safety
     ``state`` is the supervisor's when the run ended (before the robot was disabled).
+    ``link`` is ``link_section`` of the patient's path figures.
     """
     safety = patient.get("safety", {})
     arms = max(1, len(patient.get("registration", {})))
@@ -39,6 +42,8 @@ def build_summary(duration_s: float, patient: dict[str, Any], console: dict[str,
     out: dict[str, Any] = {
         "duration_s": round(duration_s, 3),
         "control": control,
+        "link": link_section(link_profile, patient.get("link", {}), emulators or {},
+                             cuts or []),
         "safety": {"state": patient.get("final_state", safety.get("state", "UNKNOWN")),
                    "holds": safety.get("holds", 0), "faults": safety.get("faults", 0),
                    "estops": safety.get("estops", 0)},
@@ -46,4 +51,49 @@ def build_summary(duration_s: float, patient: dict[str, Any], console: dict[str,
     if "task" in patient:
         out["task"] = patient["task"]
     out["run"] = extra
+    return out
+
+
+def _pick(d: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {n: d[n] for n in names if n in d}
+
+
+def link_section(profile: str | None, link: dict[str, Any],
+                 emulators: dict[str, dict[str, Any]],
+                 cuts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The summary's ``link``: the profile emulated (None: the one direct path), the
+    effective round trip (first sync reply of each round, over all paths) [ms], and per
+    path its command-copy loss, round trip, one-way delays, jitter, first arrivals,
+    late copies and outages; the clock estimate; what the emulators did."""
+    paths = {}
+    for name, p in link.get("paths", {}).items():
+        commands = p.get("commands", {})
+        paths[name] = {
+            "loss": p.get("loss", 0.0),
+            "rtt_ms": _pick(p.get("rtt_ms", {}), "p50", "p99"),
+            "one_way_ms": {d: _pick(v, "p50", "p99")
+                           for d, v in p.get("one_way_ms", {}).items()},
+            "jitter_ms": p.get("jitter_ms", {}),
+            "first_arrivals": commands.get("first", 0),
+            "late_copies": commands.get("late", 0),
+            "late_lag_ms": _pick(commands.get("lag_ms", {}), "p50", "p99"),
+            "outages": p.get("outages", 0),
+            "down_s": p.get("down_s", 0.0),
+        }
+    out: dict[str, Any] = {
+        "profile": profile,
+        "rtt_ms": _pick(link.get("rtt_ms", {}), "p50", "p99"),
+        "paths": paths,
+        "clock": link.get("clock", {}),
+        "commands": link.get("commands", {}),
+        "alarms": len([a for a in link.get("alarms", []) if a.get("state") == "DOWN"]),
+    }
+    if cuts:
+        out["cuts"] = cuts
+    if emulators:
+        out["emulators"] = {
+            name: {d: _pick(v, "delivered", "dropped", "applied_delay_ms")
+                   for d, v in e.get("directions", {}).items()}
+            for name, e in emulators.items()
+        }
     return out

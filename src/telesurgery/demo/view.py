@@ -51,6 +51,8 @@ def render_status(monitor: Monitor, elapsed_s: float, duration_s: float | None) 
     if task:
         t.add_row("task", f"{task.get('name', '?')}: {task.get('completed', 0)} transferred")
     rows = [t]
+    if monitor.links:
+        rows.append(_links(monitor))
     if monitor.events:
         ev = Table(title="safety events", show_header=False)
         for when, e in list(monitor.events):
@@ -58,6 +60,41 @@ def render_status(monitor: Monitor, elapsed_s: float, duration_s: float | None) 
                        f"{e.previous.name} -> {e.state.name}", e.reason)
         rows.append(ev)
     return Group(*rows)
+
+
+_LINK_STYLE = {"UP": "bold green", "DOWN": "bold red", "WAITING": "dim"}
+
+
+def _p50(d: dict[str, Any] | None) -> str:
+    return f"{d['p50']:.1f}" if d and "p50" in d else "-"
+
+
+def _links(monitor: Monitor) -> Table:
+    """One row per control path, the recent alarms, and how to cut a path by hand."""
+    t = Table(title="control paths (ms; one-way console->patient / back)")
+    for col in ("path", "state", "RTT", "one-way", "jitter", "loss", "first", "heard"):
+        t.add_column(col)
+    for name, p in sorted(monitor.links.items()):
+        state = str(p.get("state", "?"))
+        ways = p.get("one_way_ms", {})
+        jitter = p.get("jitter_ms", {})
+        heard = p.get("last_heard_ms")
+        first, late = p.get("first", 0), p.get("late", 0)
+        t.add_row(name, Text(state, style=_LINK_STYLE.get(state, "")), _p50(p.get("rtt_ms")),
+                  f"{_p50(ways.get('forward'))} / {_p50(ways.get('reverse'))}",
+                  f"{jitter.get('forward', 0):.2f} / {jitter.get('reverse', 0):.2f}",
+                  f"{100 * p.get('loss', 0):.2f} %",
+                  f"{100 * first / (first + late):.0f} %" if first + late else "-",
+                  "-" if heard is None else f"{heard:.0f} ago")
+    for when, a in list(monitor.link_alarms):
+        t.add_row("", Text(f"{a.get('state')} {time.strftime('%H:%M:%S', time.localtime(when))}",
+                           style=_LINK_STYLE.get(str(a.get("state")), "")),
+                  f"{a.get('path')}: {a.get('reason')}")
+    if monitor.link_controls:
+        cmds = "  ".join(f"{n}: echo cut | nc -u -w1 {c.split('/', 1)[1].replace(':', ' ')}"
+                         for n, c in monitor.link_controls.items())
+        t.caption = f"cut / restore a path: {cmds}"
+    return t
 
 
 def render_summary(summary: dict[str, Any]) -> Table:
@@ -75,6 +112,11 @@ def render_summary(summary: dict[str, Any]) -> Table:
     t.add_row("wait for servo tick", _pct(c.get("tick_wait_ms"), "ms"))
     t.add_row("safety", f"{s.get('state', '?')}, holds {s.get('holds', 0)}, "
                         f"faults {s.get('faults', 0)}")
+    link = summary.get("link", {})
+    for name, p in link.get("paths", {}).items():
+        t.add_row(f"path {name}", f"RTT p50 {_p50(p.get('rtt_ms'))} ms, loss "
+                  f"{100 * p.get('loss', 0):.2f} %, first {p.get('first_arrivals', 0)}, "
+                  f"late {p.get('late_copies', 0)}, outages {p.get('outages', 0)}")
     task = summary.get("task")
     if task:
         t.add_row("task", f"{task.get('name')}: {task.get('completed')} in "
