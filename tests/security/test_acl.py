@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import zenoh
 
 from telesurgery.errors import ConfigError
-from telesurgery.security import GRANTS, Role, access_control, acl_settings
+from telesurgery.security import GRANTS, Role, access_control, acl_settings, load_acl_settings
 from telesurgery.security.acl import COMMANDS, SAFETY, STATE, VIDEO, Grant
 
 ROSTER = {Role.SURGEON: ["surgeon:dr-rossi", "surgeon:dr-bianchi"],
@@ -74,3 +75,14 @@ def test_zenoh_opens_a_session_with_it(roster: dict[Role, list[str]]) -> None:
     assert json.loads(cfg.get_json("access_control"))["enabled"] is True
     session = zenoh.open(cfg)
     session.close()
+
+
+def test_acl_file_must_exist_and_deny_by_default(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_acl_settings(tmp_path / "missing.json5")
+    (tmp_path / "bad.json5").write_text('{"rules": []}')
+    with pytest.raises(ConfigError, match="not an access-control file"):
+        load_acl_settings(tmp_path / "bad.json5")
+    (tmp_path / "open.json5").write_text('{"access_control": {"default_permission": "allow"}}')
+    with pytest.raises(ConfigError, match="does not deny by default"):
+        load_acl_settings(tmp_path / "open.json5")

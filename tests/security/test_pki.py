@@ -18,7 +18,15 @@ from typer.testing import CliRunner
 
 from telesurgery.cli import pki as pki_cli
 from telesurgery.errors import ConfigError
-from telesurgery.security import Pki, Role, common_name, parse_common_name, tls_settings
+from telesurgery.security import (
+    Pki,
+    Role,
+    acl_settings,
+    common_name,
+    load_acl_settings,
+    parse_common_name,
+    tls_settings,
+)
 from telesurgery.security.pki import Identity, check_key_permissions
 
 
@@ -188,6 +196,8 @@ def test_cli_round_trip(tmp_path: Path) -> None:
     assert "surgeon:dr-rossi" in listing.output
     assert "revoked" in listing.output
     assert '"status": "revoked"' in (tmp_path / "l.json").read_text()
+    runner.invoke(app, ["pki", "acl", root, "--session", "or1", "--out", str(tmp_path / "a")])
+    assert load_acl_settings(tmp_path / "a") == acl_settings("or1", Pki(Path(root)).roster())
     acl = runner.invoke(app, ["pki", "acl", root, "--session", "or1"])
     assert '"surgeon:dr-rossi"' in acl.output
     assert "observer:obs1" not in acl.output

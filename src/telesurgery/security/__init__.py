@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from telesurgery.security.acl import GRANTS, Grant, access_control, acl_settings
+from telesurgery.security.acl import (
+    GRANTS,
+    Grant,
+    access_control,
+    acl_settings,
+    load_acl_settings,
+)
 from telesurgery.security.pki import (
     CertInfo,
     Identity,
@@ -40,6 +46,7 @@ __all__ = [
     "acl_settings",
     "apply_settings",
     "common_name",
+    "load_acl_settings",
     "parse_common_name",
     "secure_locators",
     "secure_settings",

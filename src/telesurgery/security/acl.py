@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from telesurgery.errors import ConfigError
@@ -160,3 +161,22 @@ def acl_settings(session: str, roster: Mapping[Role, Sequence[str]],
                  grants: Mapping[Role, Grant] = GRANTS) -> dict[str, str]:
     """:func:`access_control` as a ``{json5 key: value}`` entry for ``insert_json5``."""
     return {"access_control": json.dumps(access_control(session, roster, grants))}
+
+
+def load_acl_settings(path: Path) -> dict[str, str]:
+    """The entry of an access-control file written by ``telesurgery pki acl --out PATH``.
+
+    For nodes that hold the rules but not the PKI (deployments; the CA stays elsewhere).
+    """
+    try:
+        block = json.loads(path.read_text(encoding="utf-8"))["access_control"]
+    except FileNotFoundError:
+        raise ConfigError(f"access-control file {path} does not exist; write it with "
+                          "'telesurgery pki acl DIR --session S --out PATH'") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path} is not an access-control file from 'telesurgery pki acl' "
+                          f"({exc}); write it again") from exc
+    if not isinstance(block, dict) or block.get("default_permission") != "deny":
+        raise ConfigError(f"{path} does not deny by default; write it with 'telesurgery pki "
+                          "acl' instead of by hand")
+    return {"access_control": json.dumps(block)}
