@@ -12,7 +12,11 @@ of a sequence number is delivered, whichever path brings it; a copy of a number
 that another path already brought is a *late copy*, counted for its path and
 dropped. A second copy on the *same* path is not redundancy but a duplicate (a
 network or sender fault), so it is delivered and the safety supervisor rejects it
-as DUPLICATE exactly as it would on one path. Deduplicating here, where the path
+as DUPLICATE exactly as it would on one path. A number whose first copy comes after
+a newer number that another path delivered is *superseded* and dropped: a faster path
+that comes back overtakes the slower one, and the slower one's copies of the numbers
+in between are no fault (reordering within one path is, and is delivered for the
+supervisor to count as OUT_OF_ORDER). Deduplicating here, where the path
 is known, rather than in the supervisor keeps the supervisor path-agnostic and
 puts the per-path figures (first arrivals, late copies and how far behind they
 run, copies a path missed) with the other link statistics.
@@ -187,6 +191,11 @@ class Arrival(enum.Enum):
     OLD = "old"
     """Older than what is judged already (or, for latest-value streams, than the newest
     delivered): delivered for commands, dropped for latest-value streams."""
+    SUPERSEDED = "superseded"
+    """The first copy of its number, but another path already delivered a newer number:
+    dropped. When a faster path comes back it overtakes the slower one, whose copies of
+    the numbers in between arrive after a newer command; the supervisor would reject them
+    as out of order, yet nothing is wrong with either path."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +206,7 @@ class PathCounts:
     late: int
     duplicate: int
     old: int
+    superseded: int
     missed: int
     judged: int
     last_heard_ns: int
@@ -212,15 +222,18 @@ class PathCounts:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready counters."""
         return {"first": self.first, "late": self.late, "duplicate": self.duplicate,
-                "old": self.old, "missed": self.missed, "judged": self.judged,
+                "old": self.old, "superseded": self.superseded, "missed": self.missed,
+                "judged": self.judged,
                 "loss": round(self.loss, 6), "lag_ms": self.lag_ms}
 
 
 class _PathTally:
-    __slots__ = ("duplicate", "first", "lag_ns", "last_ns", "late", "missed", "old")
+    __slots__ = ("duplicate", "first", "lag_ns", "last_ns", "late", "missed", "old",
+                 "superseded")
 
     def __init__(self) -> None:
         self.first = self.late = self.duplicate = self.old = self.missed = 0
+        self.superseded = 0
         self.last_ns = 0
         self.lag_ns: collections.deque[int] = collections.deque(maxlen=_LAG_SAMPLES)
 
@@ -228,11 +241,13 @@ class _PathTally:
 class _Stream:
     """One sender's sequence numbers on one key: numbers in flight and what is judged."""
 
-    __slots__ = ("judged_top", "last_ns", "pending", "top")
+    __slots__ = ("judged_top", "last_ns", "pending", "top", "top_path")
 
     def __init__(self, seq: int, received_ns: int) -> None:
         self.top = seq - 1
         """Highest number seen."""
+        self.top_path = ""
+        """The path that brought it."""
         self.judged_top = seq - 1
         """Highest number judged; everything up to it is settled."""
         self.last_ns = received_ns
@@ -311,10 +326,20 @@ class FirstArrival:
             else:
                 st.pending[seq] = (bit, received_ns)
                 tally.first += 1
-                verdict = Arrival.FIRST if seq > st.top or not self._latest_only else Arrival.OLD
-                st.top = max(st.top, seq)
+                if seq > st.top:
+                    st.top, st.top_path = seq, path
+                    verdict = Arrival.FIRST
+                elif self._latest_only:
+                    verdict = Arrival.OLD
+                elif st.top_path != path:
+                    tally.superseded += 1
+                    verdict = Arrival.SUPERSEDED
+                else:
+                    # Reordered within one path: a fault the supervisor counts.
+                    verdict = Arrival.FIRST
                 self._judge(st, received_ns - self._judge_ns)
-            if verdict is Arrival.FIRST or not self._latest_only:
+            if verdict is Arrival.FIRST or (
+                    verdict is not Arrival.SUPERSEDED and not self._latest_only):
                 deliver(msg, received_ns)
             return verdict
 
@@ -353,7 +378,8 @@ class FirstArrival:
                     del self._streams[k]  # a sender gone for good (a console restarted)
             judged = self._judged
             return {
-                path: PathCounts(t.first, t.late, t.duplicate, t.old, t.missed, judged,
+                path: PathCounts(t.first, t.late, t.duplicate, t.old, t.superseded, t.missed,
+                                 judged,
                                  t.last_ns,
                                  summarize(np.array(t.lag_ns, dtype=np.float64), 1e-6)
                                  if lag else {})
@@ -371,10 +397,10 @@ class FirstArrival:
             return self._lost
 
     def summary(self, now: int | None = None, lag: bool = True) -> dict[str, Any]:
-        """Counters as JSON-ready values: ``delivered`` (first arrivals), ``lost``,
-        ``judged``, and each path's counts."""
+        """Counters as JSON-ready values: ``delivered`` (first arrivals, less the
+        superseded), ``lost``, ``judged``, and each path's counts."""
         counts = self.counts(now, lag)
         with self._lock:
             lost, judged = self._lost, self._judged
-        return {"delivered": sum(c.first for c in counts.values()), "lost": lost,
+        return {"delivered": sum(c.first - c.superseded for c in counts.values()), "lost": lost,
                 "judged": judged, "paths": {p: c.as_dict() for p, c in counts.items()}}
