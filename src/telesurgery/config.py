@@ -118,6 +118,8 @@ class PatientConfig(_Strict):
     """Dedicated control paths (commands, state, clock sync); none: the main session."""
     safety: SafetyConfig = SafetyConfig()
     video: VideoConfig = VideoConfig()
+    record_dir: Path | None = None
+    """Session directory the node's signed audit trail goes in (``audit/``); none: no trail."""
 
     _paths = field_validator("paths")(_unique_paths)
 

@@ -12,6 +12,7 @@ from rich.live import Live
 
 from telesurgery.cli.common import setup_logging, stop_on_signals, write_json
 from telesurgery.demo.linkrig import Cut
+from telesurgery.demo.recording import summary_line
 from telesurgery.demo.run import DemoOptions, run_demo
 from telesurgery.demo.view import render_status, render_summary
 from telesurgery.errors import ConfigError
@@ -33,6 +34,10 @@ def demo(
         help="Cut a path during the run: PATH@T or PATH@T:DURATION in seconds, e.g. "
              "fibre@5:2 (repeat). The live view also shows each path's control port for "
              "cutting by hand.")] = None,
+    record: Annotated[Path | None, typer.Option(
+        help="Record the session into this directory: every message to MCAP (opens in "
+             "Foxglove) and the patient's signed audit trail; then `telesurgery report`, "
+             "`replay` and `audit verify` read it.")] = None,
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
 ) -> None:
     """Run patient node, surgeon console (autopilot surgeon) and a Zenoh router together."""
@@ -44,7 +49,7 @@ def demo(
     stop = stop_on_signals()
     opts = DemoOptions(duration_s=duration, session=session, workdir=workdir,
                        log_level=log_level, link=link,
-                       cuts=tuple(Cut.parse(c) for c in cut or ()))
+                       cuts=tuple(Cut.parse(c) for c in cut or ()), record=record)
     out = Console(stderr=True)
     if headless:
         result = run_demo(opts, stop)
@@ -53,6 +58,8 @@ def demo(
             result = run_demo(opts, stop,
                               on_tick=lambda m, t: live.update(render_status(m, t, duration)))
     out.print(render_summary(result))
+    if "record" in result:
+        out.print(summary_line(result["record"]))
     if summary is not None:
         write_json(summary, result)
         out.print(f"summary written to {summary}")

@@ -36,12 +36,15 @@ def _zenoh(base: ZenohConfig, mode: str | None, listen: list[str] | None,
 
 def patient(config: ConfigOpt = None, session: SessionOpt = None, listen: ListenOpt = None,
             connect: ConnectOpt = None, mode: ModeOpt = None, duration: DurationOpt = None,
-            report: ReportOpt = None, log_level: LogOpt = "info") -> None:
+            report: ReportOpt = None, log_level: LogOpt = "info",
+            record: Annotated[Path | None, typer.Option(
+                "--record", help="Session directory for this node's signed audit trail "
+                "(written to its audit/ folder).")] = None) -> None:
     """Run the patient-side node: simulated robot, safety supervisor, 1 kHz servo loop."""
     setup_logging(log_level)
     base = load(PatientConfig, config)
     cfg = load(PatientConfig, config, session=session,
-               zenoh=_zenoh(base.zenoh, mode, listen, connect))
+               zenoh=_zenoh(base.zenoh, mode, listen, connect), record_dir=record)
     from telesurgery.patient.node import PatientNode
     from telesurgery.robots.sim.robot import SimRobot
 

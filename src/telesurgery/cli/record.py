@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from telesurgery.cli.common import setup_logging, stop_on_signals
+from telesurgery.cli.common import setup_logging, stop_on_signals, write_json
 from telesurgery.config import ZenohConfig, load
 from telesurgery.record.recorder import Recorder
 from telesurgery.transport.session import open_session
@@ -32,6 +32,8 @@ def record(
         "crash loses.")] = 0.5,
     log_level: Annotated[str, typer.Option("--log-level",
                                            help="debug, info, warning or error.")] = "info",
+    report: Annotated[Path | None, typer.Option(
+        help="Write the final counters (JSON) here.")] = None,
 ) -> None:
     """Record telesurgery/<session>/** (commands, state, safety, status, video) to MCAP."""
     setup_logging(log_level)
@@ -50,6 +52,8 @@ def record(
             stats = recorder.stop()
     finally:
         z.close()
+    if report is not None:
+        write_json(report, {"path": str(recorder.path), **stats.as_dict()})
     typer.echo(f"recorded {stats.written} messages to {recorder.path} (dropped {stats.dropped}, "
                f"undecodable {stats.undecodable})", err=True)
 

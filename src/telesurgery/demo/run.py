@@ -29,6 +29,7 @@ from telesurgery.clock import now_ns
 from telesurgery.demo.linkrig import Cut, CutSchedule, LinkRig, paths_toml
 from telesurgery.demo.monitor import Monitor
 from telesurgery.demo.processes import NodeProcess, free_port
+from telesurgery.demo.recording import DemoRecording, wait_present
 from telesurgery.demo.summary import build_summary
 from telesurgery.errors import TelesurgeryError
 
@@ -48,6 +49,8 @@ class DemoOptions:
     link: str | None = None
     """Link profile (name or .toml file) to emulate between console and patient."""
     cuts: tuple[Cut, ...] = ()
+    record: Path | None = None
+    """Session directory to record into (MCAP and the patient's audit trail)."""
 
 
 def run_demo(opts: DemoOptions, stop: threading.Event,
@@ -65,6 +68,10 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
     schedule = CutSchedule(rig, opts.cuts)
     path_args = {n: ["--config", str(workdir / f"{n}-paths.toml")] if rig else []
                  for n in ("patient", "console")}
+    recording = (DemoRecording(opts.record, opts.session, router_ep, workdir, opts.log_level)
+                 if opts.record else None)
+    if recording is not None:
+        path_args["patient"] += recording.patient_args
     router = NodeProcess("router", ["router", "--listen", router_ep,
                                     "--log-level", opts.log_level], workdir)
     patient = NodeProcess("patient", ["patient", *common, "--mode", "peer", "--listen",
@@ -84,7 +91,14 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
             (workdir / "patient-paths.toml").write_text(paths_toml(rig.patient_paths()))
             (workdir / "console-paths.toml").write_text(paths_toml(rig.console_paths()))
             monitor.link_controls = rig.controls()
+        if recording is not None:
+            recording.start(monitor)
         patient.start()
+        if recording is not None:
+            # The recorder subscribes to every key: a console started before the patient
+            # subscribes would take the recorder for it and stream commands into the void.
+            wait_present(monitor, [patient], {"patient"})
+            recording.announce()
         console.start()
         if not monitor.wait_present({"patient", "console"}, STARTUP_TIMEOUT_S):
             dead = [n for n in (patient, console) if not n.alive()]
@@ -107,16 +121,20 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
             n.interrupt()
         for n in (console, patient):
             n.wait(STOP_TIMEOUT_S)
+        record = recording.stop() if recording is not None else None
         if rig is not None:
             emulators = rig.stop()
         if monitor is not None:
             monitor.close()
         router.interrupt()
         router.wait(STOP_TIMEOUT_S)
-    return build_summary(elapsed, patient.report(), console.report(),
-                         {"workdir": str(workdir), "nodes": [n.name for n in nodes]},
-                         link_profile=rig.profile.name if rig else None,
-                         emulators=emulators, cuts=schedule.done)
+    summary = build_summary(elapsed, patient.report(), console.report(),
+                            {"workdir": str(workdir), "nodes": [n.name for n in nodes]},
+                            link_profile=rig.profile.name if rig else None,
+                            emulators=emulators, cuts=schedule.done)
+    if record is not None:
+        summary["record"] = record
+    return summary
 
 
 def connect_monitor(session: str, router_ep: str, router: NodeProcess) -> Monitor:

@@ -20,6 +20,7 @@ import zenoh
 from telesurgery.clock import FixedRateLoop, now_ns, set_realtime_thread
 from telesurgery.config import PatientConfig
 from telesurgery.errors import ConfigError
+from telesurgery.patient.audit import PatientAudit
 from telesurgery.robots.base import Robot
 from telesurgery.safety.supervisor import Supervisor
 from telesurgery.transport.codec import (
@@ -69,6 +70,8 @@ class PatientNode:
         self.final_state = SafetyState.DISABLED
         """The supervisor's state when the run ended, before the robot was disabled."""
         self.link: PatientLink | None = None
+        self.audit: PatientAudit | None = None
+        """The signed audit trail, when ``config.record_dir`` is set."""
 
     def run(self, stop: threading.Event, duration_s: float | None = None) -> dict[str, Any]:
         """Serve until stopped; returns the final report (counters and measured figures)."""
@@ -86,10 +89,13 @@ class PatientNode:
     def _serve(self, z: zenoh.Session, stop: threading.Event,
                duration_s: float | None) -> dict[str, Any]:
         cfg, keys, sid = self.config, self.keys, self.session_id
+        if cfg.record_dir is not None:
+            self.audit = PatientAudit(cfg.record_dir, cfg.session, self._audit_start())
         # Commands arrive and measured poses leave on every control path; clock sync
         # over them gives the supervisor the console's clock offset.
         link = self.link = PatientLink(z, cfg.paths, keys, sid,
-                                       self.supervisor.set_clock_offset)
+                                       self.supervisor.set_clock_offset,
+                                       self.audit.link_alarm if self.audit else None)
         state_pubs = {
             arm: (link.state_publisher(keys.measured_cp(arm)),
                   Publisher(z, keys.measured_js(arm), Stream.STATE, sid),
@@ -116,6 +122,10 @@ class PatientNode:
             self.robot.disable()
             house_stop.set()
             house.join(timeout=2.0)
+            if self.audit is not None:
+                self.audit.close(self.supervisor.rejections(),
+                                 {"final_state": self.final_state.name,
+                                  "safety": self.supervisor.snapshot(LIVE_WINDOW)})
             token.undeclare()
             link.close()
         return self.report()
@@ -167,12 +177,22 @@ class PatientNode:
             if ev is not None:
                 log.info("safety: %s -> %s (%s)", ev.previous.name, ev.state.name, ev.reason)
                 events.put(ev)
+                if self.audit is not None:
+                    self.audit.safety_event(ev)
+            if self.audit is not None:
+                self.audit.poll(self.supervisor.rejections())
             if time.monotonic() >= next_status:
                 status.put(Status(self.status()))
                 next_status += STATUS_PERIOD_S
             if stop.is_set() and self._events.empty():
                 status.put(Status(self.status()))
                 break
+
+    def _audit_start(self) -> dict[str, Any]:
+        cfg = self.config
+        return {"session_id": f"{self.session_id:016x}", "arms": list(cfg.arms),
+                "robot": cfg.robot, "servo_rate_hz": cfg.servo_rate_hz,
+                "safety": cfg.safety.model_dump(mode="json")}
 
     def status(self, last: int | None = LIVE_WINDOW) -> dict[str, Any]:
         """Telemetry: safety counters, loop timing, registration, task progress; latency

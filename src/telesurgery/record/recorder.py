@@ -29,6 +29,8 @@ from telesurgery.transport.keys import Keys
 
 log = logging.getLogger(__name__)
 
+PRESENCE = "recorder"
+"""The recorder's liveliness token: ``telesurgery/<session>/presence/recorder``."""
 _STATS_PERIOD_NS = 1_000_000_000
 _BATCH = 512
 _Item = tuple[str, bytes, int]
@@ -75,6 +77,7 @@ class Recorder:
         self._recording: McapRecording | None = None
         self._thread: threading.Thread | None = None
         self._subscriber: Any = None
+        self._token: Any = None
         self._failure: RecordingError | None = None
 
     @property
@@ -104,6 +107,10 @@ class Recorder:
         try:
             self._subscriber = self._zenoh.declare_subscriber(self._keys.everything,
                                                               self._on_sample)
+            # Declared after the subscriber: whoever sees the recorder present (the demo
+            # waits for it before starting the nodes) knows that it is recording.
+            self._token = self._zenoh.liveliness().declare_token(
+                self._keys.presence(PRESENCE))
         except zenoh.ZError as exc:
             self.stop()
             raise RecordingError(f"cannot subscribe to {self._keys.everything}: {exc}") from exc
@@ -193,6 +200,9 @@ class Recorder:
         Raises ``RecordingError`` if writing failed on the way (the file keeps what
         was written before the failure).
         """
+        if self._token is not None:
+            self._token.undeclare()
+            self._token = None
         if self._subscriber is not None:
             self._subscriber.undeclare()
             self._subscriber = None
@@ -218,4 +228,4 @@ class Recorder:
         self.stop()
 
 
-__all__ = ["Recorder", "RecorderStats"]
+__all__ = ["PRESENCE", "Recorder", "RecorderStats"]

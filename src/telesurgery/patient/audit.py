@@ -1,0 +1,162 @@
+"""The patient node's audit trail: safety transitions, rejection summaries, link alarms, owner.
+
+Nothing here runs on the servo thread. The node's housekeeping thread, which
+already drains the supervisor's event queue, hands each ``SafetyEvent`` to
+``safety_event`` and calls ``poll`` about every 50 ms; the path watch calls
+``link_alarm`` from its own thread. ``AuditWriter`` chains and signs at once
+and writes on its own thread, so each call costs tens of microseconds.
+
+How a supervisor transition becomes a record kind::
+
+    -> ESTOP                          estop
+    -> DISABLED                       disable
+    DISABLED -> HOLD                  enable
+    robot FAULT (operating state)     fault
+    arm <mode> -> held                hold      (watchdog, new session, hold())
+    arm <mode> -> armed / clutched    clutch
+    arm <mode> -> following           engage
+
+A record's ``data`` keeps the supervisor's state, previous state, the robot's
+operating state and the reason in words, and for an arm's transition the arm
+and its modes. Rejected commands are too many to record one by one: every
+``SUMMARY_PERIOD_S`` (and at stop) the counts by reason are recorded when they
+changed since the last summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from telesurgery.errors import RecordingError
+from telesurgery.record.audit import AuditKind, AuditWriter
+from telesurgery.safety.checks import Reason
+from telesurgery.transport.codec import SafetyEvent
+from telesurgery.transport.pathwatch import Alarm
+from telesurgery.types import ArmMode, OperatingState, SafetyState
+
+log = logging.getLogger(__name__)
+
+NODE: Final = "patient"
+SUMMARY_PERIOD_S: Final = 10.0
+"""How often [s] changed rejection counts are summarised in the trail."""
+
+_LABELS = "|".join(m.label for m in ArmMode)
+# The supervisor words an arm's transition as "<arm> <mode> -> <mode>: <why>".
+_ARM_CHANGE = re.compile(rf"(?P<arm>\S+) (?P<before>{_LABELS}) -> (?P<after>{_LABELS}): "
+                         r"(?P<why>.*)", re.DOTALL)
+_KIND_OF_MODE = {ArmMode.HELD.label: AuditKind.HOLD, ArmMode.ARMED.label: AuditKind.CLUTCH,
+                 ArmMode.CLUTCHED.label: AuditKind.CLUTCH,
+                 ArmMode.FOLLOWING.label: AuditKind.ENGAGE}
+
+
+def classify(ev: SafetyEvent) -> tuple[AuditKind, dict[str, Any]]:
+    """The record kind of a supervisor transition and its data (see the module docstring)."""
+    data: dict[str, Any] = {"state": ev.state.name, "previous": ev.previous.name,
+                            "operating_state": ev.operating_state.name, "reason": ev.reason}
+    m = _ARM_CHANGE.fullmatch(ev.reason)
+    if m is not None:
+        data.update(arm=m["arm"], mode_from=m["before"], mode_to=m["after"])
+    if ev.state is SafetyState.ESTOP:
+        return AuditKind.ESTOP, data
+    if ev.state is SafetyState.DISABLED:
+        return AuditKind.DISABLE, data
+    if ev.previous is SafetyState.DISABLED:
+        return AuditKind.ENABLE, data
+    if ev.operating_state is OperatingState.FAULT:
+        return AuditKind.FAULT, data
+    if m is not None:
+        return _KIND_OF_MODE[m["after"]], data
+    return (AuditKind.ENGAGE if ev.state is SafetyState.ENGAGED else AuditKind.HOLD), data
+
+
+class PatientAudit:
+    """One patient node run's signed trail in ``<record_dir>/audit``.
+
+    A write failure (disk full) is logged once and ends the trail; the robot keeps
+    running under its supervisor, and ``lost`` counts the records that could not
+    be written.
+    """
+
+    def __init__(self, record_dir: Path, session: str, start_data: Mapping[str, Any],
+                 summary_period_s: float = SUMMARY_PERIOD_S) -> None:
+        self._writer: AuditWriter | None = AuditWriter(record_dir, NODE, session,
+                                                       start_data=start_data)
+        self.fingerprint = self._writer.fingerprint
+        self.path = self._writer.path
+        self.lost = 0
+        self._period_s = summary_period_s
+        self._next_summary = time.monotonic() + summary_period_s
+        self._summarised: dict[str, int] = {}
+        self._summarised_at = time.monotonic()
+        # Printed, not logged: the fingerprint is what an operator copies out of band to
+        # check the trail later (``audit verify --trust``), whatever the log level.
+        print(f"audit trail {self.path} signed by {self.fingerprint}", file=sys.stderr,
+              flush=True)
+
+    def _append(self, kind: AuditKind, data: Mapping[str, Any]) -> None:
+        if self._writer is None:
+            self.lost += 1
+            return
+        try:
+            self._writer.append(kind, data)
+        except RecordingError as exc:
+            log.error("audit trail stopped, further records are lost: %s", exc)
+            self._writer = None
+            self.lost += 1
+
+    def safety_event(self, ev: SafetyEvent) -> None:
+        """Record one supervisor transition (housekeeping thread)."""
+        kind, data = classify(ev)
+        self._append(kind, data)
+
+    def link_alarm(self, alarm: Alarm) -> None:
+        """Record a control path lost or back (the path watch's thread)."""
+        self._append(AuditKind.LINK_ALARM, alarm.as_dict())
+
+    def control_owner(self, owner: str, session: int | None, reason: str) -> None:
+        """Record who holds control now: ``owner`` (role and name, e.g.
+        ``surgeon:dr-rossi``), the console ``session`` whose commands are accepted
+        (None: any), and why. The hook for the control-ownership work, which calls
+        it wherever it calls ``Supervisor.set_owner``."""
+        self._append(AuditKind.CONTROL_OWNER, {
+            "owner": owner, "reason": reason,
+            "session": None if session is None else f"{session:016x}"})
+
+    def poll(self, rejections: Mapping[Reason, int], now_s: float | None = None) -> None:
+        """Summarise the rejections if ``SUMMARY_PERIOD_S`` [s] passed and they changed
+        (housekeeping thread; ``now_s`` [s, time.monotonic])."""
+        now = time.monotonic() if now_s is None else now_s
+        if now < self._next_summary:
+            return
+        self._next_summary = now + self._period_s
+        self._summarise(rejections, now)
+
+    def _summarise(self, rejections: Mapping[Reason, int], now: float) -> None:
+        counts = {r.value: n for r, n in rejections.items() if n}
+        if counts == self._summarised:
+            return
+        new = {r: n - self._summarised.get(r, 0) for r, n in counts.items()
+               if n != self._summarised.get(r, 0)}
+        self._append(AuditKind.SAFETY_REJECTIONS_SUMMARY, {
+            "period_s": round(now - self._summarised_at, 3), "new": new, "total": counts})
+        self._summarised, self._summarised_at = counts, now
+
+    def close(self, rejections: Mapping[Reason, int], final: Mapping[str, Any]) -> None:
+        """Last summary, then ``session_stop`` with the node's ``final`` figures."""
+        self._summarise(rejections, time.monotonic())
+        if self._writer is None:
+            return
+        try:
+            self._writer.close({**final, "lost_records": self.lost})
+        except RecordingError as exc:
+            log.error("audit trail not closed: %s", exc)
+        self._writer = None
+
+
+__all__ = ["NODE", "SUMMARY_PERIOD_S", "PatientAudit", "classify"]
