@@ -21,6 +21,7 @@ from telesurgery.clock import FixedRateLoop, now_ns, set_realtime_thread
 from telesurgery.config import PatientConfig
 from telesurgery.errors import ConfigError
 from telesurgery.patient.audit import PatientAudit
+from telesurgery.patient.video import PatientVideo, start_video
 from telesurgery.robots.base import Robot
 from telesurgery.safety.supervisor import Supervisor
 from telesurgery.transport.codec import (
@@ -72,6 +73,7 @@ class PatientNode:
         self.link: PatientLink | None = None
         self.audit: PatientAudit | None = None
         """The signed audit trail, when ``config.record_dir`` is set."""
+        self.video: PatientVideo | None = None
 
     def run(self, stop: threading.Event, duration_s: float | None = None) -> dict[str, Any]:
         """Serve until stopped; returns the final report (counters and measured figures)."""
@@ -115,8 +117,11 @@ class PatientNode:
                                  name="patient-housekeeping", daemon=True)
         house.start()
         try:
+            self.video = start_video(z, self)
             self._servo_loop(state_pubs, stop, duration_s)
         finally:
+            if self.video is not None:
+                self.video.stop()
             self.final_state = self.supervisor.state
             self.supervisor.disable()
             self.robot.disable()
@@ -213,6 +218,8 @@ class PatientNode:
         task = getattr(self.robot, "task_status", None)
         if callable(task):
             out["task"] = task()
+        if self.video is not None:
+            out["video"] = self.video.status()
         return out
 
     def report(self) -> dict[str, Any]:
@@ -222,6 +229,8 @@ class PatientNode:
         out["final_state"] = self.final_state.name
         if self.link is not None:
             out["link"] = self.link.report()
+        if self.video is not None:
+            out["video"] = self.video.report()
         return out
 
 
