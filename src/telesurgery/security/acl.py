@@ -86,12 +86,12 @@ GRANTS: Mapping[Role, Grant] = {
         subscribe=(*COMMANDS, *CONTROL_REQUEST, *CONTROL_GRANT, *LINK, *STATUS),
         presence=(_own(Role.ROBOT, "presence"),)),
     Role.OBSERVER: Grant(subscribe=_WATCH),
-    Role.RECORDER: Grant(subscribe=(*_WATCH, *COMMANDS, *CONTROL_REQUEST, *CONTROL_GRANT)),
+    Role.RECORDER: Grant(subscribe=("**",)),
     Role.ROUTER: Grant(relay=True),
 }
 """The default rights: only surgeon and backup command; only the robot publishes state,
-video and safety; observers and the recorder only subscribe (the recorder also records
-commands and control requests, for the audit); routers relay everything."""
+video and safety; observers and the recorder only subscribe (the recorder to the whole
+session, commands included, for the audit); routers relay everything."""
 
 _ALL_MESSAGES = ("put", "delete", "declare_subscriber", "query", "declare_queryable",
                  "reply", "liveliness_token", "declare_liveliness_subscriber",
