@@ -148,12 +148,13 @@ class TremorConfig(_Strict):
 class WebConfig(_Strict):
     """The console's web page (video, HUD, keyboard/mouse/gamepad input), loopback only.
 
-    ``port`` 0 takes any free port (the log says which).
+    ``port`` 0 (the default) takes any free port, so that several consoles on one
+    machine never collide; the console logs the page's URL and ``demo`` prints it.
     """
 
     enabled: bool = True
     host: Literal["127.0.0.1", "::1", "localhost"] = "127.0.0.1"
-    port: Annotated[int, Field(ge=0, le=65535)] = 8600
+    port: Annotated[int, Field(ge=0, le=65535)] = 0
 
 
 class ConsoleConfig(_Strict):

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import BaseModel
 
 from telesurgery.cli.common import setup_logging, stop_on_signals, write_json
 from telesurgery.config import ConsoleConfig, PatientConfig, ZenohConfig, load
@@ -20,6 +21,8 @@ ModeOpt = Annotated[str | None, typer.Option(help="Zenoh mode: peer or client.")
 DurationOpt = Annotated[float | None, typer.Option(help="Stop after this many seconds.")]
 ReportOpt = Annotated[Path | None, typer.Option(help="Write the final report (JSON) here.")]
 LogOpt = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+VideoOpt = Annotated[bool | None, typer.Option("--video/--no-video", help="Endoscope video "
+                                               "(default: on, or as the config says).")]
 
 
 def _zenoh(base: ZenohConfig, mode: str | None, listen: list[str] | None,
@@ -34,9 +37,15 @@ def _zenoh(base: ZenohConfig, mode: str | None, listen: list[str] | None,
     return data
 
 
+def _section(base: BaseModel, **changes: object) -> dict[str, object]:
+    data = base.model_dump()
+    data.update({k: v for k, v in changes.items() if v is not None})
+    return data
+
+
 def patient(config: ConfigOpt = None, session: SessionOpt = None, listen: ListenOpt = None,
             connect: ConnectOpt = None, mode: ModeOpt = None, duration: DurationOpt = None,
-            report: ReportOpt = None, log_level: LogOpt = "info",
+            report: ReportOpt = None, log_level: LogOpt = "info", video: VideoOpt = None,
             record: Annotated[Path | None, typer.Option(
                 "--record", help="Session directory for this node's signed audit trail "
                 "(written to its audit/ folder).")] = None) -> None:
@@ -44,7 +53,8 @@ def patient(config: ConfigOpt = None, session: SessionOpt = None, listen: Listen
     setup_logging(log_level)
     base = load(PatientConfig, config)
     cfg = load(PatientConfig, config, session=session,
-               zenoh=_zenoh(base.zenoh, mode, listen, connect), record_dir=record)
+               zenoh=_zenoh(base.zenoh, mode, listen, connect), record_dir=record,
+               video=_section(base.video, enabled=video))
     from telesurgery.patient.node import PatientNode
     from telesurgery.robots.sim.robot import SimRobot
 
@@ -59,15 +69,26 @@ def patient(config: ConfigOpt = None, session: SessionOpt = None, listen: Listen
 
 def console(config: ConfigOpt = None, session: SessionOpt = None, listen: ListenOpt = None,
             connect: ConnectOpt = None, mode: ModeOpt = None, duration: DurationOpt = None,
-            device: Annotated[str | None, typer.Option(help="autopilot or scripted.")] = None,
+            device: Annotated[str | None, typer.Option(help="autopilot, scripted or web (the "
+                                                       "console page's keyboard, mouse and "
+                                                       "gamepad).")] = None,
             trajectory: Annotated[Path | None, typer.Option(help="Trajectory file for the "
                                                             "scripted device.")] = None,
-            report: ReportOpt = None, log_level: LogOpt = "info") -> None:
-    """Run the surgeon console: input device, teleoperation mapping, 1 kHz commands."""
+            report: ReportOpt = None, log_level: LogOpt = "info", video: VideoOpt = None,
+            web: Annotated[bool | None, typer.Option(
+                "--web/--no-web", help="Serve the console page on loopback (default: on).")
+            ] = None,
+            web_port: Annotated[int | None, typer.Option(
+                help="Port of the console page (default: any free port, logged).")] = None,
+            ) -> None:
+    """Run the surgeon console: input device, teleoperation mapping, 1 kHz commands, and the
+    page with the endoscope video, the HUD and keyboard/mouse/gamepad input."""
     setup_logging(log_level)
     base = load(ConsoleConfig, config)
     cfg = load(ConsoleConfig, config, session=session, device=device, trajectory=trajectory,
-               zenoh=_zenoh(base.zenoh, mode, listen, connect))
+               zenoh=_zenoh(base.zenoh, mode, listen, connect),
+               video=_section(base.video, enabled=video),
+               web=_section(base.web, enabled=web, port=web_port))
     from telesurgery.console.node import ConsoleNode
     from telesurgery.input.registry import make_device
 

@@ -15,6 +15,7 @@ import zenoh
 
 from telesurgery.clock import FixedRateLoop, now_ns, set_realtime_thread
 from telesurgery.config import ConsoleConfig
+from telesurgery.console.display import SurgeonDisplay, start_display
 from telesurgery.console.teleop import Teleop
 from telesurgery.input.base import InputDevice
 from telesurgery.transport.codec import MeasuredCP, Message, ServoCP, Status
@@ -54,6 +55,7 @@ class ConsoleNode:
         self.loop = FixedRateLoop(config.rate_hz, realtime=config.realtime)
         self.patient_status: dict[str, Any] = {}
         self.link: ConsoleLink | None = None
+        self.display: SurgeonDisplay | None = None
 
     def run(self, stop: threading.Event, duration_s: float | None = None) -> dict[str, Any]:
         """Send commands until stopped; returns the final report."""
@@ -80,9 +82,12 @@ class ConsoleNode:
         token = z.liveliness().declare_token(keys.presence(self.name))
         status = Publisher(z, keys.status(self.name), Stream.STATUS, sid)
         try:
+            self.display = start_display(z, self)
             if self._wait_for_patient(pubs, stop):
                 self._loop(pubs, status, stop, duration_s)
         finally:
+            if self.display is not None:
+                self.display.close()
             status.put(Status(self.status()))
             token.undeclare()
             for s in subs:
@@ -164,4 +169,6 @@ class ConsoleNode:
         out = self.status(last=None)
         out["cpu_cores"] = round(self.loop.cpu_cores, 3)
         out["streaming_s"] = round(self.loop.elapsed_s, 3)
+        if self.display is not None:
+            out["video"] = self.display.report()
         return out

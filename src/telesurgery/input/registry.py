@@ -24,9 +24,19 @@ def _scripted(cfg: ConsoleConfig) -> InputDevice:
     return ScriptedDevice(cfg.trajectory)
 
 
+def _web(cfg: ConsoleConfig) -> InputDevice:
+    from telesurgery.input.web import WebInputDevice
+
+    if not cfg.web.enabled:
+        raise ConfigError("the web device reads the console page: turn the page on (--web or "
+                          "'web.enabled = true')")
+    return WebInputDevice(tuple(cfg.arms), rate_hz=cfg.rate_hz)
+
+
 DEVICES: dict[str, Callable[[ConsoleConfig], InputDevice]] = {
     "autopilot": _autopilot,
     "scripted": _scripted,
+    "web": _web,
 }
 
 

@@ -1,0 +1,282 @@
+"""What the surgeon sees and touches besides the control loop: endoscope video, HUD, the page.
+
+``start_display(z, node)`` wires a console node to its video (``ConsoleVideo``)
+and its web page (``WebConsole``), and answers the page: the HUD's numbers
+(link statistics per path, video age and rate, control rate, safety state,
+clutch, who has control, task progress, alarms), and the surgeon's input,
+which goes to a ``WebInputDevice`` when the console drives its arms from the
+page. Everything here runs on the video and web threads and on Zenoh's; the
+teleoperation loop only ever sees the input device.
+
+Control handover is not implemented yet: "request control" is counted,
+logged and shown; the HUD shows the owner the patient announces on
+``<session>/control/owner`` (``unowned`` until something does) and which
+console session each arm follows.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+import zenoh
+
+from telesurgery.clock import now_ns
+from telesurgery.console.video import ConsoleVideo
+from telesurgery.console.web.protocol import Action, HandInput
+from telesurgery.console.web.server import WebConsole
+from telesurgery.input.web import WebInputDevice
+from telesurgery.transport.codec import Message, SafetyEvent, Status
+from telesurgery.transport.session import subscribe
+from telesurgery.types import SafetyState
+
+if TYPE_CHECKING:
+    from telesurgery.console.node import ConsoleNode
+
+log = logging.getLogger(__name__)
+
+VIDEO_STALL_MS: Final = 500.0
+"""No frame for this long [ms] after the first is an alarm."""
+PATIENT_SILENT_S: Final = 2.0
+"""No patient status for this long [s] is an alarm."""
+ALARM_MEMORY_S: Final = 30.0
+"""Safety events stay on the alarm list this long [s]."""
+
+
+class SurgeonDisplay:
+    """The video and the page of one console node; a ``PageBackend`` for the web server."""
+
+    def __init__(self, node: ConsoleNode) -> None:
+        cfg = node.config
+        self.node = node
+        period_ns = round(1e9 / cfg.rate_hz)
+        self.web = WebConsole(cfg.web, self, period_ns) if cfg.web.enabled else None
+        self.video = (ConsoleVideo(cfg.video, period_ns, self.web) if cfg.video.enabled
+                      else None)
+        self.device = node.device if isinstance(node.device, WebInputDevice) else None
+        self.control_requested = 0
+        self._events: collections.deque[tuple[float, SafetyEvent]] = collections.deque(
+            maxlen=16)
+        self._safety: SafetyState | None = None
+        self._links: dict[str, dict[str, Any]] = {}
+        self._owner: dict[str, Any] | None = None
+        self._patient_seen = 0.0
+        self._sent: collections.deque[tuple[int, int]] = collections.deque(maxlen=8)
+        self._lock = threading.Lock()
+        self._subs: list[zenoh.Subscriber[None]] = []
+
+    def start(self, z: zenoh.Session) -> None:
+        """Subscribe to what the HUD shows; start the video and the page."""
+        node = self.node
+        keys = node.keys
+        self._subs = [
+            subscribe(z, keys.safety_state, self._on_safety, node.rejects),
+            subscribe(z, keys.link_stats("*"), self._on_link, node.rejects),
+            subscribe(z, f"{keys.prefix}/control/owner", self._on_owner, node.rejects),
+            subscribe(z, keys.status("patient"), self._on_patient, node.rejects),
+        ]
+        if self.web is not None:
+            url = self.web.start()
+            log.info("surgeon console page: %s", url)
+        if self.video is not None:
+            self.video.start(z, keys, node.session_id, node.rejects)
+
+    def close(self) -> None:
+        """Stop the video and the page, unsubscribe (idempotent)."""
+        if self.video is not None:
+            self.video.stop()
+        if self.web is not None:
+            self.web.stop()
+        for s in self._subs:
+            s.undeclare()
+        self._subs.clear()
+
+    # ---- subscriptions (Zenoh's thread) ---------------------------------------------
+
+    def _on_safety(self, msg: Message, _received_ns: int) -> None:
+        if isinstance(msg.body, SafetyEvent):
+            with self._lock:
+                self._events.append((time.time(), msg.body))
+                self._safety = msg.body.state
+
+    def _on_link(self, msg: Message, _received_ns: int) -> None:
+        if isinstance(msg.body, Status):
+            path = str(msg.body.data.get("path", "?"))
+            with self._lock:
+                self._links[path] = msg.body.data
+
+    def _on_owner(self, msg: Message, _received_ns: int) -> None:
+        if isinstance(msg.body, Status):
+            with self._lock:
+                self._owner = msg.body.data
+
+    def _on_patient(self, msg: Message, _received_ns: int) -> None:
+        if isinstance(msg.body, Status):
+            self._patient_seen = time.monotonic()
+
+    # ---- PageBackend (the web server's thread) ---------------------------------------
+
+    def hello(self) -> dict[str, Any]:
+        """What the page needs once: session, frame size, arms, whether it drives them."""
+        cfg = self.node.config
+        return {"session": cfg.session, "console": self.node.name,
+                "console_session": f"{self.node.session_id:016x}",
+                "width": cfg.video.width, "height": cfg.video.height,
+                "video": cfg.video.enabled, "arms": list(cfg.arms),
+                "drives": self.device is not None, "device": cfg.device}
+
+    def on_input(self, hand: HandInput, now: int) -> None:
+        """The surgeon's hand from the page, to the web device (ignored by other devices)."""
+        if self.device is not None:
+            self.device.apply(hand.arm, hand.move, hand.nudge, hand.roll, hand.grip,
+                              hand.clutch, now)
+
+    def on_action(self, action: Action) -> None:
+        """Hold, resume, request control."""
+        if action is Action.REQUEST_CONTROL:
+            self.control_requested += 1
+            log.warning("control requested from the page of console session %016x; control "
+                        "handover is not implemented yet, so the request is only shown",
+                        self.node.session_id)
+        elif self.device is None:
+            log.warning("%s from the page ignored: this console's arms follow the %s device, "
+                        "not the page", action.value, self.node.config.device)
+        elif action is Action.HOLD:
+            self.device.hold()
+            log.info("hold from the page: the instruments stay where they are")
+        elif action is Action.RESUME:
+            self.device.resume()
+            log.info("resume from the page")
+
+    def request_keyframe(self) -> None:
+        """A page joined or lost its stream: ask the patient for an IDR."""
+        if self.video is not None:
+            self.video.request_keyframe()
+
+    def hud(self) -> dict[str, Any]:
+        """The HUD's numbers, JSON-ready (see the module docstring)."""
+        node = self.node
+        patient = node.patient_status
+        safety = patient.get("safety", {})
+        with self._lock:
+            events = list(self._events)
+            state = self._safety
+            links = dict(self._links)
+            owner = self._owner
+        now = now_ns()
+        arms_state = safety.get("arms", {})
+        out: dict[str, Any] = {
+            "t": "hud",
+            "safety": {"state": state.name if state is not None else safety.get("state", "-"),
+                       "holds": safety.get("holds"), "rejected": safety.get("rejected"),
+                       "stale": safety.get("stale_dropped"),
+                       "modes": {a: v.get("mode") for a, v in arms_state.items()}},
+            "control": {"device": node.config.device, "rate_hz": self._control_rate(now),
+                        "sent": node.sent,
+                        "latency_ms": _p(safety.get("latency_ms"))},
+            "clutch": self._clutch(now),
+            "hold": self.device.held if self.device is not None else None,
+            "owner": {"owner": _owner_name(owner),
+                      "this_console": f"{node.session_id:016x}",
+                      "arms": {a: v.get("session") for a, v in arms_state.items()},
+                      "requested": self.control_requested},
+            "task": patient.get("task"),
+            "links": links,
+            "video": self.video.status() if self.video is not None else None,
+            "alarms": self._alarms(events),
+        }
+        return out
+
+    def _control_rate(self, now: int) -> float | None:
+        with self._lock:
+            self._sent.append((now, self.node.sent_servo_cp))
+            (t0, n0), (t1, n1) = self._sent[0], self._sent[-1]
+        arms = max(1, len(self.node.config.arms))
+        return round((n1 - n0) / arms / ((t1 - t0) * 1e-9), 1) if t1 > t0 else None
+
+    def _clutch(self, now: int) -> dict[str, str]:
+        teleop = self.node.teleop
+        hands = self.device.hands(now) if self.device is not None else {}
+        out = {}
+        for arm in teleop.arms:
+            if teleop.held(arm):
+                out[arm] = "held: press the clutch"
+            elif teleop.engaged(arm):
+                out[arm] = "engaged"
+            elif arm in hands and not hands[arm]["present"]:
+                out[arm] = "locked: no hand on it"
+            else:
+                out[arm] = "clutched"
+        return out
+
+    def _alarms(self, events: list[tuple[float, SafetyEvent]]) -> list[str]:
+        alarms = []
+        wall = time.time()
+        for when, ev in events:
+            if _is_alarm(ev) and wall - when < ALARM_MEMORY_S:
+                alarms.append(f"{time.strftime('%H:%M:%S', time.localtime(when))} "
+                              f"{ev.state.name}: {ev.reason}")
+        if self._patient_seen and time.monotonic() - self._patient_seen > PATIENT_SILENT_S:
+            alarms.append("patient node silent")
+        if self.video is not None:
+            v = self.video.status()
+            age = v.get("age_ms")
+            if age is not None and age > VIDEO_STALL_MS:
+                alarms.append(f"video stalled: last frame {age / 1000:.1f} s ago")
+            if v["decoder"]["waiting_for_keyframe"] and self.video.received:
+                alarms.append("video: waiting for a keyframe")
+        if self.web is not None and self.web.rejects.total:
+            alarms.append(f"page messages refused: {self.web.rejects.total}")
+        return alarms
+
+    # ---- figures --------------------------------------------------------------------
+
+    def report(self) -> dict[str, Any]:
+        """The console's ``video`` report: decoder and page latency books, page counters."""
+        cfg = self.node.config.video
+        out: dict[str, Any] = {"width": cfg.width, "height": cfg.height}
+        if self.video is not None:
+            out.update(self.video.report())
+        if self.web is not None:
+            out["web"] = self.web.status()
+            out["page"] = self.web.page_report()
+        return out
+
+
+def _is_alarm(ev: SafetyEvent) -> bool:
+    """An emergency stop, a hold beginning, or an arm held (``"psm1 following -> held: ..."``);
+    arming and engaging are not alarms."""
+    return (ev.state is SafetyState.ESTOP
+            or (ev.state is SafetyState.HOLD and ev.previous is not SafetyState.HOLD)
+            or "-> held" in ev.reason)
+
+
+def _p(d: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: d[k] for k in ("p50", "p99") if d and k in d}
+
+
+def _owner_name(owner: dict[str, Any] | None) -> str:
+    if not owner:
+        return "unowned"
+    name = owner.get("owner")
+    return str(name) if name else "unowned"
+
+
+def start_display(z: zenoh.Session, node: ConsoleNode) -> SurgeonDisplay | None:
+    """Start the video and the page of ``node``; None when its config turns both off."""
+    cfg = node.config
+    if not (cfg.video.enabled or cfg.web.enabled):
+        return None
+    display = SurgeonDisplay(node)
+    try:
+        display.start(z)
+    except Exception:
+        display.close()
+        raise
+    return display
+
+
+__all__ = ["SurgeonDisplay", "start_display"]

@@ -1,0 +1,239 @@
+"""What travels over the console page's WebSocket: binary video messages and JSON text.
+
+Console -> page, binary, one video frame per message (little-endian)::
+
+    offset size field
+    0      1    kind: 1 = H.264 Annex-B access unit, 2 = JPEG picture
+    1      1    flags: bit 0 = keyframe (an IDR with its parameter sets)
+    2      2    width [px]
+    4      2    height [px]
+    6      4    frame index (u32, wraps)
+    10     8    capture time on the page's clock [ms] (f64; NaN before the clocks are synced)
+    18     ...  payload
+
+Console -> page, text: ``hello`` (session, size, arms, whether the page drives
+them), ``ping`` (clock sync), ``hud`` (the heads-up display's numbers).
+
+Page -> console, text (JSON objects, ``t`` names the kind; times are the
+page's ``performance.now()`` [ms]): ``hello`` (whether WebCodecs is there),
+``pong`` (the page's time for a ping), ``frame`` (when a frame arrived, was
+decoded, painted, and reached the next display refresh), ``input`` (the
+surgeon's hands: velocities, mouse nudges, grip, clutch) and ``action`` (hold,
+resume, request control, keyframe). ``parse`` turns each into a frozen value
+or raises ``CodecError`` saying what is wrong; the console counts and drops it.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import struct
+from dataclasses import dataclass
+from typing import Any, Final
+
+from telesurgery.errors import CodecError
+
+_VIDEO = struct.Struct("<BBHHId")
+VIDEO_HEADER_SIZE: Final = _VIDEO.size
+MAX_TEXT_BYTES: Final = 4096
+MAX_NUDGE_PX: Final = 2000.0
+"""A mouse or wheel movement larger than this in one message is refused [px]."""
+
+
+class VideoKind(enum.IntEnum):
+    """What a binary video message carries."""
+
+    H264 = 1
+    JPEG = 2
+
+
+def video_message(kind: VideoKind, keyframe: bool, width: int, height: int, index: int,
+                  capture_page_ms: float, payload: bytes) -> bytes:
+    """One binary WebSocket message: the header above, then ``payload``."""
+    return _VIDEO.pack(int(kind), int(keyframe), width, height, index & 0xFFFFFFFF,
+                       capture_page_ms) + payload
+
+
+@dataclass(frozen=True, slots=True)
+class VideoHeader:
+    """A parsed binary video header (the page does this in JavaScript; tests in Python)."""
+
+    kind: VideoKind
+    keyframe: bool
+    width: int
+    height: int
+    index: int
+    capture_page_ms: float
+
+
+def parse_video(data: bytes) -> tuple[VideoHeader, bytes]:
+    """Header and payload of a binary video message."""
+    if len(data) < VIDEO_HEADER_SIZE:
+        raise CodecError(f"video message is {len(data)} bytes; the header alone is "
+                         f"{VIDEO_HEADER_SIZE}")
+    kind, flags, w, h, index, capture = _VIDEO.unpack_from(data)
+    try:
+        video_kind = VideoKind(kind)
+    except ValueError as exc:
+        raise CodecError(f"video kind {kind} is unknown; 1 = H.264, 2 = JPEG") from exc
+    return (VideoHeader(video_kind, bool(flags & 1), w, h, index, capture),
+            data[VIDEO_HEADER_SIZE:])
+
+
+class Action(enum.Enum):
+    """Buttons of the page that are not hand motion."""
+
+    HOLD = "hold"
+    """Latch the instruments where they are (a console-side clutch that stays pressed)."""
+    RESUME = "resume"
+    """Release a hold; the hand re-anchors on the instruments, so nothing jumps."""
+    REQUEST_CONTROL = "request_control"
+    """Ask for control of the robot (shown and logged until control handover exists)."""
+    KEYFRAME = "keyframe"
+    """The page's decoder lost the stream and needs an IDR."""
+
+
+@dataclass(frozen=True, slots=True)
+class PageHello:
+    """The page's first message: whether it can decode H.264 itself (WebCodecs)."""
+
+    webcodecs: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """The page's clock [ms] when it answered ping ``id``."""
+
+    id: int
+    at_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class FramePainted:
+    """Frame ``index`` on the page: message arrived (``received_ms``), decoder output
+    (``decoded_ms``), drawn on the canvas (``painted_ms``), next display refresh
+    (``shown_ms``, None where unknown); page clock [ms]."""
+
+    index: int
+    received_ms: float
+    decoded_ms: float
+    painted_ms: float
+    shown_ms: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class HandInput:
+    """The surgeon's hand for ``arm`` as the page reads it.
+
+    ``move``: velocity along the view axes (x right, y down, z into the scene) as a
+    fraction of full speed, each in [-1, 1]; ``nudge``: mouse and wheel movement
+    since the last message [px]; ``roll``: roll rate about the view axis in [-1, 1];
+    ``grip`` in [0 closed, 1 open]; ``clutch`` pressed.
+    """
+
+    arm: str
+    move: tuple[float, float, float]
+    nudge: tuple[float, float, float]
+    roll: float
+    grip: float
+    clutch: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PageAction:
+    """A button that is not hand motion."""
+
+    action: Action
+
+
+PageMessage = PageHello | Pong | FramePainted | HandInput | PageAction
+
+
+def _number(obj: dict[str, Any], key: str, lo: float, hi: float) -> float:
+    v = obj.get(key)
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise CodecError(f"'{key}' must be a finite number, got {v!r}")
+    if not lo <= v <= hi:
+        raise CodecError(f"'{key}' is {v}; it must lie in [{lo}, {hi}]")
+    return float(v)
+
+
+def _time(obj: dict[str, Any], key: str) -> float:
+    return _number(obj, key, 0.0, 1e12)
+
+
+def _vector(obj: dict[str, Any], key: str, limit: float) -> tuple[float, float, float]:
+    v = obj.get(key, [0.0, 0.0, 0.0])
+    if not isinstance(v, list) or len(v) != 3:
+        raise CodecError(f"'{key}' must be a list of 3 numbers, got {v!r}")
+    x, y, z = (_number({"v": e}, "v", -limit, limit) for e in v)
+    return (x, y, z)
+
+
+def _flag(obj: dict[str, Any], key: str) -> bool:
+    v = obj.get(key, False)
+    if not isinstance(v, bool):
+        raise CodecError(f"'{key}' must be true or false, got {v!r}")
+    return v
+
+
+def _int(obj: dict[str, Any], key: str) -> int:
+    v = obj.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**53:
+        raise CodecError(f"'{key}' must be a non-negative integer, got {v!r}")
+    return v
+
+
+def parse(text: str) -> PageMessage:
+    """One text message from the page; ``CodecError`` saying what is wrong otherwise."""
+    if len(text) > MAX_TEXT_BYTES:
+        raise CodecError(f"page message of {len(text)} characters; at most {MAX_TEXT_BYTES}")
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
+        raise CodecError(f"page message is not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise CodecError(f"page message must be a JSON object, got {type(obj).__name__}")
+    kind = obj.get("t")
+    if kind == "hello":
+        return PageHello(_flag(obj, "webcodecs"))
+    if kind == "pong":
+        return Pong(_int(obj, "id"), _time(obj, "at"))
+    if kind == "frame":
+        shown = None if obj.get("shown") is None else _time(obj, "shown")
+        return FramePainted(_int(obj, "i"), _time(obj, "rx"), _time(obj, "out"),
+                            _time(obj, "paint"), shown)
+    if kind == "input":
+        arm = obj.get("arm")
+        if not isinstance(arm, str) or not arm or len(arm) > 64:
+            raise CodecError(f"'arm' must name an arm, got {arm!r}")
+        return HandInput(arm, _vector(obj, "move", 1.0), _vector(obj, "nudge", MAX_NUDGE_PX),
+                         _number(obj, "roll", -1.0, 1.0) if "roll" in obj else 0.0,
+                         _number(obj, "grip", 0.0, 1.0), _flag(obj, "clutch"))
+    if kind == "action":
+        try:
+            return PageAction(Action(obj.get("a")))
+        except ValueError as exc:
+            valid = ", ".join(a.value for a in Action)
+            raise CodecError(f"action {obj.get('a')!r} is unknown; valid: {valid}") from exc
+    raise CodecError(f"page message kind {kind!r} is unknown; valid: hello, pong, frame, "
+                     "input, action")
+
+
+__all__ = [
+    "MAX_NUDGE_PX",
+    "VIDEO_HEADER_SIZE",
+    "Action",
+    "FramePainted",
+    "HandInput",
+    "PageAction",
+    "PageHello",
+    "PageMessage",
+    "Pong",
+    "VideoHeader",
+    "VideoKind",
+    "parse",
+    "parse_video",
+    "video_message",
+]

@@ -1,0 +1,496 @@
+"""The console's web page: aiohttp on loopback, in a thread with its own event loop.
+
+Serves ``static/`` (the page) and one WebSocket per open page (``/ws``; the
+message layout is in ``protocol.py``); ``/api/status`` returns the HUD and the
+page figures as JSON. Frames reach the pages as they reach the console:
+
+- pages with WebCodecs get each H.264 access unit as received from Zenoh,
+  before the console decodes its own copy, starting at an IDR (a joining page
+  asks the patient for one);
+- pages without it get JPEG pictures of the console's decoded frames (PyAV's
+  ``mjpeg`` encoder, ~1.3 ms and ~13 kB a 640x480 frame at quality 5).
+
+Paint times come back from the page on its own clock (``performance.now()``);
+the console maps them onto its monotonic clock with NTP-style pings over the
+same WebSocket (``link.clocksync.ClockSync``: the exchange with the smallest
+round trip, within +- half of it; sub-millisecond on loopback). One sender
+task per page writes its socket; a page that falls more than
+``MAX_PENDING_FRAMES`` behind loses the backlog and restarts at the next IDR,
+so video never queues up behind a slow page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import fractions
+import json
+import logging
+import math
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import av
+from aiohttp import WSMsgType, web
+from av.video.reformatter import VideoReformatter
+
+from telesurgery.camera.renderer import RGBImage
+from telesurgery.clock import now_ns, set_normal_thread
+from telesurgery.config import WebConfig
+from telesurgery.console.web.protocol import (
+    Action,
+    FramePainted,
+    HandInput,
+    PageAction,
+    PageHello,
+    Pong,
+    VideoKind,
+    parse,
+    video_message,
+)
+from telesurgery.errors import CodecError, ConfigError, VideoError
+from telesurgery.link.clocksync import ClockSync, Exchange
+from telesurgery.transport.codec import VideoFrame
+from telesurgery.transport.session import RejectCounter
+from telesurgery.video.latency import LatencyBook
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR: Final = Path(__file__).with_name("static")
+HUD_PERIOD_S: Final = 0.25
+PING_PERIOD_S: Final = 1.0
+FIRST_PINGS: Final = 8
+"""Pings sent 50 ms apart when a page connects, so its clock is known within a second."""
+MAX_PENDING_FRAMES: Final = 4
+FRAMES_REMEMBERED: Final = 256
+JPEG_QUALITY: Final = 5
+"""FFmpeg's mjpeg quantiser (2 best .. 31 worst): 38.5 dB on the peg-transfer scene."""
+START_TIMEOUT_S: Final = 30.0
+_HEADERS: Final = {
+    "Cache-Control": "no-store",
+    # Cross-origin isolation gives the page 5 us timers instead of 100 us ones.
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+}
+
+
+class PageBackend(Protocol):
+    """What the console behind the page provides."""
+
+    def hello(self) -> dict[str, Any]:
+        """Session, frame size, arms, whether the page drives them."""
+
+    def hud(self) -> dict[str, Any]:
+        """The HUD's numbers, JSON-ready."""
+
+    def on_input(self, hand: HandInput, now_ns: int) -> None:
+        """The surgeon's hand as the page read it; ``CodecError`` if not acceptable."""
+
+    def on_action(self, action: Action) -> None:
+        """A button: hold, resume, request control."""
+
+    def request_keyframe(self) -> None:
+        """Ask the patient for an IDR."""
+
+
+class JpegEncoder:
+    """RGB frames to JPEG pictures (the fallback for pages without WebCodecs)."""
+
+    def __init__(self, width: int, height: int, quality: int = JPEG_QUALITY) -> None:
+        ctx = av.CodecContext.create("mjpeg", "w")
+        ctx.width = width
+        ctx.height = height
+        ctx.pix_fmt = "yuvj420p"
+        ctx.time_base = fractions.Fraction(1, 30)
+        ctx.qmin = ctx.qmax = quality
+        try:
+            ctx.open()
+        except av.FFmpegError as exc:
+            raise VideoError(f"cannot open FFmpeg's mjpeg encoder ({exc}); the JPEG fallback "
+                             "needs an FFmpeg with it (the PyPI 'av' wheels have it)") from exc
+        self._ctx = ctx
+        self._reformatter = VideoReformatter()
+        self.size = (width, height)
+
+    def encode(self, image: RGBImage) -> bytes:
+        """One JPEG picture of ``image`` (height, width, 3)."""
+        rgb = av.VideoFrame.from_numpy_buffer(image, format="rgb24")
+        packets = self._ctx.encode(self._reformatter.reformat(rgb, format="yuvj420p"))
+        if len(packets) != 1:
+            raise VideoError(f"the mjpeg encoder returned {len(packets)} packets for one frame")
+        return bytes(packets[0])
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """A frame the console sent to a page, on the console's clock [ns]."""
+
+    capture_ns: int
+    applied_sample_ns: int
+    published_ns: int
+    received_ns: int
+    forwarded_ns: int
+
+
+@dataclass(eq=False)
+class _Page:
+    """One open page: its socket, what it can decode, its clock, the frames sent to it."""
+
+    ws: web.WebSocketResponse
+    book: LatencyBook
+    webcodecs: bool | None = None
+    needs_key: bool = True
+    sync: ClockSync = field(default_factory=ClockSync)
+    pings: dict[int, int] = field(default_factory=dict)
+    sent: collections.OrderedDict[int, _Sent] = field(default_factory=collections.OrderedDict)
+    outbox: collections.deque[bytes | str] = field(default_factory=collections.deque)
+    pending_video: int = 0
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    dropped: int = 0
+    unmatched: int = 0
+
+    def offset_ns(self) -> int | None:
+        est = self.sync.estimate()
+        return None if est is None else est.offset_ns
+
+    def send(self, item: bytes | str) -> None:
+        self.outbox.append(item)
+        if isinstance(item, bytes):
+            self.pending_video += 1
+        self.wake.set()
+
+
+class WebConsole:
+    """Serves the page on ``config.host``:``config.port`` and streams frames to every page.
+
+    ``encoded`` and ``decoded`` are called from the console's video thread;
+    everything else about pages happens on the server's own event loop.
+    """
+
+    def __init__(self, config: WebConfig, backend: PageBackend, command_period_ns: int) -> None:
+        self.config = config
+        self.backend = backend
+        self.command_period_ns = command_period_ns
+        self.rejects = RejectCounter()
+        self.port = 0
+        self.pages_opened = 0
+        self.frames_sent = {kind.name.lower(): 0 for kind in VideoKind}
+        self.control_requests = 0
+        self._pages: set[_Page] = set()
+        self._books: list[LatencyBook] = []
+        self._jpeg_pages = 0
+        self._jpeg: JpegEncoder | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """Where the page is (after ``start``)."""
+        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
+        return f"http://{host}:{self.port}/"
+
+    # ---- lifecycle ----------------------------------------------------------------
+
+    def start(self) -> str:
+        """Listen and serve in a thread of its own; returns the page's URL.
+
+        Raises ``ConfigError`` when the port cannot be had.
+        """
+        self._thread = threading.Thread(target=self._run, name="console-web", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(START_TIMEOUT_S):
+            raise ConfigError(f"the console page did not start within {START_TIMEOUT_S} s")
+        if self._error is not None:
+            raise ConfigError(f"cannot serve the console page on {self.config.host}:"
+                              f"{self.config.port} ({self._error}); choose another port with "
+                              "--web-port (0 takes any free one)") from self._error
+        log.info("console page at %s", self.url)
+        return self.url
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Close every page and stop serving (idempotent)."""
+        loop, stopping = self._loop, self._stopping
+        if loop is not None and stopping is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop already ended
+                loop.call_soon_threadsafe(stopping.set)
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def _run(self) -> None:
+        set_normal_thread()
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve())
+        except Exception as exc:
+            self._error = exc
+            log.error("console page server stopped: %s", exc)
+        finally:
+            self._ready.set()
+            loop.close()
+
+    async def _serve(self) -> None:
+        self._stopping = asyncio.Event()
+        app = web.Application()
+        app.router.add_get("/", self._file("index.html", "text/html"))
+        app.router.add_get("/app.js", self._file("app.js", "text/javascript"))
+        app.router.add_get("/ws", self._websocket)
+        app.router.add_get("/api/status", self._status)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.config.host, self.config.port)
+            try:
+                await site.start()
+            except OSError as exc:
+                self._error = exc
+                self._ready.set()
+                return
+            self.port = int(runner.addresses[0][1])
+            self._ready.set()
+            await self._stopping.wait()
+            for page in list(self._pages):
+                await page.ws.close()
+        finally:
+            await runner.cleanup()
+
+    # ---- HTTP -----------------------------------------------------------------------
+
+    def _file(self, name: str, content_type: str
+              ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        path = STATIC_DIR / name
+
+        async def handler(_request: web.Request) -> web.StreamResponse:
+            return web.Response(body=path.read_bytes(), content_type=content_type,
+                                headers=_HEADERS)
+
+        return handler
+
+    async def _status(self, _request: web.Request) -> web.Response:
+        return web.json_response({"hud": self.backend.hud(), "web": self.status()},
+                                 headers=_HEADERS)
+
+    # ---- pages ----------------------------------------------------------------------
+
+    async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=1 << 16, heartbeat=None)
+        await ws.prepare(request)
+        page = _Page(ws, LatencyBook(self.command_period_ns))
+        self._pages.add(page)
+        self._books.append(page.book)
+        self.pages_opened += 1
+        log.info("a console page connected (%d open)", len(self._pages))
+        tasks = [asyncio.create_task(self._sender(page)), asyncio.create_task(self._pinger(page)),
+                 asyncio.create_task(self._hud(page))]
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    self._on_text(page, str(msg.data))
+                elif msg.type == WSMsgType.BINARY:
+                    self.rejects.add("page", CodecError("binary message from the page; it "
+                                                        "sends JSON text only"))
+        finally:
+            for t in tasks:
+                t.cancel()
+            self._pages.discard(page)
+            if page.webcodecs is False:
+                self._jpeg_pages -= 1
+            log.info("a console page left (%d open)", len(self._pages))
+        return ws
+
+    async def _sender(self, page: _Page) -> None:
+        while not page.ws.closed:
+            await page.wake.wait()
+            page.wake.clear()
+            while page.outbox:
+                item = page.outbox.popleft()
+                try:
+                    if isinstance(item, bytes):
+                        page.pending_video -= 1
+                        await page.ws.send_bytes(item)
+                    else:
+                        await page.ws.send_str(item)
+                except ConnectionError:
+                    return
+
+    async def _pinger(self, page: _Page) -> None:
+        ping_id = 0
+        while not page.ws.closed:
+            ping_id += 1
+            page.pings = {k: v for k, v in page.pings.items() if k > ping_id - 16}
+            page.pings[ping_id] = now_ns()
+            page.send(json.dumps({"t": "ping", "id": ping_id}))
+            await asyncio.sleep(0.05 if ping_id < FIRST_PINGS else PING_PERIOD_S)
+
+    async def _hud(self, page: _Page) -> None:
+        while not page.ws.closed:
+            hud = self.backend.hud()
+            est = page.sync.estimate()
+            hud["page"] = {
+                "glass_to_glass_ms": page.book.recent_ms(),
+                "clock_rtt_ms": None if est is None else round(est.rtt_ns * 1e-6, 3),
+                "dropped": page.dropped,
+                "codec": {True: "h264", False: "jpeg", None: "-"}[page.webcodecs],
+            }
+            page.send(json.dumps({"t": "hud", **hud}, allow_nan=False))
+            await asyncio.sleep(HUD_PERIOD_S)
+
+    def _on_text(self, page: _Page, text: str) -> None:
+        received = now_ns()
+        try:
+            msg = parse(text)
+            if isinstance(msg, Pong):
+                self._pong(page, msg, received)
+            elif isinstance(msg, FramePainted):
+                self._painted(page, msg)
+            elif isinstance(msg, HandInput):
+                self.backend.on_input(msg, received)
+            elif isinstance(msg, PageHello):
+                self._hello(page, msg)
+            elif isinstance(msg, PageAction):
+                self._action(page, msg.action)
+        except CodecError as exc:
+            self.rejects.add("page", exc)
+
+    def _hello(self, page: _Page, msg: PageHello) -> None:
+        if page.webcodecs is False:
+            self._jpeg_pages -= 1
+        page.webcodecs = msg.webcodecs
+        if msg.webcodecs:
+            page.needs_key = True
+            self.backend.request_keyframe()
+        else:
+            self._jpeg_pages += 1
+        codec = "h264" if msg.webcodecs else "jpeg"
+        page.send(json.dumps({"t": "hello", "codec": codec, **self.backend.hello()}))
+
+    def _action(self, page: _Page, action: Action) -> None:
+        if action is Action.KEYFRAME:
+            page.needs_key = True
+            self.backend.request_keyframe()
+            return
+        if action is Action.REQUEST_CONTROL:
+            self.control_requests += 1
+        self.backend.on_action(action)
+
+    def _pong(self, page: _Page, msg: Pong, received_ns: int) -> None:
+        sent = page.pings.pop(msg.id, None)
+        if sent is None:
+            raise CodecError(f"pong {msg.id} answers no ping in flight")
+        page_ns = round(msg.at_ms * 1e6)
+        try:
+            page.sync.add(Exchange(sent, page_ns, page_ns, received_ns))
+        except ValueError as exc:
+            raise CodecError(f"pong {msg.id}: {exc}") from exc
+
+    def _painted(self, page: _Page, msg: FramePainted) -> None:
+        offset = page.offset_ns()
+        rec = page.sent.pop(msg.index, None)
+        if rec is None or offset is None:
+            page.unmatched += 1
+            return
+
+        def console_ns(page_ms: float) -> int:
+            return round(page_ms * 1e6) - offset
+
+        painted = console_ns(msg.painted_ms)
+        rx, out = console_ns(msg.received_ms), console_ns(msg.decoded_ms)
+        stages = {
+            "transport": rec.received_ns - rec.published_ns,
+            "forward": rec.forwarded_ns - rec.received_ns,
+            "to_page": rx - rec.forwarded_ns,
+            "decode": out - rx,
+            "paint": painted - out,
+        }
+        if msg.shown_ms is not None:
+            stages["display_wait"] = console_ns(msg.shown_ms) - painted
+        page.book.shown(rec.capture_ns, rec.applied_sample_ns, painted, stages)
+
+    # ---- frames (called from the console's video thread) ------------------------------
+
+    def encoded(self, body: VideoFrame, capture_ns: int, published_ns: int,
+                received_ns: int) -> None:
+        """An H.264 frame as received (stamps [ns], console clock): to WebCodecs pages."""
+        loop = self._loop
+        if loop is not None and self._pages:
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                loop.call_soon_threadsafe(self._fan_out, VideoKind.H264, body.keyframe,
+                                          body, body.data, capture_ns, published_ns,
+                                          received_ns)
+
+    def decoded(self, body: VideoFrame, image: RGBImage, capture_ns: int, published_ns: int,
+                received_ns: int) -> None:
+        """A frame the console decoded: JPEG pictures of it to pages without WebCodecs."""
+        loop = self._loop
+        if loop is None or self._jpeg_pages <= 0:
+            return
+        if self._jpeg is None or self._jpeg.size != (body.width, body.height):
+            self._jpeg = JpegEncoder(body.width, body.height)
+        picture = self._jpeg.encode(image)
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._fan_out, VideoKind.JPEG, True, body, picture,
+                                      capture_ns, published_ns, received_ns)
+
+    def _fan_out(self, kind: VideoKind, keyframe: bool, body: VideoFrame, payload: bytes,
+                 capture_ns: int, published_ns: int, received_ns: int) -> None:
+        want_h264 = kind is VideoKind.H264
+        for page in self._pages:
+            if page.webcodecs is None or page.webcodecs is not want_h264:
+                continue
+            if page.needs_key and not keyframe:
+                continue
+            if page.pending_video >= MAX_PENDING_FRAMES:
+                self._drop_backlog(page)
+                continue
+            page.needs_key = False
+            offset = page.offset_ns()
+            capture_page_ms = math.nan if offset is None else (capture_ns + offset) * 1e-6
+            index = body.frame_index & 0xFFFFFFFF
+            page.sent[index] = _Sent(capture_ns, body.applied_sample_ns, published_ns,
+                                     received_ns, now_ns())
+            while len(page.sent) > FRAMES_REMEMBERED:
+                page.sent.popitem(last=False)
+            page.send(video_message(kind, keyframe, body.width, body.height, index,
+                                    capture_page_ms, payload))
+            self.frames_sent[kind.name.lower()] += 1
+
+    def _drop_backlog(self, page: _Page) -> None:
+        kept: collections.deque[bytes | str] = collections.deque(
+            item for item in page.outbox if isinstance(item, str))
+        page.dropped += page.pending_video
+        page.outbox, page.pending_video = kept, 0
+        if page.webcodecs:
+            page.needs_key = True
+            self.backend.request_keyframe()
+
+    # ---- figures --------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Pages open and opened, frames sent by kind, page messages refused."""
+        return {
+            "url": self.url,
+            "pages_open": len(self._pages),
+            "pages_opened": self.pages_opened,
+            "frames_sent": dict(self.frames_sent),
+            "dropped": sum(p.dropped for p in self._pages),
+            "control_requests": self.control_requests,
+            "rejected": self.rejects.total,
+        }
+
+    def page_report(self) -> dict[str, Any] | None:
+        """The latency figures of the page that showed the most frames (None if none did)."""
+        books = [b for b in self._books if len(b)]
+        if not books:
+            return None
+        return max(books, key=len).summary()
+
+
+__all__ = ["STATIC_DIR", "JpegEncoder", "PageBackend", "WebConsole"]

@@ -1,0 +1,366 @@
+// The surgeon console page: endoscope video (WebCodecs H.264, JPEG fallback), HUD, input.
+// Wire format: see console/web/protocol.py. Times sent back are performance.now() [ms];
+// the console maps them onto its own clock with the ping/pong exchange.
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+const canvas = $('video');
+const ctx2d = canvas.getContext('2d', { alpha: false, desynchronized: true });
+
+const HEADER = 18;
+const KIND_H264 = 1;
+const KIND_JPEG = 2;
+const SEND_PERIOD_MS = 20;       // input messages while the hands move
+const KEEPALIVE_MS = 100;        // at least this often while the page is open (presence)
+const DEAD_ZONE = 0.15;          // gamepad sticks
+
+let ws = null;
+let hello = null;
+let decoder = null;
+let waitingKey = true;
+const arrivals = new Map();      // frame index -> arrival time [ms], until decoded
+const videoCapture = new Map();  // frame index -> capture time [ms, page clock], until drawn
+const REMEMBERED = 256;
+let lastDrawn = -1;
+let shownCapture = NaN;          // capture time of the frame on screen [ms, page clock]
+const paints = [];               // paint times of the last second [ms]
+
+const input = {
+  arm: null, keys: new Set(), clutchButton: false, hold: false,
+  nudge: [0, 0, 0], lastSent: 0, pad: null, padButtons: [],
+};
+
+function hasWebCodecs() {
+  return typeof VideoDecoder === 'function' && typeof EncodedVideoChunk === 'function';
+}
+
+function send(obj) {
+  if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(obj));
+}
+
+function setText(id, text) {
+  const el = $(id);
+  if (el && el.textContent !== text) el.textContent = text;
+}
+
+// ---- connection ------------------------------------------------------------------
+
+function connect() {
+  ws = new WebSocket(`ws://${location.host}/ws`);
+  ws.binaryType = 'arraybuffer';
+  ws.onopen = () => {
+    setText('conn', 'connected');
+    send({ t: 'hello', webcodecs: hasWebCodecs() });
+  };
+  ws.onmessage = (ev) => {
+    if (typeof ev.data === 'string') onText(JSON.parse(ev.data));
+    else onVideo(ev.data, performance.now());
+  };
+  ws.onclose = () => {
+    setText('conn', 'disconnected, retrying');
+    resetDecoder();
+    setTimeout(connect, 1000);
+  };
+}
+
+function onText(msg) {
+  if (msg.t === 'ping') send({ t: 'pong', id: msg.id, at: performance.now() });
+  else if (msg.t === 'hud') showHud(msg);
+  else if (msg.t === 'hello') onHello(msg);
+}
+
+function onHello(msg) {
+  hello = msg;
+  canvas.width = msg.width;
+  canvas.height = msg.height;
+  canvas.style.aspectRatio = `${msg.width} / ${msg.height}`;
+  const select = $('arm');
+  select.replaceChildren(...msg.arms.map((a) => new Option(a, a)));
+  input.arm = input.arm && msg.arms.includes(input.arm) ? input.arm : msg.arms[0];
+  select.value = input.arm;
+  for (const id of ['clutch', 'hold']) $(id).disabled = !msg.drives;
+  setText('input-state', msg.drives ? '' : `arms follow the ${msg.device} device`);
+  setText('hud-console', `${msg.console} ${msg.console_session}`);
+}
+
+// ---- video -------------------------------------------------------------------------
+
+function codecOf(data) {
+  // avc1.PPCCLL from the SPS (NAL type 7): profile, constraint flags, level.
+  for (let i = 0; i + 6 < data.length; i++) {
+    if (data[i] === 0 && data[i + 1] === 0 && data[i + 2] === 1 && (data[i + 3] & 0x1f) === 7) {
+      const hex = (b) => b.toString(16).padStart(2, '0');
+      return `avc1.${hex(data[i + 4])}${hex(data[i + 5])}${hex(data[i + 6])}`;
+    }
+  }
+  return null;
+}
+
+function resetDecoder() {
+  if (decoder && decoder.state !== 'closed') decoder.close();
+  decoder = null;
+  waitingKey = true;
+  arrivals.clear();
+}
+
+function lostStream(why) {
+  console.warn('video decoder:', why);
+  resetDecoder();
+  send({ t: 'action', a: 'keyframe' });
+}
+
+function makeDecoder(data) {
+  const codec = codecOf(data);
+  if (!codec) return null;
+  const d = new VideoDecoder({
+    output: (frame) => {
+      const index = frame.timestamp;
+      const out = performance.now();
+      draw(index, frame, arrivals.get(index), out);
+      arrivals.delete(index);
+      frame.close();
+    },
+    error: (e) => lostStream(e.message),
+  });
+  // No description: the stream is Annex B, parameter sets in band.
+  d.configure({ codec, optimizeForLatency: true, hardwareAcceleration: 'no-preference' });
+  return d;
+}
+
+function forgetOld(map) {
+  // Frames the decoder dropped never come out: forget the oldest beyond a few seconds' worth.
+  for (const k of map.keys()) {
+    if (map.size <= REMEMBERED) break;
+    map.delete(k);
+  }
+}
+
+function onVideo(buf, rx) {
+  const view = new DataView(buf);
+  const kind = view.getUint8(0);
+  const key = (view.getUint8(1) & 1) === 1;
+  const index = view.getUint32(6, true);
+  const capture = view.getFloat64(10, true);
+  const data = new Uint8Array(buf, HEADER);
+  videoCapture.set(index, capture);
+  forgetOld(videoCapture);
+  forgetOld(arrivals);
+  if (kind === KIND_JPEG) {
+    createImageBitmap(new Blob([data], { type: 'image/jpeg' })).then((bitmap) => {
+      draw(index, bitmap, rx, performance.now());
+      bitmap.close();
+    });
+    return;
+  }
+  if (kind !== KIND_H264) return;
+  if (waitingKey) {
+    if (!key) return;
+    decoder = decoder || makeDecoder(data);
+    if (!decoder) return;
+    waitingKey = false;
+  }
+  arrivals.set(index, rx);
+  try {
+    decoder.decode(new EncodedVideoChunk({ type: key ? 'key' : 'delta', timestamp: index, data }));
+  } catch (e) {
+    lostStream(e.message);
+  }
+}
+
+function draw(index, image, rx, out) {
+  const capture = videoCapture.get(index);
+  videoCapture.delete(index);
+  if (index <= lastDrawn && lastDrawn - index < 1 << 30) return;  // an older picture, late
+  lastDrawn = index;
+  ctx2d.drawImage(image, 0, 0, canvas.width, canvas.height);
+  const paint = performance.now();
+  shownCapture = capture;
+  paints.push(paint);
+  const report = { t: 'frame', i: index, rx: rx ?? out, out, paint, shown: null };
+  if (document.hidden) send(report);
+  else requestAnimationFrame(() => { report.shown = performance.now(); send(report); });
+}
+
+// ---- HUD -----------------------------------------------------------------------------
+
+const ms = (d) => (d && d.p50 !== undefined ? `${d.p50.toFixed(1)} / ${d.p99.toFixed(1)} ms` : '-');
+
+function showHud(h) {
+  const s = h.safety || {};
+  const state = $('hud-safety');
+  setText('hud-safety', s.state || '-');
+  state.className = s.state || '';
+  setText('hud-modes', Object.entries(s.modes || {}).map(([a, m]) => `${a} ${m}`).join(', ') || '-');
+  setText('hud-counters', `${s.holds ?? '-'} / ${s.rejected ?? '-'} / ${s.stale ?? '-'}`);
+  setText('hud-clutch', Object.entries(h.clutch || {}).map(([a, c]) => `${a} ${c}`).join(', ') +
+          (h.hold ? ' (hold)' : ''));
+  $('hold').classList.toggle('on', !!h.hold);
+  input.hold = !!h.hold;
+  const o = h.owner || {};
+  setText('hud-owner', (o.owner || 'unowned') + (o.requested ? ` (requested ${o.requested}x)` : ''));
+  setText('hud-arm-sessions', Object.entries(o.arms || {}).map(([a, s2]) => `${a} ${s2 || '-'}`).join(', ') || '-');
+  const c = h.control || {};
+  setText('hud-device', c.device || '-');
+  setText('hud-control-rate', c.rate_hz != null ? `${c.rate_hz.toFixed(0)} Hz` : '-');
+  setText('hud-control-latency', ms(c.latency_ms));
+  showLinks(h.links || {});
+  const p = h.page || {};
+  setText('hud-codec', p.codec || '-');
+  setText('hud-g2g', ms(p.glass_to_glass_ms));
+  setText('hud-clock', p.clock_rtt_ms != null ? `${p.clock_rtt_ms.toFixed(2)} ms` : '-');
+  const v = h.video || {};
+  setText('hud-frames', v.decoder ? `${v.received} / ${v.decoder.lost}` : 'video off');
+  const t = h.task;
+  setText('hud-task', t ? `${t.name || 'task'}: ${t.completed ?? 0} done, ${t.on_target ?? 0} on target` : '-');
+  const alarms = $('hud-alarms');
+  const items = (h.alarms || []).map((a) => { const li = document.createElement('li'); li.textContent = a; return li; });
+  alarms.replaceChildren(...items);
+}
+
+function showLinks(links) {
+  const dl = $('hud-links');
+  const rows = [];
+  for (const [path, st] of Object.entries(links)) {
+    const rtt = st.rtt_ms ? ms(st.rtt_ms) : null;
+    const oneWay = st.one_way_ms ? ms(st.one_way_ms) : null;
+    const dt = document.createElement('dt');
+    dt.textContent = path;
+    const dd = document.createElement('dd');
+    dd.textContent = [rtt && `rtt ${rtt}`, oneWay && `one-way ${oneWay}`].filter(Boolean).join(' · ') ||
+      JSON.stringify(st).slice(0, 60);
+    rows.push(dt, dd);
+  }
+  if (rows.length) dl.replaceChildren(...rows);
+}
+
+function tick() {
+  const now = performance.now();
+  while (paints.length && now - paints[0] > 1000) paints.shift();
+  setText('hud-fps', `${paints.length}`);
+  setText('hud-video-age', Number.isFinite(shownCapture) ? `${(now - shownCapture).toFixed(0)} ms` : '-');
+  pollGamepad();
+  sendInput(now);
+}
+
+// ---- input ---------------------------------------------------------------------------
+
+const MOVES = {
+  KeyD: [0, 1], KeyA: [0, -1], KeyF: [1, 1], KeyR: [1, -1], KeyW: [2, 1], KeyS: [2, -1],
+};
+
+function axis(v) { return Math.abs(v) < DEAD_ZONE ? 0 : v; }
+
+function pollGamepad() {
+  const pads = navigator.getGamepads ? navigator.getGamepads() : [];
+  const pad = Array.from(pads).find((p) => p && p.connected) || null;
+  const pressed = pad ? pad.buttons.map((b) => b.pressed) : [];
+  const was = input.padButtons;
+  if (pad) {
+    if (pressed[1] && !was[1]) toggleHold();
+    if (pressed[5] && !was[5] && hello) {
+      const i = (hello.arms.indexOf(input.arm) + 1) % hello.arms.length;
+      selectArm(hello.arms[i]);
+    }
+  }
+  input.padButtons = pressed;
+  input.pad = pad;
+}
+
+function state() {
+  const move = [0, 0, 0];
+  let roll = 0;
+  for (const code of input.keys) {
+    const m = MOVES[code];
+    if (m) move[m[0]] += m[1];
+  }
+  if (input.keys.has('KeyQ')) roll -= 1;
+  if (input.keys.has('KeyE')) roll += 1;
+  let grip = input.keys.has('KeyG') ? 0 : 1;
+  let clutch = input.keys.has('Space') || input.clutchButton;
+  const pad = input.pad;
+  if (pad) {
+    move[0] += axis(pad.axes[0] || 0);
+    move[1] += axis(pad.axes[1] || 0);
+    move[2] -= axis(pad.axes[3] || 0);
+    roll += axis(pad.axes[2] || 0);
+    if (pad.buttons[7]) grip = Math.min(grip, 1 - pad.buttons[7].value);
+    clutch = clutch || !!(pad.buttons[4] && pad.buttons[4].pressed) ||
+      !!(pad.buttons[0] && pad.buttons[0].pressed);
+  }
+  const clamp = (v) => Math.max(-1, Math.min(1, v));
+  return { move: move.map(clamp), roll: clamp(roll), grip, clutch };
+}
+
+function sendInput(now) {
+  if (!hello || !hello.drives || !input.arm || document.hidden) return;
+  const s = state();
+  const active = s.move.some((v) => v !== 0) || s.roll !== 0 || input.nudge.some((v) => v !== 0);
+  if (now - input.lastSent < (active ? SEND_PERIOD_MS : KEEPALIVE_MS)) return;
+  const lim = (v) => Math.max(-2000, Math.min(2000, v));
+  send({ t: 'input', arm: input.arm, move: s.move, nudge: input.nudge.map(lim), roll: s.roll,
+         grip: s.grip, clutch: s.clutch });
+  input.nudge = [0, 0, 0];
+  input.lastSent = now;
+}
+
+function sendNow() { input.lastSent = 0; sendInput(performance.now()); }
+
+function selectArm(arm) {
+  // The arm left behind keeps no fresh input, so its instrument locks where it is.
+  input.arm = arm;
+  $('arm').value = arm;
+  sendNow();
+}
+
+function toggleHold() {
+  send({ t: 'action', a: input.hold ? 'resume' : 'hold' });
+  input.hold = !input.hold;
+  $('hold').classList.toggle('on', input.hold);
+}
+
+document.addEventListener('keydown', (e) => {
+  if (e.target instanceof HTMLSelectElement) return;
+  if (e.code === 'KeyH' && !e.repeat) toggleHold();
+  else if ((e.code === 'Digit1' || e.code === 'Digit2') && hello) {
+    const arm = hello.arms[Number(e.code.slice(-1)) - 1];
+    if (arm) selectArm(arm);
+  } else if (MOVES[e.code] || ['KeyQ', 'KeyE', 'KeyG', 'Space'].includes(e.code)) {
+    input.keys.add(e.code);
+    e.preventDefault();
+    if (!e.repeat) sendNow();
+  }
+});
+document.addEventListener('keyup', (e) => {
+  if (input.keys.delete(e.code)) sendNow();
+});
+window.addEventListener('blur', () => { input.keys.clear(); input.clutchButton = false; });
+
+canvas.addEventListener('pointerdown', (e) => {
+  if (e.button === 0) canvas.setPointerCapture(e.pointerId);
+  canvas.focus();
+});
+canvas.addEventListener('pointermove', (e) => {
+  if (e.buttons & 1) {
+    // Screen axes are the view's (x right, y down): a drag moves the hand along them.
+    input.nudge[0] += e.movementX;
+    input.nudge[1] += e.movementY;
+  }
+});
+canvas.addEventListener('wheel', (e) => {
+  input.nudge[2] -= e.deltaY;
+  e.preventDefault();
+}, { passive: false });
+
+const clutchButton = $('clutch');
+clutchButton.addEventListener('pointerdown', () => { input.clutchButton = true; sendNow(); });
+for (const ev of ['pointerup', 'pointerleave', 'pointercancel']) {
+  clutchButton.addEventListener(ev, () => {
+    if (input.clutchButton) { input.clutchButton = false; sendNow(); }
+  });
+}
+$('hold').addEventListener('click', toggleHold);
+$('request').addEventListener('click', () => send({ t: 'action', a: 'request_control' }));
+$('arm').addEventListener('change', (e) => selectArm(e.target.value));
+
+setInterval(tick, 10);
+connect();
