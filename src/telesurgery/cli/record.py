@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from telesurgery.cli.common import setup_logging, stop_on_signals, write_json
+from telesurgery.clock import SWITCH_INTERVAL_S
 from telesurgery.config import ZenohConfig, load
 from telesurgery.record.recorder import Recorder
 from telesurgery.transport.session import open_session
@@ -37,7 +39,9 @@ def record(
 ) -> None:
     """Record telesurgery/<session>/** (commands, state, safety, status, video) to MCAP."""
     setup_logging(log_level)
-
+    # Zenoh's receive thread needs the GIL for every sample: while the writer thread holds
+    # it for the default 5 ms, samples back up into the router, which drops them.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     stop = stop_on_signals()
     cfg = load(ZenohConfig, None, mode=mode or ("peer" if listen else "client"), listen=listen,
                connect=connect)

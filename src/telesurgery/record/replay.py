@@ -1,0 +1,439 @@
+"""Replay: a recorded session's commands through a fresh safety supervisor into the simulator.
+
+The patient node's servo loop runs tick k (supervisor, then one physics step)
+and publishes each arm's ``measured_cp`` every E ticks, numbered 1, 2, ... from
+tick 0: so ``measured_cp`` number q was taken right after tick (q - 1) E, and
+its send time [ns, patient clock] tells when that tick ran. Replay rebuilds the
+loop in simulated time from those anchors: tick k runs at the wall time
+interpolated between them (a stalled real loop that skipped ticks is replayed
+with the ticks it really ran, not with wall time).
+
+Each recorded command (``servo_cp``, ``jaw/servo_jp``) must reach the replayed
+supervisor before the same tick that it reached the real one. Its arrival is
+estimated as its send time plus the clock offset plus a delay, fitted so that
+the command each arm tracked at each anchor (``measured_cp.applied_seq``)
+matches best; the recorded ``applied_seq`` of following arms then pins every
+pose command to the anchor interval it was applied in. What remains uncertain is
+the tick within an interval (E = 2 at the default 1 kHz / 500 Hz): a shift of
+one millisecond, micrometres at surgical speeds.
+
+The supervisor gets a simulated clock (the replayed tick's wall time), so its
+watchdog, command ages and clutch logic decide as they did; ``SimRobot`` steps
+its fixed 1 ms. What replay cannot reproduce exactly is contact: a grasped or
+pushed ring is a chaotic system, and the arm feels its contact forces. The
+deviation is therefore reported for the whole trajectory and for the samples in
+free space (no contact on the instrument in the recording or in the replay);
+the tolerance applies to free space.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from telesurgery.config import SafetyConfig
+from telesurgery.errors import ConfigError, RecordingError
+from telesurgery.geometry import quat_angle
+from telesurgery.record.audit import AuditKind
+from telesurgery.record.layout import TRAIL_SUFFIX, audit_dir
+from telesurgery.record.reader import Recording
+from telesurgery.robots.sim.robot import SimRobot
+from telesurgery.safety.supervisor import Supervisor
+from telesurgery.transport.codec import (
+    JawServoJP,
+    MeasuredCF,
+    MeasuredCP,
+    Message,
+    SafetyEvent,
+    ServoCP,
+    Status,
+)
+from telesurgery.types import ArmMode
+
+log = logging.getLogger(__name__)
+
+FREE_SPACE_TOLERANCE_MM: Final = 0.5
+"""Default largest tool-tip deviation [mm] in free space. Our choice: a replay off by one
+tick for every command stays tens of micrometres away; half a millimetre is far below
+what a surgeon sees and far above what timing alone explains, so exceeding it means the
+replay did not reproduce the session."""
+DELAY_GRID_MS: Final = np.arange(0.0, 5.001, 0.05)
+"""Candidate command delays [ms] (send -> patient), fitted against the anchors."""
+_FOLLOWING: Final = ArmMode.FOLLOWING
+
+
+@dataclass(frozen=True, slots=True)
+class ArmDeviation:
+    """How far the replayed tool tip ran from the recorded one, over ``samples`` anchors.
+
+    Positions [mm], orientations [rad]; ``free_*`` over the ``free_samples`` without
+    contact on the instrument; ``applied_match``: fraction of anchors where the replayed
+    supervisor tracked the same command as the recorded one.
+    """
+
+    arm: str
+    samples: int
+    max_mm: float
+    rms_mm: float
+    max_rad: float
+    free_samples: int
+    free_max_mm: float
+    free_rms_mm: float
+    applied_match: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return {"arm": self.arm, "samples": self.samples, "max_mm": round(self.max_mm, 4),
+                "rms_mm": round(self.rms_mm, 4), "max_rad": round(self.max_rad, 5),
+                "free_samples": self.free_samples, "free_max_mm": round(self.free_max_mm, 4),
+                "free_rms_mm": round(self.free_rms_mm, 4),
+                "applied_match": round(self.applied_match, 4)}
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    """What a replay did and how close it came; ``ok`` when every arm's free-space
+    deviation is within ``tolerance_mm``."""
+
+    arms: tuple[ArmDeviation, ...]
+    tolerance_mm: float
+    ticks: int
+    commands: int
+    delay_ms: float
+    rejected: dict[str, int]
+    recorded_events: int
+    replayed_events: int
+    task: dict[str, Any]
+    wall_s: float
+
+    @property
+    def ok(self) -> bool:
+        """True when every arm stayed within the tolerance in free space."""
+        return bool(self.arms) and all(a.free_max_mm <= self.tolerance_mm for a in self.arms)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return {"ok": self.ok, "tolerance_mm": self.tolerance_mm, "ticks": self.ticks,
+                "sim_s": round(self.ticks * 1e-3, 3), "commands": self.commands,
+                "delay_ms": round(self.delay_ms, 3), "rejected": self.rejected,
+                "safety_events": {"recorded": self.recorded_events,
+                                  "replayed": self.replayed_events},
+                "task": self.task, "wall_s": round(self.wall_s, 3),
+                "arms": [a.as_dict() for a in self.arms]}
+
+
+@dataclass
+class _Session:
+    """The recorded pieces replay needs."""
+
+    commands: list[Message] = field(default_factory=list)
+    measured: dict[str, list[Message]] = field(default_factory=dict)
+    contact: dict[str, dict[int, bool]] = field(default_factory=dict)
+    events: int = 0
+    servo_rate_hz: float = 1000.0
+    offset_ns: int = 0
+    task: dict[str, Any] = field(default_factory=dict)
+
+
+def _load(recording: Recording) -> _Session:
+    s = _Session()
+    seen: set[tuple[str, int, int]] = set()
+    for rec in recording.messages():
+        msg, body = rec.message, rec.message.body
+        if isinstance(body, ServoCP | JawServoJP):
+            # A command recorded twice (two routes to the recorder) is one command.
+            ident = (rec.key, msg.session, msg.seq)
+            if ident not in seen:
+                seen.add(ident)
+                s.commands.append(msg)
+        elif isinstance(body, MeasuredCP):
+            s.measured.setdefault(body.arm, []).append(msg)
+        elif isinstance(body, MeasuredCF):
+            touching = any(f != 0.0 for f in body.wrench.force)
+            s.contact.setdefault(body.arm, {})[msg.seq] = touching
+        elif isinstance(body, SafetyEvent):
+            s.events += 1
+        elif isinstance(body, Status) and body.data.get("node") == "patient":
+            _patient_status(s, body.data)
+    for arm, msgs in s.measured.items():
+        # One copy per number: state goes out on every path and the main session.
+        unique = {m.seq: m for m in msgs}
+        s.measured[arm] = [unique[q] for q in sorted(unique)]
+    return s
+
+
+def _patient_status(s: _Session, data: dict[str, Any]) -> None:
+    rate = data.get("servo", {}).get("rate_hz")
+    if isinstance(rate, int | float) and rate > 0:
+        s.servo_rate_hz = float(rate)
+    offset = data.get("link", {}).get("clock", {}).get("offset_ms")
+    if isinstance(offset, int | float):
+        s.offset_ns = round(offset * 1e6)
+    task = data.get("task")
+    if isinstance(task, dict):
+        s.task = task
+
+
+def _safety_config(directory: Path) -> SafetyConfig:
+    """The safety limits the patient ran with, from its audit trail's ``session_start``
+    (defaults when the session has no trail)."""
+    for trail in sorted(audit_dir(directory).glob("patient-*" + TRAIL_SUFFIX)):
+        try:
+            first = json.loads(trail.read_text(encoding="utf-8").split("\n", 1)[0])
+        except (OSError, ValueError):
+            continue
+        if first.get("kind") == AuditKind.SESSION_START and "safety" in first.get("data", {}):
+            try:
+                return SafetyConfig.model_validate(first["data"]["safety"])
+            except ValueError as exc:
+                raise RecordingError(f"{trail}: session_start holds invalid safety limits "
+                                     f"({exc}); the trail is damaged") from exc
+    log.info("no patient audit trail with safety limits in %s; replaying with defaults",
+             directory)
+    return SafetyConfig()
+
+
+class _Clock:
+    """The supervisor's clock during replay: set by the replay loop [ns]."""
+
+    def __init__(self) -> None:
+        self.now_ns = 0
+
+    def __call__(self) -> int:
+        return self.now_ns
+
+
+@dataclass(frozen=True, slots=True)
+class _Timeline:
+    """Tick index <-> wall time [ns] from the anchors (tick, send time)."""
+
+    ticks: np.ndarray
+    walls: np.ndarray
+    period_ns: int
+
+    def wall(self, tick: np.ndarray) -> np.ndarray:
+        t = np.asarray(tick, dtype=np.float64)
+        inside = np.interp(t, self.ticks, self.walls)
+        before = self.walls[0] + (t - self.ticks[0]) * self.period_ns
+        after = self.walls[-1] + (t - self.ticks[-1]) * self.period_ns
+        return np.where(t < self.ticks[0], before, np.where(t > self.ticks[-1], after, inside))
+
+    def tick_after(self, wall_ns: np.ndarray) -> np.ndarray:
+        """The first tick that runs after ``wall_ns`` [ns]."""
+        w = np.asarray(wall_ns, dtype=np.float64)
+        inside = np.interp(w, self.walls, self.ticks)
+        before = self.ticks[0] + (w - self.walls[0]) / self.period_ns
+        after = self.ticks[-1] + (w - self.walls[-1]) / self.period_ns
+        k = np.where(w < self.walls[0], before, np.where(w > self.walls[-1], after, inside))
+        return np.maximum(np.floor(k).astype(np.int64) + 1, 0)
+
+
+def _timeline(s: _Session, arms: Sequence[str]) -> tuple[_Timeline, int]:
+    period_ns = round(1e9 / s.servo_rate_hz)
+    ref = max(arms, key=lambda a: len(s.measured[a]))
+    seqs = np.array([m.seq for m in s.measured[ref]], dtype=np.int64)
+    sent = np.array([m.sent_ns for m in s.measured[ref]], dtype=np.float64)
+    if seqs.size < 2:
+        raise RecordingError("the recording holds fewer than two measured_cp of any arm; "
+                             "nothing to replay against")
+    every = max(1, round(float(np.median(np.diff(sent) / np.diff(seqs))) / period_ns))
+    return _Timeline((seqs - 1) * every, sent, period_ns), every
+
+
+@dataclass
+class _Anchors:
+    """One arm's recorded anchors: tick, applied command, whether following."""
+
+    ticks: np.ndarray
+    applied: np.ndarray
+    following: np.ndarray
+
+
+def _anchors(s: _Session, arm: str, every: int) -> _Anchors:
+    msgs = s.measured[arm]
+    bodies = [m.body for m in msgs if isinstance(m.body, MeasuredCP)]
+    return _Anchors(np.array([(m.seq - 1) * every for m in msgs], dtype=np.int64),
+                    np.array([b.applied_seq for b in bodies], dtype=np.int64),
+                    np.array([b.mode is _FOLLOWING for b in bodies], dtype=bool))
+
+
+def _fit_delay(pose_cmds: dict[str, tuple[np.ndarray, np.ndarray]],
+               anchors: dict[str, _Anchors], line: _Timeline, offset_ns: int) -> float:
+    """The send -> arrival delay [ns] under which the most following anchors track the
+    command the recording says they tracked."""
+    best, best_score = 0.0, -1
+    for d_ms in DELAY_GRID_MS:
+        score = 0
+        for arm, (seqs, sent) in pose_cmds.items():
+            a = anchors[arm]
+            if not seqs.size or not a.following.any():
+                continue
+            arrive_tick = line.tick_after(sent + offset_ns + d_ms * 1e6)
+            # The newest command that arrived before each following anchor's tick.
+            at = np.searchsorted(arrive_tick, a.ticks[a.following], side="right") - 1
+            predicted = np.where(at >= 0, seqs[np.maximum(at, 0)], 0)
+            score += int(np.count_nonzero(predicted == a.applied[a.following]))
+        if score > best_score:
+            best, best_score = float(d_ms * 1e6), score
+    return best
+
+
+def _pin(seqs: np.ndarray, ticks: np.ndarray, a: _Anchors) -> np.ndarray:
+    """Move pose commands into the anchor interval the recording says they were applied in.
+
+    A following anchor at tick T tracking command S means commands up to S arrived before
+    tick T ran, and later ones after it. Where the anchors contradict themselves (several
+    console sessions), the estimate stands.
+    """
+    f_ticks, f_applied = a.ticks[a.following], a.applied[a.following]
+    if not f_ticks.size:
+        return ticks
+    # Latest: the first following anchor that tracks S or a later command.
+    order = np.maximum.accumulate(f_applied)
+    i = np.searchsorted(order, seqs, side="left")
+    latest = np.where(i < f_ticks.size, f_ticks[np.minimum(i, f_ticks.size - 1)],
+                      np.iinfo(np.int64).max)
+    # Earliest: just after the last following anchor that tracks an older command.
+    j = np.searchsorted(order, seqs, side="left") - 1
+    earliest = np.where(j >= 0, f_ticks[np.maximum(j, 0)] + 1, 0)
+    pinned = np.where(earliest <= latest, np.clip(ticks, earliest, latest), ticks)
+    return np.asarray(pinned, dtype=np.int64)
+
+
+def _schedule(s: _Session, arms: Sequence[str], line: _Timeline, every: int
+              ) -> tuple[list[tuple[int, int, Message]], float]:
+    """Every command with the tick it is submitted before, in submission order; and the
+    fitted delay [ns]."""
+    anchors = {arm: _anchors(s, arm, every) for arm in arms}
+    streams: dict[tuple[str, int, bool], list[Message]] = {}
+    for msg in s.commands:
+        body = msg.body
+        assert isinstance(body, ServoCP | JawServoJP)
+        streams.setdefault((body.arm, msg.session, isinstance(body, ServoCP)), []).append(msg)
+    for msgs in streams.values():
+        msgs.sort(key=lambda m: m.seq)
+    pose_cmds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for (arm, _, is_pose), msgs in streams.items():
+        if is_pose and arm in anchors:
+            released = [m for m in msgs if isinstance(m.body, ServoCP) and not m.body.clutch]
+            pose_cmds[arm] = (np.array([m.seq for m in released], dtype=np.int64),
+                              np.array([m.sent_ns for m in released], dtype=np.float64))
+    delay = _fit_delay(pose_cmds, anchors, line, s.offset_ns)
+    sessions_per_arm: dict[str, int] = {}
+    for arm, _, is_pose in streams:
+        sessions_per_arm[arm] = sessions_per_arm.get(arm, 0) + is_pose
+    out: list[tuple[int, int, Message]] = []
+    pose_tick: dict[tuple[str, int, int], int] = {}
+    for pose_first in (True, False):
+        for (arm, session, is_pose), msgs in streams.items():
+            if is_pose is not pose_first:
+                continue
+            sent = np.array([m.sent_ns for m in msgs], dtype=np.float64)
+            arrive = sent + s.offset_ns + delay
+            ticks = line.tick_after(arrive)
+            if is_pose and arm in anchors and sessions_per_arm[arm] == 1:
+                seqs = np.array([m.seq for m in msgs], dtype=np.int64)
+                released = np.array([isinstance(m.body, ServoCP) and not m.body.clutch
+                                     for m in msgs])
+                pinned = _pin(seqs[released], ticks[released], anchors[arm])
+                ticks = ticks.copy()
+                ticks[released] = pinned
+            elif not is_pose:
+                # A jaw command leaves with the pose command of the same input sample.
+                ticks = np.array([pose_tick.get((arm, session, m.body.sample_ns), int(t))
+                                  for m, t in zip(msgs, ticks, strict=True)], dtype=np.int64)
+            # A stream's commands arrive in order: never schedule one before its elder.
+            ticks = np.maximum.accumulate(ticks)
+            for m, t, a in zip(msgs, ticks, arrive, strict=True):
+                out.append((int(t), int(a), m))
+                if is_pose:
+                    pose_tick[(arm, session, m.body.sample_ns)] = int(t)
+    out.sort(key=lambda x: (x[0], x[1], isinstance(x[2].body, JawServoJP), x[2].seq))
+    return out, delay
+
+
+def replay(directory: Path, tolerance_mm: float = FREE_SPACE_TOLERANCE_MM,
+           arms: Sequence[str] | None = None) -> ReplayResult:
+    """Replay the session recorded in ``directory`` and measure how far it ran from the
+    recording. Raises ``RecordingError`` when there is nothing to replay."""
+    if not (math.isfinite(tolerance_mm) and tolerance_mm > 0):
+        raise ConfigError(f"tolerance {tolerance_mm} mm must be positive, e.g. 0.5")
+    started = time.perf_counter()
+    s = _load(Recording(directory))
+    robot = SimRobot()
+    chosen = [a for a in (arms or robot.arms) if a in s.measured]
+    if not chosen:
+        raise RecordingError(f"no measured_cp of {list(arms or robot.arms)} in {directory}; "
+                             "record the patient's state (telesurgery record or demo --record)")
+    if not s.commands:
+        raise RecordingError(f"no commands in {directory}: the recorder did not see servo_cp "
+                             "(sessions over dedicated control paths, demo --link, carry "
+                             "them off the site router); nothing to replay")
+    line, every = _timeline(s, chosen)
+    schedule, delay = _schedule(s, chosen, line, every)
+    clock = _Clock()
+    events: list[SafetyEvent] = []
+    sup = Supervisor(robot, _safety_config(directory), events.append,
+                     period_s=line.period_ns * 1e-9, arms=list(robot.arms), clock=clock)
+    robot.enable()
+    sup.enable()
+    last_tick = max(int(line.ticks[-1]), *(((len(m) and (m[-1].seq - 1) * every) or 0)
+                                          for m in s.measured.values()))
+    walls = line.wall(np.arange(last_tick + 2)).astype(np.int64)
+    compare = {arm: {(m.seq - 1) * every: m for m in s.measured[arm]} for arm in chosen}
+    errors: dict[str, list[tuple[float, float, bool, bool]]] = {a: [] for a in chosen}
+    dt = line.period_ns * 1e-9
+    i = 0
+    for k in range(last_tick + 1):
+        while i < len(schedule) and schedule[i][0] <= k:
+            _, arrive, msg = schedule[i]
+            # Received within the interval before tick k, as close to the estimate as fits.
+            clock.now_ns = min(max(arrive, int(walls[k - 1]) + 1 if k else arrive),
+                               int(walls[k]) - 1)
+            sup.submit(msg, clock.now_ns)
+            i += 1
+        clock.now_ns = int(walls[k])
+        sup.tick(clock.now_ns)
+        robot.step(dt)
+        for arm in chosen:
+            rec = compare[arm].get(k)
+            if rec is None or not isinstance(rec.body, MeasuredCP):
+                continue
+            ours = robot.arms[arm].measured_cp()
+            theirs = rec.body.measured
+            free = not s.contact.get(arm, {}).get(rec.seq, False) and not any(
+                f != 0.0 for f in robot.arms[arm].measured_cf().force)
+            errors[arm].append((ours.distance(theirs),
+                                quat_angle(ours.orientation, theirs.orientation), free,
+                                sup.applied(arm)[0] == rec.body.applied_seq))
+    sup.disable()  # as the node does when it stops, so the transitions compare one to one
+    deviations = tuple(_deviation(arm, errors[arm]) for arm in chosen)
+    rejected = sup.snapshot()["rejected_by_reason"]
+    return ReplayResult(deviations, tolerance_mm, last_tick + 1, len(schedule), delay * 1e-6,
+                        rejected, s.events, len(events),
+                        {"recorded": s.task, "replayed": robot.task_status()},
+                        time.perf_counter() - started)
+
+
+def _deviation(arm: str, rows: list[tuple[float, float, bool, bool]]) -> ArmDeviation:
+    if not rows:
+        return ArmDeviation(arm, 0, math.nan, math.nan, math.nan, 0, math.nan, math.nan, 0.0)
+    a = np.array(rows, dtype=np.float64)
+    dist_mm, angle, free, match = a[:, 0] * 1e3, a[:, 1], a[:, 2] > 0, a[:, 3] > 0
+    f = dist_mm[free]
+    return ArmDeviation(arm, len(rows), float(dist_mm.max()),
+                        float(np.sqrt(np.mean(dist_mm ** 2))), float(angle.max()),
+                        int(f.size), float(f.max()) if f.size else 0.0,
+                        float(np.sqrt(np.mean(f ** 2))) if f.size else 0.0,
+                        float(match.mean()))
+
+
+__all__ = ["FREE_SPACE_TOLERANCE_MM", "ArmDeviation", "ReplayResult", "replay"]
