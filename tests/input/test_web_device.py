@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from telesurgery.config import ConsoleConfig
+from telesurgery.config import ConsoleConfig, WebConfig
 from telesurgery.errors import CodecError, ConfigError
 from telesurgery.geometry import quat_to_rotvec
 from telesurgery.input.registry import make_device
@@ -108,4 +108,4 @@ def test_the_registry_makes_it_from_the_console_config() -> None:
     assert dev.rate_hz == 500.0
     assert not dev.auto_reclutch
     with pytest.raises(ConfigError, match="turn the page on"):
-        make_device(ConsoleConfig(device="web", web={"enabled": False}))
+        make_device(ConsoleConfig(device="web", web=WebConfig(enabled=False)))
