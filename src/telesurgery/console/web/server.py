@@ -1,8 +1,9 @@
 """The console's web page: aiohttp on loopback, in a thread with its own event loop.
 
 Serves ``static/`` (the page) and one WebSocket per open page (``/ws``; the
-message layout is in ``protocol.py``); ``/api/status`` returns the HUD and the
-page figures as JSON. Frames reach the pages as they reach the console:
+message layout is in ``protocol.py``); ``/api/status`` returns the HUD, the
+page counters and the page latency figures as JSON. Frames reach the pages as
+they reach the console:
 
 - pages with WebCodecs get each H.264 access unit as received from Zenoh,
   before the console decodes its own copy, starting at an IDR (a joining page
@@ -275,8 +276,8 @@ class WebConsole:
         return handler
 
     async def _status(self, _request: web.Request) -> web.Response:
-        return web.json_response({"hud": self.backend.hud(), "web": self.status()},
-                                 headers=_HEADERS)
+        return web.json_response({"hud": self.backend.hud(), "web": self.status(),
+                                  "page": self.page_report()}, headers=_HEADERS)
 
     # ---- pages ----------------------------------------------------------------------
 

@@ -1,0 +1,289 @@
+"""The surgeon console page in headless Chromium against a real patient node and console.
+
+Patient and console run as processes on loopback (console ``--device web``); the
+system's Chromium (never a downloaded one) loads the page through Playwright.
+Checks: frames are painted and look like the rendered scene (WebCodecs and the
+JPEG fallback), the HUD's numbers update, paint reports reach the console, and
+a key held in the page moves the instrument in the robot's measured state.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from telesurgery.camera import CameraRenderer, RGBImage
+from telesurgery.config import ZenohConfig
+from telesurgery.demo.processes import NodeProcess, free_port
+from telesurgery.errors import TransportError
+from telesurgery.robots.sim.robot import SimRobot
+from telesurgery.transport.codec import MeasuredCP, Message
+from telesurgery.transport.keys import Keys
+from telesurgery.transport.session import RejectCounter, open_session, subscribe
+from telesurgery.types import Pose
+from telesurgery.video.quality import psnr
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+WAIT_S = 90.0  # generous: software rendering and decoding on a shared 2-core machine
+SESSION = "webtest"
+SIMILAR_DB = 25.0
+"""The page's picture against a render of the scene: H.264 or JPEG, a canvas, and the arms
+a hair off their start poses; unrelated pictures of the scene (shifted) score far lower."""
+
+sync_api = pytest.importorskip("playwright.sync_api")
+if not CHROMIUM.exists():
+    pytest.skip("the system Chromium (/usr/bin/chromium) is not installed",
+                allow_module_level=True)
+
+
+def _wait(condition: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
+        time.sleep(0.05)
+
+
+@dataclass
+class Tips:
+    """The latest measured tool tip of each arm, from the patient's measured_cp."""
+
+    poses: dict[str, Pose] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def on_measured(self, msg: Message, _received_ns: int) -> None:
+        if isinstance(msg.body, MeasuredCP):
+            with self.lock:
+                self.poses[msg.body.arm] = msg.body.measured
+
+    def get(self, arm: str) -> Pose | None:
+        with self.lock:
+            return self.poses.get(arm)
+
+
+@dataclass
+class System:
+    url: str
+    tips: Tips
+    console: NodeProcess
+
+    def status(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"{self.url}api/status", timeout=10) as r:
+            data: dict[str, Any] = json.loads(r.read())
+        return data
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    """Patient node and a web-driven console as processes, and a watcher of the tool tips."""
+    workdir = tmp_path_factory.mktemp("web")
+    patient_ep = f"tcp/127.0.0.1:{free_port()}"
+    web_port = free_port()
+    patient = NodeProcess("patient", ["patient", "--session", SESSION, "--listen", patient_ep],
+                          workdir)
+    console = NodeProcess("console", ["console", "--session", SESSION, "--connect", patient_ep,
+                                      "--device", "web", "--web-port", str(web_port)], workdir)
+    tips = Tips()
+    subs = []
+    z: Any = None
+    try:
+        patient.start()
+
+        def patient_listens() -> bool:
+            nonlocal z
+            assert patient.alive(), patient.last_log_line()
+            try:
+                z = open_session(ZenohConfig(mode="client", connect=[patient_ep],
+                                             gossip=False))
+            except TransportError:
+                return False
+            return True
+
+        _wait(patient_listens, "the patient node to listen")
+        keys = Keys(SESSION)
+        subs = [subscribe(z, keys.measured_cp(arm), tips.on_measured, RejectCounter())
+                for arm in ("psm1", "psm2")]
+        console.start()
+        url = f"http://127.0.0.1:{web_port}/"
+        sys_ = System(url, tips, console)
+
+        def page_served() -> bool:
+            assert console.alive(), console.last_log_line()
+            try:
+                sys_.status()
+            except OSError:
+                return False
+            return True
+
+        _wait(page_served, "the console page")
+        _wait(lambda: tips.get("psm1") is not None, "the patient's measured poses")
+        yield sys_
+    finally:
+        for s in subs:
+            s.undeclare()
+        for node in (console, patient):
+            node.interrupt()
+        for node in (console, patient):
+            node.wait(15.0)
+        if z is not None:
+            z.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """The system's Chromium, headless, through Playwright (nothing is downloaded)."""
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def home_render() -> RGBImage:
+    """The endoscope's view of the scene with the arms at their start poses."""
+    robot = SimRobot()
+    try:
+        with CameraRenderer(robot.model, "ecm", 640, 480) as r:
+            r.update_scene(robot.data)
+            return r.render()
+    finally:
+        robot.close()
+
+
+_READ_CANVAS = """() => {
+  const c = document.getElementById('video');
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let s = '';
+  for (let i = 0; i < d.length; i += 0x8000) {
+    s += String.fromCharCode.apply(null, d.subarray(i, i + 0x8000));
+  }
+  return [c.width, c.height, btoa(s)];
+}"""
+
+
+def _canvas(page: Any) -> RGBImage:
+    w, h, data = page.evaluate(_READ_CANVAS)
+    rgba = np.frombuffer(base64.b64decode(data), np.uint8).reshape(h, w, 4)
+    return np.ascontiguousarray(rgba[:, :, :3])
+
+
+def _painted(page: Any) -> bool:
+    return float(_canvas(page).mean()) > 10.0  # the canvas starts black
+
+
+def _hud(page: Any, element: str) -> str:
+    return str(page.text_content(f"#hud-{element}") or "")
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text.split(maxsplit=1)[0])
+    except (ValueError, IndexError):
+        return math.nan
+
+
+def _open(browser: Any, system: System, init_script: str | None = None) -> Any:
+    page = browser.new_page()
+    if init_script is not None:
+        page.add_init_script(init_script)
+    page.goto(system.url)
+    _wait(lambda: _painted(page), "the first painted frame")
+    return page
+
+
+def test_the_page_paints_the_endoscope_with_webcodecs(browser: Any, system: System,
+                                                      home_render: RGBImage) -> None:
+    page = _open(browser, system)
+    try:
+        assert page.evaluate("typeof VideoDecoder") == "function"
+        _wait(lambda: _hud(page, "codec") == "h264", "the HUD to say h264")
+        shown = _canvas(page)
+        assert shown.shape == home_render.shape
+        score = psnr(home_render, shown)
+        shifted = psnr(np.roll(home_render, 40, axis=1), shown)
+        assert score >= SIMILAR_DB, f"page vs render {score:.1f} dB"
+        assert shifted < score - 6.0, (score, shifted)
+        # The page reports each painted frame back; the console measures from them.
+        _wait(lambda: (system.status()["page"] or {}).get("frames", 0) >= 30,
+              "30 paint reports at the console")
+        page_figures = system.status()["page"]
+        assert page_figures["glass_to_glass_ms"]["p50"] > 0.0
+        assert {"transport", "decode", "paint"} <= set(page_figures["stages_ms"])
+    finally:
+        page.close()
+
+
+def test_without_webcodecs_the_page_paints_jpeg(browser: Any, system: System,
+                                                home_render: RGBImage) -> None:
+    page = _open(browser, system, "delete window.VideoDecoder;")
+    try:
+        assert page.evaluate("typeof VideoDecoder") == "undefined"
+        _wait(lambda: _hud(page, "codec") == "jpeg", "the HUD to say jpeg")
+        score = psnr(home_render, _canvas(page))
+        assert score >= SIMILAR_DB, f"page vs render {score:.1f} dB"
+        assert system.status()["web"]["frames_sent"]["jpeg"] > 0
+    finally:
+        page.close()
+
+
+def test_the_hud_numbers_update(browser: Any, system: System) -> None:
+    page = _open(browser, system)
+    try:
+        _wait(lambda: _hud(page, "safety") in {"ENGAGED", "HOLD"}, "the safety state")
+        _wait(lambda: _number(_hud(page, "control-rate")) > 500.0, "the control rate")
+        _wait(lambda: _number(_hud(page, "fps")) > 5.0, "painted frames per second")
+        _wait(lambda: not math.isnan(_number(_hud(page, "g2g"))), "glass-to-glass")
+        _wait(lambda: not math.isnan(_number(_hud(page, "video-age"))), "the video age")
+        ages = set()
+        _wait(lambda: ages.add(_hud(page, "video-age")) or len(ages) >= 3,
+              "the video age to change", timeout_s=30.0)
+        assert "psm1" in _hud(page, "clutch")
+        assert _hud(page, "owner").startswith("unowned")
+        assert _hud(page, "task").startswith("peg_transfer")
+    finally:
+        page.close()
+
+
+def test_a_held_key_moves_the_instrument(browser: Any, system: System) -> None:
+    page = _open(browser, system)
+    try:
+        _wait(lambda: "psm1 engaged" in _hud(page, "clutch"), "psm1 to engage")
+        before, other = system.tips.get("psm1"), system.tips.get("psm2")
+        assert before is not None
+        assert other is not None
+        picture_before = _canvas(page)
+        page.keyboard.down("KeyD")
+        try:
+            def moved() -> bool:
+                now = system.tips.get("psm1")
+                return now is not None and now.distance(before) > 0.005
+
+            _wait(moved, "the instrument to move 5 mm", timeout_s=30.0)
+        finally:
+            page.keyboard.up("KeyD")
+        other_now = system.tips.get("psm2")
+        assert other_now is not None
+        assert other_now.distance(other) < 0.001  # only the arm under the hand moves
+        _wait(lambda: psnr(picture_before, _canvas(page)) < 40.0, "the picture to change",
+              timeout_s=30.0)
+        figures = system.status()["page"]
+        assert figures["motion_to_photon_ms"]["count"] > 0
+    finally:
+        page.close()
