@@ -251,9 +251,13 @@ def test_the_hud_numbers_update(browser: Any, system: System) -> None:
         _wait(lambda: _number(_hud(page, "fps")) > 5.0, "painted frames per second")
         _wait(lambda: not math.isnan(_number(_hud(page, "g2g"))), "glass-to-glass")
         _wait(lambda: not math.isnan(_number(_hud(page, "video-age"))), "the video age")
-        ages = set()
-        _wait(lambda: ages.add(_hud(page, "video-age")) or len(ages) >= 3,
-              "the video age to change", timeout_s=30.0)
+        ages: set[str] = set()
+
+        def age_changes() -> bool:
+            ages.add(_hud(page, "video-age"))
+            return len(ages) >= 3
+
+        _wait(age_changes, "the video age to change", timeout_s=30.0)
         assert "psm1" in _hud(page, "clutch")
         assert _hud(page, "owner").startswith("unowned")
         assert _hud(page, "task").startswith("peg_transfer")
