@@ -11,7 +11,10 @@ from rich.console import Console
 from rich.live import Live
 
 from telesurgery.cli.common import setup_logging, stop_on_signals, write_json
+from telesurgery.demo.browser import open_page as browser_page
 from telesurgery.demo.linkrig import Cut
+from telesurgery.demo.monitor import Monitor
+from telesurgery.demo.processes import free_port
 from telesurgery.demo.recording import summary_line
 from telesurgery.demo.run import DemoOptions, run_demo
 from telesurgery.demo.view import render_status, render_summary
@@ -38,25 +41,46 @@ def demo(
         help="Record the session into this directory: every message to MCAP (opens in "
              "Foxglove) and the patient's signed audit trail; then `telesurgery report`, "
              "`replay` and `audit verify` read it.")] = None,
+    video: Annotated[bool, typer.Option(help="Endoscope video from patient to console.")
+                     ] = True,
+    web_port: Annotated[int | None, typer.Option(
+        help="Port of the surgeon console page (default: a free port; the URL is "
+             "printed).")] = None,
+    open_page: Annotated[bool, typer.Option(
+        "--open/--no-open", help="Open the console page in a browser where a graphical "
+        "session has one (never with --headless).")] = True,
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
 ) -> None:
-    """Run patient node, surgeon console (autopilot surgeon) and a Zenoh router together."""
+    """Run patient node, surgeon console (autopilot surgeon) and a Zenoh router together;
+    the console's page (endoscope video, HUD) is served on loopback."""
     setup_logging(log_level)
     if duration is not None and duration <= 0:
         raise ConfigError(f"--duration must be positive, got {duration}")
     if headless and duration is None:
         raise ConfigError("--headless needs --duration S (nothing would stop it otherwise)")
     stop = stop_on_signals()
+    port = web_port if web_port is not None else free_port()
     opts = DemoOptions(duration_s=duration, session=session, workdir=workdir,
                        log_level=log_level, link=link,
-                       cuts=tuple(Cut.parse(c) for c in cut or ()), record=record)
+                       cuts=tuple(Cut.parse(c) for c in cut or ()), record=record,
+                       video=video, web_port=port)
     out = Console(stderr=True)
+    url = f"http://127.0.0.1:{port}/"
+    out.print(f"surgeon console page: {url}")
     if headless:
         result = run_demo(opts, stop)
     else:
+        opened = not open_page
+
+        def tick(m: Monitor, t: float) -> None:
+            nonlocal opened
+            live.update(render_status(m, t, duration))
+            if not opened and "console" in m.present:
+                opened = True
+                browser_page(url)
+
         with Live(console=out, refresh_per_second=4, transient=True) as live:
-            result = run_demo(opts, stop,
-                              on_tick=lambda m, t: live.update(render_status(m, t, duration)))
+            result = run_demo(opts, stop, on_tick=tick)
     out.print(render_summary(result))
     if "record" in result:
         out.print(summary_line(result["record"]))

@@ -51,6 +51,10 @@ class DemoOptions:
     cuts: tuple[Cut, ...] = ()
     record: Path | None = None
     """Session directory to record into (MCAP and the patient's audit trail)."""
+    video: bool = True
+    """Endoscope video from the patient to the console (off: the control loop alone)."""
+    web_port: int = 0
+    """Port of the console page (0: any free port, not known to the caller)."""
 
 
 def run_demo(opts: DemoOptions, stop: threading.Event,
@@ -63,7 +67,8 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
     workdir.mkdir(parents=True, exist_ok=True)
     router_ep = f"tcp/127.0.0.1:{free_port()}"
     patient_ep = f"tcp/127.0.0.1:{free_port()}"
-    common = ["--session", opts.session, "--log-level", opts.log_level]
+    common = ["--session", opts.session, "--log-level", opts.log_level,
+              *([] if opts.video else ["--no-video"])]
     rig = LinkRig(opts.link, workdir) if opts.link else None
     schedule = CutSchedule(rig, opts.cuts)
     path_args = {n: ["--config", str(workdir / f"{n}-paths.toml")] if rig else []
@@ -79,6 +84,7 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
                                       *path_args["patient"]], workdir)
     console = NodeProcess("console", ["console", *common, "--mode", "peer",
                                       "--connect", router_ep, "--device", opts.device,
+                                      "--web-port", str(opts.web_port),
                                       *path_args["console"]], workdir)
     nodes = [router, patient, console]
     router.start(with_report=False)
