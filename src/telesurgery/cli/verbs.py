@@ -14,6 +14,7 @@ VERB_MODULES = (
     "pki",
     "record",
     "audit",
+    "replay",
     "link",
     "probe",
 )

@@ -1,9 +1,11 @@
 """The recorder: subscribes to a session's whole key space and writes it to MCAP.
 
-Zenoh's receive threads only stamp the receive time and queue the bytes
-(bounded: a full queue drops and counts, it never blocks the network);
-one writer thread decodes, writes and flushes at least every
-``flush_interval_s``. Its counters go into the recording every second on
+Zenoh's receive thread hands each sample to a channel of its own, without
+taking Python's GIL (a callback would wait for it whenever the writer holds it,
+and the router would drop what backs up meanwhile); a receive thread stamps
+the receive time and queues the bytes (bounded: a full queue drops and counts,
+it never blocks the network); one writer thread decodes, writes and flushes at
+least every ``flush_interval_s``. Its counters go into the recording every second on
 ``telesurgery/<session>/recorder/stats``, so a reader can tell whether anything
 was lost.
 """
@@ -76,6 +78,7 @@ class Recorder:
         self._written = self._undecodable = 0
         self._recording: McapRecording | None = None
         self._thread: threading.Thread | None = None
+        self._receiver: threading.Thread | None = None
         self._subscriber: Any = None
         self._token: Any = None
         self._failure: RecordingError | None = None
@@ -105,8 +108,8 @@ class Recorder:
                                         name="recorder-writer", daemon=True)
         self._thread.start()
         try:
-            self._subscriber = self._zenoh.declare_subscriber(self._keys.everything,
-                                                              self._on_sample)
+            self._subscriber = self._zenoh.declare_subscriber(
+                self._keys.everything, zenoh.handlers.FifoChannel(self._queue.maxsize))
             # Declared after the subscriber: whoever sees the recorder present (the demo
             # waits for it before starting the nodes) knows that it is recording.
             self._token = self._zenoh.liveliness().declare_token(
@@ -114,10 +117,15 @@ class Recorder:
         except zenoh.ZError as exc:
             self.stop()
             raise RecordingError(f"cannot subscribe to {self._keys.everything}: {exc}") from exc
+        self._receiver = threading.Thread(target=self._receive_loop, args=(self._subscriber,),
+                                          name="recorder-receive", daemon=True)
+        self._receiver.start()
         log.info("recording %s to %s", self._keys.everything, self._recording.path)
 
-    def _on_sample(self, sample: Any) -> None:
-        self.offer(str(sample.key_expr), sample.payload.to_bytes(), now_ns())
+    def _receive_loop(self, subscriber: Any) -> None:
+        # Ends when the subscriber is undeclared.
+        for sample in subscriber:
+            self.offer(str(sample.key_expr), sample.payload.to_bytes(), now_ns())
 
     def offer(self, key: str, wire: bytes, receive_ns: int) -> bool:
         """Queue ``wire`` received on ``key`` at ``receive_ns`` [ns]; False when dropped."""
@@ -206,6 +214,9 @@ class Recorder:
         if self._subscriber is not None:
             self._subscriber.undeclare()
             self._subscriber = None
+        if self._receiver is not None:
+            self._receiver.join()
+            self._receiver = None
         if self._thread is not None:
             if self._failure is None:
                 self._queue.put(None)
