@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from telesurgery.cli.common import setup_logging, write_json
+from telesurgery.errors import ConfigError
 
 bench_app = typer.Typer(help="Performance benchmarks (write JSON with --json PATH).",
                         no_args_is_help=True)
@@ -48,6 +49,40 @@ def link(
     from telesurgery.link.bench import bench_link
 
     _emit(bench_link(duration), json_path)
+
+
+@bench_app.command("video")
+def video(
+    json_path: JsonOpt = None,
+    seconds: Annotated[float, typer.Option(help="Seconds per frame size.")] = 5.0,
+    size: Annotated[list[str] | None, typer.Option(
+        help="Frame size WxH (repeat; default 640x480, 960x540, 1280x720, 1920x1080).")
+    ] = None,
+    demo: Annotated[float, typer.Option(help="Seconds of the end-to-end demo, run with and "
+                                        "without video (0 skips it).")] = 30.0,
+    page: Annotated[bool, typer.Option(help="Measure up to the paint in a headless "
+                                       "Chromium showing the console page (needs "
+                                       "Playwright; never downloads a browser).")] = False,
+    chromium: Annotated[Path | None, typer.Option(help="Chromium executable (default: "
+                                                  "the first on PATH).")] = None,
+    log_level: Annotated[str, typer.Option("--log-level")] = "warning",
+) -> None:
+    """Render, convert, encode, decode per size; then glass-to-glass, motion-to-photon,
+    stages and CPU through the whole system, and the control loop with video on and off."""
+    setup_logging(log_level)
+    from telesurgery.bench.video import bench_video_suite
+    from telesurgery.video.bench import DEFAULT_SIZES
+
+    sizes = [_size(s) for s in size] if size else list(DEFAULT_SIZES)
+    _emit(bench_video_suite(sizes, seconds, demo_s=demo, page=page, chromium=chromium),
+          json_path)
+
+
+def _size(text: str) -> tuple[int, int]:
+    w, sep, h = text.lower().partition("x")
+    if not (sep and w.isdigit() and h.isdigit()):
+        raise ConfigError(f"--size {text!r} is not WxH; write e.g. 640x480")
+    return int(w), int(h)
 
 
 def register(app: typer.Typer) -> None:
