@@ -258,6 +258,7 @@ def test_the_hud_numbers_update(browser: Any, system: System) -> None:
             return len(ages) >= 3
 
         _wait(age_changes, "the video age to change", timeout_s=30.0)
+        _wait(lambda: "rtt" in str(page.text_content("#hud-links")), "link figures per path")
         assert "psm1" in _hud(page, "clutch")
         assert _hud(page, "owner").startswith("unowned")
         assert _hud(page, "task").startswith("peg_transfer")

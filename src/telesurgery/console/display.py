@@ -5,7 +5,10 @@ and its web page (``WebConsole``), and answers the page: the HUD's numbers
 (link statistics per path, video age and rate, control rate, safety state,
 clutch, who has control, task progress, alarms), and the surgeon's input,
 which goes to a ``WebInputDevice`` when the console drives its arms from the
-page. Everything here runs on the video and web threads and on Zenoh's; the
+page. Link figures per path come from the patient's status (its path sync) and
+from anything published on ``<session>/link/<path>/stats``; the patient's clock
+offset estimate maps frame capture times onto this console's clock. Everything
+here runs on the video and web threads and on Zenoh's; the
 teleoperation loop only ever sees the input device.
 
 Control handover is not implemented yet: "request control" is counted,
@@ -114,8 +117,13 @@ class SurgeonDisplay:
                 self._owner = msg.body.data
 
     def _on_patient(self, msg: Message, _received_ns: int) -> None:
-        if isinstance(msg.body, Status):
-            self._patient_seen = time.monotonic()
+        if not isinstance(msg.body, Status):
+            return
+        self._patient_seen = time.monotonic()
+        offset_ms = msg.body.data.get("link", {}).get("clock", {}).get("offset_ms")
+        if self.video is not None and isinstance(offset_ms, int | float):
+            # The patient's estimate from its path sync: its clock minus ours.
+            self.video.clock_offset_ns = round(offset_ms * 1e6)
 
     # ---- PageBackend (the web server's thread) ---------------------------------------
 
@@ -184,7 +192,7 @@ class SurgeonDisplay:
                       "arms": {a: v.get("session") for a, v in arms_state.items()},
                       "requested": self.control_requested},
             "task": patient.get("task"),
-            "links": links,
+            "links": {**patient.get("link", {}).get("paths", {}), **links},
             "video": self.video.status() if self.video is not None else None,
             "alarms": self._alarms(events),
         }

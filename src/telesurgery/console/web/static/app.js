@@ -221,13 +221,17 @@ function showLinks(links) {
   const dl = $('hud-links');
   const rows = [];
   for (const [path, st] of Object.entries(links)) {
-    const rtt = st.rtt_ms ? ms(st.rtt_ms) : null;
-    const oneWay = st.one_way_ms ? ms(st.one_way_ms) : null;
+    const p50 = (d) => (d && d.p50 !== undefined ? d.p50.toFixed(2) : '-');
+    const way = st.one_way_ms || {};
+    const parts = [];
+    if (st.state) parts.push(st.state);
+    if (st.rtt_ms) parts.push(`rtt ${p50(st.rtt_ms)}`);
+    if (way.forward || way.reverse) parts.push(`→ ${p50(way.forward)} ← ${p50(way.reverse)}`);
+    if (st.loss) parts.push(`loss ${(100 * st.loss).toFixed(2)}%`);
     const dt = document.createElement('dt');
-    dt.textContent = path;
+    dt.textContent = `${path} (ms)`;
     const dd = document.createElement('dd');
-    dd.textContent = [rtt && `rtt ${rtt}`, oneWay && `one-way ${oneWay}`].filter(Boolean).join(' · ') ||
-      JSON.stringify(st).slice(0, 60);
+    dd.textContent = parts.join(' · ') || JSON.stringify(st).slice(0, 60);
     rows.push(dt, dd);
   }
   if (rows.length) dl.replaceChildren(...rows);
