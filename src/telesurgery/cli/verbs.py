@@ -15,6 +15,7 @@ VERB_MODULES = (
     "record",
     "audit",
     "replay",
+    "report",
     "link",
     "probe",
 )
