@@ -32,6 +32,7 @@ from telesurgery.demo.processes import NodeProcess, free_port
 from telesurgery.demo.recording import DemoRecording, wait_present
 from telesurgery.demo.summary import build_summary
 from telesurgery.errors import TelesurgeryError
+from telesurgery.video.latency import video_summary
 
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
@@ -140,6 +141,9 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
                             emulators=emulators, cuts=schedule.done)
     if record is not None:
         summary["record"] = record
+    video = video_summary(patient.report().get("video"), console.report().get("video"))
+    if video is not None:
+        summary["video"] = video
     return summary
 
 

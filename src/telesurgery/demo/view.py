@@ -117,6 +117,13 @@ def render_summary(summary: dict[str, Any]) -> Table:
         t.add_row(f"path {name}", f"RTT p50 {_p50(p.get('rtt_ms'))} ms, loss "
                   f"{100 * p.get('loss', 0):.2f} %, first {p.get('first_arrivals', 0)}, "
                   f"late {p.get('late_copies', 0)}, outages {p.get('outages', 0)}")
+    video = summary.get("video")
+    if video:
+        t.add_row("video", f"{video.get('width')}x{video.get('height')} at "
+                           f"{video.get('fps') or 0:.1f} fps, shown by the "
+                           f"{video.get('measured_at')}")
+        t.add_row("glass-to-glass", _pct(video.get("glass_to_glass_ms"), "ms"))
+        t.add_row("motion-to-photon", _pct(video.get("motion_to_photon_ms"), "ms"))
     task = summary.get("task")
     if task:
         t.add_row("task", f"{task.get('name')}: {task.get('completed')} in "
