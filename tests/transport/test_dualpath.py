@@ -51,10 +51,6 @@ class Sink:
             self.got.append(msg.seq)
             self.cond.notify_all()
 
-    def wait_for(self, n: int) -> bool:
-        with self.cond:
-            return self.cond.wait_for(lambda: len(self.got) >= n, TIMEOUT_S)
-
 
 def test_each_number_is_delivered_once_whichever_path_is_first() -> None:
     fa = FirstArrival(["a", "b"])
@@ -97,6 +93,17 @@ def test_loss_is_judged_a_second_after_the_first_copy() -> None:
     assert late["b"].missed == 2  # numbers 2 and 4
     assert fa.lost == 1
     assert late["b"].loss == pytest.approx(0.4)
+
+
+def test_a_copy_more_than_the_judging_horizon_late_is_dropped() -> None:
+    fa = FirstArrival(["a", "b"])
+    sink = Sink()
+    fa.offer("a", KEY, _msg(1), 1 * MS, sink)
+    fa.offer("a", KEY, _msg(2), 2000 * MS, sink)  # judges number 1
+    # Path b's backlog after a long cut: nothing in it is news.
+    assert fa.offer("b", KEY, _msg(1), 2001 * MS, sink) is Arrival.OLD
+    assert sink.got == [1, 2]
+    assert fa.counts(now=2002 * MS)["b"].old == 1
 
 
 def test_reordered_numbers_are_delivered_and_not_counted_lost() -> None:

@@ -5,9 +5,13 @@ For a profile with paths ``fibre`` and ``5g``::
     console --path fibre--> telesurgery link (fibre) --> patient listens udp/127.0.0.1:F
     console --path 5g-----> telesurgery link (5g)    --> patient listens udp/127.0.0.1:G
 
-Each path is UDP end to end: control is best effort, so a path's loss and
-reordering reach the receiver as the profile says, and nothing is held up behind
-a lost packet as it would be on TCP. *Forward* in the profile is console to patient.
+Each path is UDP by default: control is best effort, so a path's loss and
+reordering reach the receiver as the profile says, and an outage loses what the
+path could not carry. Over TCP (``protocol="tcp"``) a cut path holds everything
+sent during the outage in socket buffers and delivers it, all stale, in one burst
+when it comes back; on a two-core machine that burst of work starves the other
+path's sender for milliseconds and costs fresh commands. *Forward* in the profile
+is console to patient.
 A path is cut and restored live through its emulator's control port (``cut``,
 ``restore``), by ``LinkRig.cut`` or by hand::
 
@@ -18,14 +22,14 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from telesurgery.config import PathConfig, ZenohConfig
+from telesurgery.demo.processes import free_port
 from telesurgery.errors import ConfigError
 from telesurgery.link.control import EmulatorProcess
 from telesurgery.link.profiles import load_profile
@@ -57,25 +61,21 @@ class Cut:
         return cut
 
 
-def free_udp_port(host: str = "127.0.0.1") -> int:
-    """A UDP port on ``host`` that nothing is bound to right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 class LinkRig:
-    """One ``telesurgery link`` child per path of ``profile`` (a name or a .toml file).
+    """One ``telesurgery link`` child per path of ``profile`` (a name or a .toml file), over
+    ``protocol``.
 
     Use as a context manager; ``patient_paths()`` and ``console_paths()`` are the
     nodes' path configurations. Raises ``ConfigError`` for an unknown profile.
     """
 
-    def __init__(self, profile: str, workdir: Path) -> None:
+    def __init__(self, profile: str, workdir: Path, protocol: Literal["udp", "tcp"] = "udp"
+                 ) -> None:
         self.profile = load_profile(profile)
         self._arg = profile
         self._workdir = workdir
-        self._targets = {name: f"udp/127.0.0.1:{free_udp_port()}"
+        self._protocol = protocol
+        self._targets = {name: f"{protocol}/127.0.0.1:{free_port()}"
                          for name in self.profile.paths}
         self.emulators: dict[str, EmulatorProcess] = {}
 
@@ -88,7 +88,7 @@ class LinkRig:
         """Start every path's emulator (each waits for its ready line)."""
         try:
             for name, target in self._targets.items():
-                emu = EmulatorProcess("udp/127.0.0.1:0", target,
+                emu = EmulatorProcess(f"{self._protocol}/127.0.0.1:0", target,
                                       ["--profile", self._arg, "--path", name],
                                       log_path=self._workdir / f"link-{name}.log")
                 self.emulators[name] = emu

@@ -190,7 +190,8 @@ class Arrival(enum.Enum):
     """This path brought this number twice: delivered (the receiver rejects it)."""
     OLD = "old"
     """Older than what is judged already (or, for latest-value streams, than the newest
-    delivered): delivered for commands, dropped for latest-value streams."""
+    delivered): dropped. A copy that comes more than ``JUDGE_AFTER_S`` late (a path back
+    from a long cut delivering its backlog) would only be rejected by the supervisor."""
     SUPERSEDED = "superseded"
     """The first copy of its number, but another path already delivered a newer number:
     dropped. When a faster path comes back it overtakes the slower one, whose copies of
@@ -339,7 +340,7 @@ class FirstArrival:
                     verdict = Arrival.FIRST
                 self._judge(st, received_ns - self._judge_ns)
             if verdict is Arrival.FIRST or (
-                    verdict is not Arrival.SUPERSEDED and not self._latest_only):
+                    verdict is Arrival.DUPLICATE and not self._latest_only):
                 deliver(msg, received_ns)
             return verdict
 

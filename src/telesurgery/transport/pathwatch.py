@@ -325,7 +325,8 @@ class PathWatch:
     # ---- figures -------------------------------------------------------------------
 
     def snapshot(self, now: int | None = None) -> dict[str, Any]:
-        """Live figures per path (the last ``LIVE_EXCHANGES`` exchanges) and the clock."""
+        """Live figures per path (the last ``LIVE_EXCHANGES`` exchanges), the clock, and the
+        commands delivered, lost and judged so far."""
         now = now_ns() if now is None else now
         counts = self._arrivals.counts(now)
         with self._lock:
@@ -350,7 +351,10 @@ class PathWatch:
                     "last_heard_ms": round((now - heard) * 1e-6, 1) if heard else None,
                     "outages": st.outages,
                 }
-        return {"paths": paths, "clock": _clock(best)}
+        delivered = sum(c.first - c.superseded for c in counts.values())
+        return {"paths": paths, "clock": _clock(best),
+                "commands": {"delivered": delivered, "lost": self._arrivals.lost,
+                             "judged": next(iter(counts.values())).judged}}
 
     def report(self) -> dict[str, Any]:
         """Figures over the whole run: per path round trip, one-way delays, jitter, loss,

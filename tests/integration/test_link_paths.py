@@ -1,0 +1,271 @@
+"""Dual path and clock sync through real link emulators: separate processes on loopback.
+
+Each test runs a router, a patient node and a console (autopilot surgeon, video off to
+leave the two cores to the control loop), joined by one ``telesurgery link`` process
+per path of a profile written here, and watches the session through the router.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from telesurgery.clock import now_ns
+from telesurgery.config import SafetyConfig
+from telesurgery.demo.linkrig import LinkRig, paths_toml
+from telesurgery.demo.monitor import Monitor
+from telesurgery.demo.processes import NodeProcess, free_port
+from telesurgery.demo.run import DemoOptions, connect_monitor, run_demo
+from telesurgery.transport.codec import SafetyEvent
+from telesurgery.transport.dualpath import JUDGE_AFTER_S
+from telesurgery.transport.session import RejectCounter, subscribe
+from telesurgery.types import SafetyState
+
+from .conftest import Trace
+
+pytestmark = pytest.mark.integration
+
+STARTUP_S = 60.0
+SAFETY = SafetyConfig()
+NO_VIDEO = "[video]\nenabled = false\n\n"
+CONSOLE_RATE = 'rate_hz = 500.0\n'
+"""Commands at 500 Hz: the two cores are shared with other test runs, and what is tested
+here is what a cut does, whatever the rate; the demo test runs at 1 kHz."""
+
+TWO_PATHS = """
+name = "two-paths"
+description = "Two lossless paths, one 5 ms slower and jittery (test profile)."
+[paths.fast]
+delay_ms = 10.0
+jitter_ms = 0.2
+[paths.slow]
+delay_ms = 15.0
+jitter_ms = 1.0
+jitter_correlation_ms = 10.0
+"""
+
+ASYMMETRIC = """
+name = "asymmetric"
+description = "One path, 30 ms console to patient and 10 ms back (test profile)."
+[paths.asym]
+jitter_ms = 0.5
+[paths.asym.forward]
+delay_ms = 30.0
+[paths.asym.reverse]
+delay_ms = 10.0
+"""
+
+
+class Linked:
+    """Router, patient, console and one emulator per path; a watcher on the router."""
+
+    def __init__(self, workdir: Path, profile_text: str) -> None:
+        profile = workdir / "profile.toml"
+        profile.write_text(profile_text)
+        self.workdir = workdir
+        self.rig = LinkRig(str(profile), workdir)
+        router_ep = f"tcp/127.0.0.1:{free_port()}"
+        patient_ep = f"tcp/127.0.0.1:{free_port()}"
+        self.router = NodeProcess("router", ["router", "--listen", router_ep], workdir)
+        common = ["--session", "it", "--mode", "peer"]
+        self.patient = NodeProcess("patient", [
+            "patient", *common, "--listen", patient_ep, "--connect", router_ep,
+            "--config", str(workdir / "patient.toml")], workdir)
+        self.console = NodeProcess("console", [
+            "console", *common, "--connect", router_ep,
+            "--config", str(workdir / "console.toml")], workdir)
+        self.router.start(with_report=False)
+        self.monitor: Monitor = connect_monitor("it", router_ep, self.router)
+        self._open = True
+        self.emulators: dict[str, dict[str, Any]] = {}
+        """Each emulator's final statistics, once stopped."""
+        self.trace = Trace()
+        subscribe(self.monitor.session, self.monitor.keys.safety_state, self.trace.on_event,
+                  RejectCounter())
+        self.rig.start()
+        (workdir / "patient.toml").write_text(NO_VIDEO + paths_toml(self.rig.patient_paths()))
+        (workdir / "console.toml").write_text(
+            CONSOLE_RATE + NO_VIDEO + paths_toml(self.rig.console_paths()))
+        self.patient.start()
+        self.console.start()
+
+    def wait(self, what: str, predicate: Callable[[Monitor], bool],
+             timeout_s: float = STARTUP_S) -> None:
+        """Wait until ``predicate(monitor)`` holds (checked on every update)."""
+        m = self.monitor
+        with m._changed:
+            ok = m._changed.wait_for(lambda: predicate(m), timeout=timeout_s)
+        assert ok, (f"{what} within {timeout_s} s; links {m.links}; patient: "
+                    f"{self.patient.last_log_line()}; console: {self.console.last_log_line()}")
+
+    def all_up(self) -> None:
+        """Wait until the arms follow and every path is UP."""
+        self.trace.wait_state(SafetyState.ENGAGED, after=0, timeout_s=STARTUP_S)
+        names = set(self.rig.names)
+        self.wait("every path UP", lambda m: names <= set(m.links) and all(
+            m.links[n].get("state") == "UP" for n in names))
+
+    def fresh_status(self) -> dict[str, Any]:
+        """The patient's next status message (published every half second)."""
+        m = self.monitor
+        with m._changed:
+            seen = m.status.get("patient", {}).get("uptime_s")
+            assert m._changed.wait_for(
+                lambda: m.status.get("patient", {}).get("uptime_s") != seen, timeout=5.0)
+            return dict(m.status["patient"])
+
+    def path_state(self, path: str, state: str) -> None:
+        """Wait until the patient reports ``path`` in ``state`` (UP or DOWN)."""
+        self.wait(f"path {path} {state}",
+                  lambda m: m.links.get(path, {}).get("state") == state, timeout_s=10.0)
+
+    def stop(self) -> dict[str, Any]:
+        """Stop the patient first (so that the console's end is no watchdog hold), then the
+        rest; the patient's report."""
+        for node in (self.patient, self.console):
+            node.interrupt()
+            node.wait(15.0)
+        self.emulators.update(self.rig.stop())
+        if self._open:
+            self._open = False
+            self.monitor.close()
+        self.router.interrupt()
+        self.router.wait(15.0)
+        return self.patient.report()
+
+
+@pytest.fixture
+def two_paths(tmp_path: Path) -> Iterator[Linked]:
+    linked = Linked(tmp_path, TWO_PATHS)
+    try:
+        yield linked
+    finally:
+        linked.stop()
+
+
+def _pause(seconds: float) -> None:
+    threading.Event().wait(seconds)
+
+
+def test_one_path_cut_mid_run_loses_no_command_and_never_holds(two_paths: Linked) -> None:
+    two_paths.all_up()
+    _pause(1.0)
+    before = two_paths.fresh_status()
+    # The faster path goes: the slower one carries everything until it is back.
+    two_paths.rig.cut("fast")
+    two_paths.path_state("fast", "DOWN")
+    _pause(1.0)
+    two_paths.rig.restore("fast")
+    two_paths.path_state("fast", "UP")
+    _pause(0.5)
+    two_paths.rig.cut("slow")
+    two_paths.path_state("slow", "DOWN")
+    _pause(1.0)
+    two_paths.rig.restore("slow")
+    two_paths.path_state("slow", "UP")
+    # Every number is judged a second after it first arrived.
+    _pause(1.0 + JUDGE_AFTER_S)
+    after = two_paths.fresh_status()
+    alarms = [a for _, a in two_paths.monitor.link_alarms]
+    report = two_paths.stop()
+
+    # What happened between the first cut and the judging after the last restore.
+    lost = after["link"]["commands"]["lost"] - before["link"]["commands"]["lost"]
+    judged = after["link"]["commands"]["judged"] - before["link"]["commands"]["judged"]
+    holds = after["safety"]["holds"] - before["safety"]["holds"]
+    reasons = {r: n - before["safety"]["rejected_by_reason"].get(r, 0)
+               for r, n in after["safety"]["rejected_by_reason"].items()}
+    print({"judged": judged, "lost": lost, "holds": holds, "rejected": reasons,
+           "paths": {n: p["commands"] for n, p in report["link"]["paths"].items()}})
+    assert judged > 4 * 500 * 3.0, "commands kept flowing through the cuts (4 streams)"
+    dropped = {n: {d: v["dropped_by"] for d, v in e["directions"].items()}
+               for n, e in two_paths.emulators.items()}
+    assert lost == 0, f"a command no path brought; the emulators dropped {dropped}"
+    assert holds == 0
+    for reason in ("out_of_order", "duplicate", "stale"):
+        assert reasons.get(reason, 0) == 0, reasons
+    paths = report["link"]["paths"]
+    for name in ("fast", "slow"):
+        assert paths[name]["outages"] == 1
+        # Each path carried commands first while the other was cut.
+        assert paths[name]["commands"]["first"] > 500
+    # The alarms went out on the key space: each path lost and back, never both down.
+    downs = [a for a in alarms if a["state"] == "DOWN"]
+    assert [a["path"] for a in downs] == ["fast", "slow"]
+    assert all(a["paths_up"] == 1 for a in downs)
+
+
+def test_both_paths_cut_holds_within_the_watchdog_window(two_paths: Linked) -> None:
+    two_paths.all_up()
+    _pause(0.5)
+    cut = now_ns()
+    for name in two_paths.rig.names:
+        two_paths.rig.cut(name)
+    hold = two_paths.trace.wait_state(SafetyState.HOLD, after=cut, timeout_s=10.0)
+    assert isinstance(hold.body, SafetyEvent)
+    # The supervisor held at its watchdog, measured from the last command that arrived
+    # ("watchdog: no valid command for 50.3 ms (limit 50 ms)"); a servo tick may be late.
+    match = re.search(r"no valid command for ([0-9.]+) ms", hold.body.reason)
+    assert match, hold.body.reason
+    quiet_ms = float(match.group(1))
+    assert SAFETY.watchdog_ms <= quiet_ms <= SAFETY.watchdog_ms + 10.0
+    # Commands already on the wire still arrive (the slower path's delay and jitter);
+    # the event's send time bounds the hold from above (with room for a busy machine).
+    in_flight_ms = 15.0 + 4 * 1.0
+    waited_ms = (hold.sent_ns - cut) * 1e-6
+    print(f"HOLD {waited_ms:.1f} ms after both paths were cut, {quiet_ms} ms after the "
+          "last command")
+    assert waited_ms <= in_flight_ms + SAFETY.watchdog_ms + 30.0
+    two_paths.wait("both paths DOWN", lambda m: any(
+        a.get("paths_up") == 0 for _, a in m.link_alarms), timeout_s=10.0)
+
+
+def test_clock_offset_under_asymmetric_delay_is_half_the_asymmetry(tmp_path: Path) -> None:
+    linked = Linked(tmp_path, ASYMMETRIC)
+    try:
+        linked.all_up()
+        _pause(3.0)
+    finally:
+        report = linked.stop()
+    clock = report["link"]["clock"]
+    path = report["link"]["paths"]["asym"]
+    latency = report["safety"]["latency_ms"]
+    print({"clock": clock, "one_way_ms": path["one_way_ms"], "latency_ms": latency})
+    # One clock: the true offset is 0, and it lies within the stated bound (RTT / 2).
+    assert abs(clock["offset_ms"]) <= clock["bound_ms"]
+    assert clock["bound_ms"] == pytest.approx(20.0, abs=2.0)
+    # What the asymmetry does: (30 - 10) / 2 = 10 ms, within the jitter of the exchange
+    # the filter kept.
+    assert clock["offset_ms"] == pytest.approx(10.0, abs=1.5)
+    # One-way delays read against the estimate split the round trip evenly.
+    for direction in ("forward", "reverse"):
+        assert path["one_way_ms"][direction]["p50"] == pytest.approx(20.0, abs=2.0)
+    # The supervisor uses the offset: input -> accepted reads 30 - 10 ms, not 30 ms.
+    assert latency["p50"] == pytest.approx(20.5, abs=2.5)
+
+
+def test_demo_over_rome_beijing_reports_the_link_section(tmp_path: Path) -> None:
+    summary = run_demo(DemoOptions(duration_s=4.0, workdir=tmp_path, link="rome-beijing"),
+                       threading.Event())
+    link = summary["link"]
+    print({k: link[k] for k in ("profile", "rtt_ms", "clock", "commands")},
+          {n: {k: p[k] for k in ("loss", "rtt_ms", "one_way_ms")}
+           for n, p in link["paths"].items()})
+    assert link["profile"] == "rome-beijing"
+    assert set(link["paths"]) == {"fibre", "5g"}
+    # 2 x 49 ms of fibre; 2 x 56 ms over 5G and fibre (the profile's one-way delays).
+    assert link["rtt_ms"]["p50"] == pytest.approx(98.0, abs=5.0)
+    assert link["rtt_ms"]["p99"] >= link["rtt_ms"]["p50"]
+    assert link["paths"]["fibre"]["rtt_ms"]["p50"] == pytest.approx(98.0, abs=5.0)
+    assert link["paths"]["5g"]["rtt_ms"]["p50"] == pytest.approx(112.0, abs=6.0)
+    for p in link["paths"].values():
+        assert 0.0 <= p["loss"] <= 1.0
+        assert p["first_arrivals"] > 0
+    # Symmetric paths: the clock offset on one machine reads close to its true 0.
+    assert abs(link["clock"]["offset_ms"]) <= 2.0
+    assert summary["control"]["sent"] > 0
