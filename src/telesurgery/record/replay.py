@@ -433,9 +433,9 @@ def replay(directory: Path, tolerance_mm: float = FREE_SPACE_TOLERANCE_MM,
         raise RecordingError(f"no measured_cp of {list(arms or robot.arms)} in {directory}; "
                              "record the patient's state (telesurgery record or demo --record)")
     if not s.commands:
-        raise RecordingError(f"no commands in {directory}: the recorder did not see servo_cp "
-                             "(sessions over dedicated control paths, demo --link, carry "
-                             "them off the site router); nothing to replay")
+        raise RecordingError(f"no commands in {directory}, nothing to replay: over dedicated "
+                             "control paths (demo --link) commands do not pass the site "
+                             "router the recorder listens on")
     line, every = _timeline(s, chosen)
     sched = _schedule(s, chosen, line, every)
     clock = _Clock()

@@ -121,8 +121,7 @@ def _summary(s: Session) -> str:
     derived = summarize(latency_values(s))
     rows: list[tuple[str, Any]] = [
         ("duration (first to last message)", f"{s.duration_s:.1f} s"),
-        ("commands recorded", f"{sum(s.commands.values())} "
-         f"({', '.join(f'{a}: {n}' for a, n in sorted(s.commands.items())) or 'none'})"),
+        ("commands recorded", _commands(s)),
         ("commands sent (console status)", sent if consoles else "no console status"),
         ("accepted / applied by a tick", f"{safety.get('accepted', '?')} / "
          f"{safety.get('applied', '?')}" if safety else "no patient status"),
@@ -143,6 +142,15 @@ def _summary(s: Session) -> str:
         ("audit", _audit_verdict(s)),
     ]
     return _pairs(rows)
+
+
+def _commands(s: Session) -> str:
+    if not s.commands:
+        why = (": over dedicated control paths they do not pass the router the recorder "
+               "listens on" if set(s.links) - {"direct"} else "")
+        return f"none{why}"
+    per_arm = ", ".join(f"{a}: {n}" for a, n in sorted(s.commands.items()))
+    return f"{sum(s.commands.values())} ({per_arm})"
 
 
 def _final_state(s: Session, safety: dict[str, Any]) -> str:
