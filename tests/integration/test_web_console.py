@@ -9,17 +9,21 @@ a key held in the page moves the instrument in the robot's measured state.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import concurrent.futures
 import json
 import math
 import threading
 import time
+import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import aiohttp
 import numpy as np
 import pytest
 
@@ -35,6 +39,7 @@ from telesurgery.types import Pose
 from telesurgery.video.quality import psnr
 
 pytestmark = pytest.mark.integration
+T = TypeVar("T")
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu",
@@ -199,6 +204,12 @@ def _number(text: str) -> float:
         return math.nan
 
 
+def _run(coroutine: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``coroutine`` on a loop of its own: Playwright's loop holds this thread."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine()).result(timeout=WAIT_S)
+
+
 def _open(browser: Any, system: System, init_script: str | None = None) -> Any:
     page = browser.new_page()
     if init_script is not None:
@@ -292,3 +303,48 @@ def test_a_held_key_moves_the_instrument(browser: Any, system: System) -> None:
         assert figures["motion_to_photon_ms"]["count"] > 0
     finally:
         page.close()
+
+
+def test_other_sites_cannot_reach_the_page_or_its_socket(system: System) -> None:
+    port = system.url.rsplit(":", 1)[1].strip("/")
+    rebound = urllib.request.Request(system.url, headers={"Host": f"evil.example:{port}"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(rebound, timeout=10)
+    err.value.close()
+    assert err.value.code == 403
+
+    async def foreign_socket() -> int:
+        async with aiohttp.ClientSession() as http:
+            try:
+                async with http.ws_connect(f"{system.url}ws",
+                                           headers={"Origin": "http://evil.example"}):
+                    return 101
+            except aiohttp.WSServerHandshakeError as exc:
+                return exc.status
+
+    assert _run(foreign_socket) == 403
+
+
+def test_bad_page_messages_are_counted_and_move_nothing(system: System) -> None:
+    still = {arm: system.tips.get(arm) for arm in ("psm1", "psm2")}
+    refused = system.status()["web"]["rejected"]
+    bad = ["{", '{"t": "input", "arm": "psm1", "move": [1e9, 0, 0], "grip": 1}',
+           '{"t": "input", "arm": "psm1", "move": [1, 0, 0], "grip": NaN}',
+           '{"t": "input", "arm": "ecm", "move": [1, 0, 0], "grip": 1}',
+           '{"t": "action", "a": "self_destruct"}']
+
+    async def send_bad() -> None:
+        async with aiohttp.ClientSession() as http, http.ws_connect(f"{system.url}ws") as ws:
+            await ws.send_str('{"t": "hello", "webcodecs": true}')
+            for text in bad:
+                await ws.send_str(text)
+            await ws.send_bytes(b"\x00")
+
+    _run(send_bad)
+    _wait(lambda: system.status()["web"]["rejected"] >= refused + len(bad) + 1,
+          "the refusals to be counted", timeout_s=10.0)
+    for arm, before in still.items():
+        now = system.tips.get(arm)
+        assert before is not None
+        assert now is not None
+        assert now.distance(before) < 0.001, arm

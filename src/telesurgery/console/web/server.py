@@ -79,6 +79,27 @@ _HEADERS: Final = {
 }
 
 
+_LOOPBACK_NAMES: Final = frozenset({"127.0.0.1", "localhost", "[::1]"})
+
+
+@web.middleware
+async def _loopback_only(request: web.Request, handler: Callable[[web.Request], Awaitable[
+        web.StreamResponse]]) -> web.StreamResponse:
+    """Refuse requests a web site could make through the surgeon's own browser.
+
+    The Host must name the loopback interface (a site that rebinds its DNS name to
+    127.0.0.1 still sends its own name), and a WebSocket opened by a page must come from
+    this server's own origin (browsers let any site open a WebSocket anywhere).
+    """
+    host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
+    if host not in _LOOPBACK_NAMES:
+        raise web.HTTPForbidden(text="the console page answers on a loopback address only")
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"http://{request.host}":
+        raise web.HTTPForbidden(text=f"origin {origin} may not use the console page")
+    return await handler(request)
+
+
 class PageBackend(Protocol):
     """What the console behind the page provides."""
 
@@ -181,6 +202,7 @@ class WebConsole:
         self.pages_opened = 0
         self.frames_sent = {kind.name.lower(): 0 for kind in VideoKind}
         self.control_requests = 0
+        self.frames_dropped = 0
         self._pages: set[_Page] = set()
         self._books: list[LatencyBook] = []
         self._jpeg_pages = 0
@@ -240,7 +262,7 @@ class WebConsole:
 
     async def _serve(self) -> None:
         self._stopping = asyncio.Event()
-        app = web.Application()
+        app = web.Application(middlewares=[_loopback_only])
         app.router.add_get("/", self._file("index.html", "text/html"))
         app.router.add_get("/app.js", self._file("app.js", "text/javascript"))
         app.router.add_get("/ws", self._websocket)
@@ -467,6 +489,7 @@ class WebConsole:
         kept: collections.deque[bytes | str] = collections.deque(
             item for item in page.outbox if isinstance(item, str))
         page.dropped += page.pending_video
+        self.frames_dropped += page.pending_video
         page.outbox, page.pending_video = kept, 0
         if page.webcodecs:
             page.needs_key = True
@@ -481,7 +504,7 @@ class WebConsole:
             "pages_open": len(self._pages),
             "pages_opened": self.pages_opened,
             "frames_sent": dict(self.frames_sent),
-            "dropped": sum(p.dropped for p in self._pages),
+            "dropped": self.frames_dropped,
             "control_requests": self.control_requests,
             "rejected": self.rejects.total,
         }
