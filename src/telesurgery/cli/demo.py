@@ -12,7 +12,7 @@ from rich.live import Live
 
 from telesurgery.cli.common import setup_logging, stop_on_signals, write_json
 from telesurgery.demo.browser import open_page as browser_page
-from telesurgery.demo.linkrig import Cut
+from telesurgery.demo.linkrig import Cut, check_link_options
 from telesurgery.demo.monitor import Monitor
 from telesurgery.demo.processes import free_port
 from telesurgery.demo.recording import summary_line
@@ -64,6 +64,7 @@ def demo(
                        log_level=log_level, link=link,
                        cuts=tuple(Cut.parse(c) for c in cut or ()), record=record,
                        video=video, web_port=port)
+    check_link_options(opts.link, opts.cuts)
     out = Console(stderr=True)
     url = f"http://127.0.0.1:{port}/"
     out.print(f"surgeon console page: {url}")

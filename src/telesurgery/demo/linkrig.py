@@ -156,14 +156,10 @@ class CutSchedule:
     """Cuts and restores the rig's paths at given times into the run."""
 
     def __init__(self, rig: LinkRig | None, cuts: Sequence[Cut]) -> None:
-        if cuts and rig is None:
-            raise ConfigError("--cut needs --link PROFILE: only emulated paths can be cut")
+        _check_cuts(rig.names if rig is not None else None, cuts)
         self._rig = rig
         self._events: list[tuple[float, str, bool]] = []
         for c in cuts:
-            if rig is not None and c.path not in rig.names:
-                raise ConfigError(f"--cut {c.path}: the profile has no such path; choose one "
-                                  f"of {', '.join(rig.names)}")
             self._events.append((c.at_s, c.path, True))
             if c.duration_s is not None:
                 self._events.append((c.at_s + c.duration_s, c.path, False))
@@ -181,3 +177,18 @@ class CutSchedule:
             log.warning("link %s %s at %.2f s", path, "cut" if cut else "restored", elapsed_s)
             self.done.append({"path": path, "action": "cut" if cut else "restore",
                               "at_s": round(elapsed_s, 3)})
+
+
+def check_link_options(profile: str | None, cuts: Sequence[Cut]) -> None:
+    """``ConfigError`` for an unknown profile, or for cuts without one or naming a path it
+    does not have (before anything starts)."""
+    _check_cuts(list(load_profile(profile).paths) if profile else None, cuts)
+
+
+def _check_cuts(paths: list[str] | None, cuts: Sequence[Cut]) -> None:
+    if cuts and paths is None:
+        raise ConfigError("--cut needs --link PROFILE: only emulated paths can be cut")
+    for c in cuts:
+        if paths is not None and c.path not in paths:
+            raise ConfigError(f"--cut {c.path}: the profile has no such path; choose one "
+                              f"of {', '.join(paths)}")
