@@ -424,7 +424,7 @@ def replay(directory: Path, tolerance_mm: float = FREE_SPACE_TOLERANCE_MM,
     """Replay the session recorded in ``directory`` and measure how far it ran from the
     recording. Raises ``RecordingError`` when there is nothing to replay."""
     if not (math.isfinite(tolerance_mm) and tolerance_mm > 0):
-        raise ConfigError(f"tolerance {tolerance_mm} mm must be positive, e.g. 0.5")
+        raise ConfigError(f"tolerance {tolerance_mm} mm must be positive, e.g. 0.1")
     started = time.perf_counter()
     s = _load(Recording(directory))
     robot = SimRobot()
