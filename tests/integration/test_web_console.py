@@ -224,6 +224,8 @@ def test_the_page_paints_the_endoscope_with_webcodecs(browser: Any, system: Syst
     page = _open(browser, system)
     try:
         assert page.evaluate("typeof VideoDecoder") == "function"
+        # Cross-origin isolated: the page's paint times have fine-grained timers.
+        assert page.evaluate("crossOriginIsolated") is True
         _wait(lambda: _hud(page, "codec") == "h264", "the HUD to say h264")
         shown = _canvas(page)
         assert shown.shape == home_render.shape

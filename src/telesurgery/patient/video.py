@@ -79,6 +79,9 @@ class PatientVideo:
               rejects: RejectCounter) -> None:
         """Declare the video publisher and the keyframe-request subscriber; start the camera."""
         cfg = self.config
+        if cfg.render_threads is not None:
+            # Mesa reads it when the process makes its first context (the camera thread's).
+            os.environ[RENDER_THREADS_ENV] = str(cfg.render_threads)
         self._pub = Publisher(z, keys.video, Stream.VIDEO, session_id)
         encoder = H264Encoder(cfg.width, cfg.height, fps=cfg.fps, bitrate_bps=cfg.bitrate_bps,
                               threads=cfg.threads)

@@ -16,7 +16,9 @@ class VideoConfig(BaseModel):
     machines with a GPU. ``fps`` [1/s]; ``asap`` renders back to back instead of
     at ``fps`` (shorter motion-to-photon, a busy core). ``bitrate_bps`` [bit/s]:
     None scales 2 Mbit/s at 640x480@30 by pixel rate. ``threads``: slices and
-    colour conversion.
+    colour conversion. ``render_threads``: Mesa llvmpipe's threads (``LP_NUM_THREADS``)
+    when rendering in software, set before the patient's first OpenGL context; None
+    leaves Mesa's default (one per core) or the environment's setting.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -29,6 +31,7 @@ class VideoConfig(BaseModel):
     asap: bool = False
     bitrate_bps: Annotated[int, Field(ge=50_000)] | None = None
     threads: Annotated[int, Field(ge=1, le=16)] = 2
+    render_threads: Annotated[int, Field(ge=1, le=64)] | None = None
 
     @field_validator("width", "height")
     @classmethod
