@@ -53,6 +53,14 @@ def render_status(monitor: Monitor, elapsed_s: float, duration_s: float | None) 
     rows = [t]
     if monitor.links:
         rows.append(_links(monitor))
+    if monitor.link_alarms:
+        al = Table(title="link alarms", show_header=False)
+        for when, a in list(monitor.link_alarms):
+            state = str(a.get("state"))
+            al.add_row(time.strftime("%H:%M:%S", time.localtime(when)),
+                       Text(f"{a.get('path')} {state}", style=_LINK_STYLE.get(state, "")),
+                       f"{a.get('reason')} ({a.get('paths_up')} up)")
+        rows.append(al)
     if monitor.events:
         ev = Table(title="safety events", show_header=False)
         for when, e in list(monitor.events):
@@ -70,9 +78,11 @@ def _p50(d: dict[str, Any] | None) -> str:
 
 
 def _links(monitor: Monitor) -> Table:
-    """One row per control path, the recent alarms, and how to cut a path by hand."""
-    t = Table(title="control paths (ms; one-way console->patient / back)")
-    for col in ("path", "state", "RTT", "one-way", "jitter", "loss", "first", "heard"):
+    """One row per control path and how to cut a path by hand (delays p50 [ms]; loss:
+    command copies missed lately; first: share of commands this path brought first)."""
+    t = Table(title="control paths")
+    for col in ("path", "state", "RTT ms", "to patient / back ms", "jitter ms", "loss",
+                "first", "heard"):
         t.add_column(col)
     for name, p in sorted(monitor.links.items()):
         state = str(p.get("state", "?"))
@@ -85,11 +95,7 @@ def _links(monitor: Monitor) -> Table:
                   f"{jitter.get('forward', 0):.2f} / {jitter.get('reverse', 0):.2f}",
                   f"{100 * p.get('loss', 0):.2f} %",
                   f"{100 * first / (first + late):.0f} %" if first + late else "-",
-                  "-" if heard is None else f"{heard:.0f} ago")
-    for when, a in list(monitor.link_alarms):
-        t.add_row("", Text(f"{a.get('state')} {time.strftime('%H:%M:%S', time.localtime(when))}",
-                           style=_LINK_STYLE.get(str(a.get("state")), "")),
-                  f"{a.get('path')}: {a.get('reason')}")
+                  "-" if heard is None else f"{heard:.0f} ms ago")
     if monitor.link_controls:
         cmds = "  ".join(f"{n}: echo cut | nc -u -w1 {c.split('/', 1)[1].replace(':', ' ')}"
                          for n, c in monitor.link_controls.items())

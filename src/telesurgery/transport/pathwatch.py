@@ -60,6 +60,9 @@ REPLY_TIMEOUT_S = 2.0
 """A sync request unanswered this long [s] counts as lost."""
 LIVE_EXCHANGES = 40
 """Exchanges behind the live figures (the last 2 s)."""
+LOSS_WINDOW = 9
+"""Statistics ticks behind the live loss figure (2 s at 4 Hz; the numbers it covers were
+judged a second after they arrived)."""
 _JITTER_GAIN = 1.0 / 16.0  # RFC 3550, section 6.4.1
 
 
@@ -88,6 +91,16 @@ class PathState:
         self.outages = 0
         self.down_since_ns = 0
         self.down_ns = 0
+        self.judged: collections.deque[tuple[int, int]] = collections.deque(maxlen=LOSS_WINDOW)
+        """(missed, judged) command numbers at the last statistics ticks."""
+
+    @property
+    def recent_loss(self) -> float:
+        """Command copies missed over the last ``LOSS_WINDOW`` ticks, as a fraction."""
+        if not self.judged:
+            return 0.0
+        (m0, j0), (m1, j1) = self.judged[0], self.judged[-1]
+        return (m1 - m0) / (j1 - j0) if j1 > j0 else 0.0
 
     def add(self, ex: Exchange, session: int) -> None:
         """Take one completed exchange from console ``session``."""
@@ -279,7 +292,7 @@ class PathWatch:
                 st.expire(now - round(REPLY_TIMEOUT_S * 1e9))
         self._check_health(now)
         if publish:
-            for name, data in self.snapshot(now)["paths"].items():
+            for name, data in self.snapshot(now, tick=True)["paths"].items():
                 self._stats[name].put(Status(data))
 
     def _check_health(self, now: int) -> None:
@@ -324,15 +337,19 @@ class PathWatch:
 
     # ---- figures -------------------------------------------------------------------
 
-    def snapshot(self, now: int | None = None) -> dict[str, Any]:
-        """Live figures per path (the last ``LIVE_EXCHANGES`` exchanges), the clock, and the
-        commands delivered, lost and judged so far."""
+    def snapshot(self, now: int | None = None, tick: bool = False) -> dict[str, Any]:
+        """Live figures per path (the last ``LIVE_EXCHANGES`` exchanges; ``loss`` over the
+        last ``LOSS_WINDOW`` statistics ticks, ``loss_total`` since the start), the clock,
+        and the commands delivered, lost and judged so far. ``tick``: a statistics tick
+        (it moves the loss window)."""
         now = now_ns() if now is None else now
         counts = self._arrivals.counts(now)
         with self._lock:
             best = self._best
             paths = {}
             for name, st in self.state.items():
+                if tick:
+                    st.judged.append((counts[name].missed, counts[name].judged))
                 heard = max(st.last_reply_ns, counts[name].last_heard_ns)
                 rtt, fwd, rev = _live(st, best[1] if best else None)
                 outcomes = list(st.outcomes)
@@ -342,7 +359,8 @@ class PathWatch:
                     "rtt_ms": rtt,
                     "one_way_ms": {"forward": fwd, "reverse": rev},
                     "jitter_ms": {d: round(v * 1e-6, 3) for d, v in st.jitter_ns.items()},
-                    "loss": round(counts[name].loss, 6),
+                    "loss": round(st.recent_loss, 6),
+                    "loss_total": round(counts[name].loss, 6),
                     "sync_loss": round(outcomes.count(False) / len(outcomes), 4)
                     if outcomes else 0.0,
                     "first": counts[name].first,
