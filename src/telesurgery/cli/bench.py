@@ -39,8 +39,9 @@ def control(
 @bench_app.command("link")
 def link(
     json_path: JsonOpt = None,
-    duration: Annotated[float, typer.Option(help="Seconds per protocol (UDP, then TCP).",
-                                            min=0.5)] = 10.0,
+    duration: Annotated[float, typer.Option(
+        help="Seconds per protocol (UDP, then TCP); the first half second is warm-up.",
+        min=1.0)] = 10.0,
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
 ) -> None:
     """Link emulator accuracy: applied delay minus the profile's, under 1 kHz control
