@@ -100,6 +100,7 @@ function resetDecoder() {
   if (decoder && decoder.state !== 'closed') decoder.close();
   decoder = null;
   waitingKey = true;
+  lastDrawn = -1;
   arrivals.clear();
 }
 
@@ -139,7 +140,14 @@ function onVideo(buf, rx) {
   const view = new DataView(buf);
   const kind = view.getUint8(0);
   const key = (view.getUint8(1) & 1) === 1;
+  const width = view.getUint16(2, true);
+  const height = view.getUint16(4, true);
   const index = view.getUint32(6, true);
+  if (canvas.width !== width || canvas.height !== height) {
+    canvas.width = width;
+    canvas.height = height;
+    canvas.style.aspectRatio = `${width} / ${height}`;
+  }
   const capture = view.getFloat64(10, true);
   const data = new Uint8Array(buf, HEADER);
   videoCapture.set(index, capture);
