@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import zenoh
 
-from telesurgery.clock import now_ns
+from telesurgery.clock import now_ns, set_normal_thread
 from telesurgery.link.clocksync import ClockSync, Exchange, OffsetEstimate
 from telesurgery.stats import Samples, summarize
 from telesurgery.transport.codec import Message, Status, SyncReply, SyncRequest
@@ -272,6 +272,9 @@ class PathWatch:
     # ---- the thread ----------------------------------------------------------------
 
     def _run(self) -> None:
+        # Percentiles and publishing are bulk work; send times are stamped as requests
+        # leave and replies are taken on Zenoh's threads, so no real-time priority is due.
+        set_normal_thread()
         period_ns = round(1e9 / SYNC_HZ)
         stats_every = max(1, round(SYNC_HZ / STATS_HZ))
         tick = 0
