@@ -98,8 +98,7 @@ class Linked:
              timeout_s: float = STARTUP_S) -> None:
         """Wait until ``predicate(monitor)`` holds (checked on every update)."""
         m = self.monitor
-        with m._changed:
-            ok = m._changed.wait_for(lambda: predicate(m), timeout=timeout_s)
+        ok = m.wait_until(predicate, timeout_s)
         assert ok, (f"{what} within {timeout_s} s; links {m.links}; patient: "
                     f"{self.patient.last_log_line()}; console: {self.console.last_log_line()}")
 
@@ -113,11 +112,9 @@ class Linked:
     def fresh_status(self) -> dict[str, Any]:
         """The patient's next status message (published every half second)."""
         m = self.monitor
-        with m._changed:
-            seen = m.status.get("patient", {}).get("uptime_s")
-            assert m._changed.wait_for(
-                lambda: m.status.get("patient", {}).get("uptime_s") != seen, timeout=5.0)
-            return dict(m.status["patient"])
+        seen = m.status.get("patient", {}).get("uptime_s")
+        assert m.wait_until(lambda m: m.status.get("patient", {}).get("uptime_s") != seen, 5.0)
+        return dict(m.status["patient"])
 
     def path_state(self, path: str, state: str) -> None:
         """Wait until the patient reports ``path`` in ``state`` (UP or DOWN)."""

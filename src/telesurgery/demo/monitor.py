@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import zenoh
@@ -81,8 +82,12 @@ class Monitor:
 
     def wait_present(self, nodes: set[str], timeout_s: float) -> bool:
         """Block until every node in ``nodes`` holds its liveliness token, or time out."""
+        return self.wait_until(lambda m: nodes <= m.present, timeout_s)
+
+    def wait_until(self, predicate: Callable[[Monitor], bool], timeout_s: float) -> bool:
+        """Block until ``predicate(self)`` holds (checked at every update), or time out."""
         with self._changed:
-            return self._changed.wait_for(lambda: nodes <= self.present, timeout=timeout_s)
+            return self._changed.wait_for(lambda: predicate(self), timeout=timeout_s)
 
     def close(self) -> None:
         """Leave the session."""
