@@ -24,9 +24,9 @@ def replay(
 ) -> None:
     """Replay the recorded commands, with their recorded timing in simulated time, through a
     fresh safety supervisor and simulator; compare the tool tips with the recorded
-    measured_cp; exit 1 when an arm deviates more than --tolerance in free space (contact
-    with the rings is chaotic, and commands the recorder missed cannot be replayed: those
-    samples are reported, not judged)."""
+    measured_cp; exit 1 when an arm deviates more than --tolerance in free space away from
+    commands the recorder missed (reconstructed from their neighbours); contact and those
+    samples are reported, not judged."""
     setup_logging(log_level)
 
     result = run_replay(directory, tolerance)
@@ -34,6 +34,10 @@ def replay(
                f"({result.ticks * 1e-3:.1f} s simulated) in {result.wall_s:.1f} s; command "
                f"delay fitted {result.delay_ms:.2f} ms; safety transitions recorded "
                f"{result.recorded_events}, replayed {result.replayed_events}")
+    if result.recorded_watchdog > result.replayed_watchdog:
+        typer.echo(f"note: {result.recorded_watchdog - result.replayed_watchdog} watchdog "
+                   "hold(s) of the session not repeated: their commands were sent on time "
+                   "and arrived late at the patient, which the recording cannot show")
     if result.rejected:
         typer.echo(f"rejected in replay: {result.rejected}")
     for a in result.arms:
@@ -41,8 +45,9 @@ def replay(
         typer.echo(f"{a.arm}: judged max {a.judged_max_mm:.3f} mm, RMS {a.judged_rms_mm:.3f} mm "
                    f"({a.judged_samples} of {a.samples} samples) {verdict}; whole run max "
                    f"{a.max_mm:.3f} mm, RMS {a.rms_mm:.3f} mm, {a.max_rad * 1e3:.2f} mrad; "
-                   f"not judged: {a.contact_samples} in contact, {a.gap_samples} after "
-                   f"{a.missing_commands} commands missing from the recording; same command "
+                   f"not judged: {a.contact_samples} in contact, {a.gap_samples} near the "
+                   f"{a.missing_commands} commands reconstructed (missing from the recording); "
+                   "same command "
                    f"tracked at {100 * a.applied_match:.1f} % of samples")
     task = result.task
     if task.get("recorded"):

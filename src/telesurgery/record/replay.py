@@ -21,16 +21,20 @@ The supervisor gets a simulated clock (the replayed tick's wall time), so its
 watchdog, command ages and clutch logic decide as they did; ``SimRobot`` steps
 its fixed 1 ms. What replay cannot reproduce exactly is contact: a grasped or
 pushed ring is a chaotic system, and the arm feels its contact forces. Nor
-can it replay commands the recorder missed (a recorder starved of CPU on a
-loaded machine loses some: gaps in their sequence numbers show which). The
-deviation is therefore reported for the whole trajectory, and judged against
-the tolerance on the samples in free space (no contact on the instrument in the
-recording or in the replay) away from a gap (from the gap to ``GAP_SETTLE_S``
-after it, the replayed arm catches up with a target the real one had followed).
+does it have the commands the recorder missed (a recorder starved of CPU on a
+loaded machine loses some; gaps in their sequence numbers show which, and the
+patient had them): replay reconstructs each from its recorded neighbours
+(linear in time, position and jaw, normalised linear in orientation), so that
+the supervisor's watchdog sees the stream the real one saw, and counts them.
+The deviation is therefore reported for the whole trajectory, and judged
+against the tolerance on the samples in free space (no contact on the
+instrument in the recording or in the replay) away from reconstructed commands
+(up to ``GAP_SETTLE_S`` after them).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -45,7 +49,7 @@ import numpy.typing as npt
 
 from telesurgery.config import SafetyConfig
 from telesurgery.errors import ConfigError, RecordingError
-from telesurgery.geometry import FloatArray, quat_angle
+from telesurgery.geometry import FloatArray, quat_angle, quat_normalize
 from telesurgery.record.audit import AuditKind
 from telesurgery.record.layout import TRAIL_SUFFIX, audit_dir
 from telesurgery.record.reader import Recording
@@ -60,7 +64,7 @@ from telesurgery.transport.codec import (
     ServoCP,
     Status,
 )
-from telesurgery.types import ArmMode
+from telesurgery.types import ArmMode, Pose
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +75,8 @@ at about 0.01 mm on demo recordings; a tenth of a millimetre is ten times that a
 below what a surgeon sees, so exceeding it means the replay did not reproduce the
 session (a supervisor or simulator that decides differently is off by millimetres)."""
 GAP_SETTLE_S: Final = 0.1
-"""How long [s] after a gap in the recorded commands the replay is not judged: the
-motion limiter catches up with the target within tens of milliseconds."""
+"""How long [s] after reconstructed commands the replay is not judged: the motion limiter
+absorbs a difference in the target within tens of milliseconds."""
 DELAY_GRID_MS: Final = np.arange(0.0, 5.001, 0.05)
 """Candidate command delays [ms] (send -> patient), fitted against the anchors."""
 _FOLLOWING: Final = ArmMode.FOLLOWING
@@ -85,9 +89,10 @@ class ArmDeviation:
 
     Positions [mm], orientations [rad]. ``judged_*``: over the ``judged_samples`` in
     free space away from recording gaps; ``contact_samples`` had contact on the
-    instrument, ``gap_samples`` followed ``missing_commands`` the recorder missed;
-    ``applied_match``: fraction of anchors where the replayed supervisor tracked the
-    same command as the recorded one.
+    instrument, ``gap_samples`` came up to ``GAP_SETTLE_S`` after ``missing_commands``
+    (missed by the recorder, reconstructed);
+    ``applied_match``: fraction of the judged samples where the replayed supervisor tracked
+    the same command as the recorded one.
     """
 
     arm: str
@@ -128,6 +133,10 @@ class ReplayResult:
     rejected: dict[str, int]
     recorded_events: int
     replayed_events: int
+    recorded_watchdog: int
+    """Watchdog holds in the recording. A hold caused by commands arriving late at the
+    patient (a stall on its side) is not in the recording, so replay may not repeat it."""
+    replayed_watchdog: int
     task: dict[str, Any]
     wall_s: float
 
@@ -143,7 +152,9 @@ class ReplayResult:
                 "sim_s": round(self.ticks * 1e-3, 3), "commands": self.commands,
                 "delay_ms": round(self.delay_ms, 3), "rejected": self.rejected,
                 "safety_events": {"recorded": self.recorded_events,
-                                  "replayed": self.replayed_events},
+                                  "replayed": self.replayed_events,
+                                  "watchdog_recorded": self.recorded_watchdog,
+                                  "watchdog_replayed": self.replayed_watchdog},
                 "task": self.task, "wall_s": round(self.wall_s, 3),
                 "arms": [a.as_dict() for a in self.arms]}
 
@@ -155,7 +166,7 @@ class _Session:
     commands: list[Message] = field(default_factory=list)
     measured: dict[str, list[Message]] = field(default_factory=dict)
     contact: dict[str, dict[int, bool]] = field(default_factory=dict)
-    events: int = 0
+    events: list[SafetyEvent] = field(default_factory=list)
     servo_rate_hz: float = 1000.0
     offset_ns: int = 0
     task: dict[str, Any] = field(default_factory=dict)
@@ -178,7 +189,7 @@ def _load(recording: Recording) -> _Session:
             touching = any(f != 0.0 for f in body.wrench.force)
             s.contact.setdefault(body.arm, {})[msg.seq] = touching
         elif isinstance(body, SafetyEvent):
-            s.events += 1
+            s.events.append(body)
         elif isinstance(body, Status) and body.data.get("node") == "patient":
             _patient_status(s, body.data)
     for arm, msgs in s.measured.items():
@@ -356,12 +367,57 @@ class _Schedule:
         return any(a <= tick <= b for a, b in self.gaps.get(arm, ()))
 
 
-def _gaps(sched: _Schedule, arm: str, seqs: IntArray, ticks: IntArray, settle: int) -> None:
-    missing = np.diff(seqs) - 1
-    at = np.flatnonzero(missing > 0)
-    sched.missing[arm] = sched.missing.get(arm, 0) + int(missing[at].sum())
+def _gaps(sched: _Schedule, arm: str, filled: npt.NDArray[np.bool_], ticks: IntArray,
+          settle: int) -> None:
+    sched.missing[arm] = sched.missing.get(arm, 0) + int(filled.sum())
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], filled.astype(np.int8), [0]))))
     sched.gaps.setdefault(arm, []).extend(
-        (int(ticks[i]), int(ticks[i + 1]) + settle) for i in at)
+        (int(ticks[a]), int(ticks[b - 1]) + settle) for a, b in zip(edges[::2], edges[1::2],
+                                                                     strict=True))
+
+
+def _lerp(a: float, b: float, f: float) -> float:
+    return a + f * (b - a)
+
+
+def _between(a: Message, b: Message, seq: int) -> Message:
+    """Command number ``seq`` of a stream, reconstructed from its neighbours ``a`` and ``b``."""
+    f = (seq - a.seq) / (b.seq - a.seq)
+    sent = round(_lerp(a.sent_ns, b.sent_ns, f))
+    x, y = a.body, b.body
+    if isinstance(x, ServoCP) and isinstance(y, ServoCP):
+        pa, pb = x.pose.position, y.pose.position
+        qa, qb = x.pose.orientation, y.pose.orientation
+        # The shorter way round: q and -q are the same rotation.
+        k = -1.0 if qa[0] * qb[0] + qa[1] * qb[1] + qa[2] * qb[2] + qa[3] * qb[3] < 0 else 1.0
+        pose = Pose((_lerp(pa[0], pb[0], f), _lerp(pa[1], pb[1], f), _lerp(pa[2], pb[2], f)),
+                    quat_normalize((_lerp(qa[0], k * qb[0], f), _lerp(qa[1], k * qb[1], f),
+                                    _lerp(qa[2], k * qb[2], f), _lerp(qa[3], k * qb[3], f))))
+        body: ServoCP | JawServoJP = ServoCP(
+            x.arm, pose, round(_lerp(x.sample_ns, y.sample_ns, f)), x.clutch)
+    elif isinstance(x, JawServoJP) and isinstance(y, JawServoJP):
+        body = JawServoJP(x.arm, _lerp(x.angle, y.angle, f),
+                          round(_lerp(x.sample_ns, y.sample_ns, f)))
+    else:
+        raise RecordingError(f"a stream mixes {type(x).__name__} and {type(y).__name__}; the "
+                             "recording is damaged")
+    return Message(a.session, seq, sent, body)
+
+
+def _fill(msgs: list[Message]) -> tuple[list[Message], npt.NDArray[np.bool_]]:
+    """A stream (sorted by number) with its missing numbers reconstructed; which are."""
+    out: list[Message] = []
+    filled: list[bool] = []
+    for a, b in itertools.pairwise(msgs):
+        out.append(a)
+        filled.append(False)
+        for seq in range(a.seq + 1, b.seq):
+            out.append(_between(a, b, seq))
+            filled.append(True)
+    if msgs:
+        out.append(msgs[-1])
+        filled.append(False)
+    return out, np.array(filled, dtype=bool)
 
 
 def _schedule(s: _Session, arms: Sequence[str], line: _Timeline, every: int) -> _Schedule:
@@ -374,8 +430,10 @@ def _schedule(s: _Session, arms: Sequence[str], line: _Timeline, every: int) -> 
         if isinstance(body, ServoCP | JawServoJP):
             streams.setdefault((body.arm, msg.session, isinstance(body, ServoCP)),
                                []).append(msg)
-    for msgs in streams.values():
+    reconstructed: dict[tuple[str, int, bool], npt.NDArray[np.bool_]] = {}
+    for ident, msgs in streams.items():
         msgs.sort(key=lambda m: m.seq)
+        streams[ident], reconstructed[ident] = _fill(msgs)
     pose_cmds: dict[str, tuple[IntArray, FloatArray]] = {}
     for (arm, _, is_pose), msgs in streams.items():
         if is_pose and arm in anchors:
@@ -408,8 +466,7 @@ def _schedule(s: _Session, arms: Sequence[str], line: _Timeline, every: int) -> 
             # A stream's commands arrive in order: never schedule one before its elder.
             ticks = np.maximum.accumulate(ticks)
             if is_pose:
-                _gaps(sched, arm, np.array([m.seq for m in msgs], dtype=np.int64), ticks,
-                      settle)
+                _gaps(sched, arm, reconstructed[(arm, session, is_pose)], ticks, settle)
             for m, t, a in zip(msgs, ticks, arrive, strict=True):
                 sched.commands.append((int(t), int(a), m))
                 if is_pose:
@@ -447,9 +504,15 @@ def replay(directory: Path, tolerance_mm: float = FREE_SPACE_TOLERANCE_MM,
     return ReplayResult(deviations, tolerance_mm,
                         max((s.measured[a][-1].seq - 1) * every + 1 for a in chosen),
                         len(sched.commands), sched.delay_ns * 1e-6,
-                        sup.snapshot()["rejected_by_reason"], s.events, len(events),
+                        sup.snapshot()["rejected_by_reason"], len(s.events), len(events),
+                        _watchdog(s.events), _watchdog(events),
                         {"recorded": s.task, "replayed": robot.task_status()},
                         time.perf_counter() - started)
+
+
+def _watchdog(events: list[SafetyEvent]) -> int:
+    # The supervisor words a watchdog hold "<arm> <mode> -> held: watchdog: ...".
+    return sum(1 for ev in events if "-> held: watchdog:" in ev.reason)
 
 
 _Row = tuple[float, float, bool, bool, bool]
@@ -506,7 +569,7 @@ def _deviation(arm: str, rows: list[_Row], missing: int) -> ArmDeviation:
                         int(judged.size), float(judged.max()) if judged.size else 0.0,
                         float(np.sqrt(np.mean(judged ** 2))) if judged.size else 0.0,
                         int(contact.sum()), int((gap & ~contact).sum()), missing,
-                        float(match.mean()))
+                        float(match[~contact & ~gap].mean()) if judged.size else 0.0)
 
 
 __all__ = ["FREE_SPACE_TOLERANCE_MM", "ArmDeviation", "ReplayResult", "replay"]
