@@ -64,7 +64,7 @@ from telesurgery.transport.codec import (
     ServoCP,
     Status,
 )
-from telesurgery.types import ArmMode, Pose
+from telesurgery.types import ArmMode, Pose, SafetyState
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,7 @@ class ReplayResult:
     delay_ms: float
     rejected: dict[str, int]
     recorded_events: int
+    """Supervisor transitions in the recording, from enable to the node's stop (excluded)."""
     replayed_events: int
     recorded_watchdog: int
     """Watchdog holds in the recording. A hold caused by commands arriving late at the
@@ -189,7 +190,10 @@ def _load(recording: Recording) -> _Session:
             touching = any(f != 0.0 for f in body.wrench.force)
             s.contact.setdefault(body.arm, {})[msg.seq] = touching
         elif isinstance(body, SafetyEvent):
-            s.events.append(body)
+            # The node's own stop (disable) is not a decision to replay, and its last
+            # message may not reach the recorder before the node is gone.
+            if body.state is not SafetyState.DISABLED:
+                s.events.append(body)
         elif isinstance(body, Status) and body.data.get("node") == "patient":
             _patient_status(s, body.data)
     for arm, msgs in s.measured.items():
@@ -552,7 +556,6 @@ def _run(s: _Session, sched: _Schedule, line: _Timeline, every: int, arms: Seque
                               quat_angle(ours.orientation, theirs.orientation), contact,
                               sched.after_gap(arm, k),
                               sup.applied(arm)[0] == rec.body.applied_seq))
-    sup.disable()  # as the node does when it stops, so the transitions compare one to one
     return rows
 
 
