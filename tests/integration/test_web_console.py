@@ -27,6 +27,7 @@ import aiohttp
 import numpy as np
 import pytest
 
+from telesurgery.bench.page import CHROMIUM_ARGS
 from telesurgery.camera import CameraRenderer, RGBImage
 from telesurgery.config import ZenohConfig
 from telesurgery.demo.processes import NodeProcess, free_port
@@ -42,9 +43,6 @@ pytestmark = pytest.mark.integration
 T = TypeVar("T")
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 WAIT_S = 90.0  # generous: software rendering and decoding on a shared 2-core machine
 SESSION = "webtest"
 SIMILAR_DB = 25.0
@@ -153,7 +151,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
 def browser() -> Iterator[Any]:
     """The system's Chromium, headless, through Playwright (nothing is downloaded)."""
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
         try:
             yield b
         finally:

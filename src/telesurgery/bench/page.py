@@ -16,7 +16,11 @@ from telesurgery.errors import ConfigError
 
 CHROMIUM_ARGS: Final = ("--headless=new", "--no-sandbox", "--disable-gpu",
                         "--disable-background-networking", "--disable-component-update",
-                        "--disable-sync", "--no-first-run")
+                        "--disable-sync", "--no-first-run",
+                        # A page nobody looks at must not have its timers throttled.
+                        "--disable-background-timer-throttling",
+                        "--disable-renderer-backgrounding",
+                        "--disable-backgrounding-occluded-windows")
 _CANDIDATES: Final = ("chromium", "chromium-browser", "google-chrome")
 
 
