@@ -275,17 +275,18 @@ def _link_health(s: Session) -> str:
         last = t.last() or {}
         states = [str(d.get("state", "?")) for d in t.values]
         down = sum(1 for a, b in itertools.pairwise(states) if a != "DOWN" and b == "DOWN")
-        rows.append((path, last.get("state", "?"), f"{100 * float(last.get('loss', 0)):.3f} %",
+        total = last.get("loss_total", last.get("loss", 0))
+        rows.append((path, last.get("state", "?"), f"{100 * float(total):.3f} %",
                      int(last.get("first", 0)), int(last.get("late", 0)),
                      int(last.get("outages", 0)), down, len(t)))
-    body = _table(["path", "last state", "command loss", "first arrivals", "late copies",
+    body = _table(["path", "last state", "command loss (run)", "first arrivals", "late copies",
                    "outages", "seen going DOWN", "stats messages"], rows)
     fig, ax = _figure(2.6)
     for path, t in sorted(s.links.items()):
         ts, vs = _path_series(t, lambda d: 100 * float(d.get("loss", 0.0)))
         ax.step(ts, vs, where="post", label=path)
     ax.set_xlabel("time since start of recording [s]")
-    ax.set_ylabel("command copies lost [%]")
+    ax.set_ylabel("copies lost, recent [%]")
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)
     body += _png(fig, "loss per path")
