@@ -12,7 +12,6 @@ every child process's CPU time over the whole run including start-up.
 
 from __future__ import annotations
 
-import os
 import resource
 import threading
 import time
@@ -83,7 +82,6 @@ def bench_video_suite(sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES, seconds:
                 "thread; then the headless demo (processes over Zenoh on loopback) with "
                 "video measured end to end, and without video for the control loop's figures",
         "machine": machine_info(),
-        "llvmpipe_threads_patient": os.environ.get("LP_NUM_THREADS", "all cores"),
         "pipeline": bench_video(sizes, seconds),
         "targets": TARGETS,
     }

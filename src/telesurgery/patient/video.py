@@ -79,9 +79,11 @@ class PatientVideo:
               rejects: RejectCounter) -> None:
         """Declare the video publisher and the keyframe-request subscriber; start the camera."""
         cfg = self.config
+        # Mesa reads it when the process makes its first context (the camera thread's).
         if cfg.render_threads is not None:
-            # Mesa reads it when the process makes its first context (the camera thread's).
             os.environ[RENDER_THREADS_ENV] = str(cfg.render_threads)
+        else:
+            os.environ.setdefault(RENDER_THREADS_ENV, str(max(1, (os.cpu_count() or 2) // 2)))
         self._pub = Publisher(z, keys.video, Stream.VIDEO, session_id)
         encoder = H264Encoder(cfg.width, cfg.height, fps=cfg.fps, bitrate_bps=cfg.bitrate_bps,
                               threads=cfg.threads)
