@@ -77,6 +77,31 @@ def _unique_paths(v: list[PathConfig]) -> list[PathConfig]:
     return v
 
 
+class SecurityConfig(_Strict):
+    """Mutual TLS, access control and command authentication of a node (docs/security.md).
+
+    Secure by default: a node given neither an ``identity`` nor ``insecure = true``
+    refuses to start.
+    """
+
+    identity: Path | None = None
+    """Identity folder from ``telesurgery pki issue`` (cert.pem, key.pem, and ca.pem: the
+    site CA the node trusts)."""
+    acl: Path | None = None
+    """Access-control file from ``telesurgery pki acl`` (needed with ``identity``)."""
+    crl: Path | None = None
+    """The site's revocation list (``crl.pem``): a revoked identity does not start, and the
+    patient node refuses command keys to revoked certificates."""
+    insecure: bool = False
+    """Plain TCP, no authentication, untagged commands: for debugging only."""
+
+    @model_validator(mode="after")
+    def _one_way(self) -> SecurityConfig:
+        if self.insecure and (self.identity or self.acl or self.crl):
+            raise ValueError("insecure = true cannot go with identity, acl or crl; choose one")
+        return self
+
+
 class SafetyConfig(_Strict):
     """Limits the safety supervisor enforces on every command.
 
@@ -120,6 +145,7 @@ class PatientConfig(_Strict):
     video: VideoConfig = VideoConfig()
     record_dir: Path | None = None
     """Session directory the node's signed audit trail goes in (``audit/``); none: no trail."""
+    security: SecurityConfig = SecurityConfig()
 
     _paths = field_validator("paths")(_unique_paths)
 
@@ -173,6 +199,7 @@ class ConsoleConfig(_Strict):
     """Dedicated control paths, named as on the patient node; none: the main session."""
     video: VideoConfig = VideoConfig()
     web: WebConfig = WebConfig()
+    security: SecurityConfig = SecurityConfig()
 
     _paths = field_validator("paths")(_unique_paths)
 

@@ -10,7 +10,8 @@
     ├── RobotError           the robot refused an operation (wrong state, not connected)
     ├── SafetyError          a safety precondition does not hold (never raised in the servo loop)
     ├── VideoError           the camera, encoder or decoder cannot work (GL, codec, frame size)
-    └── RecordingError       a recording or audit trail cannot be written or read
+    ├── RecordingError       a recording or audit trail cannot be written or read
+    └── AuthError            a peer's certificate, signature or key exchange is refused
 
 Lower-level errors (Zenoh, OS, pydantic) are translated at the boundary with
 ``raise ...Error(...) from exc`` so that the command line shows one line.
@@ -55,7 +56,17 @@ class RecordingError(TelesurgeryError):
     """A recording (MCAP) or an audit trail cannot be written or read."""
 
 
+class AuthError(TelesurgeryError):
+    """A peer's certificate, signature or key exchange is refused; ``reason`` names why in
+    one word (for counting), the message says it in full."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 __all__ = [
+    "AuthError",
     "CodecError",
     "ConfigError",
     "KinematicsError",

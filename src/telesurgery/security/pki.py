@@ -169,6 +169,11 @@ def _common_name_of(cert: x509.Certificate) -> str:
     return str(attrs[0].value) if attrs else ""
 
 
+def certificate_identity(cert: x509.Certificate) -> tuple[Role, str]:
+    """(role, name) that ``cert``'s common name gives; ConfigError if it names none."""
+    return parse_common_name(_common_name_of(cert))
+
+
 def _san(hosts: Iterable[str]) -> x509.SubjectAlternativeName:
     names: list[x509.GeneralName] = []
     for host in dict.fromkeys(hosts):
@@ -248,6 +253,23 @@ class Identity:
     def check(self) -> None:
         """Re-check the key file's permissions (Zenoh reads it by path, after us)."""
         check_key_permissions(self.private_key)
+
+    def load_certificate(self) -> x509.Certificate:
+        """This identity's certificate."""
+        return _read_cert(self.certificate)
+
+    def load_ca(self) -> x509.Certificate:
+        """The site CA certificate this identity trusts."""
+        return _read_cert(self.ca_certificate)
+
+    def load_private_key(self) -> ec.EllipticCurvePrivateKey:
+        """This identity's private key (its permissions checked again)."""
+        return _read_key(self.private_key)
+
+
+def revoked_serials(crl: Path, ca: x509.Certificate) -> frozenset[int]:
+    """Serial numbers the CRL at ``crl`` revokes; ConfigError unless ``ca`` signed it."""
+    return frozenset(_revoked_serials(_read_crl(crl, ca)))
 
 
 def _check_issued_by(cert: x509.Certificate, ca: x509.Certificate, where: Path) -> None:

@@ -55,7 +55,10 @@ def tls_settings(identity: Identity, *, verify_name: bool = True) -> dict[str, s
 def secure_locators(locators: Iterable[str]) -> list[str]:
     """``locators`` with tcp/ turned into tls/ and udp/ into quic/ (address unchanged).
 
-    Raises ConfigError for a protocol that has no TLS form (e.g. unixsock-stream).
+    A udp/ endpoint becomes an *unreliable* quic/ one (``rel=0``: QUIC datagrams, as
+    Zenoh 1.10 supports) unless its metadata says otherwise, so that a lossy path stays
+    lossy instead of retransmitting stale commands. Raises ConfigError for a protocol
+    that has no TLS form (e.g. unixsock-stream).
     """
     out = []
     for loc in locators:
@@ -63,8 +66,21 @@ def secure_locators(locators: Iterable[str]) -> list[str]:
         if not sep or proto not in _TLS_EQUIVALENT:
             raise ConfigError(f"locator {loc!r} has no TLS form; use tcp/, udp/, tls/ or "
                               "quic/ endpoints with mutual TLS")
+        if proto == "udp":
+            rest = _with_metadata(rest, "rel", "0")
         out.append(f"{_TLS_EQUIVALENT[proto]}/{rest}")
     return out
+
+
+def _with_metadata(address: str, key: str, value: str) -> str:
+    """``address`` (``host:port?meta#config``) with ``key=value`` in its metadata unless
+    the metadata already sets ``key``."""
+    head, hash_, config = address.partition("#")
+    host, _, meta = head.partition("?")
+    entries = [e for e in meta.split(";") if e]
+    if any(e.partition("=")[0] == key for e in entries):
+        return address
+    return f"{host}?{';'.join([*entries, f'{key}={value}'])}{hash_}{config}"
 
 
 def apply_settings(config: zenoh.Config, settings: Mapping[str, str]) -> None:

@@ -6,12 +6,14 @@ Layout (little-endian), version 1::
     0      2    magic b"TS"
     2      1    version (1)
     3      1    message type (see ``MessageType``)
-    4      1    flags (must be 0 in version 1; bit 0 is reserved for an authentication tag)
+    4      1    flags: bit 0 (``FLAG_TAG``) = an authentication tag follows the body;
+                other bits must be 0 in version 1
     5      1    reserved (0)
     6      8    session: the sender's session instance id (u64)
     14     8    sequence number (u64), per sender and stream
     22     8    sender's monotonic clock at send [ns] (i64)
     30     ...  body, laid out by the message type
+    end-16 16   with ``FLAG_TAG``: the tag over everything before it (``security.tags``)
 
 Strings are a u8 length then UTF-8 bytes. ``decode`` either returns a valid
 ``Message`` or raises ``CodecError`` with a message that says what is wrong;
@@ -33,6 +35,11 @@ MAGIC = b"TS"
 VERSION = 1
 _HEADER = struct.Struct("<2sBBBBQQq")
 HEADER_SIZE = _HEADER.size
+FLAGS_OFFSET = 4
+"""Where the flags byte sits in the header."""
+FLAG_TAG = 0x01
+TAG_SIZE = 16
+"""Bytes of the authentication tag a message with ``FLAG_TAG`` ends with."""
 _U64_MAX = 2**64 - 1
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 MAX_STATUS_BYTES = 16_384
@@ -52,6 +59,8 @@ class MessageType(enum.IntEnum):
     VIDEO_FRAME = 8
     SYNC_REQUEST = 9
     SYNC_REPLY = 10
+    KEY_OFFER = 11
+    KEY_ACCEPT = 12
 
 
 class _Reader:
@@ -418,22 +427,93 @@ class SyncReply:
         return cls(path, seq, t0, t1)
 
 
+MAX_CERTIFICATE_BYTES = 8192
+_X25519 = struct.Struct("<32s")
+_U16 = struct.Struct("<H")
+
+
+def _blob(value: bytes, field: str, limit: int) -> bytes:
+    if len(value) > limit:
+        raise CodecError(f"{field} is {len(value)} bytes long; at most {limit} fit")
+    return _U16.pack(len(value)) + value
+
+
+def _take_blob(r: _Reader, field: str, limit: int) -> bytes:
+    (n,) = r.take(_U16)
+    if n > limit:
+        raise CodecError(f"{field} announces {n} bytes; at most {limit} are allowed")
+    return bytes(r.take(struct.Struct(f"<{n}s"))[0])
+
+
+@dataclass(frozen=True, slots=True)
+class KeyOffer:
+    """A console's offer of a command key: its X25519 ``ephemeral`` public key [32 bytes],
+    its ``certificate`` (DER) and its ``signature`` over both (``security.handshake``).
+    The header's ``session`` is the console's session id."""
+
+    TYPE: ClassVar[MessageType] = MessageType.KEY_OFFER
+    ephemeral: bytes
+    certificate: bytes
+    signature: bytes
+
+    def pack(self) -> bytes:
+        return (_X25519.pack(self.ephemeral)
+                + _blob(self.certificate, "KEY_OFFER.certificate", MAX_CERTIFICATE_BYTES)
+                + _blob(self.signature, "KEY_OFFER.signature", 255))
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> Self:
+        (eph,) = r.take(_X25519)
+        cert = _take_blob(r, "KEY_OFFER.certificate", MAX_CERTIFICATE_BYTES)
+        return cls(eph, cert, _take_blob(r, "KEY_OFFER.signature", 255))
+
+
+_KEY_ACCEPT = struct.Struct("<Q32s")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyAccept:
+    """The patient node's answer to the offer of console session ``console_session``
+    [u64]: its own ``ephemeral`` X25519 key [32 bytes], ``certificate`` (DER) and
+    ``signature``. The header's ``session`` is the patient's session id."""
+
+    TYPE: ClassVar[MessageType] = MessageType.KEY_ACCEPT
+    console_session: int
+    ephemeral: bytes
+    certificate: bytes
+    signature: bytes
+
+    def pack(self) -> bytes:
+        return (_KEY_ACCEPT.pack(self.console_session, self.ephemeral)
+                + _blob(self.certificate, "KEY_ACCEPT.certificate", MAX_CERTIFICATE_BYTES)
+                + _blob(self.signature, "KEY_ACCEPT.signature", 255))
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> Self:
+        console, eph = r.take(_KEY_ACCEPT)
+        cert = _take_blob(r, "KEY_ACCEPT.certificate", MAX_CERTIFICATE_BYTES)
+        return cls(console, eph, cert, _take_blob(r, "KEY_ACCEPT.signature", 255))
+
+
 AnyBody = (ServoCP | JawServoJP | MeasuredCP | MeasuredJS | MeasuredCF | SafetyEvent | Status
-           | VideoFrame | SyncRequest | SyncReply)
+           | VideoFrame | SyncRequest | SyncReply | KeyOffer | KeyAccept)
 _BODIES: dict[MessageType, type[AnyBody]] = {
     b.TYPE: b for b in (ServoCP, JawServoJP, MeasuredCP, MeasuredJS, MeasuredCF, SafetyEvent,
-                        Status, VideoFrame, SyncRequest, SyncReply)
+                        Status, VideoFrame, SyncRequest, SyncReply, KeyOffer, KeyAccept)
 }
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A header plus one body: ``session`` [u64], ``seq`` [u64], ``sent_ns`` [ns]."""
+    """A header plus one body: ``session`` [u64], ``seq`` [u64], ``sent_ns`` [ns], and
+    the authentication ``tag`` the message ended with (empty: none; ``TAG_SIZE``
+    bytes otherwise). Decoding never checks a tag: ``security.tags`` does."""
 
     session: int
     seq: int
     sent_ns: int
     body: AnyBody
+    tag: bytes = b""
 
     def __bytes__(self) -> bytes:
         return encode(self)
@@ -445,12 +525,15 @@ def encode(msg: Message) -> bytes:
         raise CodecError("session and seq must fit an unsigned 64-bit integer")
     if not _I64_MIN <= msg.sent_ns <= _I64_MAX:
         raise CodecError("sent_ns must fit a signed 64-bit integer")
+    if msg.tag and len(msg.tag) != TAG_SIZE:
+        raise CodecError(f"an authentication tag is {TAG_SIZE} bytes, got {len(msg.tag)}")
     try:
         body = msg.body.pack()
     except struct.error as exc:
         raise CodecError(f"{msg.body.TYPE.name} has a value out of range: {exc}") from exc
-    return _HEADER.pack(MAGIC, VERSION, int(msg.body.TYPE), 0, 0, msg.session, msg.seq,
-                        msg.sent_ns) + body
+    flags = FLAG_TAG if msg.tag else 0
+    return _HEADER.pack(MAGIC, VERSION, int(msg.body.TYPE), flags, 0, msg.session, msg.seq,
+                        msg.sent_ns) + body + msg.tag
 
 
 def decode(data: bytes) -> Message:
@@ -464,20 +547,32 @@ def decode(data: bytes) -> Message:
     if version != VERSION:
         raise CodecError(f"protocol version {version} is not supported (this node speaks "
                          f"{VERSION}); run the same telesurgery release on both ends")
-    if flags != 0 or reserved != 0:
+    if flags & ~FLAG_TAG or reserved != 0:
         raise CodecError(f"header flags {flags:#04x}/{reserved:#04x} are not understood by "
                          f"protocol version {VERSION}")
     kind = _enum(MessageType, mtype, "message type")
-    r = _Reader(bytes(data), HEADER_SIZE, kind.name)
+    raw = bytes(data)
+    tag = b""
+    if flags & FLAG_TAG:
+        if len(raw) < HEADER_SIZE + TAG_SIZE:
+            raise CodecError(f"message flagged as tagged is {len(raw)} bytes, too short for "
+                             f"the header and a {TAG_SIZE}-byte tag")
+        raw, tag = raw[:-TAG_SIZE], raw[-TAG_SIZE:]
+    r = _Reader(raw, HEADER_SIZE, kind.name)
     body = _BODIES[kind].unpack(r)
     r.finish()
-    return Message(session, seq, sent_ns, body)
+    return Message(session, seq, sent_ns, body, tag)
 
 
 __all__ = [
+    "FLAGS_OFFSET",
+    "FLAG_TAG",
     "HEADER_SIZE",
+    "TAG_SIZE",
     "AnyBody",
     "JawServoJP",
+    "KeyAccept",
+    "KeyOffer",
     "MeasuredCF",
     "MeasuredCP",
     "MeasuredJS",

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import functools
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -45,7 +46,13 @@ from telesurgery.errors import TransportError
 from telesurgery.stats import summarize
 from telesurgery.transport.codec import AnyBody, Message, encode
 from telesurgery.transport.qos import QOS, Stream
-from telesurgery.transport.session import RejectCounter, subscribe, zenoh_config
+from telesurgery.transport.session import (
+    Gate,
+    RejectCounter,
+    Security,
+    subscribe,
+    zenoh_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +78,8 @@ class Paths:
     or cutting a path would cost nothing for the wrong reason.
     """
 
-    def __init__(self, main: zenoh.Session, configs: Sequence[PathConfig]) -> None:
+    def __init__(self, main: zenoh.Session, configs: Sequence[PathConfig],
+                 security: Security | None = None) -> None:
         self.main = main
         self.sessions: dict[str, zenoh.Session] = {}
         self.dedicated = bool(configs)
@@ -80,7 +88,7 @@ class Paths:
             return
         try:
             for cfg in configs:
-                self.sessions[cfg.name] = open_path_session(cfg)
+                self.sessions[cfg.name] = open_path_session(cfg, security)
         except TransportError:
             self.close()
             raise
@@ -98,9 +106,10 @@ class Paths:
         self.sessions.clear()
 
 
-def open_path_session(cfg: PathConfig) -> zenoh.Session:
-    """Open one path's Zenoh session: its own endpoints only, no gossip, quick reconnects."""
-    zc = zenoh_config(ZenohConfig(**{**cfg.zenoh.model_dump(), "gossip": False}))
+def open_path_session(cfg: PathConfig, security: Security | None = None) -> zenoh.Session:
+    """Open one path's Zenoh session: its own endpoints only, no gossip, quick reconnects
+    (secure given ``security``)."""
+    zc = zenoh_config(ZenohConfig(**{**cfg.zenoh.model_dump(), "gossip": False}), security)
     try:
         zc.insert_json5("connect/retry", CONNECT_RETRY)
         return zenoh.open(zc)
@@ -115,12 +124,17 @@ def open_path_session(cfg: PathConfig) -> zenoh.Session:
 
 class MultiPublisher:
     """Publishes codec bodies on one key over every path: one stamp, one encoding, the
-    same sequence number everywhere (numbered 1, 2, ...)."""
+    same sequence number everywhere (numbered 1, 2, ...).
+
+    ``seal`` turns each message into its bytes: ``encode``, or ``security.tags.seal``
+    under a command key for commands that carry an authentication tag.
+    """
 
     def __init__(self, sessions: Mapping[str, zenoh.Session], key: str, stream: Stream,
-                 session_id: int) -> None:
+                 session_id: int, seal: Callable[[Message], bytes] = encode) -> None:
         q = QOS[stream]
         self.key = key
+        self._seal = seal
         self._session_id = session_id
         self._seq = 0
         self._lock = threading.Lock()
@@ -160,7 +174,7 @@ class MultiPublisher:
         with self._lock:
             self._seq += 1
             msg = Message(self._session_id, self._seq, now_ns(), body)
-            data = encode(msg)
+            data = self._seal(msg)
             for name, pub in self._pubs.items():
                 try:
                     pub.put(data)
@@ -261,6 +275,10 @@ class _Stream:
 Deliver = Callable[[Message, int], None]
 
 
+def _path_gate(gate: Callable[[str, bytes, Message], bool], path: str) -> Gate:
+    return functools.partial(gate, path)
+
+
 class FirstArrival:
     """First-arrival delivery over ``paths`` with per-path counters (thread-safe).
 
@@ -285,10 +303,17 @@ class FirstArrival:
         return list(self._bits)
 
     def subscribe(self, sessions: Mapping[str, zenoh.Session], key: str, deliver: Deliver,
-                  rejects: RejectCounter) -> list[zenoh.Subscriber[None]]:
+                  rejects: RejectCounter,
+                  gate: Callable[[str, bytes, Message], bool] | None = None,
+                  ) -> list[zenoh.Subscriber[None]]:
         """Subscribe to ``key`` on every path; ``deliver(message, received_ns)`` gets the
-        copies ``offer`` lets through, on Zenoh's threads, one at a time."""
-        return [subscribe(z, key, self._handler(path, key, deliver), rejects)
+        copies ``offer`` lets through, on Zenoh's threads, one at a time.
+
+        ``gate(path, bytes, message)`` judges each copy before it is offered (the
+        authentication tag verifier): a forged copy must not count as a path's arrival.
+        """
+        return [subscribe(z, key, self._handler(path, key, deliver), rejects,
+                          None if gate is None else _path_gate(gate, path))
                 for path, z in sessions.items()]
 
     def _handler(self, path: str, key: str, deliver: Deliver) -> Deliver:

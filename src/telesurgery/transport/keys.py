@@ -65,6 +65,16 @@ class Keys:
         """Endoscope video frames."""
         return f"{self.prefix}/ecm/video"
 
+    @property
+    def key_offer(self) -> str:
+        """Command-key offers of consoles (``security.handshake``)."""
+        return f"{self.prefix}/control/key/offer"
+
+    @property
+    def key_accept(self) -> str:
+        """The patient node's answers to command-key offers."""
+        return f"{self.prefix}/control/key/accept"
+
     def link_stats(self, path: str) -> str:
         """Statistics of one network path."""
         return f"{self.prefix}/link/{path}/stats"

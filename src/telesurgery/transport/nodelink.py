@@ -16,11 +16,12 @@ from typing import Any
 import zenoh
 
 from telesurgery.config import PathConfig
+from telesurgery.transport.codec import Message, encode
 from telesurgery.transport.dualpath import Deliver, FirstArrival, MultiPublisher, Paths
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.pathwatch import Alarm, PathWatch, SyncResponder
 from telesurgery.transport.qos import Stream
-from telesurgery.transport.session import RejectCounter
+from telesurgery.transport.session import RejectCounter, Security
 
 MAIN = "main"
 """The name of the main session among the sessions state is published on."""
@@ -35,8 +36,9 @@ class PatientLink:
 
     def __init__(self, main: zenoh.Session, configs: Sequence[PathConfig], keys: Keys,
                  session_id: int, on_offset: Callable[[int, int], None],
-                 on_alarm: Callable[[Alarm], None] | None = None) -> None:
-        self.paths = Paths(main, configs)
+                 on_alarm: Callable[[Alarm], None] | None = None,
+                 security: Security | None = None) -> None:
+        self.paths = Paths(main, configs, security)
         self.arrivals = FirstArrival(self.paths.names)
         self.watch = PathWatch(self.paths, keys, session_id, self.arrivals, on_offset, on_alarm)
         self._session_id = session_id
@@ -44,10 +46,13 @@ class PatientLink:
         self._pubs: list[MultiPublisher] = []
 
     def subscribe_commands(self, keys: Iterable[str], deliver: Deliver,
-                           rejects: RejectCounter) -> None:
-        """Hand the first copy of every command on ``keys`` to ``deliver``."""
+                           rejects: RejectCounter,
+                           gate: Callable[[str, bytes, Message], bool] | None = None) -> None:
+        """Hand the first copy of every command on ``keys`` that ``gate(path, bytes,
+        message)`` (the tag verifier, if any) passes to ``deliver``."""
         for key in keys:
-            self._subs += self.arrivals.subscribe(self.paths.sessions, key, deliver, rejects)
+            self._subs += self.arrivals.subscribe(self.paths.sessions, key, deliver, rejects,
+                                                  gate)
 
     def state_publisher(self, key: str) -> MultiPublisher:
         """A publisher of measured state on every path and on the main session."""
@@ -86,17 +91,20 @@ class ConsoleLink:
     """The console's control paths."""
 
     def __init__(self, main: zenoh.Session, configs: Sequence[PathConfig], keys: Keys,
-                 session_id: int) -> None:
-        self.paths = Paths(main, configs)
+                 session_id: int, security: Security | None = None) -> None:
+        self.paths = Paths(main, configs, security)
         self.state = FirstArrival(self.paths.names, latest_only=True)
         self.responder = SyncResponder(self.paths, keys, session_id)
         self._session_id = session_id
         self._subs: list[zenoh.Subscriber[None]] = []
         self._pubs: list[MultiPublisher] = []
 
-    def command_publisher(self, key: str) -> MultiPublisher:
-        """A publisher of commands on every path (same sequence numbers on each)."""
-        pub = MultiPublisher(self.paths.sessions, key, Stream.COMMAND, self._session_id)
+    def command_publisher(self, key: str,
+                          seal: Callable[[Message], bytes] = encode) -> MultiPublisher:
+        """A publisher of commands on every path (same sequence numbers on each), each
+        message turned into bytes by ``seal`` (tagged under a command key, or not)."""
+        pub = MultiPublisher(self.paths.sessions, key, Stream.COMMAND, self._session_id,
+                             seal)
         self._pubs.append(pub)
         return pub
 

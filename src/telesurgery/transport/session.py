@@ -11,7 +11,7 @@ import logging
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,14 +20,27 @@ import zenoh
 from telesurgery.clock import now_ns
 from telesurgery.config import ZenohConfig
 from telesurgery.errors import CodecError, TransportError
+from telesurgery.security.zenoh_tls import apply_settings, secure_locators
 from telesurgery.transport.codec import AnyBody, Message, decode, encode
 from telesurgery.transport.qos import QOS, Stream
 
 log = logging.getLogger(__name__)
 
 
-def zenoh_config(cfg: ZenohConfig) -> zenoh.Config:
-    """The ``zenoh.Config`` of ``cfg``: explicit endpoints, multicast scouting off."""
+Security = Mapping[str, str]
+"""Zenoh config entries that make a session secure (``NodeSecurity.zenoh_settings()``:
+mutual TLS and the access control)."""
+
+
+def zenoh_config(cfg: ZenohConfig, security: Security | None = None) -> zenoh.Config:
+    """The ``zenoh.Config`` of ``cfg``: explicit endpoints, multicast scouting off.
+
+    With ``security`` the endpoints move to TLS (tcp/ to tls/, udp/ to quic/) and its
+    entries are applied on top.
+    """
+    if security is not None:
+        cfg = cfg.model_copy(update={"listen": secure_locators(cfg.listen),
+                                     "connect": secure_locators(cfg.connect)})
     zc = zenoh.Config()
     try:
         zc.insert_json5("mode", json.dumps(cfg.mode))
@@ -43,13 +56,16 @@ def zenoh_config(cfg: ZenohConfig) -> zenoh.Config:
         zc.insert_json5("transport/link/tx/queue/size/interactive_high", "16")
     except zenoh.ZError as exc:
         raise TransportError(f"invalid Zenoh configuration: {exc}") from exc
+    if security is not None:
+        apply_settings(zc, security)
     return zc
 
 
-def open_session(cfg: ZenohConfig) -> zenoh.Session:
-    """Open a Zenoh session; a port in use or a bad endpoint is one clear line."""
+def open_session(cfg: ZenohConfig, security: Security | None = None) -> zenoh.Session:
+    """Open a Zenoh session (secure given ``security``); a port in use or a bad endpoint
+    is one clear line."""
     try:
-        return zenoh.open(zenoh_config(cfg))
+        return zenoh.open(zenoh_config(cfg, security))
     except zenoh.ZError as exc:
         first = str(exc).split(" at ", 1)[0]
         raise TransportError(
@@ -103,6 +119,9 @@ class Publisher:
 
 
 Handler = Callable[[Message, int], None]
+Gate = Callable[[bytes, Message], bool]
+"""Decides on a decoded message and its bytes before its handler sees it (False: drop;
+the gate counts what it drops)."""
 
 
 @dataclass
@@ -128,8 +147,9 @@ class RejectCounter:
 
 
 def subscribe(session: zenoh.Session, key: str, handler: Handler,
-              rejects: RejectCounter) -> zenoh.Subscriber[None]:
-    """Call ``handler(message, received_ns)`` for each valid message on ``key``.
+              rejects: RejectCounter, gate: Gate | None = None) -> zenoh.Subscriber[None]:
+    """Call ``handler(message, received_ns)`` for each valid message on ``key`` that
+    ``gate`` (if any) lets through.
 
     Runs on Zenoh's thread: handlers must be quick. Bytes that do not decode are
     counted in ``rejects`` and dropped.
@@ -137,12 +157,15 @@ def subscribe(session: zenoh.Session, key: str, handler: Handler,
 
     def on_sample(sample: zenoh.Sample) -> None:
         received = now_ns()
+        data = sample.payload.to_bytes()
         try:
-            msg = decode(sample.payload.to_bytes())
+            msg = decode(data)
         except CodecError as exc:
             rejects.add(str(sample.key_expr), exc)
             return
         try:
+            if gate is not None and not gate(data, msg):
+                return
             handler(msg, received)
         except Exception:
             # A bug in a handler must not kill Zenoh's receive thread; it is logged loudly.

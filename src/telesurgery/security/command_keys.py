@@ -1,0 +1,195 @@
+"""Command keys over Zenoh: the handshake's two ends and the patient node's tag gate.
+
+``PatientKeys`` answers key offers (``control/key/offer``, ``control/key/accept`` on the
+node's main session) and is the gate every command passes before the dual-path layer:
+a command with no tag, a forged tag, the key of an unknown or previous session, or a
+replay is refused and counted through ``on_reject`` (the supervisor's counters).
+``ConsoleKeys`` offers a key until the patient node answers, seals every command under
+it, and offers again when it sees a new patient session (the node restarted).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import zenoh
+
+from telesurgery.errors import AuthError
+from telesurgery.safety.checks import Reason
+from telesurgery.security.handshake import Credentials, Initiator, Responder
+from telesurgery.security.pki import Role
+from telesurgery.security.tags import CommandVerifier, seal
+from telesurgery.transport.codec import Message, encode
+from telesurgery.transport.keys import Keys
+from telesurgery.transport.qos import Stream
+from telesurgery.transport.session import Publisher, RejectCounter, subscribe
+
+log = logging.getLogger(__name__)
+
+OFFER_RETRY_S = 0.2
+"""How often [s] a console sends its offer again until the patient node answers."""
+
+
+class PatientKeys:
+    """The patient node's end of command authentication.
+
+    ``commanders``: who may agree keys, by role (the access-control roster; None: any
+    surgeon or backup of the site CA); ``on_reject(reason, message)`` counts each
+    refused command.
+    """
+
+    def __init__(self, z: zenoh.Session, keys: Keys, session_id: int, creds: Credentials,
+                 commanders: Mapping[Role, Sequence[str]] | None,
+                 on_reject: Callable[[Reason, Message], object]) -> None:
+        self.verifier = CommandVerifier()
+        self._responder = Responder(creds, keys.session, session_id, commanders)
+        self._on_reject = on_reject
+        self._lock = threading.Lock()
+        self.refused: Counter[str] = Counter()
+        """Key offers refused, by reason (``AuthError.reason``)."""
+        self.agreed = 0
+        self.rejects = RejectCounter()
+        self._accepts = Publisher(z, keys.key_accept, Stream.EVENT, session_id)
+        self._sub = subscribe(z, keys.key_offer, self._on_offer, self.rejects)
+
+    def _on_offer(self, msg: Message, _received_ns: int) -> None:
+        with self._lock:
+            try:
+                agreement = self._responder.answer(msg)
+            except AuthError as exc:
+                self.refused[exc.reason] += 1
+                if self.refused[exc.reason] == 1:
+                    log.warning("refused a command-key offer of console session %016x: %s; "
+                                "further ones are counted", msg.session, exc)
+                return
+            if self.verifier.key_of(msg.session) is None:
+                self.agreed += 1
+                log.info("command key agreed with %s (console session %016x)",
+                         agreement.common_name, msg.session)
+            self.verifier.set_key(msg.session, agreement.key, agreement.common_name)
+        self._accepts.put(agreement.accept)
+
+    def gate(self, path: str, data: bytes, msg: Message) -> bool:
+        """True when command ``msg`` (``data`` on the wire, brought by ``path``) carries a
+        valid tag and is no replay; otherwise it is counted and dropped."""
+        reason = self.verifier.check(path, data, msg)
+        if reason is None:
+            return True
+        self._on_reject(reason, msg)
+        return False
+
+    def common_name(self, console_session: int | None) -> str | None:
+        """Who agreed the key of ``console_session`` (None if nobody or no session)."""
+        if console_session is None:
+            return None
+        entry = self.verifier.key_of(console_session)
+        return None if entry is None else entry.common_name
+
+    def status(self) -> dict[str, Any]:
+        """Keys agreed and offers refused so far."""
+        with self._lock:
+            return {"keys_agreed": self.agreed, "offers_refused": dict(self.refused)}
+
+    def close(self) -> None:
+        """Stop answering offers."""
+        self._sub.undeclare()
+        self._accepts.close()
+
+
+class ConsoleKeys:
+    """The console's end: one command key per patient session, offered until answered."""
+
+    def __init__(self, z: zenoh.Session, keys: Keys, session_id: int,
+                 creds: Credentials) -> None:
+        self._creds = creds
+        self._keys = keys
+        self._session_id = session_id
+        self._cv = threading.Condition()
+        self._initiator: Initiator | None = Initiator(creds, keys.session, session_id)
+        self._key: bytes | None = None
+        self.patient: int | None = None
+        """The patient session the current key was agreed with."""
+        self.patient_name: str | None = None
+        self.refused: Counter[str] = Counter()
+        """Answers refused, by reason (answers to other consoles are not counted)."""
+        self._stop = False
+        self.rejects = RejectCounter()
+        self._offers = Publisher(z, keys.key_offer, Stream.EVENT, session_id)
+        self._sub = subscribe(z, keys.key_accept, self._on_accept, self.rejects)
+        self._thread = threading.Thread(target=self._offer_loop, name="console-keys",
+                                        daemon=True)
+        self._thread.start()
+
+    @property
+    def ready(self) -> bool:
+        """True once a key is agreed."""
+        return self._key is not None
+
+    def _offer_loop(self) -> None:
+        while True:
+            with self._cv:
+                if self._stop:
+                    return
+                offer = None if self._initiator is None else self._initiator.offer()
+            if offer is not None:
+                self._offers.put(offer)
+            with self._cv:
+                if not self._stop:
+                    self._cv.wait(OFFER_RETRY_S)
+
+    def _on_accept(self, msg: Message, _received_ns: int) -> None:
+        with self._cv:
+            initiator = self._initiator
+            if initiator is None:
+                return
+            try:
+                key, name = initiator.complete(msg)
+            except AuthError as exc:
+                if exc.reason != "not_ours":
+                    self.refused[exc.reason] += 1
+                    log.warning("refused the answer to our command-key offer: %s", exc)
+                return
+            self._key, self.patient, self.patient_name = key, msg.session, name
+            self._initiator = None
+            self._cv.notify_all()
+        log.info("command key agreed with %s (patient session %016x)", name, msg.session)
+
+    def observe_patient(self, session: int) -> None:
+        """The patient node's session as its state shows it: a new one (the node
+        restarted) gets a new key; commands keep the old one until it is agreed."""
+        if self.patient is None or session == self.patient:
+            return
+        with self._cv:
+            if self._initiator is None:
+                log.info("new patient session %016x; agreeing a new command key", session)
+                self._initiator = Initiator(self._creds, self._keys.session, self._session_id)
+                self.patient = session
+                self._cv.notify_all()
+
+    def seal(self, msg: Message) -> bytes:
+        """``msg`` tagged under the current key (untagged before the first agreement)."""
+        key = self._key
+        return encode(msg) if key is None else seal(msg, key)
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Block until a key is agreed or ``timeout_s`` [s] passes; True once agreed."""
+        with self._cv:
+            return self._cv.wait_for(lambda: self._key is not None, timeout_s)
+
+    def status(self) -> dict[str, Any]:
+        """Whether a key is agreed, with whom, and answers refused."""
+        return {"key": self.ready, "patient": self.patient_name,
+                "answers_refused": dict(self.refused)}
+
+    def close(self) -> None:
+        """Stop offering."""
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+        self._thread.join(timeout=2.0)
+        self._sub.undeclare()
+        self._offers.close()

@@ -1,0 +1,158 @@
+"""End-to-end command authentication: tags on commands, replay windows, the tag verifier.
+
+A console holding a command key (agreed with the patient node, ``security.handshake``)
+seals every ``servo_cp`` and ``jaw/servo_jp`` it sends: the header's flag bit 0 is
+set and the message ends with HMAC-SHA256 over the header and body, truncated to
+``TAG_SIZE`` (16) bytes. The header holds the console's session id, the sequence number
+and the send time, so the tag covers the session token and the sequence. Routers
+relay the bytes; without the key they can neither forge a tag nor change a bit under
+one, and a command sent again is caught by the replay window.
+
+``CommandVerifier`` is the pure core on the patient side (no threads of its own, no
+I/O): it holds the key of each console session and, per command stream, which
+sequence numbers each path already brought.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+
+from telesurgery.safety.checks import Reason
+from telesurgery.transport.codec import TAG_SIZE, JawServoJP, Message, ServoCP, encode
+
+KEY_SIZE = 32
+"""Bytes of a command key (HMAC-SHA256 key)."""
+REPLAY_WINDOW = 4096
+"""Sequence numbers [count] below the newest of a stream that are still judged (4 s of
+commands at 1 kHz); anything older is refused as a replay. The supervisor's command age
+limit (100 ms) is far shorter, so nothing legitimate is ever that old."""
+MAX_SESSIONS = 8
+"""Console sessions whose keys are kept; the oldest is forgotten beyond this."""
+_DIGEST = "sha256"
+_PLACEHOLDER = bytes(TAG_SIZE)
+
+
+def tag_of(signed: bytes, key: bytes) -> bytes:
+    """The ``TAG_SIZE``-byte tag of ``signed`` (header and body) under ``key``."""
+    return hmac.digest(key, signed, _DIGEST)[:TAG_SIZE]
+
+
+def seal(msg: Message, key: bytes) -> bytes:
+    """``msg`` encoded with flag bit 0 set and its tag under ``key`` appended."""
+    signed = encode(replace(msg, tag=_PLACEHOLDER))[:-TAG_SIZE]
+    return signed + tag_of(signed, key)
+
+
+def tag_matches(data: bytes, key: bytes) -> bool:
+    """True when the last ``TAG_SIZE`` bytes of ``data`` are the tag of the rest under
+    ``key`` (compared in constant time)."""
+    if len(data) <= TAG_SIZE:
+        return False
+    return hmac.compare_digest(tag_of(data[:-TAG_SIZE], key), data[-TAG_SIZE:])
+
+
+class ReplayWindow:
+    """Which of the last ``size`` sequence numbers of one stream each path brought.
+
+    Per path, bit ``i`` of a mask is set when that path brought number ``top - i``.
+    A copy is fresh when its number is within the window and its path has not
+    brought it: the same number on two paths is dual-path redundancy, on one path
+    twice a replay.
+    """
+
+    __slots__ = ("_full", "_seen", "size", "top")
+
+    def __init__(self, size: int = REPLAY_WINDOW) -> None:
+        self.size = size
+        self.top = 0
+        self._full = (1 << size) - 1
+        self._seen: dict[str, int] = {}
+
+    def admit(self, path: str, seq: int) -> bool:
+        """Mark ``seq`` as brought by ``path``; False when it is a replay."""
+        if seq > self.top:
+            shift = seq - self.top
+            self._seen = ({} if shift >= self.size else
+                          {p: (m << shift) & self._full for p, m in self._seen.items()})
+            self.top = seq
+        back = self.top - seq
+        if back >= self.size:
+            return False
+        bit = 1 << back
+        mask = self._seen.get(path, 0)
+        if mask & bit:
+            return False
+        self._seen[path] = mask | bit
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class SessionKey:
+    """The command key of one console session and whose certificate agreed it."""
+
+    key: bytes
+    common_name: str
+
+
+class CommandVerifier:
+    """Verifies the tags of commands against the keys of console sessions (thread-safe).
+
+    ``set_key`` installs the key a handshake produced; a console identity agreeing a key
+    for a new session forgets its previous sessions' keys, so their commands are refused
+    as ``UNKNOWN_KEY`` from then on.
+    """
+
+    def __init__(self, window: int = REPLAY_WINDOW, max_sessions: int = MAX_SESSIONS) -> None:
+        self._window = window
+        self._max = max_sessions
+        self._keys: OrderedDict[int, SessionKey] = OrderedDict()
+        self._windows: dict[tuple[int, int, str], ReplayWindow] = {}
+        self._lock = threading.Lock()
+
+    def set_key(self, session: int, key: bytes, common_name: str) -> None:
+        """Accept commands of console ``session`` tagged under ``key``."""
+        with self._lock:
+            for old in [s for s, k in self._keys.items()
+                        if k.common_name == common_name and s != session]:
+                self._forget(old)
+            self._keys[session] = SessionKey(key, common_name)
+            self._keys.move_to_end(session)
+            while len(self._keys) > self._max:
+                self._forget(next(iter(self._keys)))
+
+    def _forget(self, session: int) -> None:
+        del self._keys[session]
+        for k in [k for k in self._windows if k[0] == session]:
+            del self._windows[k]
+
+    def key_of(self, session: int) -> SessionKey | None:
+        """The key of console ``session``, if one is agreed."""
+        with self._lock:
+            return self._keys.get(session)
+
+    def check(self, path: str, data: bytes, msg: Message) -> Reason | None:
+        """Why the command ``msg`` (decoded from ``data``, brought by ``path``) must be
+        refused, or None when its tag is valid and it is no replay."""
+        if not msg.tag:
+            return Reason.UNTAGGED
+        body = msg.body
+        if not isinstance(body, ServoCP | JawServoJP):
+            return Reason.MALFORMED
+        with self._lock:
+            entry = self._keys.get(msg.session)
+            if entry is None:
+                return Reason.UNKNOWN_KEY
+            if not tag_matches(data, entry.key):
+                return Reason.BAD_TAG
+            # Streams by what the authenticated body says, not by the key it came on: a
+            # command moved to another key expression is still the same command.
+            stream = (msg.session, int(body.TYPE), body.arm)
+            window = self._windows.get(stream)
+            if window is None:
+                window = self._windows[stream] = ReplayWindow(self._window)
+            if not window.admit(path, msg.seq):
+                return Reason.REPLAYED
+        return None
