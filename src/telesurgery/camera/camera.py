@@ -52,7 +52,8 @@ def _no_command() -> tuple[int, int]:
 
 
 class EndoscopeCamera:
-    """Captures frames of ``camera`` in ``model``/``data`` at ``fps`` (None: back to back).
+    """Captures frames of ``camera`` in ``model``/``data`` at ``fps`` (None: back to back),
+    with ``samples`` anti-aliasing samples (``CameraRenderer``).
 
     ``lock`` is held while the scene is copied from ``data`` (a few tens of
     microseconds), never while rendering: pass the lock that guards the
@@ -63,7 +64,7 @@ class EndoscopeCamera:
     def __init__(self, model: Any, data: Any, *, camera: str = DEFAULT_CAMERA,
                  width: int = 640, height: int = 480, fps: float | None = DEFAULT_FPS,
                  lock: contextlib.AbstractContextManager[Any] | None = None,
-                 applied: AppliedCommand = _no_command) -> None:
+                 applied: AppliedCommand = _no_command, samples: int = 0) -> None:
         if fps is not None and not fps > 0.0:
             raise VideoError(f"camera rate must be positive, got {fps} fps; use e.g. 30, or "
                              "None to render as fast as possible")
@@ -78,6 +79,7 @@ class EndoscopeCamera:
         self._data = data
         self._lock = lock if lock is not None else contextlib.nullcontext()
         self._applied = applied
+        self._samples = samples
         self._renderer: CameraRenderer | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -85,7 +87,8 @@ class EndoscopeCamera:
     def open(self) -> CameraRenderer:
         """The renderer, created on first use in the calling thread."""
         if self._renderer is None:
-            self._renderer = CameraRenderer(self._model, self.camera, self.width, self.height)
+            self._renderer = CameraRenderer(self._model, self.camera, self.width, self.height,
+                                            samples=self._samples)
         return self._renderer
 
     def capture(self) -> CapturedFrame:

@@ -12,6 +12,9 @@ before the camera exists, and it cannot fall back. The choice:
 EGL takes a GPU where the driver exposes one and Mesa's llvmpipe otherwise;
 llvmpipe's thread count is Mesa's ``LP_NUM_THREADS`` (all cores by default).
 Shadows and reflections are off: on llvmpipe they cost 2-3x the frame time.
+Multisampling is off by default too: on llvmpipe MuJoCo's default 4x cost
+3x the frame time at 640x480 (24.6 against 7.5 ms on one thread) for 40.8 dB
+of difference, visible only as stair-stepped edges; a GPU can afford it.
 """
 
 from __future__ import annotations
@@ -99,7 +102,8 @@ def camera_names(model: Any) -> list[str]:
 
 
 class CameraRenderer:
-    """Renders one fixed camera of ``model`` at ``width`` x ``height`` [px].
+    """Renders one fixed camera of ``model`` at ``width`` x ``height`` [px] with ``samples``
+    multisample anti-aliasing samples (0: none; it sets the model's ``offsamples``).
 
     ``update_scene(data)`` copies what is visible from ``data`` (tens of
     microseconds: do it under the lock that guards the physics step);
@@ -108,7 +112,11 @@ class CameraRenderer:
     renderer in one thread.
     """
 
-    def __init__(self, model: Any, camera: str, width: int = 640, height: int = 480) -> None:
+    def __init__(self, model: Any, camera: str, width: int = 640, height: int = 480, *,
+                 samples: int = 0) -> None:
+        if not 0 <= samples <= 16:
+            raise VideoError(f"{samples} anti-aliasing samples is out of range; use 0 to 16 "
+                             "(0 on software OpenGL, 4 on a GPU)")
         if not (16 <= width <= 8192 and 16 <= height <= 8192):
             raise VideoError(f"frame size {width}x{height} is out of range; use 16 to 8192 px "
                              "a side, e.g. 640x480")
@@ -124,6 +132,7 @@ class CameraRenderer:
         self._thread = threading.get_ident()
         # The offscreen buffer must hold the frame; it is a visual setting only.
         vis = model.vis.global_
+        model.vis.quality.offsamples = samples
         vis.offwidth = max(vis.offwidth, width)
         vis.offheight = max(vis.offheight, height)
         self._cam = mujoco.MjvCamera()

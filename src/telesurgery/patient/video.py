@@ -94,7 +94,8 @@ class PatientVideo:
         self.camera = EndoscopeCamera(self._scene.model, self._scene.data, camera=cfg.camera,
                                       width=cfg.width, height=cfg.height,
                                       fps=None if cfg.asap else cfg.fps,
-                                      lock=self._scene.lock, applied=self._applied)
+                                      lock=self._scene.lock, applied=self._applied,
+                                      samples=cfg.samples)
         self._thread = threading.Thread(target=self._run, name="patient-video", daemon=True)
         self._thread.start()
 

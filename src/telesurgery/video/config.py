@@ -21,7 +21,9 @@ class VideoConfig(BaseModel):
     takes the environment's ``LP_NUM_THREADS``, else half the cores (at least one):
     on the 2-core reference machine one thread rendered 640x480 in ~24 ms at 0.83
     cores for the whole patient node, two in ~18 ms at 1.06 cores, and the cores
-    left over serve the servo loop, Zenoh and the encoder.
+    left over serve the servo loop, Zenoh and the encoder. ``samples``: multisample
+    anti-aliasing of the render; 0 (none) because on software OpenGL MuJoCo's 4x
+    tripled the frame time; 4 looks smoother on a GPU.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -34,6 +36,7 @@ class VideoConfig(BaseModel):
     asap: bool = False
     bitrate_bps: Annotated[int, Field(ge=50_000)] | None = None
     threads: Annotated[int, Field(ge=1, le=16)] = 2
+    samples: Annotated[int, Field(ge=0, le=16)] = 0
     render_threads: Annotated[int, Field(ge=1, le=64)] | None = None
 
     @field_validator("width", "height")
