@@ -62,6 +62,11 @@ class PathConfig(_Strict):
 
     name: str
     zenoh: ZenohConfig
+    tls: bool = True
+    """On a secure node, the path's links are TLS too (tcp/ to tls/, udp/ to quic/).
+    False keeps a udp/ path plain: Zenoh 1.10 has TLS on datagrams only as QUIC, whose
+    congestion control queues a 1 kHz command stream on a lossy, jittery path
+    (docs/security.md); commands on it stay tagged end to end."""
 
     @field_validator("name")
     @classmethod

@@ -24,6 +24,8 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         (("patient", "--listen", "localhost"), "'localhost' is not a Zenoh locator"),
         (("demo", "--headless"), "--headless needs --duration S"),
         (("demo", "--duration", "-3"), "--duration must be positive"),
+        (("patient",), "the patient node has no identity: pass --identity DIR"),
+        (("console", "--insecure", "--identity", "x"), "--insecure cannot go with"),
     ],
 )
 def test_mistakes_are_one_line_without_traceback(tmp_path: Path, args: tuple[str, ...],
@@ -45,7 +47,7 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
         s.listen()
         port = s.getsockname()[1]
         result = _run("patient", "--listen", f"tcp/127.0.0.1:{port}", "--duration", "1",
-                      "--log-level", "error", cwd=tmp_path)
+                      "--log-level", "error", "--insecure", cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "is another node already using the port?" in result.stderr

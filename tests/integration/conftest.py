@@ -12,6 +12,8 @@ import pytest
 from telesurgery.demo.monitor import Monitor
 from telesurgery.demo.processes import NodeProcess, free_port
 from telesurgery.demo.run import connect_monitor
+from telesurgery.security.node import DEMO_SURGEON, Site, throwaway_site
+from telesurgery.security.pki import Role
 from telesurgery.transport.codec import MeasuredCP, Message, SafetyEvent
 from telesurgery.transport.session import RejectCounter, subscribe
 from telesurgery.types import SafetyState
@@ -59,19 +61,22 @@ class Trace:
 
 @dataclass
 class Cluster:
-    """Router + patient node started; consoles started on demand."""
+    """Router + patient node started; consoles started on demand (all on mutual TLS)."""
 
     workdir: Path
     router_ep: str
     patient: NodeProcess
     monitor: Monitor
     trace: Trace
+    site: Site
     consoles: list[NodeProcess] = field(default_factory=list)
 
     def start_console(self, *extra: str) -> NodeProcess:
         name = f"console{len(self.consoles)}"
         node = NodeProcess(name, ["console", "--session", "it", "--mode", "peer",
-                                  "--connect", self.router_ep, *extra], self.workdir)
+                                  "--connect", self.router_ep,
+                                  *self.site.args(Role.SURGEON, DEMO_SURGEON), *extra],
+                           self.workdir)
         node.start()
         self.consoles.append(node)
         return node
@@ -79,16 +84,21 @@ class Cluster:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    """A router and a patient node (session ``it``), and a watcher subscribed to them."""
+    """A router and a patient node (session ``it``), and a watcher subscribed to them, on a
+    throwaway site PKI (mutual TLS, access control, tagged commands)."""
+    site = throwaway_site(tmp_path / "security", "it")
     router_ep = f"tcp/127.0.0.1:{free_port()}"
     patient_ep = f"tcp/127.0.0.1:{free_port()}"
-    router = NodeProcess("router", ["router", "--listen", router_ep], tmp_path)
+    router = NodeProcess("router", ["router", "--listen", router_ep,
+                                    *site.args(Role.ROUTER, "site")], tmp_path)
     router.start(with_report=False)
     patient = NodeProcess("patient", ["patient", "--session", "it", "--mode", "peer",
-                                      "--listen", patient_ep, "--connect", router_ep], tmp_path)
+                                      "--listen", patient_ep, "--connect", router_ep,
+                                      *site.args(Role.ROBOT, "patient")], tmp_path)
     monitor: Monitor | None = None
     try:
-        monitor = connect_monitor("it", router_ep, router)
+        monitor = connect_monitor("it", router_ep, router,
+                                  site.security(Role.OBSERVER, "monitor").zenoh_settings())
         trace = Trace()
         rejects = RejectCounter()
         z = monitor.session
@@ -97,7 +107,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             subscribe(z, monitor.keys.measured_cp(arm), trace.on_measured, rejects)
         patient.start()
         assert monitor.wait_present({"patient"}, STARTUP_S), patient.last_log_line()
-        c = Cluster(tmp_path, router_ep, patient, monitor, trace)
+        c = Cluster(tmp_path, router_ep, patient, monitor, trace, site)
         yield c
         for node in c.consoles:
             node.interrupt()

@@ -21,6 +21,8 @@ from telesurgery.demo.linkrig import LinkRig, paths_toml
 from telesurgery.demo.monitor import Monitor
 from telesurgery.demo.processes import NodeProcess, free_port
 from telesurgery.demo.run import DemoOptions, connect_monitor, run_demo
+from telesurgery.security.node import DEMO_SURGEON, throwaway_site
+from telesurgery.security.pki import Role
 from telesurgery.transport.codec import SafetyEvent
 from telesurgery.transport.dualpath import JUDGE_AFTER_S
 from telesurgery.transport.session import RejectCounter, subscribe
@@ -69,18 +71,24 @@ class Linked:
         profile.write_text(profile_text)
         self.workdir = workdir
         self.rig = LinkRig(str(profile), workdir)
+        site = throwaway_site(workdir / "security", "it")
         router_ep = f"tcp/127.0.0.1:{free_port()}"
         patient_ep = f"tcp/127.0.0.1:{free_port()}"
-        self.router = NodeProcess("router", ["router", "--listen", router_ep], workdir)
+        self.router = NodeProcess("router", ["router", "--listen", router_ep,
+                                             *site.args(Role.ROUTER, "site")], workdir)
         common = ["--session", "it", "--mode", "peer"]
         self.patient = NodeProcess("patient", [
             "patient", *common, "--listen", patient_ep, "--connect", router_ep,
-            "--config", str(workdir / "patient.toml")], workdir)
+            "--config", str(workdir / "patient.toml"), *site.args(Role.ROBOT, "patient")],
+            workdir)
         self.console = NodeProcess("console", [
             "console", *common, "--connect", router_ep,
-            "--config", str(workdir / "console.toml")], workdir)
+            "--config", str(workdir / "console.toml"),
+            *site.args(Role.SURGEON, DEMO_SURGEON)], workdir)
         self.router.start(with_report=False)
-        self.monitor: Monitor = connect_monitor("it", router_ep, self.router)
+        self.monitor: Monitor = connect_monitor(
+            "it", router_ep, self.router,
+            site.security(Role.OBSERVER, "monitor").zenoh_settings())
         self._open = True
         self.emulators: dict[str, dict[str, Any]] = {}
         """Each emulator's final statistics, once stopped."""

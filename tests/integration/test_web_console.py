@@ -33,6 +33,8 @@ from telesurgery.config import ZenohConfig
 from telesurgery.demo.processes import NodeProcess, free_port
 from telesurgery.errors import TransportError
 from telesurgery.robots.sim.robot import SimRobot
+from telesurgery.security.node import DEMO_SURGEON, throwaway_site
+from telesurgery.security.pki import Role
 from telesurgery.transport.codec import MeasuredCP, Message
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.session import RejectCounter, open_session, subscribe
@@ -95,12 +97,15 @@ class System:
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     """Patient node and a web-driven console as processes, and a watcher of the tool tips."""
     workdir = tmp_path_factory.mktemp("web")
+    site = throwaway_site(workdir / "security", SESSION)
     patient_ep = f"tcp/127.0.0.1:{free_port()}"
     web_port = free_port()
-    patient = NodeProcess("patient", ["patient", "--session", SESSION, "--listen", patient_ep],
-                          workdir)
+    patient = NodeProcess("patient", ["patient", "--session", SESSION, "--listen", patient_ep,
+                                      *site.args(Role.ROBOT, "patient")], workdir)
     console = NodeProcess("console", ["console", "--session", SESSION, "--connect", patient_ep,
-                                      "--device", "web", "--web-port", str(web_port)], workdir)
+                                      "--device", "web", "--web-port", str(web_port),
+                                      *site.args(Role.SURGEON, DEMO_SURGEON)], workdir)
+    watcher = site.security(Role.OBSERVER, "observer").zenoh_settings()
     tips = Tips()
     subs = []
     z: Any = None
@@ -112,7 +117,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
             assert patient.alive(), patient.last_log_line()
             try:
                 z = open_session(ZenohConfig(mode="client", connect=[patient_ep],
-                                             gossip=False))
+                                             gossip=False), watcher)
             except TransportError:
                 return False
             return True

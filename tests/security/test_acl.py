@@ -48,7 +48,7 @@ def test_only_surgeon_and_backup_command_and_only_the_robot_publishes_state() ->
     assert not GRANTS[Role.OBSERVER].publish
     assert not GRANTS[Role.OBSERVER].presence
     assert not GRANTS[Role.RECORDER].publish
-    assert not GRANTS[Role.RECORDER].presence
+    assert GRANTS[Role.RECORDER].presence == ("presence/recorder$*",)
     assert not set(COMMANDS) & set(GRANTS[Role.OBSERVER].subscribe)
 
 

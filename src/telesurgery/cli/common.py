@@ -7,9 +7,40 @@ import logging
 import signal
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
+
+from telesurgery.config import SecurityConfig
 from telesurgery.errors import ConfigError
+
+IdentityOpt = Annotated[Path | None, typer.Option(
+    "--identity", help="Identity folder from 'telesurgery pki issue' (mutual TLS on every "
+    "link; signs command keys).")]
+AclOpt = Annotated[Path | None, typer.Option(
+    "--acl", help="Access-control file from 'telesurgery pki acl' (needed with --identity).")]
+CrlOpt = Annotated[Path | None, typer.Option(
+    "--crl", help="The site's revocation list (crl.pem): revoked identities are refused.")]
+InsecureOpt = Annotated[bool, typer.Option(
+    "--insecure", help="Plain TCP without TLS, access control or command tags (debugging "
+    "only; secure is the default).")]
+
+
+def security_section(base: SecurityConfig, identity: Path | None, acl: Path | None,
+                     crl: Path | None, insecure: bool) -> dict[str, object]:
+    """The ``[security]`` section of ``base`` with the command-line flags applied:
+    ``--insecure`` replaces it, any other flag overrides its field."""
+    changes = {k: v for k, v in (("identity", identity), ("acl", acl), ("crl", crl))
+               if v is not None}
+    if insecure:
+        if changes:
+            raise ConfigError("--insecure cannot go with --identity, --acl or --crl; choose "
+                              "one")
+        return {"insecure": True}
+    data = base.model_dump()
+    if changes:
+        data.update(changes, insecure=False)
+    return data
 
 
 def setup_logging(level: str) -> None:

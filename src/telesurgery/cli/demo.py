@@ -49,6 +49,9 @@ def demo(
     open_page: Annotated[bool, typer.Option(
         "--open/--no-open", help="Open the console page in a browser where a graphical "
         "session has one (never with --headless).")] = True,
+    insecure: Annotated[bool, typer.Option(
+        "--insecure", help="Plain TCP without TLS, access control or command tags "
+        "(default: a throwaway PKI in the work folder and mutual TLS everywhere).")] = False,
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
 ) -> None:
     """Run patient node, surgeon console (autopilot surgeon) and a Zenoh router together;
@@ -63,9 +66,12 @@ def demo(
     opts = DemoOptions(duration_s=duration, session=session, workdir=workdir,
                        log_level=log_level, link=link,
                        cuts=tuple(Cut.parse(c) for c in cut or ()), record=record,
-                       video=video, web_port=port)
+                       video=video, web_port=port, insecure=insecure)
     check_link_options(opts.link, opts.cuts)
     out = Console(stderr=True)
+    if insecure:
+        out.print("[bold red]INSECURE: plain TCP, no authentication, untagged commands "
+                  "(--insecure)[/]")
     url = f"http://127.0.0.1:{port}/"
     out.print(f"surgeon console page: {url}")
     if headless:

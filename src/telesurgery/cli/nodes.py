@@ -8,8 +8,17 @@ from typing import Annotated
 import typer
 from pydantic import BaseModel
 
-from telesurgery.cli.common import setup_logging, stop_on_signals, write_json
-from telesurgery.config import ConsoleConfig, PatientConfig, ZenohConfig, load
+from telesurgery.cli.common import (
+    AclOpt,
+    CrlOpt,
+    IdentityOpt,
+    InsecureOpt,
+    security_section,
+    setup_logging,
+    stop_on_signals,
+    write_json,
+)
+from telesurgery.config import ConsoleConfig, PatientConfig, SecurityConfig, ZenohConfig, load
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config file.")]
 SessionOpt = Annotated[str | None, typer.Option(help="Session name in the key space.")]
@@ -48,13 +57,16 @@ def patient(config: ConfigOpt = None, session: SessionOpt = None, listen: Listen
             report: ReportOpt = None, log_level: LogOpt = "info", video: VideoOpt = None,
             record: Annotated[Path | None, typer.Option(
                 "--record", help="Session directory for this node's signed audit trail "
-                "(written to its audit/ folder).")] = None) -> None:
+                "(written to its audit/ folder).")] = None,
+            identity: IdentityOpt = None, acl: AclOpt = None, crl: CrlOpt = None,
+            insecure: InsecureOpt = False) -> None:
     """Run the patient-side node: simulated robot, safety supervisor, 1 kHz servo loop."""
     setup_logging(log_level)
     base = load(PatientConfig, config)
     cfg = load(PatientConfig, config, session=session,
                zenoh=_zenoh(base.zenoh, mode, listen, connect), record_dir=record,
-               video=_section(base.video, enabled=video))
+               video=_section(base.video, enabled=video),
+               security=security_section(base.security, identity, acl, crl, insecure))
     from telesurgery.patient.node import PatientNode
     from telesurgery.robots.sim.robot import SimRobot
 
@@ -80,7 +92,8 @@ def console(config: ConfigOpt = None, session: SessionOpt = None, listen: Listen
             ] = None,
             web_port: Annotated[int | None, typer.Option(
                 help="Port of the console page (default: any free port, logged).")] = None,
-            ) -> None:
+            identity: IdentityOpt = None, acl: AclOpt = None, crl: CrlOpt = None,
+            insecure: InsecureOpt = False) -> None:
     """Run the surgeon console: input device, teleoperation mapping, 1 kHz commands, and the
     page with the endoscope video, the HUD and keyboard/mouse/gamepad input."""
     setup_logging(log_level)
@@ -88,7 +101,8 @@ def console(config: ConfigOpt = None, session: SessionOpt = None, listen: Listen
     cfg = load(ConsoleConfig, config, session=session, device=device, trajectory=trajectory,
                zenoh=_zenoh(base.zenoh, mode, listen, connect),
                video=_section(base.video, enabled=video),
-               web=_section(base.web, enabled=web, port=web_port))
+               web=_section(base.web, enabled=web, port=web_port),
+               security=security_section(base.security, identity, acl, crl, insecure))
     from telesurgery.console.node import ConsoleNode
     from telesurgery.input.registry import make_device
 
@@ -101,14 +115,20 @@ def console(config: ConfigOpt = None, session: SessionOpt = None, listen: Listen
         write_json(report, out)
 
 
-def router(listen: ListenOpt = None, log_level: LogOpt = "info") -> None:
-    """Run a Zenoh router for a site (the demo starts one)."""
+def router(listen: ListenOpt = None, log_level: LogOpt = "info",
+           identity: IdentityOpt = None, acl: AclOpt = None, crl: CrlOpt = None,
+           insecure: InsecureOpt = False) -> None:
+    """Run a Zenoh router for a site (the demo starts one); with an identity of role
+    router, it speaks mutual TLS and enforces the access control on its links."""
     setup_logging(log_level)
+    from telesurgery.security.node import node_security
     from telesurgery.transport.session import open_session
 
+    sec = node_security(load(SecurityConfig, None, **security_section(
+        SecurityConfig(), identity, acl, crl, insecure)), "router")
     stop = stop_on_signals()
     cfg = ZenohConfig(mode="router", listen=listen or ["tcp/127.0.0.1:7447"])
-    z = open_session(cfg)
+    z = open_session(cfg, None if sec is None else sec.zenoh_settings())
     try:
         stop.wait()
     finally:

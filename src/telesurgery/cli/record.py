@@ -8,10 +8,20 @@ from typing import Annotated
 
 import typer
 
-from telesurgery.cli.common import setup_logging, stop_on_signals, write_json
+from telesurgery.cli.common import (
+    AclOpt,
+    CrlOpt,
+    IdentityOpt,
+    InsecureOpt,
+    security_section,
+    setup_logging,
+    stop_on_signals,
+    write_json,
+)
 from telesurgery.clock import SWITCH_INTERVAL_S
-from telesurgery.config import ZenohConfig, load
+from telesurgery.config import SecurityConfig, ZenohConfig, load
 from telesurgery.record.recorder import Recorder
+from telesurgery.security.node import node_security
 from telesurgery.transport.session import open_session
 
 
@@ -36,16 +46,20 @@ def record(
                                            help="debug, info, warning or error.")] = "info",
     report: Annotated[Path | None, typer.Option(
         help="Write the final counters (JSON) here.")] = None,
+    identity: IdentityOpt = None, acl: AclOpt = None, crl: CrlOpt = None,
+    insecure: InsecureOpt = False,
 ) -> None:
     """Record telesurgery/<session>/** (commands, state, safety, status, video) to MCAP."""
     setup_logging(log_level)
+    sec = node_security(load(SecurityConfig, None, **security_section(
+        SecurityConfig(), identity, acl, crl, insecure)), "recorder")
     # Zenoh's receive thread needs the GIL for every sample: while the writer thread holds
     # it for the default 5 ms, samples back up into the router, which drops them.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     stop = stop_on_signals()
     cfg = load(ZenohConfig, None, mode=mode or ("peer" if listen else "client"), listen=listen,
                connect=connect)
-    z = open_session(cfg)
+    z = open_session(cfg, None if sec is None else sec.zenoh_settings())
     try:
         recorder = Recorder(z, session, out, flush_interval_s=flush_interval)
         recorder.start()

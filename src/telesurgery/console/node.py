@@ -18,7 +18,9 @@ from telesurgery.config import ConsoleConfig
 from telesurgery.console.display import SurgeonDisplay, start_display
 from telesurgery.console.teleop import Teleop
 from telesurgery.input.base import InputDevice
-from telesurgery.transport.codec import MeasuredCP, Message, ServoCP, Status
+from telesurgery.security.command_keys import ConsoleKeys
+from telesurgery.security.node import NodeSecurity, node_security, security_status
+from telesurgery.transport.codec import MeasuredCP, Message, ServoCP, Status, encode
 from telesurgery.transport.dualpath import MultiPublisher
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.nodelink import ConsoleLink
@@ -56,13 +58,17 @@ class ConsoleNode:
         self.patient_status: dict[str, Any] = {}
         self.link: ConsoleLink | None = None
         self.display: SurgeonDisplay | None = None
+        self.security: NodeSecurity | None = None
+        """Mutual TLS, access control and command tags (None: run insecure)."""
+        self.auth: ConsoleKeys | None = None
 
     def run(self, stop: threading.Event, duration_s: float | None = None) -> dict[str, Any]:
         """Send commands until stopped; returns the final report."""
+        self.security = node_security(self.config.security, "surgeon console")
         if self.config.realtime:
             # Before Zenoh starts its threads, so that its transmit thread inherits it.
             set_realtime_thread()
-        z = open_session(self.config.zenoh)
+        z = open_session(self.config.zenoh, self._zenoh_security())
         try:
             return self._serve(z, stop, duration_s)
         finally:
@@ -72,9 +78,13 @@ class ConsoleNode:
                duration_s: float | None) -> dict[str, Any]:
         keys, sid = self.keys, self.session_id
         # Commands go out and measured poses come back on every control path.
-        link = self.link = ConsoleLink(z, self.config.paths, keys, sid)
-        pubs = {arm: (link.command_publisher(keys.servo_cp(arm)),
-                      link.command_publisher(keys.jaw_servo_jp(arm)))
+        link = self.link = ConsoleLink(z, self.config.paths, keys, sid, self._zenoh_security())
+        if self.security is not None:
+            # Commands are tagged under a key agreed with the patient node, end to end.
+            self.auth = ConsoleKeys(z, keys, sid, self.security.credentials)
+        seal = self.auth.seal if self.auth is not None else encode
+        pubs = {arm: (link.command_publisher(keys.servo_cp(arm), seal),
+                      link.command_publisher(keys.jaw_servo_jp(arm), seal))
                 for arm in self.config.arms}
         link.subscribe_state([keys.measured_cp(arm) for arm in self.config.arms],
                              self._on_measured, self.rejects)
@@ -93,24 +103,32 @@ class ConsoleNode:
             for s in subs:
                 s.undeclare()
             link.close()
+            if self.auth is not None:
+                self.auth.close()
         return self.report()
+
+    def _zenoh_security(self) -> dict[str, str] | None:
+        return None if self.security is None else self.security.zenoh_settings()
 
     def _wait_for_patient(self, pubs: dict[str, tuple[MultiPublisher, MultiPublisher]],
                           stop: threading.Event) -> bool:
-        """Block until the patient node subscribes to every command key (or ``stop``).
+        """Block until the patient node subscribes to every command key and, secure, a
+        command key is agreed with it (or ``stop``).
 
         Commands sent before anyone listens would be lost and counted as sent.
         """
         log.info("waiting for the patient node on session %s", self.config.session)
         everything = [p for pair in pubs.values() for p in pair]
         while not stop.is_set():
-            if all(p.matched for p in everything):
+            if all(p.matched for p in everything) and (self.auth is None or self.auth.ready):
                 log.info("patient node present; streaming commands")
                 return True
             stop.wait(0.01)
         return False
 
     def _on_measured(self, msg: Message, _received_ns: int) -> None:
+        if self.auth is not None:
+            self.auth.observe_patient(msg.session)
         if isinstance(msg.body, MeasuredCP):
             self.teleop.observe(msg.body.arm, msg.body.measured, msg.body.jaw, msg.body.mode)
 
@@ -162,6 +180,8 @@ class ConsoleNode:
             "link": self.link.status() if self.link is not None else {},
             "loop": {"rate_hz": self.config.rate_hz,
                      "period_error_us": self.loop.period_error_ns.summary(1e-3, last=last)},
+            "security": security_status(self.security) | (
+                self.auth.status() if self.auth is not None else {}),
         }
 
     def report(self) -> dict[str, Any]:

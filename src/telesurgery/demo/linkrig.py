@@ -75,6 +75,10 @@ class LinkRig:
         self._arg = profile
         self._workdir = workdir
         self._protocol = protocol
+        # QUIC (the only TLS on datagrams in Zenoh 1.10) queues commands on a lossy path
+        # behind its congestion control (docs/security.md), so UDP paths stay plain and
+        # rely on the commands' end-to-end tags; a TCP path has TLS.
+        self._tls = protocol == "tcp"
         self._targets = {name: f"{protocol}/127.0.0.1:{free_port()}"
                          for name in self.profile.paths}
         self.emulators: dict[str, EmulatorProcess] = {}
@@ -132,12 +136,13 @@ class LinkRig:
 
     def patient_paths(self) -> list[PathConfig]:
         """The patient node's paths: it listens where each emulator forwards."""
-        return [PathConfig(name=n, zenoh=ZenohConfig(listen=[t]))
+        return [PathConfig(name=n, zenoh=ZenohConfig(listen=[t]), tls=self._tls)
                 for n, t in self._targets.items()]
 
     def console_paths(self) -> list[PathConfig]:
         """The console's paths: it connects to each emulator."""
-        return [PathConfig(name=n, zenoh=ZenohConfig(connect=[str(e.listen_address)]))
+        return [PathConfig(name=n, zenoh=ZenohConfig(connect=[str(e.listen_address)]),
+                           tls=self._tls)
                 for n, e in self.emulators.items()]
 
 
@@ -146,7 +151,8 @@ def paths_toml(paths: Sequence[PathConfig]) -> str:
     lines = []
     for p in paths:
         # JSON strings and arrays of strings are valid TOML for these ASCII values.
-        lines += ["[[paths]]", f"name = {json.dumps(p.name)}", "[paths.zenoh]",
+        lines += ["[[paths]]", f"name = {json.dumps(p.name)}",
+                  f"tls = {json.dumps(p.tls)}", "[paths.zenoh]",
                   f"listen = {json.dumps(p.zenoh.listen)}",
                   f"connect = {json.dumps(p.zenoh.connect)}", ""]
     return "\n".join(lines)

@@ -13,13 +13,18 @@ import zenoh
 from telesurgery.config import ZenohConfig
 from telesurgery.transport.codec import Message, SafetyEvent, Status
 from telesurgery.transport.keys import Keys
-from telesurgery.transport.session import RejectCounter, open_session, subscribe
+from telesurgery.transport.session import RejectCounter, Security, open_session, subscribe
 
 
 class Monitor:
-    """Latest status of every node, recent safety events, and who is present."""
+    """Latest status of every node, recent safety events, and who is present.
 
-    def __init__(self, session: str, connect: list[str]) -> None:
+    ``security``: the Zenoh entries of the monitor's identity (an observer) on a secure
+    site; None on an insecure one.
+    """
+
+    def __init__(self, session: str, connect: list[str],
+                 security: Security | None = None) -> None:
         self.keys = Keys(session)
         self.status: dict[str, dict[str, Any]] = {}
         self.events: deque[tuple[float, SafetyEvent]] = deque(maxlen=6)
@@ -30,7 +35,8 @@ class Monitor:
         self.link_controls: dict[str, str] = {}
         """Each emulated path's control endpoint (set by the demo), for cutting by hand."""
         self._changed = threading.Condition()
-        self._z = open_session(ZenohConfig(mode="client", connect=connect, gossip=False))
+        self._z = open_session(ZenohConfig(mode="client", connect=connect, gossip=False),
+                               security)
         rejects = RejectCounter()
         self._subs = [
             subscribe(self._z, self.keys.status("*"), self._on_status, rejects),

@@ -30,8 +30,11 @@ from telesurgery.demo.linkrig import Cut, CutSchedule, LinkRig, paths_toml
 from telesurgery.demo.monitor import Monitor
 from telesurgery.demo.processes import NodeProcess, free_port
 from telesurgery.demo.recording import DemoRecording, wait_present
-from telesurgery.demo.summary import build_summary
+from telesurgery.demo.summary import build_summary, security_section
 from telesurgery.errors import TelesurgeryError
+from telesurgery.security.node import DEMO_SURGEON, Site, throwaway_site
+from telesurgery.security.pki import Role
+from telesurgery.transport.session import Security
 from telesurgery.video.latency import video_summary
 
 STARTUP_TIMEOUT_S = 60.0
@@ -56,6 +59,13 @@ class DemoOptions:
     """Endoscope video from the patient to the console (off: the control loop alone)."""
     web_port: int = 0
     """Port of the console page (0: any free port, not known to the caller)."""
+    insecure: bool = False
+    """Plain TCP without TLS, access control or command tags (default: a throwaway PKI in
+    the work folder, mutual TLS on every link, role access control, tagged commands)."""
+
+
+def _security_args(site: Site | None, role: Role, name: str) -> list[str]:
+    return ["--insecure"] if site is None else site.args(role, name)
 
 
 def run_demo(opts: DemoOptions, stop: threading.Event,
@@ -70,29 +80,36 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
     patient_ep = f"tcp/127.0.0.1:{free_port()}"
     common = ["--session", opts.session, "--log-level", opts.log_level,
               *([] if opts.video else ["--no-video"])]
+    site = None if opts.insecure else throwaway_site(workdir / "security", opts.session)
     rig = LinkRig(opts.link, workdir) if opts.link else None
     schedule = CutSchedule(rig, opts.cuts)
     path_args = {n: ["--config", str(workdir / f"{n}-paths.toml")] if rig else []
                  for n in ("patient", "console")}
-    recording = (DemoRecording(opts.record, opts.session, router_ep, workdir, opts.log_level)
+    recording = (DemoRecording(opts.record, opts.session, router_ep, workdir, opts.log_level,
+                               _security_args(site, Role.RECORDER, "recorder"))
                  if opts.record else None)
     if recording is not None:
         path_args["patient"] += recording.patient_args
     router = NodeProcess("router", ["router", "--listen", router_ep,
-                                    "--log-level", opts.log_level], workdir)
+                                    "--log-level", opts.log_level,
+                                    *_security_args(site, Role.ROUTER, "site")], workdir)
     patient = NodeProcess("patient", ["patient", *common, "--mode", "peer", "--listen",
                                       patient_ep, "--connect", router_ep,
-                                      *path_args["patient"]], workdir)
+                                      *path_args["patient"],
+                                      *_security_args(site, Role.ROBOT, "patient")], workdir)
     console = NodeProcess("console", ["console", *common, "--mode", "peer",
                                       "--connect", router_ep, "--device", opts.device,
                                       "--web-port", str(opts.web_port),
-                                      *path_args["console"]], workdir)
+                                      *path_args["console"],
+                                      *_security_args(site, Role.SURGEON, DEMO_SURGEON)],
+                          workdir)
     nodes = [router, patient, console]
     router.start(with_report=False)
     monitor: Monitor | None = None
     emulators: dict[str, Any] = {}
     try:
-        monitor = connect_monitor(opts.session, router_ep, router)
+        monitor = connect_monitor(opts.session, router_ep, router, None if site is None else
+                                  site.security(Role.OBSERVER, "monitor").zenoh_settings())
         if rig is not None:
             rig.start()
             (workdir / "patient-paths.toml").write_text(paths_toml(rig.patient_paths()))
@@ -139,6 +156,7 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
                             {"workdir": str(workdir), "nodes": [n.name for n in nodes]},
                             link_profile=rig.profile.name if rig else None,
                             emulators=emulators, cuts=schedule.done)
+    summary["security"] = security_section(opts.insecure, patient.report())
     if record is not None:
         summary["record"] = record
     video = video_summary(patient.report().get("video"), console.report().get("video"))
@@ -147,12 +165,15 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
     return summary
 
 
-def connect_monitor(session: str, router_ep: str, router: NodeProcess) -> Monitor:
+def connect_monitor(session: str, router_ep: str, router: NodeProcess,
+                    security: Security | None = None) -> Monitor:
+    """The demo's monitor, a client of the router (``security``: its observer identity's
+    Zenoh entries; None: plain TCP)."""
     # The router needs a moment to listen; retry until it does or it died.
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while True:
         try:
-            return Monitor(session, [router_ep])
+            return Monitor(session, [router_ep], security)
         except TelesurgeryError:
             if not router.alive() or time.monotonic() > deadline:
                 raise TelesurgeryError(

@@ -54,6 +54,20 @@ def build_summary(duration_s: float, patient: dict[str, Any], console: dict[str,
     return out
 
 
+def security_section(insecure: bool, patient: dict[str, Any]) -> dict[str, Any]:
+    """The summary's ``security``: ``mtls`` as the patient node ran it, ``insecure`` as
+    asked (``--insecure``), ``owner`` the certificate whose commands the patient accepted
+    last (null when insecure), whether commands had to carry tags, the control paths
+    without TLS (``plain_paths``: emulated datagram paths), keys agreed and key offers
+    refused."""
+    sec = patient.get("security", {})
+    return {"mtls": bool(sec.get("mtls", False)), "insecure": insecure,
+            "owner": sec.get("owner"), "command_tags": bool(sec.get("command_tags", False)),
+            "plain_paths": sec.get("plain_paths", []),
+            "keys_agreed": sec.get("keys_agreed", 0),
+            "offers_refused": sec.get("offers_refused", {})}
+
+
 def _pick(d: dict[str, Any], *names: str) -> dict[str, Any]:
     return {n: d[n] for n in names if n in d}
 

@@ -35,6 +35,7 @@ def render_status(monitor: Monitor, elapsed_s: float, duration_s: float | None) 
     left = f" / {duration_s:.0f} s" if duration_s else "  (Ctrl-C to stop)"
     t.add_row("time", f"{elapsed_s:6.1f} s{left}")
     t.add_row("nodes", ", ".join(sorted(monitor.present)) or "-")
+    t.add_row("security", security_text(patient.get("security")))
     t.add_row("safety", Text(state, style=_STATE_STYLE.get(state, "")))
     streaming = float(console.get("streaming_s", 0.0))
     rate = (f"{console.get('sent_servo_cp', 0) / max(1, console.get('arms', 1)) / streaming:.1f}"
@@ -103,6 +104,24 @@ def _links(monitor: Monitor) -> Table:
     return t
 
 
+def security_text(sec: dict[str, Any] | None) -> Text:
+    """Green when mutual TLS, access control and command tags are on (with the owner),
+    red when the run is insecure."""
+    if not sec:
+        return Text("-")
+    if sec.get("insecure") or not sec.get("mtls"):
+        return Text("INSECURE: plain TCP, no authentication (--insecure)", style="bold red")
+    tags = "command tags" if sec.get("command_tags", True) else "NO command tags"
+    owner = sec.get("owner")
+    plain = sec.get("plain_paths") or []
+    text = Text(f"mutual TLS, role access control, {tags}"
+                + (f"; commands from {owner}" if owner else ""), style="bold green")
+    if plain:
+        text.append(f"; paths without TLS: {', '.join(plain)} (commands tagged)",
+                    style="bold yellow")
+    return text
+
+
 def render_summary(summary: dict[str, Any]) -> Table:
     """The summary JSON as a table a person reads at a glance."""
     c = summary.get("control", {})
@@ -118,6 +137,7 @@ def render_summary(summary: dict[str, Any]) -> Table:
     t.add_row("wait for servo tick", _pct(c.get("tick_wait_ms"), "ms"))
     t.add_row("safety", f"{s.get('state', '?')}, holds {s.get('holds', 0)}, "
                         f"faults {s.get('faults', 0)}")
+    t.add_row("security", security_text(summary.get("security")))
     link = summary.get("link", {})
     for name, p in link.get("paths", {}).items():
         t.add_row(f"path {name}", f"RTT p50 {_p50(p.get('rtt_ms'))} ms, loss "

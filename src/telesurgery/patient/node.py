@@ -24,6 +24,8 @@ from telesurgery.patient.audit import PatientAudit
 from telesurgery.patient.video import PatientVideo, start_video
 from telesurgery.robots.base import Robot
 from telesurgery.safety.supervisor import Supervisor
+from telesurgery.security.command_keys import PatientKeys
+from telesurgery.security.node import NodeSecurity, node_security, security_status
 from telesurgery.transport.codec import (
     MeasuredCF,
     MeasuredCP,
@@ -74,15 +76,21 @@ class PatientNode:
         self.audit: PatientAudit | None = None
         """The signed audit trail, when ``config.record_dir`` is set."""
         self.video: PatientVideo | None = None
+        self.security: NodeSecurity | None = None
+        """Mutual TLS, access control and command tags (None: run insecure)."""
+        self.auth: PatientKeys | None = None
+        self._commander: int | None = None
+        """The console session whose command the supervisor accepted last."""
 
     def run(self, stop: threading.Event, duration_s: float | None = None) -> dict[str, Any]:
         """Serve until stopped; returns the final report (counters and measured figures)."""
         cfg = self.config
+        self.security = node_security(cfg.security, "patient node")
         if cfg.realtime:
             # Before Zenoh starts its threads, so that they inherit SCHED_FIFO: commands
             # are checked on Zenoh's receive thread, which must not queue behind other work.
             set_realtime_thread()
-        z = open_session(cfg.zenoh)
+        z = open_session(cfg.zenoh, self._zenoh_security())
         try:
             return self._serve(z, stop, duration_s)
         finally:
@@ -97,7 +105,8 @@ class PatientNode:
         # over them gives the supervisor the console's clock offset.
         link = self.link = PatientLink(z, cfg.paths, keys, sid,
                                        self.supervisor.set_clock_offset,
-                                       self.audit.link_alarm if self.audit else None)
+                                       self.audit.link_alarm if self.audit else None,
+                                       self._zenoh_security())
         state_pubs = {
             arm: (link.state_publisher(keys.measured_cp(arm)),
                   Publisher(z, keys.measured_js(arm), Stream.STATE, sid),
@@ -107,9 +116,14 @@ class PatientNode:
         # Enabled before anyone can send: a console streams as soon as it sees our subscribers.
         self.robot.enable()
         self.supervisor.enable()
+        if self.security is not None:
+            # Every command must carry a tag under a key agreed with a console certificate.
+            self.auth = PatientKeys(z, keys, sid, self.security.credentials,
+                                    self.security.commanders(), self.supervisor.reject)
         link.subscribe_commands([k for arm in cfg.arms
                                  for k in (keys.servo_cp(arm), keys.jaw_servo_jp(arm))],
-                                self._on_command, self.rejects)
+                                self._on_command, self.rejects,
+                                self.auth.gate if self.auth is not None else None)
         link.start()
         token = z.liveliness().declare_token(keys.presence("patient"))
         house_stop = threading.Event()
@@ -133,10 +147,28 @@ class PatientNode:
                                   "safety": self.supervisor.snapshot(LIVE_WINDOW)})
             token.undeclare()
             link.close()
+            if self.auth is not None:
+                self.auth.close()
         return self.report()
 
+    def _zenoh_security(self) -> dict[str, str] | None:
+        return None if self.security is None else self.security.zenoh_settings()
+
     def _on_command(self, msg: Message, received_ns: int) -> None:
-        self.supervisor.submit(msg, received_ns)
+        if self.supervisor.submit(msg, received_ns).accepted:
+            self._commander = msg.session
+
+    def security_status(self) -> dict[str, Any]:
+        """Mutual TLS or not, whether commands must carry tags, and ``owner``: the
+        certificate of the console whose commands were accepted last (None insecure)."""
+        out = security_status(self.security)
+        out["command_tags"] = self.auth is not None
+        out["plain_paths"] = ([p.name for p in self.config.paths if not p.tls]
+                              if self.security is not None else [])
+        out["owner"] = None if self.auth is None else self.auth.common_name(self._commander)
+        if self.auth is not None:
+            out |= self.auth.status()
+        return out
 
     def _servo_loop(self, state_pubs: dict[str, tuple[MultiPublisher, Publisher, Publisher]],
                     stop: threading.Event, duration_s: float | None) -> None:
@@ -214,6 +246,7 @@ class PatientNode:
                       "period_error_us": self.loop.period_error_ns.summary(1e-3, last=last)},
             "registration": {name: _flat(self.robot.arms[name].registration())
                              for name in self.config.arms},
+            "security": self.security_status(),
         }
         task = getattr(self.robot, "task_status", None)
         if callable(task):

@@ -9,8 +9,9 @@ by certificate common names, one policy per role.
 Every grant becomes rules in both directions, as Zenoh checks each link of the node that
 holds the config (measured with zenoh 1.10):
 
-- publish: ``put`` in (the role may send it) and ``declare_subscriber`` out (the role
-  learns that someone subscribes; without it a peer's publisher never sends);
+- publish: ``put`` in (the role may send it) and ``declare_subscriber`` out on the whole
+  session (the role learns that someone subscribes, however wide the subscription;
+  without it a peer's publisher never sends);
 - subscribe: ``declare_subscriber`` in and ``put`` out (the samples reach the role);
 - presence: ``liveliness_token`` in; everyone may watch presence (``presence/*``).
 
@@ -39,16 +40,25 @@ STATE = ("*/measured_$*", "*/setpoint_$*", "*/jaw/measured_$*", "*/jaw/setpoint_
          "*/operating_state")
 """Robot state: measured and setpoint values of every arm, its operating state."""
 VIDEO = ("ecm/video", "ecm/video/**")
+KEYFRAME_REQUEST = ("ecm/video/keyframe",)
+"""A console asking the patient's encoder for a keyframe (after loss, or on joining)."""
 SAFETY = ("safety/**",)
 OWNER = ("control/owner",)
 """Who holds control, announced by the patient node (which enforces ownership)."""
 CONTROL_REQUEST = ("control/request",)
 CONTROL_GRANT = ("control/grant",)
-LINK = ("link/*/stats",)
+KEY_OFFER = ("control/key/offer",)
+KEY_ACCEPT = ("control/key/accept",)
+"""The command-key handshake (``security.handshake``): consoles offer, the robot answers."""
+LINK = ("link/*/stats", "link/*/alarm")
+SYNC_REQUEST = ("link/*/sync/request",)
+SYNC_REPLY = ("link/*/sync/reply",)
+"""Clock synchronisation on the control paths: the robot asks, consoles answer."""
 STATUS = ("*/status",)
 PRESENCE = "presence/*"
 
-NODE_OF_ROLE = {Role.SURGEON: "console", Role.BACKUP: "backup", Role.ROBOT: "patient"}
+NODE_OF_ROLE = {Role.SURGEON: "console", Role.BACKUP: "backup", Role.ROBOT: "patient",
+                Role.RECORDER: "recorder"}
 """The node name (in ``<node>/status`` and ``presence/<node>``) each publishing role may
 use; ``console-2`` and the like match too."""
 
@@ -73,25 +83,32 @@ class Grant:
 
 _WATCH = (*STATE, *VIDEO, *SAFETY, *OWNER, *LINK, *STATUS)
 
+_CONSOLE_PUBLISH = (*COMMANDS, *CONTROL_REQUEST, *KEY_OFFER, *KEYFRAME_REQUEST, *SYNC_REPLY,
+                    *LINK)
+_CONSOLE_WATCH = (*_WATCH, *KEY_ACCEPT, *SYNC_REQUEST)
+
 GRANTS: Mapping[Role, Grant] = {
     Role.SURGEON: Grant(
-        publish=(*COMMANDS, *CONTROL_REQUEST, *LINK, _own(Role.SURGEON, "status")),
-        subscribe=_WATCH, presence=(_own(Role.SURGEON, "presence"),)),
+        publish=(*_CONSOLE_PUBLISH, _own(Role.SURGEON, "status")),
+        subscribe=_CONSOLE_WATCH, presence=(_own(Role.SURGEON, "presence"),)),
     Role.BACKUP: Grant(
-        publish=(*COMMANDS, *CONTROL_REQUEST, *CONTROL_GRANT, *LINK,
-                 _own(Role.BACKUP, "status")),
-        subscribe=(*_WATCH, *CONTROL_REQUEST), presence=(_own(Role.BACKUP, "presence"),)),
+        publish=(*_CONSOLE_PUBLISH, *CONTROL_GRANT, _own(Role.BACKUP, "status")),
+        subscribe=(*_CONSOLE_WATCH, *CONTROL_REQUEST),
+        presence=(_own(Role.BACKUP, "presence"),)),
     Role.ROBOT: Grant(
-        publish=(*STATE, *VIDEO, *SAFETY, *OWNER, *LINK, _own(Role.ROBOT, "status")),
-        subscribe=(*COMMANDS, *CONTROL_REQUEST, *CONTROL_GRANT, *LINK, *STATUS),
+        publish=(*STATE, *VIDEO, *SAFETY, *OWNER, *KEY_ACCEPT, *SYNC_REQUEST, *LINK,
+                 _own(Role.ROBOT, "status")),
+        subscribe=(*COMMANDS, *CONTROL_REQUEST, *CONTROL_GRANT, *KEY_OFFER,
+                   *KEYFRAME_REQUEST, *SYNC_REPLY, *LINK, *STATUS),
         presence=(_own(Role.ROBOT, "presence"),)),
     Role.OBSERVER: Grant(subscribe=_WATCH),
-    Role.RECORDER: Grant(subscribe=("**",)),
+    Role.RECORDER: Grant(subscribe=("**",), presence=(_own(Role.RECORDER, "presence"),)),
     Role.ROUTER: Grant(relay=True),
 }
-"""The default rights: only surgeon and backup command; only the robot publishes state,
-video and safety; observers and the recorder only subscribe (the recorder to the whole
-session, commands included, for the audit); routers relay everything."""
+"""The default rights: only surgeon and backup command (and offer command keys); only
+the robot publishes state, video and safety (and answers key offers); observers and the
+recorder only subscribe (the recorder to the whole session, commands included, for the
+audit; it announces its presence); routers relay everything."""
 
 _ALL_MESSAGES = ("put", "delete", "declare_subscriber", "query", "declare_queryable",
                  "reply", "liveliness_token", "declare_liveliness_subscriber",
@@ -116,8 +133,11 @@ def _role_rules(role: Role, grant: Grant, prefix: str) -> list[dict[str, Any]]:
              _rule(f"{r}/see-presence", ("liveliness_token",), ("egress",), under([PRESENCE]))]
     if grant.publish:
         rules += [_rule(f"{r}/publish", ("put",), ("ingress",), under(grant.publish)),
+                  # Any subscription in the session, not just the published keys: a wide
+                  # one (the recorder's **, a monitor's */status) lies within none of
+                  # them, and a publisher that never learns of it never sends it anything.
                   _rule(f"{r}/publish-interest", ("declare_subscriber",), ("egress",),
-                        under(grant.publish))]
+                        [f"{prefix}/**"])]
     if grant.subscribe:
         rules += [_rule(f"{r}/subscribe", ("declare_subscriber",), ("ingress",),
                         under(grant.subscribe)),

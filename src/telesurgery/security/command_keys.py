@@ -18,6 +18,7 @@ from typing import Any
 
 import zenoh
 
+from telesurgery.clock import now_ns
 from telesurgery.errors import AuthError
 from telesurgery.safety.checks import Reason
 from telesurgery.security.handshake import Credentials, Initiator, Responder
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 
 OFFER_RETRY_S = 0.2
 """How often [s] a console sends its offer again until the patient node answers."""
+CRL_CHECK_NS = 1_000_000_000
+"""How often [ns] the patient node looks for a new revocation list while commands flow:
+a certificate revoked meanwhile loses its command key within this time."""
 
 
 class PatientKeys:
@@ -46,6 +50,8 @@ class PatientKeys:
                  commanders: Mapping[Role, Sequence[str]] | None,
                  on_reject: Callable[[Reason, Message], object]) -> None:
         self.verifier = CommandVerifier()
+        self._creds = creds
+        self._next_crl_check = 0
         self._responder = Responder(creds, keys.session, session_id, commanders)
         self._on_reject = on_reject
         self._lock = threading.Lock()
@@ -58,6 +64,7 @@ class PatientKeys:
 
     def _on_offer(self, msg: Message, _received_ns: int) -> None:
         with self._lock:
+            self._check_revocations()
             try:
                 agreement = self._responder.answer(msg)
             except AuthError as exc:
@@ -70,17 +77,29 @@ class PatientKeys:
                 self.agreed += 1
                 log.info("command key agreed with %s (console session %016x)",
                          agreement.common_name, msg.session)
-            self.verifier.set_key(msg.session, agreement.key, agreement.common_name)
+            self.verifier.set_key(msg.session, agreement.key, agreement.common_name,
+                                  agreement.serial)
         self._accepts.put(agreement.accept)
 
     def gate(self, path: str, data: bytes, msg: Message) -> bool:
         """True when command ``msg`` (``data`` on the wire, brought by ``path``) carries a
         valid tag and is no replay; otherwise it is counted and dropped."""
+        now = now_ns()
+        if now >= self._next_crl_check:
+            self._next_crl_check = now + CRL_CHECK_NS
+            self._check_revocations()
         reason = self.verifier.check(path, data, msg)
         if reason is None:
             return True
         self._on_reject(reason, msg)
         return False
+
+    def _check_revocations(self) -> None:
+        revoked = self._creds.revoked
+        if revoked.refresh():
+            for cn in self.verifier.forget_serials(revoked.serials):
+                log.warning("%s was revoked: its command key is forgotten, its commands "
+                            "are refused from now on", cn)
 
     def common_name(self, console_session: int | None) -> str | None:
         """Who agreed the key of ``console_session`` (None if nobody or no session)."""

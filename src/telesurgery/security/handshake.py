@@ -28,7 +28,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
+import os
 import struct
+import threading
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,6 +49,7 @@ from telesurgery.security.pki import Identity, Role, certificate_identity, revok
 from telesurgery.security.tags import KEY_SIZE
 from telesurgery.transport.codec import KeyAccept, KeyOffer, Message
 
+log = logging.getLogger(__name__)
 COMMANDER_ROLES = frozenset({Role.SURGEON, Role.BACKUP})
 """Roles whose consoles may agree a command key with the patient node."""
 _OFFER = b"telesurgery key offer v1\x00"
@@ -60,6 +64,57 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class Revocations:
+    """The site's revocation list (a CRL file signed by ``ca``; None: nothing revoked),
+    read again by ``refresh`` whenever the file changes, so that ``telesurgery pki
+    revoke`` takes effect on a running node."""
+
+    def __init__(self, path: Path | None, ca: x509.Certificate) -> None:
+        self._path = path
+        self._ca = ca
+        self._stamp: tuple[int, int] | None = None
+        self._serials: frozenset[int] = frozenset()
+        self._lock = threading.Lock()
+        if path is not None:
+            self._serials = revoked_serials(path, ca)
+            self._stamp = _stamp(path)
+
+    def refresh(self) -> bool:
+        """Read the file again if it changed; True when the list changed."""
+        if self._path is None:
+            return False
+        stamp = _stamp(self._path)
+        with self._lock:
+            if stamp == self._stamp:
+                return False
+            try:
+                serials = revoked_serials(self._path, self._ca)
+            except ConfigError as exc:
+                # Keep the last good list: a broken file must not un-revoke anyone.
+                log.warning("revocation list not reloaded: %s", exc)
+                return False
+            self._stamp = stamp
+            changed = serials != self._serials
+            self._serials = serials
+            return changed
+
+    def __contains__(self, serial: object) -> bool:
+        return serial in self._serials
+
+    @property
+    def serials(self) -> frozenset[int]:
+        """The revoked serial numbers as last read."""
+        return self._serials
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
 @dataclass(frozen=True, slots=True)
 class Credentials:
     """What a node signs handshakes with and checks its peers against."""
@@ -69,8 +124,7 @@ class Credentials:
     """This node's certificate (DER), sent in its handshake message."""
     private_key: ec.EllipticCurvePrivateKey
     ca: x509.Certificate
-    revoked: frozenset[int]
-    """Serial numbers of the site's revocation list (empty without one)."""
+    revoked: Revocations
 
     @classmethod
     def load(cls, identity: Identity, crl: Path | None = None) -> Credentials:
@@ -78,16 +132,24 @@ class Credentials:
         ca = identity.load_ca()
         cert = identity.load_certificate()
         return cls(identity.common_name, cert.public_bytes(serialization.Encoding.DER),
-                   identity.load_private_key(), ca,
-                   revoked_serials(crl, ca) if crl is not None else frozenset())
+                   identity.load_private_key(), ca, Revocations(crl, ca))
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """A peer certificate that passed ``check_certificate``."""
+
+    common_name: str
+    serial: int
+    public_key: ec.EllipticCurvePublicKey
 
 
 def check_certificate(der: bytes, creds: Credentials, roles: Collection[Role],
                       names: Collection[str] | None = None,
-                      now: dt.datetime | None = None) -> tuple[str, ec.EllipticCurvePublicKey]:
-    """The common name and public key of a peer's certificate ``der`` if the site CA
-    issued it, it is valid at ``now``, not revoked, in one of ``roles`` and (given
-    ``names``) one of those common names; AuthError otherwise."""
+                      now: dt.datetime | None = None) -> Peer:
+    """The peer of certificate ``der`` if the site CA issued it, it is valid at ``now``,
+    not revoked, in one of ``roles`` and (given ``names``) one of those common names;
+    AuthError otherwise."""
     try:
         cert = x509.load_der_x509_certificate(der)
     except ValueError as exc:
@@ -115,7 +177,7 @@ def check_certificate(der: bytes, creds: Credentials, roles: Collection[Role],
     key = cert.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise AuthError("bad_certificate", f"{cn} does not hold an ECDSA key")
-    return cn, key
+    return Peer(cn, cert.serial_number, key)
 
 
 def _verify(key: ec.EllipticCurvePublicKey, signature: bytes, signed: bytes, who: str) -> None:
@@ -161,6 +223,8 @@ class Agreement:
     console_session: int
     common_name: str
     """The console's certificate common name (``surgeon:dr-rossi``)."""
+    serial: int
+    """The serial number of the console's certificate (to forget it once revoked)."""
     key: bytes
     accept: KeyAccept
     """The answer that gives the console the same key (sent again for a repeated offer)."""
@@ -192,19 +256,20 @@ class Responder:
         if not isinstance(offer, KeyOffer):
             raise AuthError("malformed", f"{type(offer).__name__} is not a key offer")
         known = self._answered.get((msg.session, offer.ephemeral))
-        if known is not None:
+        if known is not None and known.serial not in self._creds.revoked:
             return known
-        cn, key = check_certificate(offer.certificate, self._creds, COMMANDER_ROLES,
-                                    self._names)
-        _verify(key, offer.signature,
-                _offer_bytes(self._session, msg.session, offer.ephemeral), cn)
+        peer = check_certificate(offer.certificate, self._creds, COMMANDER_ROLES,
+                                 self._names)
+        _verify(peer.public_key, offer.signature,
+                _offer_bytes(self._session, msg.session, offer.ephemeral), peer.common_name)
         own = X25519PrivateKey.generate()
         own_public = _public(own)
         signed = _accept_bytes(self._session, msg.session, self._patient, offer.ephemeral,
                                own_public, offer.certificate)
         accept = KeyAccept(msg.session, own_public, self._creds.certificate,
                            self._creds.private_key.sign(signed, _SIGNATURE))
-        agreement = Agreement(msg.session, cn, _derive(own, offer.ephemeral, signed), accept)
+        agreement = Agreement(msg.session, peer.common_name, peer.serial,
+                              _derive(own, offer.ephemeral, signed), accept)
         self._answered[(msg.session, offer.ephemeral)] = agreement
         while len(self._answered) > _CACHED_OFFERS:
             self._answered.popitem(last=False)
@@ -233,8 +298,8 @@ class Initiator:
         accept = msg.body
         if not isinstance(accept, KeyAccept) or accept.console_session != self.console_session:
             raise AuthError("not_ours", "the answer is for another console session")
-        cn, key = check_certificate(accept.certificate, self._creds, {Role.ROBOT})
+        peer = check_certificate(accept.certificate, self._creds, {Role.ROBOT})
         signed = _accept_bytes(self._session, self.console_session, msg.session, self._public,
                                accept.ephemeral, self._creds.certificate)
-        _verify(key, accept.signature, signed, cn)
-        return _derive(self._own, accept.ephemeral, signed), cn
+        _verify(peer.public_key, accept.signature, signed, peer.common_name)
+        return _derive(self._own, accept.ephemeral, signed), peer.common_name

@@ -40,7 +40,14 @@ class NodeSecurity:
     identity: Identity
     acl: Mapping[str, str]
     """The ``access_control`` entry for Zenoh (``load_acl_settings``)."""
+    credentials: Credentials
+    """What the node signs command-key handshakes with and checks peers against."""
     crl: Path | None = None
+
+    @classmethod
+    def load(cls, identity: Identity, acl: Path, crl: Path | None) -> NodeSecurity:
+        """Load and check the access-control file and the handshake credentials."""
+        return cls(identity, load_acl_settings(acl), Credentials.load(identity, crl), crl)
 
     def zenoh_settings(self) -> dict[str, str]:
         """Zenoh config entries: mutual TLS with the identity and the access control."""
@@ -54,10 +61,6 @@ class NodeSecurity:
             if subject.get("id") in (Role.SURGEON.value, Role.BACKUP.value):
                 out[Role(subject["id"])] = list(subject.get("cert_common_names", []))
         return out
-
-    def credentials(self) -> Credentials:
-        """What the node signs command-key handshakes with."""
-        return Credentials.load(self.identity, self.crl)
 
     def describe(self) -> dict[str, Any]:
         """The status section: mutual TLS on, who this node is."""
@@ -86,8 +89,7 @@ def node_security(cfg: SecurityConfig, what: str) -> NodeSecurity | None:
         raise ConfigError(f"the {what} has an identity but no access-control file: pass "
                           "--acl FILE written by 'telesurgery pki acl PKI --session S --out "
                           "FILE'")
-    identity = Identity.from_dir(cfg.identity, crl=cfg.crl)
-    return NodeSecurity(identity, load_acl_settings(cfg.acl), cfg.crl)
+    return NodeSecurity.load(Identity.from_dir(cfg.identity, crl=cfg.crl), cfg.acl, cfg.crl)
 
 
 def security_status(security: NodeSecurity | None) -> dict[str, Any]:
@@ -115,8 +117,7 @@ class Site:
 
     def security(self, role: Role, name: str) -> NodeSecurity:
         """The checked security of ``name`` in ``role``."""
-        return NodeSecurity(self.pki.identity(role, name), load_acl_settings(self.acl),
-                            self.pki.crl_path)
+        return NodeSecurity.load(self.pki.identity(role, name), self.acl, self.pki.crl_path)
 
 
 def throwaway_site(root: Path, session: str,

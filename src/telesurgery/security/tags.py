@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import threading
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 
 from telesurgery.safety.checks import Reason
@@ -95,6 +96,8 @@ class SessionKey:
 
     key: bytes
     common_name: str
+    serial: int
+    """The serial number of that certificate."""
 
 
 class CommandVerifier:
@@ -112,16 +115,26 @@ class CommandVerifier:
         self._windows: dict[tuple[int, int, str], ReplayWindow] = {}
         self._lock = threading.Lock()
 
-    def set_key(self, session: int, key: bytes, common_name: str) -> None:
-        """Accept commands of console ``session`` tagged under ``key``."""
+    def set_key(self, session: int, key: bytes, common_name: str, serial: int) -> None:
+        """Accept commands of console ``session`` tagged under ``key``, agreed by the
+        certificate ``common_name`` with serial number ``serial``."""
         with self._lock:
             for old in [s for s, k in self._keys.items()
                         if k.common_name == common_name and s != session]:
                 self._forget(old)
-            self._keys[session] = SessionKey(key, common_name)
+            self._keys[session] = SessionKey(key, common_name, serial)
             self._keys.move_to_end(session)
             while len(self._keys) > self._max:
                 self._forget(next(iter(self._keys)))
+
+    def forget_serials(self, serials: Collection[int]) -> list[str]:
+        """Forget the sessions whose certificate serial is in ``serials`` (revoked);
+        returns their common names."""
+        with self._lock:
+            gone = [(s, k.common_name) for s, k in self._keys.items() if k.serial in serials]
+            for session, _ in gone:
+                self._forget(session)
+        return [cn for _, cn in gone]
 
     def _forget(self, session: int) -> None:
         del self._keys[session]

@@ -73,7 +73,8 @@ class Paths:
     """The named Zenoh sessions a node reaches its peer over.
 
     ``configs`` empty: the one path ``direct`` is ``main``. Otherwise one session per
-    path, opened with gossip off so that no path learns another's endpoints: traffic
+    path (secure given ``security``, unless the path says ``tls = false``), opened with
+    gossip off so that no path learns another's endpoints: traffic
     must never cross from one path to the other (or to the main session's routes),
     or cutting a path would cost nothing for the wrong reason.
     """
@@ -88,7 +89,8 @@ class Paths:
             return
         try:
             for cfg in configs:
-                self.sessions[cfg.name] = open_path_session(cfg, security)
+                self.sessions[cfg.name] = open_path_session(
+                    cfg, security if cfg.tls else None)
         except TransportError:
             self.close()
             raise
