@@ -80,7 +80,9 @@ def recorder_process(tmp_path: Path, free_port: int,
     commands = Commands(zenoh_sessions(ZenohConfig(mode="peer", listen=[endpoint])))
     proc = subprocess.Popen(
         [sys.executable, "-c", RUNNER, "--out", str(tmp_path), "--session", "or1",
-         "--connect", endpoint, "--flush-interval", "0.5", "--log-level", "warning"],
+         "--connect", endpoint, "--flush-interval", "0.5", "--log-level", "warning",
+         # What is tested is flushing; the test's node session speaks plain TCP.
+         "--insecure"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         wait_for(lambda: commands.matched or proc.poll() is not None, "the recorder to subscribe")

@@ -1,10 +1,10 @@
-"""The TLS-versus-TCP round-trip benchmark runs end to end and reports what it measured."""
+"""The security benchmarks run end to end and report what they measured."""
 
 from __future__ import annotations
 
 import pytest
 
-from telesurgery.security.bench import MODES, bench_tls
+from telesurgery.security.bench import MODES, bench_tags, bench_tls
 
 
 @pytest.mark.integration
@@ -18,3 +18,13 @@ def test_bench_measures_every_mode() -> None:
         assert m["received"] >= 0.9 * m["sent"], mode
         assert m["rtt_ms"]["count"] == m["received"]
         assert 0.0 < m["rtt_ms"]["p50"] <= m["rtt_ms"]["p99"] <= m["rtt_ms"]["max"]
+
+
+def test_tag_bench_reports_each_stage_per_message() -> None:
+    result = bench_tags(batches=3)
+    per = result["us_per_message"]
+    assert set(per) == {"encode", "seal", "decode", "verify"}
+    for stage in per.values():
+        assert stage["count"] == 3
+        assert 0.0 < stage["p50"] <= stage["max"]
+    assert set(result["tag_cost_us"]) == {"send", "receive"}

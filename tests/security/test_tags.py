@@ -14,6 +14,7 @@ from telesurgery.safety.checks import Reason
 from telesurgery.security.tags import (
     CommandVerifier,
     ReplayWindow,
+    TagKey,
     seal,
     tag_matches,
 )
@@ -33,6 +34,7 @@ from telesurgery.types import Pose
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
+TAG, OTHER_TAG = TagKey(KEY), TagKey(OTHER_KEY)
 CONSOLE = 0x1122334455667788
 
 
@@ -43,26 +45,33 @@ def _command(seq: int, session: int = CONSOLE, arm: str = "psm1") -> Message:
 
 def test_a_sealed_command_decodes_with_its_tag_and_the_flag_set() -> None:
     msg = _command(7)
-    data = seal(msg, KEY)
+    data = seal(msg, TAG)
     assert len(data) == len(encode(msg)) + TAG_SIZE
     assert data[FLAGS_OFFSET] == FLAG_TAG
     decoded = decode(data)
     assert decoded.tag == data[-TAG_SIZE:]
     assert decoded.body == msg.body
     assert decoded.seq == 7
-    assert tag_matches(data, KEY)
-    assert not tag_matches(data, OTHER_KEY)
+    assert tag_matches(data, TAG)
+    assert not tag_matches(data, OTHER_TAG)
     # Encoding the decoded message gives the same bytes back.
     assert encode(decoded) == data
+    # Sealing it again replaces its tag instead of adding one.
+    assert seal(decoded, TAG) == data
 
 
 def test_every_flipped_bit_breaks_the_tag_or_the_message() -> None:
-    data = seal(_command(3), KEY)
+    data = seal(_command(3), TAG)
     for i in range(len(data)):
         for bit in range(8):
             forged = bytearray(data)
             forged[i] ^= 1 << bit
-            assert not tag_matches(bytes(forged), KEY), (i, bit)
+            assert not tag_matches(bytes(forged), TAG), (i, bit)
+
+
+def test_a_key_must_be_32_bytes() -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        TagKey(b"short")
 
 
 def test_a_tag_of_the_wrong_size_is_refused_by_the_codec() -> None:
@@ -82,7 +91,7 @@ def test_key_messages_round_trip_and_refuse_oversized_certificates() -> None:
 def test_verifier_verdicts() -> None:
     v = CommandVerifier()
     assert v.check("direct", encode(_command(1)), _command(1)) is Reason.UNTAGGED
-    data = seal(_command(1), KEY)
+    data = seal(_command(1), TAG)
     assert v.check("direct", data, decode(data)) is Reason.UNKNOWN_KEY
     v.set_key(CONSOLE, KEY, "surgeon:a", 11)
     assert v.check("direct", data, decode(data)) is None
@@ -90,7 +99,7 @@ def test_verifier_verdicts() -> None:
     assert v.check("direct", data, decode(data)) is Reason.REPLAYED
     # The same number on another path: dual-path redundancy, not a replay.
     assert v.check("5g", data, decode(data)) is None
-    forged = seal(_command(2), OTHER_KEY)
+    forged = seal(_command(2), OTHER_TAG)
     assert v.check("direct", forged, decode(forged)) is Reason.BAD_TAG
     # A tag copied onto a re-stamped command does not match.
     restamped = encode(replace(_command(3), tag=data[-TAG_SIZE:]))
@@ -102,7 +111,7 @@ def test_streams_are_told_apart_by_arm_and_kind() -> None:
     v.set_key(CONSOLE, KEY, "surgeon:a", 11)
     for msg in (_command(1, arm="psm1"), _command(1, arm="psm2"),
                 Message(CONSOLE, 1, 5, JawServoJP("psm1", 0.2, 1))):
-        data = seal(msg, KEY)
+        data = seal(msg, TAG)
         assert v.check("direct", data, decode(data)) is None
 
 
@@ -110,9 +119,9 @@ def test_a_new_session_of_the_same_identity_ends_the_previous_one() -> None:
     v = CommandVerifier()
     v.set_key(CONSOLE, KEY, "surgeon:a", 11)
     v.set_key(CONSOLE + 1, OTHER_KEY, "surgeon:a", 11)
-    old = seal(_command(9), KEY)
+    old = seal(_command(9), TAG)
     assert v.check("direct", old, decode(old)) is Reason.UNKNOWN_KEY
-    new = seal(_command(9, session=CONSOLE + 1), OTHER_KEY)
+    new = seal(_command(9, session=CONSOLE + 1), OTHER_TAG)
     assert v.check("direct", new, decode(new)) is None
 
 
@@ -155,7 +164,7 @@ def test_replay_window_matches_a_plain_model(arrivals: list[tuple[str, int]],
 def test_random_bytes_never_pass_as_a_tagged_command() -> None:
     v = CommandVerifier()
     v.set_key(CONSOLE, KEY, "surgeon:a", 11)
-    good = seal(_command(1), KEY)
+    good = seal(_command(1), TAG)
     for _ in range(200):
         data = good[:-TAG_SIZE] + os.urandom(TAG_SIZE)
         assert v.check("direct", data, decode(data)) is Reason.BAD_TAG

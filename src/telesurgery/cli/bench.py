@@ -79,6 +79,24 @@ def video(
           json_path)
 
 
+@bench_app.command("security")
+def security(
+    json_path: JsonOpt = None,
+    duration: Annotated[float, typer.Option(
+        help="Seconds of 1 kHz ping-pong per transport mode (0 skips it).", min=0.0)] = 30.0,
+    log_level: Annotated[str, typer.Option("--log-level")] = "warning",
+) -> None:
+    """Command tags per message (seal, verify), then the RTT of plain tcp/ against mutual
+    TLS and mutual TLS with the role access control."""
+    setup_logging(log_level)
+    from telesurgery.security.bench import bench_tags, bench_tls
+
+    out: dict[str, Any] = {"tags": bench_tags()}
+    if duration > 0:
+        out["tls"] = bench_tls(duration)
+    _emit(out, json_path)
+
+
 def _size(text: str) -> tuple[int, int]:
     w, sep, h = text.lower().partition("x")
     if not (sep and w.isdigit() and h.isdigit()):

@@ -1,9 +1,15 @@
-"""Security: the site PKI, mutual TLS on Zenoh links and access control by role.
+"""Security: the site PKI, mutual TLS on Zenoh links, access control by role, and commands
+authenticated end to end.
 
-A node made secure::
+A node made secure (what every node does from its ``[security]`` config)::
 
-    zc = zenoh_config(cfg)                       # transport/session.py, endpoints tls/
-    apply_settings(zc, secure_settings(identity, session, pki.roster()))
+    sec = node_security(cfg.security, "patient node")   # None only with insecure = true
+    z = open_session(cfg.zenoh, sec.zenoh_settings())   # tls/ endpoints, mTLS, the ACL
+
+Commands: ``command_keys.ConsoleKeys`` agrees a key with the patient node
+(``handshake``) and seals each command (``tags.seal``); ``command_keys.PatientKeys``
+verifies every command before the dual-path layer. (``command_keys`` uses the
+transport's sessions and is imported from its module, not from here.)
 """
 
 from __future__ import annotations
@@ -17,6 +23,13 @@ from telesurgery.security.acl import (
     acl_settings,
     load_acl_settings,
 )
+from telesurgery.security.handshake import Credentials, Initiator, Responder
+from telesurgery.security.node import (
+    NodeSecurity,
+    Site,
+    node_security,
+    throwaway_site,
+)
 from telesurgery.security.pki import (
     CertInfo,
     Identity,
@@ -26,6 +39,7 @@ from telesurgery.security.pki import (
     parse_common_name,
     throwaway_pki,
 )
+from telesurgery.security.tags import CommandVerifier, TagKey, seal
 from telesurgery.security.zenoh_tls import apply_settings, secure_locators, tls_settings
 
 
@@ -38,18 +52,28 @@ def secure_settings(identity: Identity, session: str, roster: Mapping[Role, Sequ
 __all__ = [
     "GRANTS",
     "CertInfo",
+    "CommandVerifier",
+    "Credentials",
     "Grant",
     "Identity",
+    "Initiator",
+    "NodeSecurity",
     "Pki",
+    "Responder",
     "Role",
+    "Site",
+    "TagKey",
     "access_control",
     "acl_settings",
     "apply_settings",
     "common_name",
     "load_acl_settings",
+    "node_security",
     "parse_common_name",
+    "seal",
     "secure_locators",
     "secure_settings",
     "throwaway_pki",
+    "throwaway_site",
     "tls_settings",
 ]

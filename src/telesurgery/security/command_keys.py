@@ -23,7 +23,7 @@ from telesurgery.errors import AuthError
 from telesurgery.safety.checks import Reason
 from telesurgery.security.handshake import Credentials, Initiator, Responder
 from telesurgery.security.pki import Role
-from telesurgery.security.tags import CommandVerifier, seal
+from telesurgery.security.tags import CommandVerifier, TagKey, seal
 from telesurgery.transport.codec import Message, encode
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.qos import Stream
@@ -129,7 +129,7 @@ class ConsoleKeys:
         self._session_id = session_id
         self._cv = threading.Condition()
         self._initiator: Initiator | None = Initiator(creds, keys.session, session_id)
-        self._key: bytes | None = None
+        self._key: TagKey | None = None
         self.patient: int | None = None
         """The patient session the current key was agreed with."""
         self.patient_name: str | None = None
@@ -172,7 +172,7 @@ class ConsoleKeys:
                     self.refused[exc.reason] += 1
                     log.warning("refused the answer to our command-key offer: %s", exc)
                 return
-            self._key, self.patient, self.patient_name = key, msg.session, name
+            self._key, self.patient, self.patient_name = TagKey(key), msg.session, name
             self._initiator = None
             self._cv.notify_all()
         log.info("command key agreed with %s (patient session %016x)", name, msg.session)

@@ -15,6 +15,7 @@ sequence numbers each path already brought.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import threading
 from collections import OrderedDict
@@ -22,7 +23,15 @@ from collections.abc import Collection
 from dataclasses import dataclass, replace
 
 from telesurgery.safety.checks import Reason
-from telesurgery.transport.codec import TAG_SIZE, JawServoJP, Message, ServoCP, encode
+from telesurgery.transport.codec import (
+    FLAG_TAG,
+    FLAGS_OFFSET,
+    TAG_SIZE,
+    JawServoJP,
+    Message,
+    ServoCP,
+    encode,
+)
 
 KEY_SIZE = 32
 """Bytes of a command key (HMAC-SHA256 key)."""
@@ -32,27 +41,39 @@ commands at 1 kHz); anything older is refused as a replay. The supervisor's comm
 limit (100 ms) is far shorter, so nothing legitimate is ever that old."""
 MAX_SESSIONS = 8
 """Console sessions whose keys are kept; the oldest is forgotten beyond this."""
-_DIGEST = "sha256"
-_PLACEHOLDER = bytes(TAG_SIZE)
 
 
-def tag_of(signed: bytes, key: bytes) -> bytes:
-    """The ``TAG_SIZE``-byte tag of ``signed`` (header and body) under ``key``."""
-    return hmac.digest(key, signed, _DIGEST)[:TAG_SIZE]
+class TagKey:
+    """A command key ready to tag: HMAC-SHA256 keyed once, copied per message (a third
+    faster than keying it every time)."""
+
+    __slots__ = ("_hmac",)
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != KEY_SIZE:
+            raise ValueError(f"a command key is {KEY_SIZE} bytes, got {len(key)}")
+        self._hmac = hmac.new(key, digestmod=hashlib.sha256)
+
+    def tag(self, signed: bytes) -> bytes:
+        """The ``TAG_SIZE``-byte tag of ``signed`` (header and body)."""
+        h = self._hmac.copy()
+        h.update(signed)
+        return h.digest()[:TAG_SIZE]
 
 
-def seal(msg: Message, key: bytes) -> bytes:
+def seal(msg: Message, key: TagKey) -> bytes:
     """``msg`` encoded with flag bit 0 set and its tag under ``key`` appended."""
-    signed = encode(replace(msg, tag=_PLACEHOLDER))[:-TAG_SIZE]
-    return signed + tag_of(signed, key)
+    signed = bytearray(encode(replace(msg, tag=b"") if msg.tag else msg))
+    signed[FLAGS_OFFSET] |= FLAG_TAG
+    return bytes(signed) + key.tag(bytes(signed))
 
 
-def tag_matches(data: bytes, key: bytes) -> bool:
+def tag_matches(data: bytes, key: TagKey) -> bool:
     """True when the last ``TAG_SIZE`` bytes of ``data`` are the tag of the rest under
     ``key`` (compared in constant time)."""
     if len(data) <= TAG_SIZE:
         return False
-    return hmac.compare_digest(tag_of(data[:-TAG_SIZE], key), data[-TAG_SIZE:])
+    return hmac.compare_digest(key.tag(data[:-TAG_SIZE]), data[-TAG_SIZE:])
 
 
 class ReplayWindow:
@@ -76,9 +97,13 @@ class ReplayWindow:
         """Mark ``seq`` as brought by ``path``; False when it is a replay."""
         if seq > self.top:
             shift = seq - self.top
-            self._seen = ({} if shift >= self.size else
-                          {p: (m << shift) & self._full for p, m in self._seen.items()})
             self.top = seq
+            if shift >= self.size:
+                self._seen.clear()
+            else:
+                seen, full = self._seen, self._full
+                for p, m in seen.items():
+                    seen[p] = (m << shift) & full
         back = self.top - seq
         if back >= self.size:
             return False
@@ -94,7 +119,7 @@ class ReplayWindow:
 class SessionKey:
     """The command key of one console session and whose certificate agreed it."""
 
-    key: bytes
+    key: TagKey
     common_name: str
     serial: int
     """The serial number of that certificate."""
@@ -122,7 +147,7 @@ class CommandVerifier:
             for old in [s for s, k in self._keys.items()
                         if k.common_name == common_name and s != session]:
                 self._forget(old)
-            self._keys[session] = SessionKey(key, common_name, serial)
+            self._keys[session] = SessionKey(TagKey(key), common_name, serial)
             self._keys.move_to_end(session)
             while len(self._keys) > self._max:
                 self._forget(next(iter(self._keys)))
