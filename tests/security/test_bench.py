@@ -9,7 +9,7 @@ from telesurgery.security.bench import MODES, bench_tags, bench_tls
 
 @pytest.mark.integration
 def test_bench_measures_every_mode() -> None:
-    result = bench_tls(duration_s=0.5, rate_hz=200.0, rounds=1)
+    result = bench_tls(duration_s=1.0, rate_hz=200.0, rounds=1)
     assert set(result["modes"]) == set(MODES)
     for mode in MODES:
         m = result["modes"][mode]
