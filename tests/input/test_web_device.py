@@ -12,6 +12,7 @@ from telesurgery.geometry import quat_to_rotvec
 from telesurgery.input.registry import make_device
 from telesurgery.input.web import (
     HAND_SPEED_M_S,
+    MIN_CLUTCH_S,
     NUDGE_M_PER_PX,
     ROLL_SPEED_RAD_S,
     WHEEL_M_PER_PX,
@@ -91,6 +92,18 @@ def test_the_clutch_follows_the_page_and_hold_latches_it_on_every_arm() -> None:
     assert not dev.read(2 * MS)["psm2"].clutch
     assert dev.hands(2 * MS) == {"psm1": {"present": True, "clutch": True},
                                  "psm2": {"present": True, "clutch": False}}
+
+
+def test_a_quick_clutch_tap_lasts_long_enough_to_be_seen() -> None:
+    dev = _device()
+    _move(dev, 0)
+    dev.read(0)
+    # Press and release arrive between two ticks.
+    _move(dev, MS + 100, clutch=True)
+    _move(dev, MS + 200, clutch=False)
+    pressed = [t for t in range(1, 100) if dev.read(t * MS)["psm1"].clutch]
+    # Every tick from the first after the press to MIN_CLUTCH_S after it (1.0001 + 50 ms).
+    assert pressed == list(range(1, 2 + round(MIN_CLUTCH_S * 1000)))
 
 
 def test_an_arm_this_console_does_not_drive_is_refused_and_counted() -> None:

@@ -38,6 +38,9 @@ WHEEL_M_PER_PX: Final = 0.0001
 """Hand motion along the view axis per pixel of wheel scroll [m/px]."""
 DEFAULT_TIMEOUT_S: Final = 0.25
 """Page input older than this [s] reads as a released hand: clutch pressed, no motion."""
+MIN_CLUTCH_S: Final = 0.05
+"""A clutch press lasts at least this long [s]: a quick tap whose press and release arrive
+between two ticks still reaches the safety supervisor (which re-arms a held arm on it)."""
 HAND_START_M: Final = (0.0, 0.0, 0.3)
 """Where each virtual hand starts in the view frame [m]; the mapping re-anchors on clutch
 release, so only displacements matter."""
@@ -53,6 +56,7 @@ class _Hand:
     roll: float = 0.0
     grip: float = 1.0
     clutch: bool = False
+    clutch_until_ns: int = 0
     input_ns: int | None = None
     read_ns: int | None = None
 
@@ -74,6 +78,7 @@ class WebInputDevice(InputDevice):
         self.arms = arms
         self.rate_hz = rate_hz
         self.timeout_ns = round(timeout_s * 1e9)
+        self.min_clutch_ns = round(MIN_CLUTCH_S * 1e9)
         self.inputs = 0
         self.rejected = 0
         self._hands = {arm: _Hand() for arm in arms}
@@ -101,6 +106,8 @@ class WebInputDevice(InputDevice):
             hand.move = move
             hand.roll = roll
             hand.grip = grip
+            if clutch and not hand.clutch:
+                hand.clutch_until_ns = now_ns + self.min_clutch_ns
             hand.clutch = clutch
             hand.position[0] += nudge[0] * NUDGE_M_PER_PX
             hand.position[1] += nudge[1] * NUDGE_M_PER_PX
@@ -133,8 +140,9 @@ class WebInputDevice(InputDevice):
                 hand.read_ns = now_ns
                 pose = Pose((hand.position[0], hand.position[1], hand.position[2]),
                             hand.orientation)
+                pressed = hand.clutch or now_ns < hand.clutch_until_ns
                 out[arm] = HandSample(now_ns, pose, hand.grip,
-                                      clutch=held or not fresh or hand.clutch)
+                                      clutch=held or not fresh or pressed)
         return out
 
     def hands(self, now_ns: int) -> dict[str, dict[str, object]]:
@@ -146,5 +154,5 @@ class WebInputDevice(InputDevice):
                     for arm, h in self._hands.items()}
 
 
-__all__ = ["DEFAULT_TIMEOUT_S", "HAND_SPEED_M_S", "NUDGE_M_PER_PX", "ROLL_SPEED_RAD_S",
-           "WHEEL_M_PER_PX", "WebInputDevice"]
+__all__ = ["DEFAULT_TIMEOUT_S", "HAND_SPEED_M_S", "MIN_CLUTCH_S", "NUDGE_M_PER_PX",
+           "ROLL_SPEED_RAD_S", "WHEEL_M_PER_PX", "WebInputDevice"]

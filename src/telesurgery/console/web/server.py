@@ -14,10 +14,14 @@ they reach the console:
 Paint times come back from the page on its own clock (``performance.now()``);
 the console maps them onto its monotonic clock with NTP-style pings over the
 same WebSocket (``link.clocksync.ClockSync``: the exchange with the smallest
-round trip, within +- half of it; sub-millisecond on loopback). One sender
-task per page writes its socket; a page that falls more than
-``MAX_PENDING_FRAMES`` behind loses the backlog and restarts at the next IDR,
-so video never queues up behind a slow page.
+round trip, within +- half of it; sub-millisecond on loopback).
+
+Video never queues up behind a slow page: frames go out only while fewer than
+``MAX_IN_FLIGHT`` sent frames await the page's paint report (a report also
+accounts for every older frame, painted or skipped, and a frame unreported for
+a second is written off); a page that falls behind loses the frames meanwhile
+and restarts at the next IDR, asked of the patient again every
+``KEY_RETRY_S`` while it waits. One sender task per page writes its socket.
 """
 
 from __future__ import annotations
@@ -66,7 +70,10 @@ HUD_PERIOD_S: Final = 0.25
 PING_PERIOD_S: Final = 1.0
 FIRST_PINGS: Final = 8
 """Pings sent 50 ms apart when a page connects, so its clock is known within a second."""
-MAX_PENDING_FRAMES: Final = 4
+MAX_IN_FLIGHT: Final = 6
+"""Frames sent to a page and not yet reported painted (200 ms at 30 fps)."""
+IN_FLIGHT_EXPIRY_NS: Final = 1_000_000_000
+KEY_RETRY_S: Final = 0.2
 FRAMES_REMEMBERED: Final = 256
 JPEG_QUALITY: Final = 5
 """FFmpeg's mjpeg quantiser (2 best .. 31 worst): 38.5 dB on the peg-transfer scene."""
@@ -170,7 +177,7 @@ class _Page:
     pings: dict[int, int] = field(default_factory=dict)
     sent: collections.OrderedDict[int, _Sent] = field(default_factory=collections.OrderedDict)
     outbox: collections.deque[bytes | str] = field(default_factory=collections.deque)
-    pending_video: int = 0
+    key_asked_ns: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: int = 0
     unmatched: int = 0
@@ -181,9 +188,24 @@ class _Page:
 
     def send(self, item: bytes | str) -> None:
         self.outbox.append(item)
-        if isinstance(item, bytes):
-            self.pending_video += 1
         self.wake.set()
+
+    def in_flight(self, now: int) -> int:
+        """Frames sent and not yet reported, after writing off those older than a second."""
+        while self.sent:
+            oldest = next(iter(self.sent.values()))
+            if now - oldest.forwarded_ns <= IN_FLIGHT_EXPIRY_NS:
+                break
+            self.sent.popitem(last=False)
+        return len(self.sent)
+
+    def reported(self, index: int) -> _Sent | None:
+        """Frame ``index`` was painted: its record; older frames the page skipped are
+        forgotten."""
+        rec = self.sent.pop(index, None)
+        while self.sent and next(iter(self.sent)) < index:
+            self.sent.popitem(last=False)
+        return rec
 
 
 class WebConsole:
@@ -337,7 +359,6 @@ class WebConsole:
                 item = page.outbox.popleft()
                 try:
                     if isinstance(item, bytes):
-                        page.pending_video -= 1
                         await page.ws.send_bytes(item)
                     else:
                         await page.ws.send_str(item)
@@ -388,8 +409,7 @@ class WebConsole:
             self._jpeg_pages -= 1
         page.webcodecs = msg.webcodecs
         if msg.webcodecs:
-            page.needs_key = True
-            self.backend.request_keyframe()
+            self._want_key(page, now_ns())
         else:
             self._jpeg_pages += 1
         codec = "h264" if msg.webcodecs else "jpeg"
@@ -397,8 +417,9 @@ class WebConsole:
 
     def _action(self, page: _Page, action: Action) -> None:
         if action is Action.KEYFRAME:
-            page.needs_key = True
-            self.backend.request_keyframe()
+            # The page dropped its decoder's state: nothing sent before counts any more.
+            page.sent.clear()
+            self._want_key(page, now_ns())
             return
         if action is Action.REQUEST_CONTROL:
             self.control_requests += 1
@@ -416,7 +437,7 @@ class WebConsole:
 
     def _painted(self, page: _Page, msg: FramePainted) -> None:
         offset = page.offset_ns()
-        rec = page.sent.pop(msg.index, None)
+        rec = page.reported(msg.index)
         if rec is None or offset is None:
             page.unmatched += 1
             return
@@ -465,13 +486,18 @@ class WebConsole:
     def _fan_out(self, kind: VideoKind, keyframe: bool, body: VideoFrame, payload: bytes,
                  capture_ns: int, published_ns: int, received_ns: int) -> None:
         want_h264 = kind is VideoKind.H264
+        now = now_ns()
         for page in self._pages:
             if page.webcodecs is None or page.webcodecs is not want_h264:
                 continue
-            if page.needs_key and not keyframe:
+            if page.in_flight(now) >= MAX_IN_FLIGHT:
+                page.dropped += 1
+                self.frames_dropped += 1
+                if want_h264:
+                    self._want_key(page, now)
                 continue
-            if page.pending_video >= MAX_PENDING_FRAMES:
-                self._drop_backlog(page)
+            if page.needs_key and not keyframe:
+                self._want_key(page, now)
                 continue
             page.needs_key = False
             offset = page.offset_ns()
@@ -485,14 +511,12 @@ class WebConsole:
                                     capture_page_ms, payload))
             self.frames_sent[kind.name.lower()] += 1
 
-    def _drop_backlog(self, page: _Page) -> None:
-        kept: collections.deque[bytes | str] = collections.deque(
-            item for item in page.outbox if isinstance(item, str))
-        page.dropped += page.pending_video
-        self.frames_dropped += page.pending_video
-        page.outbox, page.pending_video = kept, 0
-        if page.webcodecs:
-            page.needs_key = True
+    def _want_key(self, page: _Page, now: int) -> None:
+        """Start ``page`` over at the next IDR, asking the patient for one (again after
+        ``KEY_RETRY_S``: a request or its IDR may be lost, or sent while still behind)."""
+        page.needs_key = True
+        if now - page.key_asked_ns >= KEY_RETRY_S * 1e9:
+            page.key_asked_ns = now
             self.backend.request_keyframe()
 
     # ---- figures --------------------------------------------------------------------

@@ -13,6 +13,8 @@ const KIND_JPEG = 2;
 const SEND_PERIOD_MS = 20;       // input messages while the hands move
 const KEEPALIVE_MS = 100;        // at least this often while the page is open (presence)
 const DEAD_ZONE = 0.15;          // gamepad sticks
+const MAX_DECODE_QUEUE = 2;      // frames waiting in the decoder before the page skips ahead
+const MAX_LATE_MS = 250;         // a frame this old on arrival means the page fell behind
 
 let ws = null;
 let hello = null;
@@ -22,6 +24,7 @@ const arrivals = new Map();      // frame index -> arrival time [ms], until deco
 const videoCapture = new Map();  // frame index -> capture time [ms, page clock], until drawn
 const REMEMBERED = 256;
 let lastDrawn = -1;
+let jpegDecoding = 0;            // JPEG pictures being decoded
 let shownCapture = NaN;          // capture time of the frame on screen [ms, page clock]
 const paints = [];               // paint times of the last second [ms]
 
@@ -110,6 +113,13 @@ function lostStream(why) {
   send({ t: 'action', a: 'keyframe' });
 }
 
+function skipToKeyframe() {
+  // Behind: drop frames until the next IDR rather than let them queue (each would be
+  // shown later than the last); the decoder keeps its configuration.
+  waitingKey = true;
+  send({ t: 'action', a: 'keyframe' });
+}
+
 function makeDecoder(data) {
   const codec = codecOf(data);
   if (!codec) return null;
@@ -153,14 +163,22 @@ function onVideo(buf, rx) {
   videoCapture.set(index, capture);
   forgetOld(videoCapture);
   forgetOld(arrivals);
+  const late = Number.isFinite(capture) && rx - capture > MAX_LATE_MS;
   if (kind === KIND_JPEG) {
+    if (late || jpegDecoding >= MAX_DECODE_QUEUE) return;  // each picture stands alone
+    jpegDecoding++;
     createImageBitmap(new Blob([data], { type: 'image/jpeg' })).then((bitmap) => {
+      jpegDecoding--;
       draw(index, bitmap, rx, performance.now());
       bitmap.close();
-    });
+    }, () => { jpegDecoding--; });
     return;
   }
   if (kind !== KIND_H264) return;
+  if (!waitingKey && !key && (late || decoder.decodeQueueSize >= MAX_DECODE_QUEUE)) {
+    skipToKeyframe();
+    return;
+  }
   if (waitingKey) {
     if (!key) return;
     decoder = decoder || makeDecoder(data);
