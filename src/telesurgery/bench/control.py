@@ -17,10 +17,11 @@ from telesurgery.demo.run import DemoOptions, run_demo
 
 def bench_control(duration_s: float = 60.0) -> dict[str, Any]:
     """Run the demo headless for ``duration_s`` [s] and return the control figures."""
-    summary = run_demo(DemoOptions(duration_s=duration_s), threading.Event())
+    summary = run_demo(DemoOptions(duration_s=duration_s, video=False), threading.Event())
     return {
         "what": "input sample -> setpoint accepted by the safety supervisor, 1 kHz, 2 arms, "
-                "separate processes over Zenoh on loopback (console -> patient peer-to-peer)",
+                "separate processes over Zenoh on loopback (console -> patient peer-to-peer), "
+                "video off (bench video measures the control loop with video on)",
         "machine": machine_info(),
         "duration_s": summary["duration_s"],
         "control": summary["control"],
