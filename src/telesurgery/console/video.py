@@ -1,7 +1,8 @@
 """The console's end of the endoscope stream: receive on Zenoh, decode on a thread of its own.
 
 Zenoh's receive thread (real-time priority in a real-time console) only
-queues each message; one thread at normal priority hands the encoded frame
+queues each message; one thread below the loop's priority (``clock.set_bulk_thread``;
+its decoder's threads are made in it, so they inherit that) hands the encoded frame
 to the page sink first (pages decode it themselves, so the console's decode
 adds nothing to their latency), then decodes its own copy, which detects
 loss (and asks the patient for an IDR), stands in for the page where none is
@@ -24,7 +25,7 @@ from typing import Any, Protocol
 import zenoh
 
 from telesurgery.camera.renderer import RGBImage
-from telesurgery.clock import now_ns, set_normal_thread
+from telesurgery.clock import now_ns, set_bulk_thread
 from telesurgery.stats import Samples
 from telesurgery.transport.codec import Message, VideoFrame
 from telesurgery.transport.keys import Keys
@@ -95,7 +96,7 @@ class ConsoleVideo:
         self._queue.put((msg, received_ns))
 
     def _run(self) -> None:
-        set_normal_thread()
+        set_bulk_thread()
         while (item := self._queue.get()) is not None:
             try:
                 self._frame(*item)

@@ -1,8 +1,11 @@
 """The patient node's endoscope: camera thread -> H.264 -> ``<session>/ecm/video`` on Zenoh.
 
-One thread at normal priority (the servo loop keeps SCHED_FIFO) renders the
-scene, encodes and publishes each frame, stamped with the newest command the
-safety supervisor applied across the arms when the scene was copied. A
+One thread below the servo loop's priority (``clock.set_bulk_thread``: still
+real-time, so that no other process can preempt it while it holds the GIL the
+loop needs) renders the scene, encodes and publishes each frame, stamped with
+the newest command the safety supervisor applied across the arms when the
+scene was copied. The OpenGL context and the encoder are made in that thread,
+so Mesa's and libx264's worker threads inherit its priority, not the loop's. A
 keyframe request on ``<video key>/keyframe`` (a console joins, or lost a
 frame) makes the next frame an IDR. A camera that fails (no OpenGL, say) is
 logged and reported; the robot goes on without video.
@@ -20,8 +23,9 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import zenoh
 
 from telesurgery.camera.camera import CapturedFrame, EndoscopeCamera
-from telesurgery.clock import set_normal_thread
+from telesurgery.clock import set_bulk_thread
 from telesurgery.stats import Samples
+from telesurgery.transport.codec import Message
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.qos import Stream
 from telesurgery.transport.session import Publisher, RejectCounter, subscribe
@@ -85,12 +89,8 @@ class PatientVideo:
         else:
             os.environ.setdefault(RENDER_THREADS_ENV, str(max(1, (os.cpu_count() or 2) // 2)))
         self._pub = Publisher(z, keys.video, Stream.VIDEO, session_id)
-        encoder = H264Encoder(cfg.width, cfg.height, fps=cfg.fps, bitrate_bps=cfg.bitrate_bps,
-                              threads=cfg.threads)
-        self.sender = sender = VideoSender(encoder, cfg.camera, self._pub.put)
         self._subs.append(subscribe(z, f"{keys.video}/{KEYFRAME_REQUEST_SUFFIX}",
-                                    lambda msg, _ns: sender.on_keyframe_request(msg.body),
-                                    rejects))
+                                    self._on_keyframe_request, rejects))
         self.camera = EndoscopeCamera(self._scene.model, self._scene.data, camera=cfg.camera,
                                       width=cfg.width, height=cfg.height,
                                       fps=None if cfg.asap else cfg.fps,
@@ -99,11 +99,20 @@ class PatientVideo:
         self._thread = threading.Thread(target=self._run, name="patient-video", daemon=True)
         self._thread.start()
 
+    def _on_keyframe_request(self, msg: Message, _received_ns: int) -> None:
+        # Before the encoder exists a request needs no answer: its first frame is an IDR.
+        if self.sender is not None:
+            self.sender.on_keyframe_request(msg.body)
+
     def _run(self) -> None:
-        set_normal_thread()
-        camera = self.camera
+        set_bulk_thread()
+        cfg, camera, pub = self.config, self.camera, self._pub
         assert camera is not None
+        assert pub is not None
         try:
+            encoder = H264Encoder(cfg.width, cfg.height, fps=cfg.fps,
+                                  bitrate_bps=cfg.bitrate_bps, threads=cfg.threads)
+            self.sender = VideoSender(encoder, cfg.camera, pub.put)
             camera.run(self._on_frame, self._stop)
         except Exception as exc:
             # Video is lost, the robot is not: the servo loop goes on without it.

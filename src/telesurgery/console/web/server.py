@@ -44,7 +44,7 @@ from aiohttp import WSMsgType, web
 from av.video.reformatter import VideoReformatter
 
 from telesurgery.camera.renderer import RGBImage
-from telesurgery.clock import now_ns, set_normal_thread
+from telesurgery.clock import now_ns, set_bulk_thread
 from telesurgery.config import WebConfig
 from telesurgery.console.web.protocol import (
     Action,
@@ -270,7 +270,7 @@ class WebConsole:
             self._thread = None
 
     def _run(self) -> None:
-        set_normal_thread()
+        set_bulk_thread()
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
