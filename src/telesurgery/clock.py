@@ -9,6 +9,7 @@ skipped rather than caught up, so a stall never produces a burst.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import logging
@@ -16,7 +17,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,29 @@ def set_bulk_thread(priority: int = BULK_PRIORITY) -> None:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
     except (PermissionError, OSError, AttributeError):
         log.debug("could not set a bulk thread's priority")
+
+
+@contextlib.contextmanager
+def normal_priority_workers() -> Iterator[None]:
+    """Threads started inside this block run SCHED_OTHER; the caller's policy is restored.
+
+    For the worker threads of native libraries (Mesa's rasterisers, codec slice
+    threads): heavy C work that never holds the GIL. At real-time priority they
+    would spend the real-time bandwidth the loops need (Linux throttles all
+    real-time threads of a CPU for the rest of a second once they take 95 % of it,
+    a stall of tens of milliseconds) and starve everything else, the browser
+    showing the video included.
+    """
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except (PermissionError, OSError):
+        log.debug("could not start workers at normal priority")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(PermissionError, OSError):
+            os.sched_setscheduler(0, policy, param)
 
 
 class Rate:

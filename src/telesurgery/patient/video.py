@@ -4,8 +4,10 @@ One thread below the servo loop's priority (``clock.set_bulk_thread``: still
 real-time, so that no other process can preempt it while it holds the GIL the
 loop needs) renders the scene, encodes and publishes each frame, stamped with
 the newest command the safety supervisor applied across the arms when the
-scene was copied. The OpenGL context and the encoder are made in that thread,
-so Mesa's and libx264's worker threads inherit its priority, not the loop's. A
+scene was copied. The heavy work happens in the worker threads of Mesa,
+libx264 and swscale, outside the GIL; they are made at normal priority
+(``clock.normal_priority_workers``), so they neither spend the loops'
+real-time bandwidth nor starve the rest of the machine. A
 keyframe request on ``<video key>/keyframe`` (a console joins, or lost a
 frame) makes the next frame an IDR. A camera that fails (no OpenGL, say) is
 logged and reported; the robot goes on without video.
@@ -20,10 +22,11 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+import numpy as np
 import zenoh
 
 from telesurgery.camera.camera import CapturedFrame, EndoscopeCamera
-from telesurgery.clock import set_bulk_thread
+from telesurgery.clock import normal_priority_workers, set_bulk_thread
 from telesurgery.stats import Samples
 from telesurgery.transport.codec import Message
 from telesurgery.transport.keys import Keys
@@ -110,8 +113,12 @@ class PatientVideo:
         assert camera is not None
         assert pub is not None
         try:
-            encoder = H264Encoder(cfg.width, cfg.height, fps=cfg.fps,
-                                  bitrate_bps=cfg.bitrate_bps, threads=cfg.threads)
+            with normal_priority_workers():
+                camera.open()
+                encoder = H264Encoder(cfg.width, cfg.height, fps=cfg.fps,
+                                      bitrate_bps=cfg.bitrate_bps, threads=cfg.threads)
+                # Colour conversion makes its threads on first use.
+                encoder.convert(np.zeros((cfg.height, cfg.width, 3), np.uint8))
             self.sender = VideoSender(encoder, cfg.camera, pub.put)
             camera.run(self._on_frame, self._stop)
         except Exception as exc:
