@@ -25,6 +25,7 @@ from telesurgery.transport.dualpath import (
     Arrival,
     FirstArrival,
     MultiPublisher,
+    PathCounts,
     Paths,
 )
 from telesurgery.transport.qos import Stream
@@ -252,16 +253,23 @@ def test_every_message_crosses_both_paths_with_one_number(two_paths: tuple[Paths
     for i in range(100):
         pub.put(JawServoJP("psm1", 0.01 * i, i))
     _wait_accounted(fa, sink, 100)
-    # Wait for the slower path's copies too: each number then came twice.
+    # Wait until every number is judged on both paths: each path then brought it (first or
+    # late) or is charged with missing it. Commands are best effort, so a loaded machine may
+    # drop a copy; the accounting must still be exact.
     tick = threading.Event()
+
+    def settled(c: dict[str, PathCounts]) -> bool:
+        return all(t.first + t.late + t.missed == 100 for t in c.values())
+
     for _ in range(int(TIMEOUT_S / 0.01)):
-        c = fa.counts()
-        if c["a"].first + c["a"].late + c["b"].first + c["b"].late == 200:
+        if settled(fa.counts()):
             break
         tick.wait(0.01)
     c = fa.counts()
+    assert settled(c), c
     assert c["a"].first + c["b"].first == 100
-    assert c["a"].late + c["b"].late == 100
+    assert c["a"].duplicate + c["b"].duplicate == 0
+    assert c["a"].missed + c["b"].missed <= 5, "loopback lost more than a loaded machine's share"
     assert rejects.total == 0
     for s in subs:
         s.undeclare()

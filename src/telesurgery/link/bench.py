@@ -66,8 +66,8 @@ class _Recorder:
         return {"sent": self.sent[kind], "received": len(errors), "error_ms": error_ms}
 
 
-def _message(kind: int, seq: int, size: int) -> bytes:
-    head = _HEAD.pack(kind, seq, now_ns())
+def _message(kind: int, seq: int, size: int, t: int) -> bytes:
+    head = _HEAD.pack(kind, seq, t)
     return head + bytes(size - len(head))
 
 
@@ -89,9 +89,11 @@ async def _pace(rec: _Recorder, until_ns: int, send_control: Callable[[bytes], o
         sender = send_control if kind == _CONTROL else send_video
         if sender is not None:
             seq += 1
-            data = _message(kind, seq, CONTROL_BYTES if kind == _CONTROL else VIDEO_BYTES)
-            sender(data)
-            if at >= rec.since_ns:
+            # The receiver counts by the send time in the message, so the sender must too:
+            # a message due before the warm-up ended may leave after it.
+            t = now_ns()
+            sender(_message(kind, seq, CONTROL_BYTES if kind == _CONTROL else VIDEO_BYTES, t))
+            if t >= rec.since_ns:
                 rec.sent[kind] += 1
         next_at[kind] += periods[kind]
 
