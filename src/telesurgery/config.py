@@ -113,11 +113,15 @@ class SafetyConfig(_Strict):
     Defaults: watchdog 50 ms (the dVRK uses 30 ms on its FPGA; the brief asks for
     50 ms); command age limit 100 ms (the ATIS survival time for remote robotic
     surgery is > 100 ms); speed and acceleration limits are our choice, well
-    above surgical hand speeds after 0.2 motion scaling.
+    above surgical hand speeds after 0.2 motion scaling. ``owner_lost_ms``: the control
+    owner silent this long [ms] loses control to the bedside (our choice: twenty
+    watchdog windows, so a burst of loss on a lossy path holds the arms without handing
+    control away, while a console that is gone is noticed within a second).
     """
 
     watchdog_ms: PositiveFloat = 50.0
     max_command_age_ms: PositiveFloat = 100.0
+    owner_lost_ms: PositiveFloat = 1000.0
     max_linear_speed_m_s: PositiveFloat = 0.25
     max_linear_accel_m_s2: PositiveFloat = 5.0
     max_angular_speed_rad_s: PositiveFloat = 4.0
@@ -131,6 +135,9 @@ class SafetyConfig(_Strict):
         if not all(lo < hi for lo, hi in zip(self.workspace_min_m, self.workspace_max_m,
                                              strict=True)):
             raise ValueError("workspace_min_m must be below workspace_max_m on every axis")
+        if self.owner_lost_ms <= self.watchdog_ms:
+            raise ValueError("owner_lost_ms must exceed watchdog_ms: the arms hold before "
+                             "control changes hands")
         return self
 
 

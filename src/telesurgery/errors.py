@@ -9,6 +9,7 @@
     ├── KinematicsError      a pose the instrument cannot reach
     ├── RobotError           the robot refused an operation (wrong state, not connected)
     ├── SafetyError          a safety precondition does not hold (never raised in the servo loop)
+    │   └── OwnershipError   a control-ownership action the rules refuse
     ├── VideoError           the camera, encoder or decoder cannot work (GL, codec, frame size)
     ├── RecordingError       a recording or audit trail cannot be written or read
     └── AuthError            a peer's certificate, signature or key exchange is refused
@@ -65,11 +66,21 @@ class AuthError(TelesurgeryError):
         self.reason = reason
 
 
+class OwnershipError(SafetyError):
+    """A control-ownership action that the rules refuse (a surgeon taking over, a grant
+    nobody asked for); ``reason`` names why in one word, for counting."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 __all__ = [
     "AuthError",
     "CodecError",
     "ConfigError",
     "KinematicsError",
+    "OwnershipError",
     "RecordingError",
     "RobotError",
     "SafetyError",

@@ -14,6 +14,7 @@ from telesurgery.patient.audit import PatientAudit, classify
 from telesurgery.record.audit import AuditKind, AuditVerifier
 from telesurgery.robots.sim.robot import SimRobot
 from telesurgery.safety.checks import Reason
+from telesurgery.safety.ownership import Handover, Party, Role
 from telesurgery.safety.supervisor import Supervisor
 from telesurgery.transport.codec import Message, SafetyEvent, ServoCP
 from telesurgery.transport.pathwatch import Alarm
@@ -76,7 +77,10 @@ def test_the_trail_records_the_session_and_verifies(events: list[SafetyEvent], t
     audit.poll(stale, now_s=t0 + 1e6)  # a period later, counts changed: one summary
     audit.poll(stale, now_s=t0 + 2e6)  # unchanged: nothing
     audit.link_alarm(Alarm("fibre", False, "silent for 0.30 s", 1, 123))
-    audit.control_owner("surgeon:dr-rossi", 0xBEEF, "granted by the on-site surgeon")
+    surgeon = Party(Role.SURGEON, "surgeon:dr-rossi", 0xBEEF)
+    backup = Party(Role.BACKUP, "backup:bedside-team", 0xBAC)
+    audit.handover_request(surgeon, "request", "waiting for the bedside")
+    audit.handover(Handover(backup, surgeon, backup, "granted by backup:bedside-team", 7))
     audit.close({Reason.STALE: 5}, {"final_state": "ENGAGED"})
 
     [report] = AuditVerifier([audit.fingerprint]).verify_dir(tmp_path)
@@ -84,8 +88,9 @@ def test_the_trail_records_the_session_and_verifies(events: list[SafetyEvent], t
     records = [json.loads(line) for line in audit.path.read_text().splitlines()]
     assert [r["kind"] for r in records] == [
         "session_start", "enable", "clutch", "engage", "safety_rejections_summary",
-        "link_alarm", "control_owner", "safety_rejections_summary", "session_stop"]
-    first, last = records[4]["data"], records[7]["data"]
+        "link_alarm", "handover_request", "handover", "safety_rejections_summary",
+        "session_stop"]
+    first, last = records[4]["data"], records[8]["data"]
     assert first["new"] == {"stale": 3}
     assert first["total"] == {"stale": 3}
     assert last["new"] == {"stale": 2}
@@ -93,6 +98,9 @@ def test_the_trail_records_the_session_and_verifies(events: list[SafetyEvent], t
     assert records[5]["data"]["state"] == "DOWN"
     assert records[5]["data"]["path"] == "fibre"
     assert records[6]["data"]["session"] == "000000000000beef"
+    assert records[7]["data"]["session"] == "000000000000beef"
+    assert records[7]["data"]["owner"] == "surgeon:dr-rossi"
+    assert records[7]["data"]["previous"] == "backup:bedside-team"
     assert records[-1]["data"]["final_state"] == "ENGAGED"
     assert records[-1]["data"]["lost_records"] == 0
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Generic, TypeVar
 
 from telesurgery.config import SafetyConfig
@@ -40,13 +40,17 @@ R = TypeVar("R", bound=Robot)
 class Rig(Generic[R]):
     """The supervisor, enabled, over ``robot``; time advances only by ``tick``."""
 
-    def __init__(self, robot: R, config: SafetyConfig | None = None) -> None:
+    def __init__(self, robot: R, config: SafetyConfig | None = None,
+                 admits: Callable[[int], bool] | None = None) -> None:
         self.config = config or SafetyConfig()
         self.t_ns = 1_000_000_000_000
         self.robot = robot
         self.events: list[SafetyEvent] = []
+        self.owner: int | None = None
+        """The only console session admitted (None: any), unless ``admits`` decides."""
         self.sup = Supervisor(self.robot, self.config, self.events.append,
-                              period_s=PERIOD_NS * 1e-9, clock=lambda: self.t_ns)
+                              period_s=PERIOD_NS * 1e-9, clock=lambda: self.t_ns,
+                              admits=admits or (lambda s: self.owner in (None, s)))
         self.console = Console()
         self.robot.enable()
         self.sup.enable()
@@ -94,7 +98,15 @@ class Rig(Generic[R]):
 KinematicRig = Rig[KinematicRobot]
 
 
+def moved(p: Pose, dx: float = 0.0, dy: float = 0.0, dz: float = 0.0) -> Pose:
+    """``p`` translated by (dx, dy, dz) [m]."""
+    x, y, z = p.position
+    return Pose((x + dx, y + dy, z + dz), p.orientation)
+
+
 def kinematic_rig(config: SafetyConfig | None = None,
-                  poses: Mapping[str, Pose] | None = None) -> KinematicRig:
-    """The rig over a ``KinematicRobot`` with its tools at ``poses`` (default ``HOME``)."""
-    return Rig(KinematicRobot(poses or HOME), config)
+                  poses: Mapping[str, Pose] | None = None,
+                  admits: Callable[[int], bool] | None = None) -> KinematicRig:
+    """The rig over a ``KinematicRobot`` with its tools at ``poses`` (default ``HOME``);
+    ``admits`` decides which console sessions hold control (default: ``Rig.owner``)."""
+    return Rig(KinematicRobot(poses or HOME), config, admits)

@@ -17,14 +17,7 @@ from telesurgery.transport.codec import JawServoJP, MeasuredCF, Message, ServoCP
 from telesurgery.types import Pose, SafetyState, Wrench
 
 from .kinematic_robot import KinematicRobot
-from .rig import HOME, PERIOD_NS, Console, KinematicRig, kinematic_rig
-
-
-def moved(p: Pose, dx: float = 0.0, dy: float = 0.0, dz: float = 0.0) -> Pose:
-    """``p`` translated by (dx, dy, dz) [m]."""
-    x, y, z = p.position
-    return Pose((x + dx, y + dy, z + dz), p.orientation)
-
+from .rig import HOME, PERIOD_NS, Console, KinematicRig, kinematic_rig, moved
 
 # ---- every rejection reason, and none of them moves the robot ------------------------
 
@@ -45,7 +38,7 @@ def _unknown_arm(r: KinematicRig) -> None:
 
 
 def _wrong_session(r: KinematicRig) -> None:
-    r.sup.set_owner(0xBAC)
+    r.owner = 0xBAC
     r.servo("psm1", moved(r.tip(), dx=0.01))
 
 
@@ -275,7 +268,8 @@ def test_owner_change_holds_the_other_sessions_arms() -> None:
     r = kinematic_rig()
     r.engage()
     backup = Console(session=0xBAC)
-    r.sup.set_owner(backup.session)
+    r.owner = backup.session
+    r.sup.hold_others(backup.session, "control passed to the backup")
     assert r.state() is SafetyState.HOLD
     assert r.servo("psm1", r.tip()).reason is Reason.WRONG_SESSION
     r.tick()

@@ -20,7 +20,9 @@ A record's ``data`` keeps the supervisor's state, previous state, the robot's
 operating state and the reason in words, and for an arm's transition the arm
 and its modes. Rejected commands are too many to record one by one: every
 ``SUMMARY_PERIOD_S`` (and at stop) the counts by reason are recorded when they
-changed since the last summary.
+changed since the last summary. Control ownership writes ``handover`` (each change of
+owner, both identities and who asked) and ``handover_request`` (a request now waiting
+for the bedside, or an action the rules refused).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import Any, Final
 from telesurgery.errors import RecordingError
 from telesurgery.record.audit import AuditKind, AuditWriter
 from telesurgery.safety.checks import Reason
+from telesurgery.safety.ownership import Handover, Party
 from telesurgery.transport.codec import SafetyEvent
 from telesurgery.transport.pathwatch import Alarm
 from telesurgery.types import ArmMode, OperatingState, SafetyState
@@ -119,14 +122,15 @@ class PatientAudit:
         """Record a control path lost or back (the path watch's thread)."""
         self._append(AuditKind.LINK_ALARM, alarm.as_dict())
 
-    def control_owner(self, owner: str, session: int | None, reason: str) -> None:
-        """Record who holds control now: ``owner`` (role and name, e.g.
-        ``surgeon:dr-rossi``), the console ``session`` whose commands are accepted
-        (None: any), and why. The hook for the control-ownership work, which calls
-        it wherever it calls ``Supervisor.set_owner``."""
-        self._append(AuditKind.CONTROL_OWNER, {
-            "owner": owner, "reason": reason,
-            "session": None if session is None else f"{session:016x}"})
+    def handover(self, h: Handover) -> None:
+        """Record a change of control owner, with both identities and who asked."""
+        self._append(AuditKind.HANDOVER, h.as_dict())
+
+    def handover_request(self, who: Party, action: str, outcome: str) -> None:
+        """Record a control request, take-over or grant that changed no owner: a request
+        now waiting, or an action the rules refused (``outcome`` says which)."""
+        self._append(AuditKind.HANDOVER_REQUEST, {**who.as_dict(), "action": action,
+                                                  "outcome": outcome})
 
     def poll(self, rejections: Mapping[Reason, int], now_s: float | None = None) -> None:
         """Summarise the rejections if ``SUMMARY_PERIOD_S`` [s] passed and they changed

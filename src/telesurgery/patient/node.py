@@ -3,7 +3,9 @@
 Threads: the servo loop (this module's ``run``; paced by ``clock.Rate``, SCHED_FIFO
 where permitted) ticks the supervisor and steps the robot, and publishes state
 every few ticks; Zenoh's receive thread hands each command to
-``Supervisor.submit``; a housekeeping thread publishes safety events and status.
+``Supervisor.submit``, which asks control ownership (``patient.control``) whether its
+console holds control; a housekeeping thread publishes safety events, the control
+owner and status.
 Nothing here calls a motion method of the robot: only the supervisor does.
 """
 
@@ -21,6 +23,7 @@ from telesurgery.clock import FixedRateLoop, now_ns, set_realtime_thread
 from telesurgery.config import PatientConfig
 from telesurgery.errors import ConfigError
 from telesurgery.patient.audit import PatientAudit
+from telesurgery.patient.control import PatientControl
 from telesurgery.patient.video import PatientVideo, start_video
 from telesurgery.robots.base import Robot
 from telesurgery.safety.supervisor import Supervisor
@@ -68,8 +71,10 @@ class PatientNode:
         self.rejects = RejectCounter()
         self.loop = FixedRateLoop(config.servo_rate_hz, realtime=config.realtime)
         self._events: queue.SimpleQueue[SafetyEvent] = queue.SimpleQueue()
+        self.control = PatientControl(config.safety.owner_lost_ms)
         self.supervisor = Supervisor(robot, config.safety, on_event=self._events.put,
-                                     period_s=1.0 / config.servo_rate_hz, arms=config.arms)
+                                     period_s=1.0 / config.servo_rate_hz, arms=config.arms,
+                                     admits=self.control.admits)
         self.final_state = SafetyState.DISABLED
         """The supervisor's state when the run ended, before the robot was disabled."""
         self.link: PatientLink | None = None
@@ -79,8 +84,6 @@ class PatientNode:
         self.security: NodeSecurity | None = None
         """Mutual TLS, access control and command tags (None: run insecure)."""
         self.auth: PatientKeys | None = None
-        self._commander: int | None = None
-        """The console session whose command the supervisor accepted last."""
 
     def run(self, stop: threading.Event, duration_s: float | None = None) -> dict[str, Any]:
         """Serve until stopped; returns the final report (counters and measured figures)."""
@@ -120,6 +123,7 @@ class PatientNode:
             # Every command must carry a tag under a key agreed with a console certificate.
             self.auth = PatientKeys(z, keys, sid, self.security.credentials,
                                     self.security.commanders(), self.supervisor.reject)
+        self.control.start(z, keys, sid, self.supervisor, self.auth, self.audit)
         link.subscribe_commands([k for arm in cfg.arms
                                  for k in (keys.servo_cp(arm), keys.jaw_servo_jp(arm))],
                                 self._on_command, self.rejects,
@@ -147,6 +151,7 @@ class PatientNode:
                                   "safety": self.supervisor.snapshot(LIVE_WINDOW)})
             token.undeclare()
             link.close()
+            self.control.close()
             if self.auth is not None:
                 self.auth.close()
         return self.report()
@@ -155,17 +160,19 @@ class PatientNode:
         return None if self.security is None else self.security.zenoh_settings()
 
     def _on_command(self, msg: Message, received_ns: int) -> None:
-        if self.supervisor.submit(msg, received_ns).accepted:
-            self._commander = msg.session
+        self.supervisor.submit(msg, received_ns)
 
     def security_status(self) -> dict[str, Any]:
-        """Mutual TLS or not, whether commands must carry tags, and ``owner``: the
-        certificate of the console whose commands were accepted last (None insecure)."""
+        """Mutual TLS or not, whether commands must carry tags, ``owner``: the console
+        holding control (``bedside`` when it lies with the bedside and no console drives,
+        None before anyone claimed it), and ``handovers``."""
         out = security_status(self.security)
         out["command_tags"] = self.auth is not None
         out["plain_paths"] = ([p.name for p in self.config.paths if not p.tls]
                               if self.security is not None else [])
-        out["owner"] = None if self.auth is None else self.auth.common_name(self._commander)
+        control = self.control.announcement()
+        out["owner"] = control["owner"]
+        out["handovers"] = control["handovers"]
         if self.auth is not None:
             out |= self.auth.status()
         return out
@@ -218,6 +225,7 @@ class PatientNode:
                     self.audit.safety_event(ev)
             if self.audit is not None:
                 self.audit.poll(self.supervisor.rejections())
+            self.control.poll()
             if time.monotonic() >= next_status:
                 status.put(Status(self.status()))
                 next_status += STATUS_PERIOD_S
@@ -247,6 +255,7 @@ class PatientNode:
             "registration": {name: _flat(self.robot.arms[name].registration())
                              for name in self.config.arms},
             "security": self.security_status(),
+            "control": self.control.status(),
         }
         task = getattr(self.robot, "task_status", None)
         if callable(task):

@@ -131,7 +131,10 @@ class Supervisor:
     transition; ``period_s`` [s]: the servo period ``tick`` is called at; ``arms``: the
     arms commands may name (default: all of the robot's); ``engage_tolerance_*``: how
     close [m, rad] the first target after a clutch must be to the tool; ``clock``: the
-    monotonic clock [ns] that stamps acceptance and application (``clock.now_ns``).
+    monotonic clock [ns] that stamps acceptance and application (``clock.now_ns``);
+    ``admits(session)``: whether console ``session`` holds control (control ownership,
+    called under the supervisor's lock for every command that passed the state checks;
+    None: every session may command, as in replay and the benchmarks).
     """
 
     def __init__(self, robot: Robot, config: SafetyConfig,
@@ -139,7 +142,8 @@ class Supervisor:
                  arms: Iterable[str] | None = None,
                  engage_tolerance_m: float = ENGAGE_TOLERANCE_M,
                  engage_tolerance_rad: float = ENGAGE_TOLERANCE_RAD,
-                 clock: Callable[[], int] = clock_now_ns) -> None:
+                 clock: Callable[[], int] = clock_now_ns,
+                 admits: Callable[[int], bool] | None = None) -> None:
         if not period_s > 0.0:
             raise SafetyError(f"servo period must be positive, got {period_s} s")
         names = list(robot.arms) if arms is None else list(arms)
@@ -162,7 +166,9 @@ class Supervisor:
         self._arms = {n: _ArmState(n, robot.arms[n]) for n in names}
         self._state = SafetyState.DISABLED
         self._op = robot.operating_state()
-        self._owner: int | None = None
+        self._admits = admits
+        self._last_valid: tuple[int, int] = (-1, 0)
+        """(session, time [ns]) of the last command that passed every check but motion."""
         self._offsets: dict[int, int] = {}
         self._rejected = dict.fromkeys(Reason, 0)
         self._accepted = 0
@@ -229,20 +235,23 @@ class Supervisor:
             if self._state in _ACTIVE_STATES:
                 self._hold_all(reason)
 
-    def set_owner(self, session: int | None) -> None:
-        """Accept commands only from console ``session`` (None: from any session).
-
-        Arms engaged by another session are held; the new owner engages them with
-        the clutch cycle.
-        """
+    def hold_others(self, session: int | None, reason: str) -> None:
+        """Hold, where they are, the arms engaged by any console but ``session`` (None:
+        every engaged arm): control passed to ``session``, which engages them with the
+        clutch cycle, so nothing jumps."""
         with self._lock:
-            self._owner = session
             if self._state not in _ACTIVE_STATES:
                 return
             for st in self._arms.values():
-                if (session is not None and st.session not in (None, session)
-                        and st.mode is not ArmMode.HELD):
-                    self._to_held(st, f"control passed to console session {session:016x}")
+                if st.session != session and st.mode is not ArmMode.HELD:
+                    self._to_held(st, reason)
+
+    def last_valid_ns(self, session: int) -> int | None:
+        """When [ns] console ``session`` last sent a valid command (None: not the last
+        console to send one)."""
+        with self._lock:
+            last, at = self._last_valid
+        return at if last == session else None
 
     def set_clock_offset(self, session: int, offset_ns: int) -> None:
         """Console ``session``'s clock offset [ns]: local time = its time + ``offset_ns``.
@@ -272,7 +281,7 @@ class Supervisor:
                 return self._reject(Reason.NOT_ENABLED, msg)
             if self._state is SafetyState.ESTOP:
                 return self._reject(Reason.ESTOPPED, msg)
-            if self._owner is not None and msg.session != self._owner:
+            if self._admits is not None and not self._admits(msg.session):
                 return self._reject(Reason.WRONG_SESSION, msg)
             if msg.session != st.session:
                 self._new_session(st, msg.session)
@@ -289,6 +298,7 @@ class Supervisor:
             reason = check_age(msg.sent_ns + offset, received_ns, self._max_age_ns)
             if reason is not None:
                 return self._reject(reason, msg)
+            self._last_valid = (msg.session, received_ns)
             if isinstance(body, ServoCP):
                 st.last_valid_ns = received_ns
                 return self._servo(st, msg, body, offset)

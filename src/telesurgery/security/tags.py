@@ -1,7 +1,7 @@
 """End-to-end command authentication: tags on commands, replay windows, the tag verifier.
 
 A console holding a command key (agreed with the patient node, ``security.handshake``)
-seals every ``servo_cp`` and ``jaw/servo_jp`` it sends: the header's flag bit 0 is
+seals every ``servo_cp``, ``jaw/servo_jp`` and control request it sends: the header's flag bit 0 is
 set and the message ends with HMAC-SHA256 over the header and body, truncated to
 ``TAG_SIZE`` (16) bytes. The header holds the console's session id, the sequence number
 and the send time, so the tag covers the session token and the sequence. Routers
@@ -27,6 +27,7 @@ from telesurgery.transport.codec import (
     FLAG_TAG,
     FLAGS_OFFSET,
     TAG_SIZE,
+    ControlRequest,
     JawServoJP,
     Message,
     ServoCP,
@@ -177,7 +178,7 @@ class CommandVerifier:
         if not msg.tag:
             return Reason.UNTAGGED
         body = msg.body
-        if not isinstance(body, ServoCP | JawServoJP):
+        if not isinstance(body, ServoCP | JawServoJP | ControlRequest):
             return Reason.MALFORMED
         with self._lock:
             entry = self._keys.get(msg.session)
@@ -187,7 +188,8 @@ class CommandVerifier:
                 return Reason.BAD_TAG
             # Streams by what the authenticated body says, not by the key it came on: a
             # command moved to another key expression is still the same command.
-            stream = (msg.session, int(body.TYPE), body.arm)
+            stream = (msg.session, int(body.TYPE),
+                      "" if isinstance(body, ControlRequest) else body.arm)
             window = self._windows.get(stream)
             if window is None:
                 window = self._windows[stream] = ReplayWindow(self._window)

@@ -61,6 +61,18 @@ class MessageType(enum.IntEnum):
     SYNC_REPLY = 10
     KEY_OFFER = 11
     KEY_ACCEPT = 12
+    CONTROL_REQUEST = 13
+
+
+class ControlAction(enum.IntEnum):
+    """What a console asks of the patient node's control ownership."""
+
+    REQUEST = 1
+    """A console asks for control; the bedside decides."""
+    TAKE_OVER = 2
+    """The bedside (backup) console takes control at once."""
+    GRANT = 3
+    """The bedside gives control to the console session that asked for it."""
 
 
 class _Reader:
@@ -495,11 +507,39 @@ class KeyAccept:
         return cls(console, eph, cert, _take_blob(r, "KEY_ACCEPT.signature", 255))
 
 
+_CONTROL = struct.Struct("<BQ")
+
+
+@dataclass(frozen=True, slots=True)
+class ControlRequest:
+    """A console's ``action`` on control ownership, sent as ``role`` (``surgeon`` or
+    ``backup``; with security on, the certificate behind the command key decides and this
+    field is only checked against it); ``target`` is the console session a ``GRANT``
+    gives control to (0 otherwise). Tagged like a command."""
+
+    TYPE: ClassVar[MessageType] = MessageType.CONTROL_REQUEST
+    action: ControlAction
+    role: str
+    target: int = 0
+
+    def pack(self) -> bytes:
+        if not 0 <= self.target <= _U64_MAX:
+            raise CodecError("CONTROL_REQUEST.target must fit an unsigned 64-bit integer")
+        return _CONTROL.pack(int(self.action), self.target) + _text(self.role, "role")
+
+    @classmethod
+    def unpack(cls, r: _Reader) -> Self:
+        action, target = r.take(_CONTROL)
+        return cls(_enum(ControlAction, action, "CONTROL_REQUEST.action"), r.text("role"),
+                   target)
+
+
 AnyBody = (ServoCP | JawServoJP | MeasuredCP | MeasuredJS | MeasuredCF | SafetyEvent | Status
-           | VideoFrame | SyncRequest | SyncReply | KeyOffer | KeyAccept)
+           | VideoFrame | SyncRequest | SyncReply | KeyOffer | KeyAccept | ControlRequest)
 _BODIES: dict[MessageType, type[AnyBody]] = {
     b.TYPE: b for b in (ServoCP, JawServoJP, MeasuredCP, MeasuredJS, MeasuredCF, SafetyEvent,
-                        Status, VideoFrame, SyncRequest, SyncReply, KeyOffer, KeyAccept)
+                        Status, VideoFrame, SyncRequest, SyncReply, KeyOffer, KeyAccept,
+                        ControlRequest)
 }
 
 
@@ -570,6 +610,8 @@ __all__ = [
     "HEADER_SIZE",
     "TAG_SIZE",
     "AnyBody",
+    "ControlAction",
+    "ControlRequest",
     "JawServoJP",
     "KeyAccept",
     "KeyOffer",

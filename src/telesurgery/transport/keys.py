@@ -75,6 +75,22 @@ class Keys:
         """The patient node's answers to command-key offers."""
         return f"{self.prefix}/control/key/accept"
 
+    @property
+    def control_owner(self) -> str:
+        """Who holds control and every handover, announced by the patient node."""
+        return f"{self.prefix}/control/owner"
+
+    @property
+    def control_request(self) -> str:
+        """Consoles asking for control (``ControlAction.REQUEST``)."""
+        return f"{self.prefix}/control/request"
+
+    @property
+    def control_grant(self) -> str:
+        """The bedside console taking control or granting it (access control lets only the
+        ``backup`` role publish here)."""
+        return f"{self.prefix}/control/grant"
+
     def link_stats(self, path: str) -> str:
         """Statistics of one network path."""
         return f"{self.prefix}/link/{path}/stats"

@@ -1,0 +1,229 @@
+"""Control ownership on the patient node: who each console is, their requests, handovers out.
+
+The safety supervisor asks :meth:`PatientControl.admits` about every command; that names
+the console session (the certificate common name behind its command key when security
+is on; the role it claims, and its session id, when it is off) and asks the
+:class:`~telesurgery.safety.ownership.Ownership` rules. Control requests, take-overs and
+grants (``ControlRequest``) arrive on ``control/request`` and ``control/grant``, through
+the same tag gate as commands; Zenoh's access control lets only the ``backup`` role
+publish on ``control/grant``, and this module checks the role again from the certificate.
+
+A take-over or grant holds the previous owner's engaged arms at once, on the Zenoh thread
+that brought it. The housekeeping thread calls :meth:`PatientControl.poll` about every
+50 ms: it hands control to the bedside when the owner has been silent for
+``owner_lost_ms``, announces the owner on ``control/owner`` after every change and every
+``ANNOUNCE_PERIOD_S``, and writes each handover to the audit trail.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, Final
+
+import zenoh
+
+from telesurgery.clock import now_ns
+from telesurgery.errors import OwnershipError
+from telesurgery.patient.audit import PatientAudit
+from telesurgery.safety.ownership import Handover, Ownership, Party, Role, name_of
+from telesurgery.safety.supervisor import Supervisor
+from telesurgery.security.command_keys import PatientKeys
+from telesurgery.transport.codec import ControlAction, ControlRequest, Message, Status
+from telesurgery.transport.keys import Keys
+from telesurgery.transport.qos import Stream
+from telesurgery.transport.session import Publisher, RejectCounter, subscribe
+
+log = logging.getLogger(__name__)
+
+ANNOUNCE_PERIOD_S: Final = 0.5
+"""How often [s] the owner is announced when nothing changes (for consoles that join)."""
+MAX_PARTIES: Final = 64
+"""Console sessions remembered; more (sessions come and go) starts the cache afresh."""
+
+
+class PatientControl:
+    """The patient node's end of control ownership (thread-safe).
+
+    ``owner_lost_ms`` [ms]: an owner silent this long loses control to the bedside.
+    """
+
+    def __init__(self, owner_lost_ms: float) -> None:
+        self._handovers: queue.SimpleQueue[Handover] = queue.SimpleQueue()
+        self.ownership = Ownership(self._handovers.put, now_ns)
+        self._lost_ns = round(owner_lost_ms * 1e6)
+        self._lock = threading.Lock()
+        self._parties: dict[int, Party] = {}
+        self._claimed: dict[int, Role] = {}
+        """Roles consoles claimed in their requests (trusted only when security is off)."""
+        self.refused: Counter[str] = Counter()
+        """Control actions refused, by reason."""
+        self.rejects = RejectCounter()
+        self._last: Handover | None = None
+        self._next_announce = 0
+        self._changed = False
+        self._supervisor: Supervisor | None = None
+        self._auth: PatientKeys | None = None
+        self._audit: PatientAudit | None = None
+        self._owner_pub: Publisher | None = None
+        self._subs: list[zenoh.Subscriber[None]] = []
+
+    def start(self, z: zenoh.Session, keys: Keys, session_id: int, supervisor: Supervisor,
+              auth: PatientKeys | None, audit: PatientAudit | None) -> None:
+        """Listen for control actions; ``auth`` (None: insecure) gates them like commands."""
+        self._supervisor, self._auth, self._audit = supervisor, auth, audit
+        self._owner_pub = Publisher(z, keys.control_owner, Stream.EVENT, session_id)
+        gate: Callable[[bytes, Message], bool] | None = None
+        if auth is not None:
+            def gate(data: bytes, msg: Message) -> bool:
+                return auth.gate("main", data, msg)
+        self._subs = [subscribe(z, key, self._on_action, self.rejects, gate)
+                      for key in (keys.control_request, keys.control_grant)]
+
+    def close(self) -> None:
+        """Stop listening (idempotent)."""
+        for s in self._subs:
+            s.undeclare()
+        self._subs.clear()
+
+    # ---- who is who ---------------------------------------------------------------
+
+    def party(self, session: int) -> Party | None:
+        """Console ``session`` as ownership knows it (None: not a surgeon or backup)."""
+        with self._lock:
+            known = self._parties.get(session)
+            if known is not None:
+                return known
+            if self._auth is not None:
+                name = self._auth.common_name(session)
+                if name is None:
+                    return None
+                try:
+                    role = Role(name.split(":", 1)[0])
+                except ValueError:
+                    return None
+            else:
+                role = self._claimed.get(session, Role.SURGEON)
+                name = f"{role.value}:{session:016x}"
+            if len(self._parties) >= MAX_PARTIES:
+                self._parties.clear()
+            p = self._parties[session] = Party(role, name, session)
+            return p
+
+    def admits(self, session: int) -> bool:
+        """Whether console ``session`` holds control (claiming an open robot); the
+        supervisor's ownership check, called under its lock."""
+        return self.ownership.admits(self.party(session))
+
+    # ---- actions (Zenoh's thread) -----------------------------------------------------
+
+    def _on_action(self, msg: Message, _received_ns: int) -> None:
+        body = msg.body
+        if not isinstance(body, ControlRequest):
+            self._refuse(None, "?", "malformed", f"a {body.TYPE.name} on a control key")
+            return
+        action = body.action.name.lower()
+        try:
+            claimed = Role(body.role)
+        except ValueError:
+            self._refuse(None, action, "bad_role", f"role {body.role!r} cannot hold control")
+            return
+        if self._auth is None:
+            with self._lock:
+                if self._claimed.get(msg.session) is not claimed:
+                    self._claimed[msg.session] = claimed
+                    self._parties.pop(msg.session, None)
+        who = self.party(msg.session)
+        if who is None:
+            self._refuse(None, action, "not_a_console", f"session {msg.session:016x} "
+                         "holds no surgeon or backup certificate")
+            return
+        if who.role is not claimed:
+            self._refuse(who, action, "role_mismatch", f"{who.name} sent as {claimed.value}")
+            return
+        try:
+            self._act(who, body)
+        except OwnershipError as exc:
+            self._refuse(who, action, exc.reason, str(exc))
+
+    def _act(self, who: Party, body: ControlRequest) -> None:
+        if body.action is ControlAction.REQUEST:
+            if self.ownership.request(who):
+                log.warning("%s asks for control; the bedside console can grant it", who.name)
+                if self._audit is not None:
+                    self._audit.handover_request(who, "request", "waiting for the bedside")
+                self._changed = True
+            return
+        if body.action is ControlAction.TAKE_OVER:
+            h = self.ownership.take_over(who)
+        else:
+            h = self.ownership.grant(who, body.target)
+        if h is not None and h.owner is not None:
+            self._hold_for(h.owner.session, h)
+
+    def _hold_for(self, owner: int | None, h: Handover) -> None:
+        if self._supervisor is not None:
+            self._supervisor.hold_others(owner, f"control passed to {name_of(h.owner)}: "
+                                         f"{h.reason}")
+
+    def _refuse(self, who: Party | None, action: str, reason: str, detail: str) -> None:
+        with self._lock:
+            self.refused[reason] += 1
+            first = self.refused[reason] == 1
+        if first:
+            log.warning("refused a control %s: %s; further ones are counted", action, detail)
+        if who is not None and self._audit is not None:
+            self._audit.handover_request(who, action, f"refused: {reason}")
+
+    # ---- housekeeping ---------------------------------------------------------------
+
+    def poll(self, now: int | None = None) -> None:
+        """Owner loss, handovers to publish and audit, the periodic announcement."""
+        now = now_ns() if now is None else now
+        self._check_owner(now)
+        changed = self._changed
+        self._changed = False
+        while True:
+            try:
+                h = self._handovers.get_nowait()
+            except queue.Empty:
+                break
+            changed = True
+            self._last = h
+            log.warning("control: %s -> %s (%s)", name_of(h.previous), name_of(h.owner), h.reason)
+            if self._audit is not None:
+                self._audit.handover(h)
+        if (changed or now >= self._next_announce) and self._owner_pub is not None:
+            self._owner_pub.put(Status(self.announcement()))
+            self._next_announce = now + round(ANNOUNCE_PERIOD_S * 1e9)
+
+    def _check_owner(self, now: int) -> None:
+        owner, sup = self.ownership.owner, self._supervisor
+        if owner is None or sup is None:
+            return
+        heard = max(sup.last_valid_ns(owner.session) or 0, self.ownership.since_ns())
+        quiet_ms = (now - heard) * 1e-6
+        if quiet_ms * 1e6 <= self._lost_ns:
+            return
+        h = self.ownership.lose(owner.session, f"{owner.name} silent for {quiet_ms:.0f} ms "
+                                f"(limit {self._lost_ns * 1e-6:g} ms): control lies with "
+                                "the bedside")
+        if h is not None:
+            self._hold_for(None, h)
+
+    def announcement(self) -> dict[str, Any]:
+        """What ``control/owner`` carries (``Ownership.announcement``)."""
+        return self.ownership.announcement(self._last)
+
+    def status(self) -> dict[str, Any]:
+        """The announcement plus the actions refused, by reason."""
+        with self._lock:
+            refused = dict(self.refused)
+        return self.announcement() | {"refused": refused,
+                                      "undecodable": self.rejects.total}
+
+
+__all__ = ["ANNOUNCE_PERIOD_S", "PatientControl"]
