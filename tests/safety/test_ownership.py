@@ -73,9 +73,11 @@ def test_a_surgeon_can_neither_take_over_nor_grant() -> None:
     o, log = _ownership()
     assert o.admits(BEDSIDE)
     o.request(CHEN)
-    for action in (lambda: o.take_over(ROSSI), lambda: o.grant(ROSSI, CHEN.session)):
-        with pytest.raises(OwnershipError) as refused:
-            action()
+    with pytest.raises(OwnershipError) as took:
+        o.take_over(ROSSI)
+    with pytest.raises(OwnershipError) as granted:
+        o.grant(ROSSI, CHEN.session)
+    for refused in (took, granted):
         assert refused.value.reason == "not_backup"
         assert "only a bedside (backup) console" in str(refused.value)
     assert o.owner == BEDSIDE
