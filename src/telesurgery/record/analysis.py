@@ -245,10 +245,17 @@ def _measured(s: Session, t: float, msg: Message, body: MeasuredCP,
     last_cp[arm] = (body.applied_seq, body.mode)
 
 
+def _owner_key(data: Any) -> tuple[Any, ...]:
+    d = data if isinstance(data, dict) else {}
+    return d.get("owner"), d.get("session"), d.get("handovers")
+
+
 def _status(s: Session, key: str, t: float, data: dict[str, Any]) -> None:
     parts = key.split("/")
     if key.endswith("/control/owner"):
-        s.owners.add(t, data)
+        # Announced every half second: keep the changes (and the first).
+        if not s.owners.values or _owner_key(s.owners.values[-1]) != _owner_key(data):
+            s.owners.add(t, data)
     elif len(parts) >= 5 and parts[-3] == "link" and parts[-1] == "stats":
         s.links.setdefault(parts[-2], Timed()).add(t, data)
     elif len(parts) >= 5 and parts[-3] == "link" and parts[-1] == "alarm":

@@ -390,15 +390,15 @@ def _handovers(s: Session) -> str:
     body = ""
     if len(s.owners):
         body += "<h3>Control owner (recorded)</h3>" + _table(
-            ["t [s]", "owner"], [(round(t, 3), str(d))
-                                 for t, d in zip(s.owners.t_s, s.owners.values, strict=True)])
+            ["t [s]", "owner", "previous", "reason"],
+            [(round(t, 3), str(d.get("owner")), str(d.get("previous")), str(d.get("reason")))
+             for t, d in zip(s.owners.t_s, s.owners.values, strict=True)])
     if s.handovers:
         body += "<h3>Control owner and handovers (audit trail)</h3>" + _table(
             ["time (UTC)", "node", "kind", "details"],
             [(h["wall"], h["node"], h["kind"], str(h["data"])) for h in s.handovers])
-    return body or _none("No control owner change or handover in this recording: one "
-                         "console held control throughout (ownership is recorded once the "
-                         "security work publishes it).")
+    return body or _none("No control owner announcement or handover in this recording "
+                         "(recorded before control ownership, or nobody ever held control).")
 
 
 def _task(s: Session) -> str:
