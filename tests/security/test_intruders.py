@@ -9,11 +9,13 @@ compromised router (relay rights) replaying captured commands, forging tags,
 re-stamping them, sending untagged ones or commands of a previous console session.
 Each must move nothing (the measured tool pose stays put) and be refused: by Zenoh at
 the handshake or in the access control (the patient never sees it), or by the tag
-gate, counted by reason in the supervisor.
+gate, counted by reason in the supervisor. A surgeon trying to take control or grant
+it is refused too: by the access control, or by the patient node from its certificate.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import threading
@@ -35,7 +37,16 @@ from telesurgery.security.command_keys import ConsoleKeys
 from telesurgery.security.handshake import Initiator
 from telesurgery.security.node import NodeSecurity, Site, throwaway_site
 from telesurgery.security.pki import Identity, Role
-from telesurgery.transport.codec import TAG_SIZE, MeasuredCP, Message, ServoCP, decode, encode
+from telesurgery.transport.codec import (
+    TAG_SIZE,
+    ControlAction,
+    ControlRequest,
+    MeasuredCP,
+    Message,
+    ServoCP,
+    decode,
+    encode,
+)
 from telesurgery.transport.dualpath import MultiPublisher
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.qos import Stream
@@ -538,3 +549,47 @@ def test_a_revoked_certificate_gets_no_new_key_and_its_old_one_is_forgotten(
         console.close()
     assert moved < STILL_M
     assert rejected == {Reason.UNKNOWN_KEY: len(stroke)}
+
+
+def test_a_surgeon_can_neither_take_control_nor_grant_it(rig: Rig) -> None:
+    """Only the bedside takes control or grants it. A surgeon's take-over on
+    ``control/grant`` is dropped by the access control; on ``control/request``, sealed under
+    its own key, the patient node refuses it by the certificate's role; untagged, the tag
+    gate refuses it. Control stays where it was."""
+    console = Console(rig, Role.SURGEON, "dr-rossi")
+    try:
+        console.ready()
+        control = rig.node.control
+        handovers = control.ownership.handovers
+        refused = dict(control.status()["refused"])
+        untagged = rig.rejections()[Reason.UNTAGGED]
+        request, grant = (console.z.declare_publisher(k, reliability=zenoh.Reliability.RELIABLE)
+                          for k in (KEYS.control_request, KEYS.control_grant))
+        seq = itertools.count(1)
+
+        def action(what: ControlAction, role: str, target: int = 0) -> Message:
+            return Message(console.session_id, next(seq), now_ns(),
+                           ControlRequest(what, role, target))
+
+        def matched() -> bool:
+            return bool(getattr(request.matching_status, "matching", False))
+
+        _wait(matched, "the patient's control subscriber")
+        grant.put(console.keys.seal(action(ControlAction.TAKE_OVER, "backup")))
+        request.put(console.keys.seal(action(ControlAction.TAKE_OVER, "surgeon")))
+        request.put(console.keys.seal(action(ControlAction.TAKE_OVER, "backup")))
+        request.put(console.keys.seal(action(ControlAction.GRANT, "surgeon",
+                                             console.session_id)))
+        request.put(encode(action(ControlAction.TAKE_OVER, "surgeon")))
+
+        def new(reason: str) -> int:
+            return int(control.status()["refused"].get(reason, 0)) - int(refused.get(reason, 0))
+
+        _wait(lambda: (new("not_backup"), new("role_mismatch")) == (2, 1)
+              and rig.rejections()[Reason.UNTAGGED] == untagged + 1,
+              "the control actions to be refused")
+        # The access control dropped the put on control/grant: it was never judged.
+        assert new("role_mismatch") == 1
+        assert control.ownership.handovers == handovers
+    finally:
+        console.close()

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from telesurgery.errors import CodecError
 from telesurgery.transport.codec import (
     HEADER_SIZE,
+    ControlAction,
+    ControlRequest,
     JawServoJP,
     MeasuredCF,
     MeasuredCP,
@@ -39,6 +41,8 @@ FIXTURES = {
                                      OperatingState.ENABLED, "watchdog")),
     "54530107000009000000000000000900000000000000090000000000000007007b2261223a317d":
         Message(9, 9, 9, Status({"a": 1})),
+    "5453010d0000030000000000000007000000000000000b00000000000000033412000000000000066261636b"
+    "7570": Message(3, 7, 11, ControlRequest(ControlAction.GRANT, "backup", 0x1234)),
 }
 
 
@@ -111,6 +115,7 @@ bodies = st.one_of(
     st.builds(SafetyEvent, st.sampled_from(SafetyState), st.sampled_from(SafetyState),
               st.sampled_from(OperatingState), st.text(max_size=60)),
     st.builds(Status, st.dictionaries(st.text(max_size=8), st.integers(-5, 5), max_size=4)),
+    st.builds(ControlRequest, st.sampled_from(ControlAction), st.text(max_size=12), u64),
 )
 messages = st.builds(Message, u64, u64, i64, bodies)
 
