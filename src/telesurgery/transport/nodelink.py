@@ -27,7 +27,27 @@ MAIN = "main"
 """The name of the main session among the sessions state is published on."""
 
 
-class PatientLink:
+class _Link:
+    """What both ends hold: the paths, and the subscribers and publishers on them."""
+
+    def __init__(self, main: zenoh.Session, configs: Sequence[PathConfig], session_id: int,
+                 security: Security | None) -> None:
+        self.paths = Paths(main, configs, security)
+        self._session_id = session_id
+        self._subs: list[zenoh.Subscriber[None]] = []
+        self._pubs: list[MultiPublisher] = []
+
+    def _close_paths(self) -> None:
+        for s in self._subs:
+            s.undeclare()
+        for pub in self._pubs:
+            pub.close()
+        self._subs.clear()
+        self._pubs.clear()
+        self.paths.close()
+
+
+class PatientLink(_Link):
     """The patient node's control paths.
 
     ``on_offset(console_session, offset_ns)`` receives the clock offset (local =
@@ -38,12 +58,9 @@ class PatientLink:
                  session_id: int, on_offset: Callable[[int, int], None],
                  on_alarm: Callable[[Alarm], None] | None = None,
                  security: Security | None = None) -> None:
-        self.paths = Paths(main, configs, security)
+        super().__init__(main, configs, session_id, security)
         self.arrivals = FirstArrival(self.paths.names)
         self.watch = PathWatch(self.paths, keys, session_id, self.arrivals, on_offset, on_alarm)
-        self._session_id = session_id
-        self._subs: list[zenoh.Subscriber[None]] = []
-        self._pubs: list[MultiPublisher] = []
 
     def subscribe_commands(self, keys: Iterable[str], deliver: Deliver,
                            rejects: RejectCounter,
@@ -78,26 +95,17 @@ class PatientLink:
     def close(self) -> None:
         """Stop watching, unsubscribe, close the dedicated sessions."""
         self.watch.stop()
-        for s in self._subs:
-            s.undeclare()
-        for pub in self._pubs:
-            pub.close()
-        self._subs.clear()
-        self._pubs.clear()
-        self.paths.close()
+        self._close_paths()
 
 
-class ConsoleLink:
+class ConsoleLink(_Link):
     """The console's control paths."""
 
     def __init__(self, main: zenoh.Session, configs: Sequence[PathConfig], keys: Keys,
                  session_id: int, security: Security | None = None) -> None:
-        self.paths = Paths(main, configs, security)
+        super().__init__(main, configs, session_id, security)
         self.state = FirstArrival(self.paths.names, latest_only=True)
         self.responder = SyncResponder(self.paths, keys, session_id)
-        self._session_id = session_id
-        self._subs: list[zenoh.Subscriber[None]] = []
-        self._pubs: list[MultiPublisher] = []
 
     def command_publisher(self, key: str,
                           seal: Callable[[Message], bytes] = encode) -> MultiPublisher:
@@ -123,10 +131,4 @@ class ConsoleLink:
     def close(self) -> None:
         """Stop answering, unsubscribe, close the dedicated sessions."""
         self.responder.close()
-        for s in self._subs:
-            s.undeclare()
-        for pub in self._pubs:
-            pub.close()
-        self._subs.clear()
-        self._pubs.clear()
-        self.paths.close()
+        self._close_paths()
