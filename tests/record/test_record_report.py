@@ -68,7 +68,7 @@ def test_latency_and_completeness_come_from_the_recording(plain_session: Path) -
 def test_sections_without_data_say_so(plain_session: Path) -> None:
     page = render_report(load_session(plain_session))
     for plainly in ("No link statistics in this recording", "No link health data",
-                    "No video in this recording", "No control owner change or handover",
+                    "No video in this recording", "No control owner announcement or handover",
                     "No audit trail beside this recording"):
         assert plainly in page
     assert len(re.findall(r'src="data:image/png;base64,', page)) == 4  # latency x2, safety, task
