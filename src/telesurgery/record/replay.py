@@ -25,7 +25,9 @@ does it have the commands the recorder missed (a recorder starved of CPU on a
 loaded machine loses some; gaps in their sequence numbers show which, and the
 patient had them): replay reconstructs each from its recorded neighbours
 (linear in time, position and jaw, normalised linear in orientation), so that
-the supervisor's watchdog sees the stream the real one saw, and counts them.
+the supervisor's watchdog sees the stream the real one saw, and counts them. Control
+ownership follows the recorded owner announcements (each says since when its owner has
+held control), so a console that did not hold control is refused again.
 The deviation is therefore reported for the whole trajectory, and judged
 against the tolerance on the samples in free space (no contact on the
 instrument in the recording or in the replay) away from reconstructed commands
@@ -34,12 +36,13 @@ instrument in the recording or in the replay) away from reconstructed commands
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -172,6 +175,9 @@ class _Session:
     servo_rate_hz: float = 1000.0
     offset_ns: int = 0
     task: dict[str, Any] = field(default_factory=dict)
+    owners: dict[int, int | None] = field(default_factory=dict)
+    """Control ownership as announced: the time of each change [ns, patient clock] ->
+    the owner's console session (None: nobody, control with the bedside)."""
 
 
 def _load(recording: Recording) -> _Session:
@@ -195,6 +201,8 @@ def _load(recording: Recording) -> _Session:
             # message may not reach the recorder before the node is gone.
             if body.state is not SafetyState.DISABLED:
                 s.events.append(body)
+        elif isinstance(body, Status) and rec.key.endswith("/control/owner"):
+            _owner(s, msg.sent_ns, body.data)
         elif isinstance(body, Status) and body.data.get("node") == "patient":
             _patient_status(s, body.data)
     for arm, msgs in s.measured.items():
@@ -202,6 +210,34 @@ def _load(recording: Recording) -> _Session:
         unique = {m.seq: m for m in msgs}
         s.measured[arm] = [unique[q] for q in sorted(unique)]
     return s
+
+
+def _owner(s: _Session, sent_ns: int, data: dict[str, Any]) -> None:
+    """One owner announcement: who holds control since when (``since_s`` before it was
+    sent, on the patient's clock, so the change is placed to the millisecond)."""
+    since, owner, session = data.get("since_s"), data.get("owner"), data.get("session")
+    if owner is None or not isinstance(since, int | float):
+        return  # nobody has claimed control yet: any console may, as on the patient
+    try:
+        who = int(session, 16) if isinstance(session, str) else None
+    except ValueError:
+        return
+    s.owners.setdefault(sent_ns - round(since * 1e9), who)
+
+
+def _admits(owners: dict[int, int | None], clock: _Clock) -> Callable[[int], bool] | None:
+    """The recorded ownership as the replayed supervisor's check (None: nothing recorded,
+    any console commands)."""
+    if not owners:
+        return None
+    changes = sorted(owners)
+    who = [owners[t] for t in changes]
+
+    def admits(session: int) -> bool:
+        i = bisect.bisect_right(changes, clock.now_ns) - 1
+        return i < 0 or who[i] == session
+
+    return admits
 
 
 def _patient_status(s: _Session, data: dict[str, Any]) -> None:
@@ -503,7 +539,8 @@ def replay(directory: Path, tolerance_mm: float = FREE_SPACE_TOLERANCE_MM,
     clock = _Clock()
     events: list[SafetyEvent] = []
     sup = Supervisor(robot, _safety_config(directory), events.append,
-                     period_s=line.period_ns * 1e-9, arms=list(robot.arms), clock=clock)
+                     period_s=line.period_ns * 1e-9, arms=list(robot.arms), clock=clock,
+                     admits=_admits(s.owners, clock))
     rows = _run(s, sched, line, every, chosen, robot, sup, clock)
     deviations = tuple(_deviation(arm, rows[arm], sched.missing.get(arm, 0)) for arm in chosen)
     return ReplayResult(deviations, tolerance_mm,
