@@ -196,9 +196,15 @@ class WebConfig(_Strict):
 
 
 class ConsoleConfig(_Strict):
-    """The surgeon console: input device, teleoperation mapping and rate."""
+    """A console: input device, teleoperation mapping and rate.
+
+    ``role``: the remote ``surgeon`` console (``telesurgery console``), or the ``backup``
+    console at the bedside (``telesurgery backup``), which takes control at once and
+    grants it; with security on, the certificate must hold the same role.
+    """
 
     session: str = "or1"
+    role: Literal["surgeon", "backup"] = "surgeon"
     arms: list[str] = ["psm1", "psm2"]
     device: Literal["autopilot", "scripted", "web"] = "autopilot"
     trajectory: Path | None = None

@@ -1,9 +1,10 @@
-"""Verbs that run one node each: ``patient``, ``console`` and ``router``."""
+"""Verbs that run one node each: ``patient``, ``console``, ``backup`` and ``router``."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from pydantic import BaseModel
@@ -19,6 +20,7 @@ from telesurgery.cli.common import (
     write_json,
 )
 from telesurgery.config import ConsoleConfig, PatientConfig, SecurityConfig, ZenohConfig, load
+from telesurgery.errors import ConfigError
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config file.")]
 SessionOpt = Annotated[str | None, typer.Option(help="Session name in the key space.")]
@@ -79,27 +81,70 @@ def patient(config: ConfigOpt = None, session: SessionOpt = None, listen: Listen
         write_json(report, out)
 
 
+DeviceOpt = Annotated[str | None, typer.Option(
+    help="autopilot, scripted or web (the console page's keyboard, mouse and gamepad).")]
+TrajectoryOpt = Annotated[Path | None, typer.Option(help="Trajectory file for the scripted "
+                                                    "device.")]
+WebOpt = Annotated[bool | None, typer.Option(
+    "--web/--no-web", help="Serve the console page on loopback (default: on).")]
+WebPortOpt = Annotated[int | None, typer.Option(
+    help="Port of the console page (default: any free port, logged).")]
+
+
 def console(config: ConfigOpt = None, session: SessionOpt = None, listen: ListenOpt = None,
             connect: ConnectOpt = None, mode: ModeOpt = None, duration: DurationOpt = None,
-            device: Annotated[str | None, typer.Option(help="autopilot, scripted or web (the "
-                                                       "console page's keyboard, mouse and "
-                                                       "gamepad).")] = None,
-            trajectory: Annotated[Path | None, typer.Option(help="Trajectory file for the "
-                                                            "scripted device.")] = None,
+            device: DeviceOpt = None, trajectory: TrajectoryOpt = None,
             report: ReportOpt = None, log_level: LogOpt = "info", video: VideoOpt = None,
-            web: Annotated[bool | None, typer.Option(
-                "--web/--no-web", help="Serve the console page on loopback (default: on).")
-            ] = None,
-            web_port: Annotated[int | None, typer.Option(
-                help="Port of the console page (default: any free port, logged).")] = None,
+            web: WebOpt = None, web_port: WebPortOpt = None,
             identity: IdentityOpt = None, acl: AclOpt = None, crl: CrlOpt = None,
             insecure: InsecureOpt = False) -> None:
     """Run the surgeon console: input device, teleoperation mapping, 1 kHz commands, and the
-    page with the endoscope video, the HUD and keyboard/mouse/gamepad input."""
+    page with the endoscope video, the HUD, keyboard/mouse/gamepad input and the button
+    that asks the bedside for control."""
+    _run_console("surgeon", config, session, listen, connect, mode, duration, device,
+                 trajectory, report, log_level, video, web, web_port,
+                 identity, acl, crl, insecure)
+
+
+def backup(config: ConfigOpt = None, session: SessionOpt = None, listen: ListenOpt = None,
+           connect: ConnectOpt = None, mode: ModeOpt = None, duration: DurationOpt = None,
+           device: Annotated[str | None, typer.Option(
+               help="web (default: the page's keyboard, mouse and gamepad), autopilot or "
+               "scripted.")] = None,
+           trajectory: TrajectoryOpt = None,
+           report: ReportOpt = None, log_level: LogOpt = "info", video: VideoOpt = None,
+           web: WebOpt = None, web_port: WebPortOpt = None,
+           identity: IdentityOpt = None, acl: AclOpt = None, crl: CrlOpt = None,
+           insecure: InsecureOpt = False,
+           take_control: Annotated[bool, typer.Option(
+               "--take-control", help="Take control as soon as the patient node is there "
+               "and the command key is agreed.")] = False) -> None:
+    """Run the bedside backup console: the surgeon console's teleoperation, and control at
+    once with one action (the page's Take control button, key T, the gamepad's Y, SIGUSR1
+    or --take-control); it grants control back to a remote surgeon who asks. Needs a
+    backup certificate."""
+    _run_console("backup", config, session, listen, connect, mode, duration, device,
+                 trajectory, report, log_level, video, web, web_port,
+                 identity, acl, crl, insecure, take_control=take_control)
+
+
+def _run_console(role: Literal["surgeon", "backup"], config: Path | None, session: str | None,
+                 listen: list[str] | None, connect: list[str] | None, mode: str | None,
+                 duration: float | None, device: str | None, trajectory: Path | None,
+                 report: Path | None, log_level: str, video: bool | None, web: bool | None,
+                 web_port: int | None, identity: Path | None, acl: Path | None,
+                 crl: Path | None, insecure: bool, *, take_control: bool = False) -> None:
     setup_logging(log_level)
     base = load(ConsoleConfig, config)
-    cfg = load(ConsoleConfig, config, session=session, device=device, trajectory=trajectory,
-               zenoh=_zenoh(base.zenoh, mode, listen, connect),
+    if "role" in base.model_fields_set and base.role != role:
+        verb = "console" if base.role == "surgeon" else "backup"
+        raise ConfigError(f"{config} says role = {base.role!r}; run 'telesurgery {verb}' with "
+                          "it, or change the role")
+    if role == "backup" and device is None and "device" not in base.model_fields_set:
+        # The bedside surgeon's hands are on the page; an autopilot there would be a surprise.
+        device = "web"
+    cfg = load(ConsoleConfig, config, session=session, role=role, device=device,
+               trajectory=trajectory, zenoh=_zenoh(base.zenoh, mode, listen, connect),
                video=_section(base.video, enabled=video),
                web=_section(base.web, enabled=web, port=web_port),
                security=security_section(base.security, identity, acl, crl, insecure))
@@ -108,7 +153,13 @@ def console(config: ConfigOpt = None, session: SessionOpt = None, listen: Listen
 
     dev = make_device(cfg)
     try:
-        out = ConsoleNode(cfg, dev).run(stop_on_signals(), duration)
+        node = ConsoleNode(cfg, dev)
+        stop = stop_on_signals()
+        # SIGUSR1 is the role's control action (a foot pedal, a script, the demo's drill).
+        signal.signal(signal.SIGUSR1, lambda _signum, _frame: node.control_action())
+        if take_control:
+            node.take_control()
+        out = node.run(stop, duration)
     finally:
         dev.close()
     if report is not None:
@@ -136,7 +187,8 @@ def router(listen: ListenOpt = None, log_level: LogOpt = "info",
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``patient``, ``console`` and ``router``."""
+    """Add ``patient``, ``console``, ``backup`` and ``router``."""
     app.command()(patient)
     app.command()(console)
+    app.command()(backup)
     app.command()(router)

@@ -1,25 +1,41 @@
-"""The surgeon console node: input device -> teleoperation mapping -> commands on Zenoh.
+"""A console node: input device -> teleoperation mapping -> commands on Zenoh.
 
+The same node is the remote surgeon's console (``role = "surgeon"``, node name
+``console``) and the bedside backup console (``role = "backup"``, node name ``backup``).
 The teleoperation loop runs at the configured rate (1 kHz by default), paced by
-``clock.Rate``; measured tool poses, registrations and the patient's status
-arrive on Zenoh's receive thread and are read by the loop as latest values.
+``clock.Rate``; measured tool poses, registrations, the patient's status and the control
+owner arrive on Zenoh's receive thread and are read by the loop as latest values.
+
+Commands are streamed only while they can move something (``console.control.may_drive``):
+while this console holds control, or may claim it. Otherwise the loop keeps running with
+the clutch pressed in software, so that the hand is re-anchored on the instrument when
+control comes back, and publishes nothing: the patient would refuse it all. Control
+actions (take over, request, grant) run on a thread of their own, never in the loop: they
+are reliable puts that may block, and a take-over is repeated until the patient
+announces this console as the owner.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
-from typing import Any
+from dataclasses import replace
+from typing import Any, Final, Literal
 
 import zenoh
 
 from telesurgery.clock import FixedRateLoop, now_ns, set_realtime_thread
 from telesurgery.config import ConsoleConfig
+from telesurgery.console.control import ControlClient
 from telesurgery.console.display import SurgeonDisplay, start_display
 from telesurgery.console.teleop import Teleop
+from telesurgery.errors import ConfigError, TelesurgeryError
 from telesurgery.input.base import InputDevice
+from telesurgery.security.acl import NODE_OF_ROLE
 from telesurgery.security.command_keys import ConsoleKeys
 from telesurgery.security.node import NodeSecurity, node_security, security_status
+from telesurgery.security.pki import Role
 from telesurgery.transport.codec import MeasuredCP, Message, ServoCP, Status, encode
 from telesurgery.transport.dualpath import MultiPublisher
 from telesurgery.transport.keys import Keys
@@ -37,16 +53,28 @@ from telesurgery.types import Pose
 log = logging.getLogger(__name__)
 
 STATUS_PERIOD_S = 0.5
+TAKE_OVER_RETRY_S: Final = 1.0
+"""How long [s] a take-over waits for the patient's announcement before it is sent again."""
+TAKE_OVER_GIVE_UP_S: Final = 10.0
+"""A take-over the patient has not announced within this time [s] is given up (logged)."""
+
+Action = Literal["take_over", "request", "grant"]
 
 
 class ConsoleNode:
-    """Drives the patient's arms from one input device until stopped."""
+    """Drives the patient's arms from one input device until stopped.
+
+    ``name``: the node's name in the key space (``<name>/status``, ``presence/<name>``);
+    by default ``console`` for a surgeon console and ``backup`` for a backup console, the
+    names the access control grants each role.
+    """
 
     def __init__(self, config: ConsoleConfig, device: InputDevice,
-                 name: str = "console") -> None:
+                 name: str | None = None) -> None:
         self.config = config
         self.device = device
-        self.name = name
+        self.name = name or NODE_OF_ROLE[Role(config.role)]
+        self.what = "surgeon console" if config.role == "surgeon" else "backup console"
         self.keys = Keys(config.session)
         self.session_id = new_session_id()
         self.rejects = RejectCounter()
@@ -54,6 +82,8 @@ class ConsoleNode:
                              rate_hz=config.rate_hz)
         self.sent = 0
         self.sent_servo_cp = 0
+        self.driving_ns = 0
+        """Time [ns] spent streaming commands (the rest: not in control)."""
         self.loop = FixedRateLoop(config.rate_hz, realtime=config.realtime)
         self.patient_status: dict[str, Any] = {}
         self.link: ConsoleLink | None = None
@@ -61,10 +91,77 @@ class ConsoleNode:
         self.security: NodeSecurity | None = None
         """Mutual TLS, access control and command tags (None: run insecure)."""
         self.auth: ConsoleKeys | None = None
+        self.control: ControlClient | None = None
+        self._actions: queue.SimpleQueue[tuple[Action, int | None] | None] = (
+            queue.SimpleQueue())
+        self._ready = threading.Event()
+        """Set once the patient node is there and, secure, a command key is agreed."""
+        self._closing = threading.Event()
+
+    # ---- control actions (any thread; even a signal handler) ---------------------------
+
+    def control_action(self) -> None:
+        """The role's control action: a backup console takes control, a surgeon console
+        asks for it (the page's T key, the gamepad's Y, SIGUSR1)."""
+        if self.config.role == "backup":
+            self.take_control()
+        else:
+            self.request_control()
+
+    def take_control(self) -> None:
+        """Take control (a backup console): as soon as the patient node is there and the
+        command key is agreed, then again every ``TAKE_OVER_RETRY_S`` until announced."""
+        self._actions.put(("take_over", None))
+
+    def request_control(self) -> None:
+        """Ask the bedside for control."""
+        self._actions.put(("request", None))
+
+    def grant_control(self, session: int | None = None) -> None:
+        """Grant control to console ``session`` (None: the oldest pending request)."""
+        self._actions.put(("grant", session))
+
+    def _control_worker(self) -> None:
+        while True:
+            item = self._actions.get()
+            if item is None:
+                return
+            while not (self._ready.is_set() or self._closing.is_set()):
+                self._closing.wait(0.05)
+            control = self.control
+            if self._closing.is_set() or control is None:
+                return
+            action, target = item
+            try:
+                if action == "take_over":
+                    self._take_over(control)
+                elif action == "request":
+                    control.request()
+                elif target is None:
+                    control.grant_oldest()
+                else:
+                    control.grant(target)
+            except TelesurgeryError as exc:
+                log.warning("control %s not sent: %s", action.replace("_", "-"), exc)
+
+    def _take_over(self, control: ControlClient) -> None:
+        deadline = now_ns() + int(TAKE_OVER_GIVE_UP_S * 1e9)
+        while not self._closing.is_set():
+            control.take_over()
+            if control.wait(lambda v: v is not None and v.holds(self.session_id),
+                            TAKE_OVER_RETRY_S):
+                return
+            if now_ns() > deadline:
+                log.error("took control but the patient node has not announced it within "
+                          "%.0f s; see its log", TAKE_OVER_GIVE_UP_S)
+                return
+
+    # ---- the node -------------------------------------------------------------------
 
     def run(self, stop: threading.Event, duration_s: float | None = None) -> dict[str, Any]:
         """Send commands until stopped; returns the final report."""
-        self.security = node_security(self.config.security, "surgeon console")
+        self.security = node_security(self.config.security, self.what)
+        self._check_role()
         if self.config.realtime:
             # Before Zenoh starts its threads, so that its transmit thread inherits it.
             set_realtime_thread()
@@ -74,15 +171,33 @@ class ConsoleNode:
         finally:
             z.close()
 
+    def _check_role(self) -> None:
+        if self.security is None:
+            return
+        ident, role = self.security.identity, self.config.role
+        if ident.role.value == role:
+            return
+        verb = "console" if ident.role is Role.SURGEON else "backup"
+        hint = (f"; for a {ident.role.value} identity run 'telesurgery {verb}'"
+                if ident.role in (Role.SURGEON, Role.BACKUP) else "")
+        raise ConfigError(f"the {self.what} needs a {role} certificate, but its identity is "
+                          f"{ident.common_name}; issue one with 'telesurgery pki issue PKI "
+                          f"--role {role} --name NAME'{hint}")
+
     def _serve(self, z: zenoh.Session, stop: threading.Event,
                duration_s: float | None) -> dict[str, Any]:
         keys, sid = self.keys, self.session_id
         # Commands go out and measured poses come back on every control path.
         link = self.link = ConsoleLink(z, self.config.paths, keys, sid, self._zenoh_security())
+        auth: ConsoleKeys | None = None
         if self.security is not None:
             # Commands are tagged under a key agreed with the patient node, end to end.
-            self.auth = ConsoleKeys(z, keys, sid, self.security.credentials)
-        seal = self.auth.seal if self.auth is not None else encode
+            auth = self.auth = ConsoleKeys(z, keys, sid, self.security.credentials)
+        seal = auth.seal if auth is not None else encode
+        # Control actions go on the main session, sealed like commands.
+        control = self.control = ControlClient(
+            z, keys, sid, self.config.role, seal,
+            (lambda: auth.ready) if auth is not None else (lambda: True), self.rejects)
         pubs = {arm: (link.command_publisher(keys.servo_cp(arm), seal),
                       link.command_publisher(keys.jaw_servo_jp(arm), seal))
                 for arm in self.config.arms}
@@ -91,20 +206,29 @@ class ConsoleNode:
         subs = [subscribe(z, keys.status("patient"), self._on_status, self.rejects)]
         token = z.liveliness().declare_token(keys.presence(self.name))
         status = Publisher(z, keys.status(self.name), Stream.STATUS, sid)
+        worker = threading.Thread(target=self._control_worker, name="console-control",
+                                  daemon=True)
         try:
+            worker.start()
             self.display = start_display(z, self)
             if self._wait_for_patient(pubs, stop):
+                self._ready.set()
                 self._loop(pubs, status, stop, duration_s)
         finally:
+            self._closing.set()
+            self._actions.put(None)
+            if worker.is_alive():
+                worker.join(timeout=2.0)
             if self.display is not None:
                 self.display.close()
             status.put(Status(self.status()))
             token.undeclare()
             for s in subs:
                 s.undeclare()
+            control.close()
             link.close()
-            if self.auth is not None:
-                self.auth.close()
+            if auth is not None:
+                auth.close()
         return self.report()
 
     def _zenoh_security(self) -> dict[str, str] | None:
@@ -112,16 +236,19 @@ class ConsoleNode:
 
     def _wait_for_patient(self, pubs: dict[str, tuple[MultiPublisher, MultiPublisher]],
                           stop: threading.Event) -> bool:
-        """Block until the patient node subscribes to every command key and, secure, a
-        command key is agreed with it (or ``stop``).
+        """Block until the patient node subscribes to every command key, has announced who
+        holds control and, secure, a command key is agreed with it (or ``stop``).
 
         Commands sent before anyone listens would be lost and counted as sent.
         """
         log.info("waiting for the patient node on session %s", self.config.session)
         everything = [p for pair in pubs.values() for p in pair]
+        control = self.control
         while not stop.is_set():
-            if all(p.matched for p in everything) and (self.auth is None or self.auth.ready):
-                log.info("patient node present; streaming commands")
+            if (all(p.matched for p in everything) and (self.auth is None or self.auth.ready)
+                    and control is not None and control.owner is not None):
+                log.info("patient node present; control with %s", control.owner.owner or
+                         "nobody yet")
                 return True
             stop.wait(0.01)
         return False
@@ -143,13 +270,29 @@ class ConsoleNode:
     def _loop(self, pubs: dict[str, tuple[MultiPublisher, MultiPublisher]], status: Publisher,
               stop: threading.Event, duration_s: float | None) -> None:
         next_status = 0
+        control = self.control
+        assert control is not None
+        driving = False
+        last = 0
 
         def teleop(now: int) -> None:
-            nonlocal next_status
+            nonlocal next_status, driving, last
             samples = self.device.read(now)
+            drive = control.may_drive()
+            if drive != driving:
+                driving = drive
+                log.warning("%s commands", "streaming" if drive else
+                            "not in control: holding back")
+            if drive and last:
+                self.driving_ns += now - last
+            last = now
             for arm in self.teleop.arms:
                 sample = samples.get(arm)
                 if sample is None:
+                    continue
+                if not drive:
+                    # Clutched in software: the hand re-anchors when control comes back.
+                    self.teleop.step_arm(arm, replace(sample, clutch=True))
                     continue
                 cp, jaw = pubs[arm]
                 for body in self.teleop.step_arm(arm, sample):
@@ -169,6 +312,7 @@ class ConsoleNode:
         """Telemetry: commands sent and loop timing over the ``last`` ticks (None: all)."""
         return {
             "node": self.name,
+            "role": self.config.role,
             "session_id": f"{self.session_id:016x}",
             "sent": self.sent,
             "sent_servo_cp": self.sent_servo_cp,
@@ -176,6 +320,9 @@ class ConsoleNode:
             # How long commands have been streamed [s]: from the patient's arrival on.
             "streaming_s": round((now_ns() - self.loop.started_ns) * 1e-9, 3)
             if self.loop.started_ns else 0.0,
+            # Of which in control, streaming commands [s].
+            "driving_s": round(self.driving_ns * 1e-9, 3),
+            "control": self.control.status() if self.control is not None else {},
             "undecodable": self.rejects.total,
             "link": self.link.status() if self.link is not None else {},
             "loop": {"rate_hz": self.config.rate_hz,
