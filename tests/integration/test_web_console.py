@@ -279,7 +279,11 @@ def test_the_hud_numbers_update(browser: Any, system: System) -> None:
         _wait(age_changes, "the video age to change", timeout_s=30.0)
         _wait(lambda: "rtt" in str(page.text_content("#hud-links")), "link figures per path")
         assert "psm1" in _hud(page, "clutch")
-        assert _hud(page, "owner").startswith("unowned")
+        # The only console claimed control with its first command.
+        _wait(lambda: _hud(page, "owner").startswith(f"you (surgeon:{DEMO_SURGEON})"),
+              lambda: f"the HUD to show this console in control ({_hud(page, 'owner')})")
+        assert page.is_visible("#request")
+        assert not page.is_visible("#take")
         assert _hud(page, "task").startswith("peg_transfer")
     finally:
         page.close()

@@ -11,10 +11,12 @@ offset estimate maps frame capture times onto this console's clock. Everything
 here runs on the video and web threads and on Zenoh's; the
 teleoperation loop only ever sees the input device.
 
-Control handover is not implemented yet: "request control" is counted,
-logged and shown; the HUD shows the owner the patient announces on
-``<session>/control/owner`` (``unowned`` until something does) and which
-console session each arm follows.
+Control: the HUD shows the owner the patient announces on ``<session>/control/owner``
+(read by the node's ``ControlClient``), whether it is this console, pending requests,
+handovers, and which console session each arm follows. The page's buttons depend on the
+console's role (``hello`` tells the page): a surgeon console requests control; a backup
+console takes it and grants the oldest pending request. The actions run on the node's
+control thread, never on the page's.
 """
 
 from __future__ import annotations
@@ -60,12 +62,10 @@ class SurgeonDisplay:
         self.video = (ConsoleVideo(cfg.video, period_ns, self.web) if cfg.video.enabled
                       else None)
         self.device = node.device if isinstance(node.device, WebInputDevice) else None
-        self.control_requested = 0
         self._events: collections.deque[tuple[float, SafetyEvent]] = collections.deque(
             maxlen=16)
         self._safety: SafetyState | None = None
         self._links: dict[str, dict[str, Any]] = {}
-        self._owner: dict[str, Any] | None = None
         self._patient_seen = 0.0
         self._sent: collections.deque[tuple[int, int]] = collections.deque(maxlen=8)
         self._lock = threading.Lock()
@@ -78,7 +78,6 @@ class SurgeonDisplay:
         self._subs = [
             subscribe(z, keys.safety_state, self._on_safety, node.rejects),
             subscribe(z, keys.link_stats("*"), self._on_link, node.rejects),
-            subscribe(z, f"{keys.prefix}/control/owner", self._on_owner, node.rejects),
             subscribe(z, keys.status("patient"), self._on_patient, node.rejects),
         ]
         if self.web is not None:
@@ -111,11 +110,6 @@ class SurgeonDisplay:
             with self._lock:
                 self._links[path] = msg.body.data
 
-    def _on_owner(self, msg: Message, _received_ns: int) -> None:
-        if isinstance(msg.body, Status):
-            with self._lock:
-                self._owner = msg.body.data
-
     def _on_patient(self, msg: Message, _received_ns: int) -> None:
         if not isinstance(msg.body, Status):
             return
@@ -130,7 +124,7 @@ class SurgeonDisplay:
     def hello(self) -> dict[str, Any]:
         """What the page needs once: session, frame size, arms, whether it drives them."""
         cfg = self.node.config
-        return {"session": cfg.session, "console": self.node.name,
+        return {"session": cfg.session, "console": self.node.name, "role": cfg.role,
                 "console_session": f"{self.node.session_id:016x}",
                 "width": cfg.video.width, "height": cfg.video.height,
                 "video": cfg.video.enabled, "arms": list(cfg.arms),
@@ -143,12 +137,16 @@ class SurgeonDisplay:
                               hand.clutch, now)
 
     def on_action(self, action: Action) -> None:
-        """Hold, resume, request control."""
+        """Hold, resume; request, take or grant control."""
         if action is Action.REQUEST_CONTROL:
-            self.control_requested += 1
-            log.warning("control requested from the page of console session %016x; control "
-                        "handover is not implemented yet, so the request is only shown",
-                        self.node.session_id)
+            log.warning("control requested from the page")
+            self.node.request_control()
+        elif action is Action.TAKE_CONTROL:
+            log.warning("take control from the page")
+            self.node.take_control()
+        elif action is Action.GRANT_CONTROL:
+            log.warning("grant control from the page (the oldest pending request)")
+            self.node.grant_control()
         elif self.device is None:
             log.warning("%s from the page ignored: this console's arms follow the %s device, "
                         "not the page", action.value, self.node.config.device)
@@ -173,7 +171,6 @@ class SurgeonDisplay:
             events = list(self._events)
             state = self._safety
             links = dict(self._links)
-            owner = self._owner
         now = now_ns()
         arms_state = safety.get("arms", {})
         out: dict[str, Any] = {
@@ -187,15 +184,28 @@ class SurgeonDisplay:
                         "latency_ms": _p(safety.get("latency_ms"))},
             "clutch": self._clutch(now),
             "hold": self.device.held if self.device is not None else None,
-            "owner": {"owner": _owner_name(owner),
-                      "this_console": f"{node.session_id:016x}",
-                      "arms": {a: v.get("session") for a, v in arms_state.items()},
-                      "requested": self.control_requested},
+            "owner": self._owner(arms_state),
             "task": patient.get("task"),
             "links": {**patient.get("link", {}).get("paths", {}), **links},
             "video": self.video.status() if self.video is not None else None,
             "alarms": self._alarms(events),
         }
+        return out
+
+    def _owner(self, arms_state: dict[str, Any]) -> dict[str, Any]:
+        """Who holds control (``OwnerView.as_dict``: ``you`` when this console does),
+        pending requests, handovers; this console's role and whether it streams commands;
+        the console session each arm follows."""
+        node = self.node
+        sid = node.session_id
+        control = node.control
+        view = control.owner if control is not None else None
+        out: dict[str, Any] = view.as_dict(sid) if view is not None else {
+            "owner": "unknown", "you": False, "requests": [], "handovers": None}
+        out |= {"this_console": f"{sid:016x}", "role": node.config.role,
+                "driving": control.may_drive() if control is not None else False,
+                "sent": dict(control.sent) if control is not None else {},
+                "arms": {a: v.get("session") for a, v in arms_state.items()}}
         return out
 
     def _control_rate(self, now: int) -> float | None:
@@ -264,13 +274,6 @@ def _is_alarm(ev: SafetyEvent) -> bool:
 
 def _p(d: dict[str, Any] | None) -> dict[str, Any]:
     return {k: d[k] for k in ("p50", "p99") if d and k in d}
-
-
-def _owner_name(owner: dict[str, Any] | None) -> str:
-    if not owner:
-        return "unowned"
-    name = owner.get("owner")
-    return str(name) if name else "unowned"
 
 
 def start_display(z: zenoh.Session, node: ConsoleNode) -> SurgeonDisplay | None:

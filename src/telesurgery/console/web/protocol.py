@@ -12,14 +12,17 @@ Console -> page, binary, one video frame per message (little-endian)::
     18     ...  payload
 
 Console -> page, text: ``hello`` (session, size, arms, whether the page drives
-them), ``ping`` (clock sync), ``hud`` (the heads-up display's numbers).
+them, the console's ``role``: ``surgeon`` or ``backup``, which decides the control
+buttons), ``ping`` (clock sync), ``hud`` (the heads-up display's numbers; ``owner``: who
+holds control, ``you`` when this console does, pending ``requests``, ``handovers``).
 
 Page -> console, text (JSON objects, ``t`` names the kind; times are the
 page's ``performance.now()`` [ms]): ``hello`` (whether WebCodecs is there),
 ``pong`` (the page's time for a ping), ``frame`` (when a frame arrived, was
 decoded, painted, and reached the next display refresh), ``input`` (the
 surgeon's hands: velocities, mouse nudges, grip, clutch) and ``action`` (hold,
-resume, request control, keyframe). ``parse`` turns each into a frozen value
+resume, keyframe; request control from a surgeon console, take control or grant it to
+the oldest pending request from a backup console). ``parse`` turns each into a frozen value
 or raises ``CodecError`` saying what is wrong; the console counts and drops it.
 """
 
@@ -89,7 +92,11 @@ class Action(enum.Enum):
     RESUME = "resume"
     """Release a hold; the hand re-anchors on the instruments, so nothing jumps."""
     REQUEST_CONTROL = "request_control"
-    """Ask for control of the robot (shown and logged until control handover exists)."""
+    """Ask the bedside for control of the robot (a surgeon console)."""
+    TAKE_CONTROL = "take_control"
+    """Take control of the robot now (a backup console: one click, key T)."""
+    GRANT_CONTROL = "grant_control"
+    """Give control to the console whose request is the oldest pending (a backup console)."""
     KEYFRAME = "keyframe"
     """The page's decoder lost the stream and needs an IDR."""
 

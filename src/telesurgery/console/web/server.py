@@ -120,7 +120,7 @@ class PageBackend(Protocol):
         """The surgeon's hand as the page read it; ``CodecError`` if not acceptable."""
 
     def on_action(self, action: Action) -> None:
-        """A button: hold, resume, request control."""
+        """A button: hold, resume; request, take or grant control."""
 
     def request_keyframe(self) -> None:
         """Ask the patient for an IDR."""

@@ -1,4 +1,5 @@
-// The surgeon console page: endoscope video (WebCodecs H.264, JPEG fallback), HUD, input.
+// The console page (surgeon or bedside backup): endoscope video (WebCodecs H.264, JPEG
+// fallback), HUD, input, and the control buttons of the console's role.
 // Wire format: see console/web/protocol.py. Times sent back are performance.now() [ms];
 // the console maps them onto its own clock with the ping/pong exchange.
 'use strict';
@@ -83,7 +84,50 @@ function onHello(msg) {
   select.value = input.arm;
   for (const id of ['clutch', 'hold']) $(id).disabled = !msg.drives;
   setText('input-state', msg.drives ? '' : `arms follow the ${msg.device} device`);
-  setText('hud-console', `${msg.console} ${msg.console_session}`);
+  setText('hud-console', `${msg.role || 'surgeon'} · ${msg.console} ${msg.console_session}`);
+  const backup = msg.role === 'backup';
+  setText('role', backup ? 'backup console' : 'surgeon console');
+  document.title = `telesurgery - ${backup ? 'backup' : 'surgeon'} console`;
+  $('request').hidden = backup;
+  $('take').hidden = !backup;
+  $('grant').hidden = !backup;
+  for (const el of document.querySelectorAll('.control-key')) {
+    el.textContent = backup ? 'take control' : 'request control';
+  }
+}
+
+// ---- control -------------------------------------------------------------------------
+
+// T, the gamepad's Y and the role's button: a backup console takes control at once, a
+// surgeon console asks the bedside for it.
+function controlAction() {
+  if (!hello) return;
+  send({ t: 'action', a: hello.role === 'backup' ? 'take_control' : 'request_control' });
+}
+
+function duration(s) {
+  if (s == null) return '';
+  return s < 120 ? `${s.toFixed(0)} s` : `${(s / 60).toFixed(0)} min`;
+}
+
+function showOwner(o) {
+  const you = !!o.you;
+  setText('hud-owner', o.owner ? `${you ? `you (${o.owner})` : o.owner}` +
+          (o.since_s != null ? ` for ${duration(o.since_s)}` : '') : '-');
+  $('hud-owner').className = you ? 'you' : 'other';
+  const requests = o.requests || [];
+  setText('hud-requests', requests.map((r) => (r.you ? `you (${r.name})` : r.name)).join(', ') || 'none');
+  setText('hud-handovers', o.handovers == null ? '-' : `${o.handovers}` +
+          (o.previous ? `, last from ${o.previous}: ${o.reason}` : ''));
+  let overlay = you ? 'you have control' : `control: ${o.owner || '-'}`;
+  if (!you && requests.some((r) => r.you)) overlay += ' (you asked; waiting for the bedside)';
+  setText('in-control', overlay);
+  $('in-control').className = you ? 'you' : 'other';
+  const grant = $('grant');
+  const others = requests.filter((r) => !r.you);
+  grant.disabled = others.length === 0;
+  grant.title = others.length ? `give control to ${others[0].name}, who asked first`
+    : 'no console is waiting for control';
 }
 
 // ---- video -------------------------------------------------------------------------
@@ -223,7 +267,7 @@ function showHud(h) {
   $('hold').classList.toggle('on', !!h.hold);
   input.hold = !!h.hold;
   const o = h.owner || {};
-  setText('hud-owner', (o.owner || 'unowned') + (o.requested ? ` (requested ${o.requested}x)` : ''));
+  showOwner(o);
   setText('hud-arm-sessions', Object.entries(o.arms || {}).map(([a, s2]) => `${a} ${s2 || '-'}`).join(', ') || '-');
   const c = h.control || {};
   setText('hud-device', c.device || '-');
@@ -287,6 +331,7 @@ function pollGamepad() {
   const was = input.padButtons;
   if (pad) {
     if (pressed[1] && !was[1]) toggleHold();
+    if (pressed[3] && !was[3]) controlAction();
     if (pressed[5] && !was[5] && hello) {
       const i = (hello.arms.indexOf(input.arm) + 1) % hello.arms.length;
       selectArm(hello.arms[i]);
@@ -351,6 +396,7 @@ function toggleHold() {
 document.addEventListener('keydown', (e) => {
   if (e.target instanceof HTMLSelectElement) return;
   if (e.code === 'KeyH' && !e.repeat) toggleHold();
+  else if (e.code === 'KeyT' && !e.repeat) controlAction();
   else if ((e.code === 'Digit1' || e.code === 'Digit2') && hello) {
     const arm = hello.arms[Number(e.code.slice(-1)) - 1];
     if (arm) selectArm(arm);
@@ -390,6 +436,8 @@ for (const ev of ['pointerup', 'pointerleave', 'pointercancel']) {
 }
 $('hold').addEventListener('click', toggleHold);
 $('request').addEventListener('click', () => send({ t: 'action', a: 'request_control' }));
+$('take').addEventListener('click', () => send({ t: 'action', a: 'take_control' }));
+$('grant').addEventListener('click', () => send({ t: 'action', a: 'grant_control' }));
 $('arm').addEventListener('change', (e) => selectArm(e.target.value));
 
 setInterval(tick, 10);
