@@ -52,10 +52,19 @@ def demo(
     insecure: Annotated[bool, typer.Option(
         "--insecure", help="Plain TCP without TLS, access control or command tags "
         "(default: a throwaway PKI in the work folder and mutual TLS everywhere).")] = False,
+    backup: Annotated[bool, typer.Option(
+        "--backup", help="Run the bedside backup console too (backup:bedside-team): with "
+        "its own page, or with --headless a hand that holds still.")] = False,
+    takeover_at: Annotated[float | None, typer.Option(
+        help="Drill: the backup console takes control this many seconds into the run "
+        "(implies --backup).")] = None,
+    backup_web_port: Annotated[int | None, typer.Option(
+        help="Port of the backup console page (default: a free port).")] = None,
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
 ) -> None:
-    """Run patient node, surgeon console (autopilot surgeon) and a Zenoh router together;
-    the console's page (endoscope video, HUD) is served on loopback."""
+    """Run patient node, surgeon console (autopilot surgeon) and a Zenoh router together,
+    and with --backup the bedside backup console; the consoles' pages (endoscope video,
+    HUD, control buttons) are served on loopback."""
     setup_logging(log_level)
     if duration is not None and duration <= 0:
         raise ConfigError(f"--duration must be positive, got {duration}")
@@ -63,10 +72,16 @@ def demo(
         raise ConfigError("--headless needs --duration S (nothing would stop it otherwise)")
     stop = stop_on_signals()
     port = web_port if web_port is not None else free_port()
+    backup = backup or takeover_at is not None
+    backup_port = None
+    if backup and not headless:
+        backup_port = backup_web_port if backup_web_port is not None else free_port()
     opts = DemoOptions(duration_s=duration, session=session, workdir=workdir,
                        log_level=log_level, link=link,
                        cuts=tuple(Cut.parse(c) for c in cut or ()), record=record,
-                       video=video, web_port=port, insecure=insecure)
+                       video=video, web_port=port, insecure=insecure, backup=backup,
+                       backup_web_port=backup_port, takeover_at_s=takeover_at)
+    opts.check()
     check_link_options(opts.link, opts.cuts)
     out = Console(stderr=True)
     if insecure:
@@ -74,17 +89,20 @@ def demo(
                   "(--insecure)[/]")
     url = f"http://127.0.0.1:{port}/"
     out.print(f"surgeon console page: {url}")
+    pages = {"console": url}
+    if backup_port is not None:
+        pages["backup"] = f"http://127.0.0.1:{backup_port}/"
+        out.print(f"backup console page: {pages['backup']}")
     if headless:
         result = run_demo(opts, stop)
     else:
-        opened = not open_page
+        to_open = set(pages) if open_page else set()
 
         def tick(m: Monitor, t: float) -> None:
-            nonlocal opened
             live.update(render_status(m, t, duration))
-            if not opened and "console" in m.present:
-                opened = True
-                browser_page(url)
+            for node in sorted(to_open & m.present):
+                to_open.discard(node)
+                browser_page(pages[node])
 
         with Live(console=out, refresh_per_second=4, transient=True) as live:
             result = run_demo(opts, stop, on_tick=tick)

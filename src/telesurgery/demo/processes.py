@@ -57,6 +57,11 @@ class NodeProcess:
         if self.alive() and self.proc is not None:
             self.proc.send_signal(signal.SIGINT)
 
+    def signal(self, signum: int) -> None:
+        """Send the child ``signum`` (if it runs)."""
+        if self.alive() and self.proc is not None:
+            self.proc.send_signal(signum)
+
     def wait(self, timeout_s: float) -> int | None:
         """Wait for the child to exit; kill it if it has not within ``timeout_s`` [s]."""
         if self.proc is None:

@@ -5,6 +5,7 @@ Process layout (each its own OS process, all on loopback)::
     router  (Zenoh router, tcp/127.0.0.1:R)   <- the demo's monitor connects here (client)
     patient (peer, listens tcp/127.0.0.1:P, connects to the router)
     console (peer, connects to the router; learns P by gossip and connects directly)
+    backup  (with ``backup``: the bedside console, a peer like the console)
 
 Commands therefore go console -> patient directly; the router serves everyone
 else (monitor now; observers and recorders later) without sitting on the hot path.
@@ -13,10 +14,18 @@ With ``link`` (a profile), commands, measured poses and clock sync travel instea
 over one emulated path per profile path (``demo.linkrig``), each its own Zenoh
 session over UDP through its own ``telesurgery link`` process; ``cuts`` cut and
 restore paths during the run. Without it the main session is the one path.
+
+With ``backup`` a bedside backup console runs too, as ``backup:bedside-team`` of the
+throwaway PKI: with its own page (the web device) when ``backup_web_port`` is given,
+otherwise without a page, driven by a hand that holds still (a scripted trajectory the
+demo writes), so that after a take-over the arms stay where the surgeon left them and
+any jump or drift would show. ``takeover_at_s`` is the drill: the demo signals the
+backup console (SIGUSR1, its one action) that many seconds into the run.
 """
 
 from __future__ import annotations
 
+import signal
 import tempfile
 import threading
 import time
@@ -30,15 +39,19 @@ from telesurgery.demo.linkrig import Cut, CutSchedule, LinkRig, paths_toml
 from telesurgery.demo.monitor import Monitor
 from telesurgery.demo.processes import NodeProcess, free_port
 from telesurgery.demo.recording import DemoRecording, wait_present
-from telesurgery.demo.summary import build_summary, security_section
-from telesurgery.errors import TelesurgeryError
-from telesurgery.security.node import DEMO_SURGEON, Site, throwaway_site
+from telesurgery.demo.summary import backup_section, build_summary, security_section
+from telesurgery.errors import ConfigError, TelesurgeryError
+from telesurgery.security.node import DEMO_MEMBERS, DEMO_SURGEON, Site, throwaway_site
 from telesurgery.security.pki import Role
 from telesurgery.transport.session import Security
 from telesurgery.video.latency import video_summary
 
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
+DEMO_BACKUP = "bedside-team"
+"""The name of the demo's backup console certificate (``backup:bedside-team``)."""
+STILL_HAND_S = 10_000_000.0
+"""How long [s] the headless backup console's hand holds still (for good, in practice)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +75,44 @@ class DemoOptions:
     insecure: bool = False
     """Plain TCP without TLS, access control or command tags (default: a throwaway PKI in
     the work folder, mutual TLS on every link, role access control, tagged commands)."""
+    backup: bool = False
+    """Run the bedside backup console too."""
+    backup_web_port: int | None = None
+    """Port of the backup console's page (None: no page, a hand that holds still)."""
+    takeover_at_s: float | None = None
+    """The drill: the backup console takes control this many seconds [s] into the run."""
+
+    def check(self) -> None:
+        """``ConfigError`` for options that do not go together."""
+        if self.takeover_at_s is not None and not self.backup:
+            raise ConfigError("--takeover-at needs the backup console: add --backup")
+        if self.takeover_at_s is not None and self.takeover_at_s < 0:
+            raise ConfigError(f"--takeover-at must be 0 s or more, got {self.takeover_at_s}")
+        if self.backup and self.link is not None:
+            raise ConfigError("--backup cannot go with --link yet: the bedside console would "
+                              "need a path of its own to the patient node; run them apart")
 
 
 def _security_args(site: Site | None, role: Role, name: str) -> list[str]:
     return ["--insecure"] if site is None else site.args(role, name)
+
+
+def still_trajectory(path: Path, arms: tuple[str, ...] = ("psm1", "psm2")) -> Path:
+    """Write a trajectory file whose hands hold still, clutch released, jaw closed (a
+    grasped peg stays grasped), for ``STILL_HAND_S``; returns ``path``."""
+    lines = ["# The demo's bedside hand: still, so that a take-over moves nothing.",
+             "t_s,arm,x,y,z,qw,qx,qy,qz,grip,clutch"]
+    for arm in arms:
+        lines += [f"{t},{arm},0,0,0.3,1,0,0,0,0,0" for t in (0.0, STILL_HAND_S)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _backup_args(opts: DemoOptions, workdir: Path) -> list[str]:
+    if opts.backup_web_port is not None:
+        return ["--device", "web", "--web-port", str(opts.backup_web_port)]
+    return ["--device", "scripted", "--trajectory",
+            str(still_trajectory(workdir / "backup-still.csv")), "--no-web"]
 
 
 def run_demo(opts: DemoOptions, stop: threading.Event,
@@ -74,13 +121,16 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
 
     ``on_tick(monitor, elapsed_s)`` is called about four times a second (the live view).
     """
+    opts.check()
     workdir = opts.workdir or Path(tempfile.mkdtemp(prefix="telesurgery-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     router_ep = f"tcp/127.0.0.1:{free_port()}"
     patient_ep = f"tcp/127.0.0.1:{free_port()}"
     common = ["--session", opts.session, "--log-level", opts.log_level,
               *([] if opts.video else ["--no-video"])]
-    site = None if opts.insecure else throwaway_site(workdir / "security", opts.session)
+    members = {**DEMO_MEMBERS, Role.BACKUP: (DEMO_BACKUP,)} if opts.backup else DEMO_MEMBERS
+    site = None if opts.insecure else throwaway_site(workdir / "security", opts.session,
+                                                     members)
     rig = LinkRig(opts.link, workdir) if opts.link else None
     schedule = CutSchedule(rig, opts.cuts)
     path_args = {n: ["--config", str(workdir / f"{n}-paths.toml")] if rig else []
@@ -103,7 +153,16 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
                                       *path_args["console"],
                                       *_security_args(site, Role.SURGEON, DEMO_SURGEON)],
                           workdir)
-    nodes = [router, patient, console]
+    consoles = [console]
+    if opts.backup:
+        consoles.append(NodeProcess("backup", ["backup", *common, "--mode", "peer",
+                                               "--connect", router_ep,
+                                               *_backup_args(opts, workdir),
+                                               *_security_args(site, Role.BACKUP,
+                                                               DEMO_BACKUP)], workdir))
+    nodes = [router, patient, *consoles]
+    drill = None if opts.takeover_at_s is None else consoles[-1]
+    took_over_s: float | None = None
     router.start(with_report=False)
     monitor: Monitor | None = None
     emulators: dict[str, Any] = {}
@@ -123,27 +182,36 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
             # subscribes would take the recorder for it and stream commands into the void.
             wait_present(monitor, [patient], {"patient"})
             recording.announce()
-        console.start()
-        if not monitor.wait_present({"patient", "console"}, STARTUP_TIMEOUT_S):
-            dead = [n for n in (patient, console) if not n.alive()]
+        for c in consoles:
+            c.start()
+        if not monitor.wait_present({n.name for n in (patient, *consoles)},
+                                    STARTUP_TIMEOUT_S):
+            dead = [n for n in (patient, *consoles) if not n.alive()]
             why = "; ".join(f"{n.name}: {n.last_log_line()}" for n in dead) or "timed out"
             raise TelesurgeryError(f"the nodes did not come up ({why}); logs in {workdir}")
         started = now_ns()
         end = None if opts.duration_s is None else started + int(opts.duration_s * 1e9)
         while not stop.is_set() and (end is None or now_ns() < end):
-            if not (patient.alive() and console.alive()):
-                gone = patient if not patient.alive() else console
+            gone = next((n for n in (patient, *consoles) if not n.alive()), None)
+            if gone is not None:
                 raise TelesurgeryError(f"{gone.name} stopped unexpectedly: "
                                        f"{gone.last_log_line()}; log in {gone.log_path}")
-            schedule.due((now_ns() - started) * 1e-9)
+            t = (now_ns() - started) * 1e-9
+            if drill is not None and took_over_s is None and opts.takeover_at_s is not None \
+                    and t >= opts.takeover_at_s:
+                # The backup console's one action; it installed the handler before its
+                # presence token, which the demo waited for.
+                drill.signal(signal.SIGUSR1)
+                took_over_s = round(t, 3)
+            schedule.due(t)
             if on_tick is not None:
                 on_tick(monitor, (now_ns() - started) * 1e-9)
             stop.wait(0.25)
         elapsed = (now_ns() - started) * 1e-9
     finally:
-        for n in (console, patient):
+        for n in (*consoles, patient):
             n.interrupt()
-        for n in (console, patient):
+        for n in (*consoles, patient):
             n.wait(STOP_TIMEOUT_S)
         record = recording.stop() if recording is not None else None
         if rig is not None:
@@ -157,6 +225,9 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
                             link_profile=rig.profile.name if rig else None,
                             emulators=emulators, cuts=schedule.done)
     summary["security"] = security_section(opts.insecure, patient.report())
+    if opts.backup:
+        summary["backup"] = backup_section(consoles[-1].report(), opts.takeover_at_s,
+                                           took_over_s)
     if record is not None:
         summary["record"] = record
     video = video_summary(patient.report().get("video"), console.report().get("video"))

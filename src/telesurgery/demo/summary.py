@@ -14,14 +14,16 @@ def build_summary(duration_s: float, patient: dict[str, Any], console: dict[str,
     ``control.applied`` counts commands the safety supervisor accepted as the arm's
     setpoint; ``applied_by_tick`` counts those a servo tick then used (a setpoint
     replaced by a newer one within the same 1 ms period is superseded, not lost).
-    ``rate_hz`` is pose commands sent per arm per second of streaming; the safety
+    ``rate_hz`` is pose commands sent per arm per second of streaming (while the console
+    could drive: ``driving_s``); the safety
     ``state`` is the supervisor's when the run ended (before the robot was disabled).
     ``link`` is ``link_section`` of the patient's path figures.
     """
     safety = patient.get("safety", {})
     arms = max(1, len(patient.get("registration", {})))
     sent = int(console.get("sent", 0))
-    streaming = float(console.get("streaming_s", 0.0))
+    # While it held control: a console that lost it stops sending (console.control).
+    streaming = float(console.get("driving_s") or console.get("streaming_s", 0.0))
     accepted = int(safety.get("accepted", 0))
     control = {
         "rate_hz": round(console.get("sent_servo_cp", 0) / arms / streaming, 1)
@@ -56,16 +58,31 @@ def build_summary(duration_s: float, patient: dict[str, Any], console: dict[str,
 
 def security_section(insecure: bool, patient: dict[str, Any]) -> dict[str, Any]:
     """The summary's ``security``: ``mtls`` as the patient node ran it, ``insecure`` as
-    asked (``--insecure``), ``owner`` the certificate whose commands the patient accepted
-    last (null when insecure), whether commands had to carry tags, the control paths
-    without TLS (``plain_paths``: emulated datagram paths), keys agreed and key offers
-    refused."""
+    asked (``--insecure``), ``owner`` the console holding control when the run ended (its
+    certificate's common name; ``role:session`` when insecure; ``bedside`` when control lay
+    with the bedside and no console drove), ``handovers``: changes of owner, whether
+    commands had to carry tags, the control paths without TLS (``plain_paths``: emulated
+    datagram paths), keys agreed and key offers refused."""
     sec = patient.get("security", {})
     return {"mtls": bool(sec.get("mtls", False)), "insecure": insecure,
-            "owner": sec.get("owner"), "command_tags": bool(sec.get("command_tags", False)),
+            "owner": sec.get("owner"), "handovers": int(sec.get("handovers", 0)),
+            "command_tags": bool(sec.get("command_tags", False)),
             "plain_paths": sec.get("plain_paths", []),
             "keys_agreed": sec.get("keys_agreed", 0),
             "offers_refused": sec.get("offers_refused", {})}
+
+
+def backup_section(backup: dict[str, Any], takeover_at_s: float | None,
+                   took_over_s: float | None) -> dict[str, Any]:
+    """The summary's ``backup`` (the bedside console, ``demo --backup``): the drill's
+    take-over time asked for and when the demo signalled it [s into the run], commands the
+    backup sent, how long it drove [s], whether it held control at the end, and its
+    control actions sent."""
+    control = backup.get("control", {})
+    return {"takeover_at_s": takeover_at_s, "signalled_at_s": took_over_s,
+            "sent": int(backup.get("sent", 0)), "driving_s": backup.get("driving_s", 0.0),
+            "holds_control": bool(control.get("holds", False)),
+            "actions": control.get("sent", {})}
 
 
 def _pick(d: dict[str, Any], *names: str) -> dict[str, Any]:

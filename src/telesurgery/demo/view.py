@@ -37,6 +37,10 @@ def render_status(monitor: Monitor, elapsed_s: float, duration_s: float | None) 
     t.add_row("nodes", ", ".join(sorted(monitor.present)) or "-")
     t.add_row("security", security_text(patient.get("security")))
     t.add_row("safety", Text(state, style=_STATE_STYLE.get(state, "")))
+    control = patient.get("control")
+    if control:
+        t.add_row("control", control_text(control.get("owner"), control.get("handovers"),
+                                          [r.get("name") for r in control.get("requests", [])]))
     streaming = float(console.get("streaming_s", 0.0))
     rate = (f"{console.get('sent_servo_cp', 0) / max(1, console.get('arms', 1)) / streaming:.1f}"
             " Hz per arm" if streaming > 0 else "-")
@@ -122,6 +126,18 @@ def security_text(sec: dict[str, Any] | None) -> Text:
     return text
 
 
+def control_text(owner: str | None, handovers: int | None, requests: list[Any]) -> Text:
+    """Who holds control (bold yellow when the bedside took it), the handovers so far and
+    the consoles waiting for a grant."""
+    name = owner or "nobody yet"
+    text = Text(name, style="bold yellow" if name.startswith(("backup:", "bedside"))
+                else "bold")
+    text.append(f", {handovers or 0} handover{'' if handovers == 1 else 's'}")
+    if requests:
+        text.append(f"; waiting for a grant: {', '.join(str(r) for r in requests)}")
+    return text
+
+
 def render_summary(summary: dict[str, Any]) -> Table:
     """The summary JSON as a table a person reads at a glance."""
     c = summary.get("control", {})
@@ -138,6 +154,13 @@ def render_summary(summary: dict[str, Any]) -> Table:
     t.add_row("safety", f"{s.get('state', '?')}, holds {s.get('holds', 0)}, "
                         f"faults {s.get('faults', 0)}")
     t.add_row("security", security_text(summary.get("security")))
+    sec = summary.get("security") or {}
+    backup = summary.get("backup")
+    if backup is not None or sec.get("handovers"):
+        text = control_text(sec.get("owner"), sec.get("handovers"), [])
+        if backup is not None and backup.get("signalled_at_s") is not None:
+            text.append(f"; bedside take-over at {backup['signalled_at_s']:.1f} s")
+        t.add_row("control", text)
     link = summary.get("link", {})
     for name, p in link.get("paths", {}).items():
         t.add_row(f"path {name}", f"RTT p50 {_p50(p.get('rtt_ms'))} ms, loss "
