@@ -218,6 +218,15 @@ class ControlClient:
 
     # ---- actions ------------------------------------------------------------------
 
+    @property
+    def matched(self) -> bool:
+        """True while someone (the patient node) subscribes to both control keys."""
+        return all(self._matched(key) for key in self._pubs)
+
+    def _matched(self, key: str) -> bool:
+        status: Any = self._pubs[key].matching_status  # the stubs say bool; 1.10: an object
+        return bool(status.matching)
+
     def request(self) -> Message:
         """Ask for control; the bedside sees the request and may grant it."""
         return self._send(self._request_key, ControlAction.REQUEST)
@@ -250,8 +259,7 @@ class ControlClient:
             raise OwnershipError("not_ready", "no command key is agreed with the patient "
                                  "node yet; try again once it is (the HUD shows the patient)")
         pub = self._pubs[key]
-        status: Any = pub.matching_status  # the stubs say bool; 1.10 returns an object
-        if not status.matching:
+        if not self._matched(key):
             raise OwnershipError("no_patient", f"no patient node listens on {key}; is it "
                                  "running in this session?")
         with self._lock:
