@@ -45,6 +45,8 @@ def test_the_first_console_claims_an_open_robot_and_nobody_else_commands() -> No
     assert o.owner == ROSSI
     assert not o.is_open
     assert [(h.previous, h.owner) for h in log] == [(None, ROSSI)]
+    assert log[0].first
+    assert log[0].as_dict()["previous"] is None, "nobody held control before the first"
 
 
 def test_the_bedside_takes_over_at_once_and_grants_only_what_was_asked() -> None:
@@ -92,6 +94,7 @@ def test_a_lost_owner_leaves_control_with_the_bedside() -> None:
     assert h is not None
     assert (h.previous, h.owner) == (ROSSI, None)
     assert o.announcement(h)["owner"] == "bedside"
+    assert h.as_dict()["previous"] == "surgeon:dr-rossi"
     assert [o.admits(ROSSI), o.admits(CHEN)] == [False, False], "surgeons must ask the bedside"
     assert o.admits(BEDSIDE), "a bedside console drives what lies with the bedside"
     assert [h.owner for h in log] == [ROSSI, None, BEDSIDE]

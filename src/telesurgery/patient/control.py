@@ -193,7 +193,8 @@ class PatientControl:
                 break
             changed = True
             self._last = h
-            log.warning("control: %s -> %s (%s)", name_of(h.previous), name_of(h.owner), h.reason)
+            log.warning("control: %s -> %s (%s)", h.previous_name or "nobody",
+                        name_of(h.owner), h.reason)
             if self._audit is not None:
                 self._audit.handover(h)
         if (changed or now >= self._next_announce) and self._owner_pub is not None:

@@ -60,17 +60,25 @@ BEDSIDE_NAME = "bedside"
 @dataclass(frozen=True, slots=True)
 class Handover:
     """One change of owner: from ``previous`` to ``owner`` (None: the bedside, no console
-    driving), asked for by ``by``, at ``at_ns`` [ns], with the ``reason`` in words."""
+    driving; for ``previous``, nobody at all when ``first``), asked for by ``by``, at
+    ``at_ns`` [ns], with the ``reason`` in words."""
 
     previous: Party | None
     owner: Party | None
     by: Party | None
     reason: str
     at_ns: int
+    first: bool = False
+    """The first owner of the session: nobody held control before."""
+
+    @property
+    def previous_name(self) -> str | None:
+        """The previous owner's name (None before the first owner)."""
+        return None if self.first else name_of(self.previous)
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready, for the owner announcement and the audit trail."""
-        return {"owner": name_of(self.owner), "previous": name_of(self.previous),
+        return {"owner": name_of(self.owner), "previous": self.previous_name,
                 "by": name_of(self.by), "reason": self.reason,
                 "session": None if self.owner is None else f"{self.owner.session:016x}",
                 "previous_session": (None if self.previous is None
@@ -189,7 +197,7 @@ class Ownership:
 
     def _change(self, owner: Party | None, by: Party | None, reason: str) -> Handover:
         now = self._clock()
-        h = Handover(self._owner, owner, by, reason, now)
+        h = Handover(self._owner, owner, by, reason, now, first=self._open)
         self._owner, self._open, self._since_ns = owner, False, now
         if owner is not None:
             self._requests.pop(owner.session, None)
@@ -207,7 +215,7 @@ class Ownership:
             "owner": None if open_ else name_of(owner),
             "role": None if owner is None else owner.role.value,
             "session": None if owner is None else f"{owner.session:016x}",
-            "previous": None if last is None else name_of(last.previous),
+            "previous": None if last is None else last.previous_name,
             "reason": "nobody has claimed control yet" if last is None else last.reason,
             "handovers": self.handovers,
             "requests": [{"name": p.name, "session": f"{p.session:016x}"} for p in requests],
