@@ -11,8 +11,8 @@ import pytest
 
 from telesurgery.demo.monitor import Monitor
 from telesurgery.demo.processes import NodeProcess, free_port
-from telesurgery.demo.run import connect_monitor
-from telesurgery.security.node import DEMO_SURGEON, Site, throwaway_site
+from telesurgery.demo.run import DEMO_BACKUP, connect_monitor
+from telesurgery.security.node import DEMO_MEMBERS, DEMO_SURGEON, Site, throwaway_site
 from telesurgery.security.pki import Role
 from telesurgery.transport.codec import MeasuredCP, Message, SafetyEvent
 from telesurgery.transport.session import RejectCounter, subscribe
@@ -71,11 +71,14 @@ class Cluster:
     site: Site
     consoles: list[NodeProcess] = field(default_factory=list)
 
-    def start_console(self, *extra: str) -> NodeProcess:
+    def start_console(self, *extra: str, role: Role = Role.SURGEON) -> NodeProcess:
+        """A surgeon console (``console``), or the bedside's (``backup``)."""
         name = f"console{len(self.consoles)}"
-        node = NodeProcess(name, ["console", "--session", "it", "--mode", "peer",
+        verb, person = (("backup", DEMO_BACKUP) if role is Role.BACKUP
+                        else ("console", DEMO_SURGEON))
+        node = NodeProcess(name, [verb, "--session", "it", "--mode", "peer",
                                   "--connect", self.router_ep,
-                                  *self.site.args(Role.SURGEON, DEMO_SURGEON), *extra],
+                                  *self.site.args(role, person), *extra],
                            self.workdir)
         node.start()
         self.consoles.append(node)
@@ -86,7 +89,8 @@ class Cluster:
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     """A router and a patient node (session ``it``), and a watcher subscribed to them, on a
     throwaway site PKI (mutual TLS, access control, tagged commands)."""
-    site = throwaway_site(tmp_path / "security", "it")
+    site = throwaway_site(tmp_path / "security", "it",
+                          {**DEMO_MEMBERS, Role.BACKUP: (DEMO_BACKUP,)})
     router_ep = f"tcp/127.0.0.1:{free_port()}"
     patient_ep = f"tcp/127.0.0.1:{free_port()}"
     router = NodeProcess("router", ["router", "--listen", router_ep,

@@ -13,6 +13,7 @@ import pytest
 from telesurgery.clock import now_ns
 from telesurgery.config import SafetyConfig
 from telesurgery.demo.run import DemoOptions, run_demo
+from telesurgery.security.pki import Role
 from telesurgery.transport.codec import SafetyEvent
 from telesurgery.types import SafetyState
 
@@ -41,7 +42,7 @@ def test_ten_seconds_at_1khz_applies_every_command_in_order(tmp_path: Path) -> N
     assert summary["safety"]["faults"] == 0
 
 
-def test_killed_console_holds_and_a_new_console_re_engages_without_a_jump(
+def test_killed_console_holds_and_the_bedside_console_re_engages_without_a_jump(
         cluster: Cluster) -> None:
     trace = cluster.trace
     first = cluster.start_console("--device", "scripted", "--trajectory", str(TRAJECTORY))
@@ -59,8 +60,13 @@ def test_killed_console_holds_and_a_new_console_re_engages_without_a_jump(
     assert isinstance(hold.body, SafetyEvent)
     assert "watchdog" in hold.body.reason
 
-    second = cluster.start_console("--device", "scripted", "--trajectory", str(TRAJECTORY))
+    # The dead owner's control passes to the bedside (after safety.owner_lost_ms): a new
+    # surgeon console would need the bedside's grant; the bedside console drives at once.
+    second = cluster.start_console("--device", "scripted", "--trajectory", str(TRAJECTORY),
+                                   role=Role.BACKUP)
     engaged = trace.wait_state(SafetyState.ENGAGED, after=hold.sent_ns, timeout_s=60.0)
+    assert (engaged.sent_ns - killed) * 1e-6 >= SAFETY.owner_lost_ms, \
+        "the bedside drove before the owner was lost"
     after = threading.Event()
     after.wait(1.0)
     assert second.alive()
