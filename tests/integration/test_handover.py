@@ -6,7 +6,9 @@ mid-motion from its page and the instruments stop where they are, without a jump
 surgeon asks for control back, the bedside grants it and the surgeon's autopilot moves the
 instruments again; the bedside takes over once more and is killed: control passes to the
 bedside with nobody driving. The owner is read as every console reads it, on
-``control/owner``; the tool tips from the patient's measured state.
+``control/owner``; the tool tips from the patient's measured state. The bedside page in
+headless Chromium (the system's, never a downloaded one) shows its role's buttons, and its
+Take control button, its Grant control button and the key T change the announced owner.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import aiohttp
 import pytest
 import zenoh
 
+from telesurgery.bench.page import CHROMIUM_ARGS
 from telesurgery.clock import now_ns
 from telesurgery.config import SafetyConfig, ZenohConfig
 from telesurgery.console.control import OwnerView
@@ -48,6 +51,7 @@ ARMS = ("psm1", "psm2")
 SURGEON = f"surgeon:{DEMO_SURGEON}"
 BEDSIDE = f"backup:{DEMO_BACKUP}"
 SAFETY = SafetyConfig()
+CHROMIUM = Path("/usr/bin/chromium")
 MAX_STEP_M = SAFETY.max_linear_speed_m_s * (1.0 / 500.0) * 3 + 1e-4
 """The most a tool tip moves between two state samples (500 Hz) under the speed limit, with
 a lost sample or two."""
@@ -271,3 +275,56 @@ def test_the_demo_drill_hands_over_and_the_summary_says_so(tmp_path: Path) -> No
     # Only the few commands in flight while the owner changed were refused.
     refused = summary["control"]["rejected_by_reason"].get("wrong_session", 0)
     assert refused < 500, summary["control"]["rejected_by_reason"]
+
+
+def test_the_bedside_page_takes_control_and_grants_it(rig: Rig) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists():
+        pytest.skip("the system Chromium (/usr/bin/chromium) is not installed")
+    watch = rig.watch
+    watch.wait_owner(lambda v: v.owner == SURGEON, 0, "the surgeon's claim")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
+        try:
+            page = browser.new_page()
+            url = f"http://127.0.0.1:{rig.pages['backup']}/"
+            deadline = now_ns() + int(WAIT_S * 1e9)
+            while True:  # the backup console may still be starting
+                try:
+                    page.goto(url)
+                    break
+                except sync_api.Error:
+                    assert now_ns() < deadline, "the backup page did not come up"
+                    _sleep(0.2)
+            timeout_ms = WAIT_S * 1000
+            page.wait_for_selector("#take:visible", timeout=timeout_ms)
+            assert not page.is_visible("#request")
+            assert page.is_disabled("#grant")  # nobody asks for control yet
+            page.wait_for_function(
+                "document.getElementById('hud-owner').textContent.startsWith("
+                f"'{SURGEON}')", timeout=timeout_ms)
+
+            clicked = now_ns()
+            page.click("#take")
+            watch.wait_owner(lambda v: v.owner == BEDSIDE, clicked, "the take-over")
+            page.wait_for_function(
+                "document.getElementById('hud-owner').textContent.startsWith("
+                f"'you ({BEDSIDE})')", timeout=timeout_ms)
+            assert "you have control" in str(page.text_content("#in-control"))
+
+            asked = now_ns()
+            rig.press("surgeon", "request_control")
+            page.wait_for_selector("#grant:enabled", timeout=timeout_ms)
+            assert SURGEON in str(page.text_content("#hud-requests"))
+            page.click("#grant")
+            watch.wait_owner(lambda v: v.owner == SURGEON, asked, "the grant")
+            page.wait_for_function(
+                "document.getElementById('hud-owner').textContent.startsWith("
+                f"'{SURGEON}')", timeout=timeout_ms)
+
+            # The key T is the same one action as the button.
+            pressed = now_ns()
+            page.keyboard.press("KeyT")
+            watch.wait_owner(lambda v: v.owner == BEDSIDE, pressed, "the take-over by key")
+        finally:
+            browser.close()
