@@ -58,6 +58,8 @@ def test_every_page_message_kind_parses() -> None:
                              "clutch": True})) == \
         HandInput("psm1", (1.0, 0.0, -0.5), (3.0, -2.0, 100.0), 0.5, 0.2, True)
     assert parse('{"t": "action", "a": "request_control"}') == PageAction(Action.REQUEST_CONTROL)
+    assert parse('{"t": "action", "a": "take_control"}') == PageAction(Action.TAKE_CONTROL)
+    assert parse('{"t": "action", "a": "grant_control"}') == PageAction(Action.GRANT_CONTROL)
 
 
 @pytest.mark.parametrize(("text", "says"), [
