@@ -49,7 +49,9 @@ def test_short_or_unknown_video_messages_are_refused() -> None:
 
 
 def test_every_page_message_kind_parses() -> None:
-    assert parse('{"t": "hello", "webcodecs": true}') == PageHello(True)
+    assert parse('{"t": "hello", "webcodecs": true}') == PageHello(True, fallback=True)
+    assert parse('{"t": "hello", "webcodecs": true, "fallback": false}') == PageHello(
+        True, fallback=False)
     assert parse('{"t": "pong", "id": 3, "at": 12.5}') == Pong(3, 12.5)
     assert parse('{"t": "frame", "i": 9, "rx": 1, "out": 2, "paint": 3, "shown": null}') == \
         FramePainted(9, 1.0, 2.0, 3.0, None)

@@ -30,6 +30,8 @@ import pytest
 from telesurgery.bench.page import CHROMIUM_ARGS
 from telesurgery.camera import CameraRenderer, RGBImage
 from telesurgery.config import ZenohConfig
+from telesurgery.console.web.protocol import VideoKind
+from telesurgery.console.web.server import FALLBACK_RESTARTS
 from telesurgery.demo.processes import NodeProcess, free_port
 from telesurgery.errors import TransportError
 from telesurgery.robots.sim.robot import SimRobot
@@ -216,18 +218,21 @@ def _run(coroutine: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return pool.submit(asyncio.run, coroutine()).result(timeout=WAIT_S)
 
 
-def _open(browser: Any, system: System, init_script: str | None = None) -> Any:
+def _open(browser: Any, system: System, init_script: str | None = None,
+          query: str = "") -> Any:
     page = browser.new_page()
     if init_script is not None:
         page.add_init_script(init_script)
-    page.goto(system.url)
+    page.goto(system.url + query)
     _wait(lambda: _painted(page), "the first painted frame")
     return page
 
 
 def test_the_page_paints_the_endoscope_with_webcodecs(browser: Any, system: System,
                                                       home_render: RGBImage) -> None:
-    page = _open(browser, system)
+    # WebCodecs whatever happens: on a starved machine the page would otherwise be switched
+    # to JPEG (tested below).
+    page = _open(browser, system, query="?codec=h264")
     try:
         assert page.evaluate("typeof VideoDecoder") == "function"
         # Cross-origin isolated: the page's paint times have fine-grained timers.
@@ -372,3 +377,30 @@ def test_bad_page_messages_are_counted_and_move_nothing(system: System) -> None:
         assert before is not None
         assert now is not None
         assert now.distance(before) < 0.001, arm
+
+
+def test_a_page_that_keeps_falling_behind_is_switched_to_jpeg(system: System) -> None:
+    """A page that restarts its H.264 stream again and again (a starved browser: each
+    restart costs an IDR) gets JPEG pictures, which it may skip one by one."""
+    fallbacks = system.status()["web"]["fallbacks_to_jpeg"]
+
+    async def fall_behind() -> tuple[dict[str, Any], int]:
+        async with aiohttp.ClientSession() as http, http.ws_connect(f"{system.url}ws") as ws:
+            await ws.send_str('{"t": "hello", "webcodecs": true}')
+            for _ in range(FALLBACK_RESTARTS):
+                await ws.send_str('{"t": "action", "a": "keyframe"}')
+            switched: dict[str, Any] | None = None
+            async for msg in ws:
+                if msg.type is aiohttp.WSMsgType.TEXT:
+                    data = json.loads(msg.data)
+                    if data.get("t") == "codec":
+                        switched = data
+                elif msg.type is aiohttp.WSMsgType.BINARY and switched is not None:
+                    return switched, int(msg.data[0])
+            raise AssertionError("the socket closed before a picture came")
+
+    switched, kind = _run(fall_behind)
+    assert switched["codec"] == "jpeg"
+    assert "restarted its H.264 stream" in switched["why"]
+    assert kind == VideoKind.JPEG
+    assert system.status()["web"]["fallbacks_to_jpeg"] == fallbacks + 1

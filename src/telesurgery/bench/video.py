@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from telesurgery.bench.machine import machine_info
 from telesurgery.bench.page import HeadlessPage, find_chromium
@@ -25,6 +25,8 @@ from telesurgery.demo.monitor import Monitor
 from telesurgery.demo.processes import free_port
 from telesurgery.demo.run import DemoOptions, run_demo
 from telesurgery.video.bench import DEFAULT_SIZES, bench_video
+
+PageCodec = Literal["auto", "h264", "jpeg"]
 
 TARGETS: Final = {
     "glass_to_glass_p50_ms": 8.0,
@@ -48,11 +50,13 @@ def _control(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: c[k] for k in keys if k in c}
 
 
-def demo_run(seconds: float, *, video: bool, page: HeadlessPage | None = None
-             ) -> dict[str, Any]:
-    """One headless demo of ``seconds`` [s]; the summary plus its CPU figures."""
+def demo_run(seconds: float, *, video: bool, page: HeadlessPage | None = None,
+             page_codec: PageCodec = "auto") -> dict[str, Any]:
+    """One headless demo of ``seconds`` [s]; the summary plus its CPU figures. The page
+    (if any) asks for ``page_codec``: ``auto`` (WebCodecs, JPEG if it keeps falling
+    behind), ``h264`` (WebCodecs only) or ``jpeg``."""
     port = free_port()
-    url = f"http://127.0.0.1:{port}/"
+    url = f"http://127.0.0.1:{port}/" + ("" if page_codec == "auto" else f"?codec={page_codec}")
 
     def open_page(monitor: Monitor, _elapsed_s: float) -> None:
         if page is not None and "console" in monitor.present:
@@ -74,9 +78,11 @@ def demo_run(seconds: float, *, video: bool, page: HeadlessPage | None = None
 
 def bench_video_suite(sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES, seconds: float = 5.0,
                       *, demo_s: float = 30.0, page: bool = False,
-                      chromium: Path | None = None) -> dict[str, Any]:
+                      chromium: Path | None = None,
+                      page_codec: PageCodec = "auto") -> dict[str, Any]:
     """Pipeline per size for ``seconds`` [s] each, then demos of ``demo_s`` [s] with video
-    (at the page if ``page``) and without; ``demo_s`` 0 skips them."""
+    (at the page if ``page``, asking for ``page_codec``) and without; ``demo_s`` 0 skips
+    them."""
     out: dict[str, Any] = {
         "what": "endoscope video: per-size pipeline (render, convert, encode, decode) in one "
                 "thread; then the headless demo (processes over Zenoh on loopback) with "
@@ -89,7 +95,7 @@ def bench_video_suite(sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES, seconds:
         return out
     if page:
         with HeadlessPage(find_chromium(chromium)) as browser:
-            with_video = demo_run(demo_s, video=True, page=browser)
+            with_video = demo_run(demo_s, video=True, page=browser, page_codec=page_codec)
     else:
         with_video = demo_run(demo_s, video=True)
     without = demo_run(demo_s, video=False)
@@ -105,6 +111,8 @@ def bench_video_suite(sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES, seconds:
     out["cpu_cores"] = {"video_on": with_video["cpu_cores"], "video_off": without["cpu_cores"]}
     if page:
         out["cpu_cores"]["note"] = "the browser's own CPU is not included"
+        out["end_to_end"]["page_codec_asked"] = page_codec
+
     return out
 
 

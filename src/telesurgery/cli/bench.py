@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 
@@ -66,17 +66,23 @@ def video(
                                        "Playwright; never downloads a browser).")] = False,
     chromium: Annotated[Path | None, typer.Option(help="Chromium executable (default: "
                                                   "the first on PATH).")] = None,
+    page_codec: Annotated[str, typer.Option(
+        help="What the page asks for: auto (WebCodecs, JPEG if it keeps falling behind), "
+             "h264 (WebCodecs only) or jpeg.")] = "auto",
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
 ) -> None:
     """Render, convert, encode, decode per size; then glass-to-glass, motion-to-photon,
     stages and CPU through the whole system, and the control loop with video on and off."""
     setup_logging(log_level)
-    from telesurgery.bench.video import bench_video_suite
+    from telesurgery.bench.video import PageCodec, bench_video_suite
     from telesurgery.video.bench import DEFAULT_SIZES
 
     sizes = [_size(s) for s in size] if size else list(DEFAULT_SIZES)
-    _emit(bench_video_suite(sizes, seconds, demo_s=demo, page=page, chromium=chromium),
-          json_path)
+    if page_codec not in ("auto", "h264", "jpeg"):
+        raise typer.BadParameter(f"{page_codec!r}: choose auto, h264 or jpeg",
+                                 param_hint="--page-codec")
+    _emit(bench_video_suite(sizes, seconds, demo_s=demo, page=page, chromium=chromium,
+                            page_codec=cast(PageCodec, page_codec)), json_path)
 
 
 @bench_app.command("security")

@@ -152,7 +152,8 @@ def video_summary(patient: Mapping[str, Any] | None,
     reported painted frames, else ``console-decoder``. Stages run in data-path
     order; ``command_to_snapshot`` is the control path plus the wait for the next
     frame, ``display_wait`` (page paint -> next display refresh) is reported beside
-    glass-to-glass, not in it.
+    glass-to-glass, not in it. ``page_fallbacks_to_jpeg`` counts pages switched from
+    H.264 to JPEG because they kept falling behind (with a page server only).
     """
     if not console or not patient:
         return None
@@ -167,7 +168,7 @@ def video_summary(patient: Mapping[str, Any] | None,
         "encode": sender_stages.get("encode", {}),
     }
     stages.update(book.get("stages_ms", {}))
-    return {
+    out: dict[str, Any] = {
         "width": patient.get("width"),
         "height": patient.get("height"),
         "fps": console.get("fps"),
@@ -182,6 +183,10 @@ def video_summary(patient: Mapping[str, Any] | None,
                    "lost": console.get("decoder", {}).get("lost", 0),
                    "keyframes": patient.get("keyframes", 0)},
     }
+    web = console.get("web")
+    if isinstance(web, Mapping):
+        out["page_fallbacks_to_jpeg"] = web.get("fallbacks_to_jpeg", 0)
+    return out
 
 
 __all__ = ["MAX_SPAN_NS", "CommandWait", "LatencyBook", "commands_first_shown",

@@ -14,7 +14,8 @@ Console -> page, binary, one video frame per message (little-endian)::
 Console -> page, text: ``hello`` (session, size, arms, whether the page drives
 them, the console's ``role``: ``surgeon`` or ``backup``, which decides the control
 buttons), ``ping`` (clock sync), ``hud`` (the heads-up display's numbers; ``owner``: who
-holds control, ``you`` when this console does, pending ``requests``, ``handovers``).
+holds control, ``you`` when this console does, pending ``requests``, ``handovers``),
+``codec`` (the console switched the page from H.264 to JPEG pictures, and ``why``).
 
 Page -> console, text (JSON objects, ``t`` names the kind; times are the
 page's ``performance.now()`` [ms]): ``hello`` (whether WebCodecs is there),
@@ -103,9 +104,12 @@ class Action(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class PageHello:
-    """The page's first message: whether it can decode H.264 itself (WebCodecs)."""
+    """The page's first message: whether it can decode H.264 itself (WebCodecs), and
+    whether the console may switch it to JPEG when it keeps falling behind (the page's
+    ``?codec=h264`` says no)."""
 
     webcodecs: bool
+    fallback: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +208,8 @@ def parse(text: str) -> PageMessage:
         raise CodecError(f"page message must be a JSON object, got {type(obj).__name__}")
     kind = obj.get("t")
     if kind == "hello":
-        return PageHello(_flag(obj, "webcodecs"))
+        return PageHello(_flag(obj, "webcodecs"),
+                         _flag(obj, "fallback") if "fallback" in obj else True)
     if kind == "pong":
         return Pong(_int(obj, "id"), _time(obj, "at"))
     if kind == "frame":

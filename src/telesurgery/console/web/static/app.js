@@ -34,8 +34,12 @@ const input = {
   nudge: [0, 0, 0], lastSent: 0, pad: null, padButtons: [],
 };
 
+// ?codec=h264 keeps WebCodecs whatever happens; ?codec=jpeg asks for JPEG pictures.
+const WANTED_CODEC = new URLSearchParams(location.search).get('codec');
+
 function hasWebCodecs() {
-  return typeof VideoDecoder === 'function' && typeof EncodedVideoChunk === 'function';
+  return WANTED_CODEC !== 'jpeg'
+    && typeof VideoDecoder === 'function' && typeof EncodedVideoChunk === 'function';
 }
 
 function send(obj) {
@@ -54,7 +58,7 @@ function connect() {
   ws.binaryType = 'arraybuffer';
   ws.onopen = () => {
     setText('conn', 'connected');
-    send({ t: 'hello', webcodecs: hasWebCodecs() });
+    send({ t: 'hello', webcodecs: hasWebCodecs(), fallback: WANTED_CODEC !== 'h264' });
   };
   ws.onmessage = (ev) => {
     if (typeof ev.data === 'string') onText(JSON.parse(ev.data));
@@ -71,6 +75,13 @@ function onText(msg) {
   if (msg.t === 'ping') send({ t: 'pong', id: msg.id, at: performance.now() });
   else if (msg.t === 'hud') showHud(msg);
   else if (msg.t === 'hello') onHello(msg);
+  else if (msg.t === 'codec') onCodec(msg);
+}
+
+function onCodec(msg) {
+  // The console switched this page to JPEG pictures: the H.264 decoder is not needed.
+  console.warn('video:', msg.why);
+  resetDecoder();
 }
 
 function onHello(msg) {
