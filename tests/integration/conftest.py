@@ -11,8 +11,8 @@ import pytest
 
 from telesurgery.demo.monitor import Monitor
 from telesurgery.demo.processes import NodeProcess, free_port
-from telesurgery.demo.run import DEMO_BACKUP, connect_monitor
-from telesurgery.security.node import DEMO_MEMBERS, DEMO_SURGEON, Site, throwaway_site
+from telesurgery.demo.run import DEMO_BACKUP, DEMO_MEMBERS_WITH_BACKUP, connect_monitor
+from telesurgery.security.node import DEMO_SURGEON, Site, throwaway_site
 from telesurgery.security.pki import Role
 from telesurgery.transport.codec import MeasuredCP, Message, SafetyEvent
 from telesurgery.transport.session import RejectCounter, subscribe
@@ -90,7 +90,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     """A router and a patient node (session ``it``), and a watcher subscribed to them, on a
     throwaway site PKI (mutual TLS, access control, tagged commands)."""
     site = throwaway_site(tmp_path / "security", "it",
-                          {**DEMO_MEMBERS, Role.BACKUP: (DEMO_BACKUP,)})
+                          DEMO_MEMBERS_WITH_BACKUP)
     router_ep = f"tcp/127.0.0.1:{free_port()}"
     patient_ep = f"tcp/127.0.0.1:{free_port()}"
     router = NodeProcess("router", ["router", "--listen", router_ep,

@@ -34,9 +34,15 @@ from telesurgery.clock import now_ns
 from telesurgery.config import SafetyConfig, ZenohConfig
 from telesurgery.console.control import OwnerView
 from telesurgery.demo.processes import NodeProcess, free_port
-from telesurgery.demo.run import DEMO_BACKUP, DemoOptions, run_demo, still_trajectory
+from telesurgery.demo.run import (
+    DEMO_BACKUP,
+    DEMO_MEMBERS_WITH_BACKUP,
+    DemoOptions,
+    run_demo,
+    still_trajectory,
+)
 from telesurgery.errors import TransportError
-from telesurgery.security.node import DEMO_MEMBERS, DEMO_SURGEON, throwaway_site
+from telesurgery.security.node import DEMO_SURGEON, throwaway_site
 from telesurgery.security.pki import Role
 from telesurgery.transport.codec import MeasuredCP, Message, Status
 from telesurgery.transport.keys import Keys
@@ -147,8 +153,7 @@ def _sleep(seconds: float) -> None:
 
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[Rig]:
-    site = throwaway_site(tmp_path / "security", SESSION,
-                          {**DEMO_MEMBERS, Role.BACKUP: (DEMO_BACKUP,)})
+    site = throwaway_site(tmp_path / "security", SESSION, DEMO_MEMBERS_WITH_BACKUP)
     patient_ep = f"tcp/127.0.0.1:{free_port()}"
     pages = {"surgeon": free_port(), "backup": free_port()}
     common = ["--session", SESSION, "--no-video", "--connect", patient_ep]

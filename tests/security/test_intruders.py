@@ -53,6 +53,7 @@ from telesurgery.transport.qos import Stream
 from telesurgery.transport.session import (
     RejectCounter,
     Security,
+    matching,
     new_session_id,
     open_session,
     subscribe,
@@ -277,8 +278,7 @@ class Intruder:
             congestion_control=zenoh.CongestionControl.BLOCK)
 
     def matched(self) -> bool:
-        status: object = self.pub.matching_status
-        return bool(getattr(status, "matching", False))
+        return matching(self.pub)
 
     def send(self, messages: Iterable[bytes]) -> None:
         """Put each of ``messages``, made as it is sent (so fresh stamps are fresh)."""
@@ -571,10 +571,7 @@ def test_a_surgeon_can_neither_take_control_nor_grant_it(rig: Rig) -> None:
             return Message(console.session_id, next(seq), now_ns(),
                            ControlRequest(what, role, target))
 
-        def matched() -> bool:
-            return bool(getattr(request.matching_status, "matching", False))
-
-        _wait(matched, "the patient's control subscriber")
+        _wait(lambda: matching(request), "the patient's control subscriber")
         grant.put(console.keys.seal(action(ControlAction.TAKE_OVER, "backup")))
         request.put(console.keys.seal(action(ControlAction.TAKE_OVER, "surgeon")))
         request.put(console.keys.seal(action(ControlAction.TAKE_OVER, "backup")))

@@ -36,8 +36,13 @@ from telesurgery.transport.codec import (
     encode,
 )
 from telesurgery.transport.keys import Keys
-from telesurgery.transport.qos import QOS, Stream
-from telesurgery.transport.session import RejectCounter, subscribe
+from telesurgery.transport.qos import Stream
+from telesurgery.transport.session import (
+    RejectCounter,
+    declare_publisher,
+    matching,
+    subscribe,
+)
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +162,6 @@ class ControlClient:
                  seal: Callable[[Message], bytes] = encode,
                  ready: Callable[[], bool] = lambda: True,
                  rejects: RejectCounter | None = None) -> None:
-        q = QOS[Stream.EVENT]
         self.role: ConsoleRole = role
         self.session_id = session_id
         self._seal = seal
@@ -166,21 +170,17 @@ class ControlClient:
         self._lock = threading.Lock()
         self._changed = threading.Condition()
         self._view: OwnerView | None = None
-        self._heard_ns = 0
         self.sent: Counter[str] = Counter()
         """Actions sent, by name (``request``, ``take_over``, ``grant``)."""
         self.rejects = rejects if rejects is not None else RejectCounter()
-        self._pubs = {
-            key: z.declare_publisher(key, priority=q.priority, express=q.express,
-                                     reliability=q.reliability,
-                                     congestion_control=q.congestion_control)
-            for key in (keys.control_request, keys.control_grant)}
+        self._pubs = {key: declare_publisher(z, key, Stream.EVENT)
+                      for key in (keys.control_request, keys.control_grant)}
         self._request_key, self._grant_key = keys.control_request, keys.control_grant
         self._sub = subscribe(z, keys.control_owner, self._on_owner, self.rejects)
 
     # ---- the owner ----------------------------------------------------------------
 
-    def _on_owner(self, msg: Message, received_ns: int) -> None:
+    def _on_owner(self, msg: Message, _received_ns: int) -> None:
         if not isinstance(msg.body, Status):
             return
         try:
@@ -189,7 +189,7 @@ class ControlClient:
             self.rejects.add("control/owner", exc)
             return
         with self._changed:
-            previous, self._view, self._heard_ns = self._view, view, received_ns
+            previous, self._view = self._view, view
             self._changed.notify_all()
         if previous is None or previous.holds(self.session_id) != view.holds(self.session_id):
             log.warning("control: %s (%s)", "this console holds control"
@@ -221,11 +221,7 @@ class ControlClient:
     @property
     def matched(self) -> bool:
         """True while someone (the patient node) subscribes to both control keys."""
-        return all(self._matched(key) for key in self._pubs)
-
-    def _matched(self, key: str) -> bool:
-        status: Any = self._pubs[key].matching_status  # the stubs say bool; 1.10: an object
-        return bool(status.matching)
+        return all(matching(pub) for pub in self._pubs.values())
 
     def request(self) -> Message:
         """Ask for control; the bedside sees the request and may grant it."""
@@ -259,7 +255,7 @@ class ControlClient:
             raise OwnershipError("not_ready", "no command key is agreed with the patient "
                                  "node yet; try again once it is (the HUD shows the patient)")
         pub = self._pubs[key]
-        if not self._matched(key):
+        if not matching(pub):
             raise OwnershipError("no_patient", f"no patient node listens on {key}; is it "
                                  "running in this session?")
         with self._lock:

@@ -50,6 +50,8 @@ STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 DEMO_BACKUP = "bedside-team"
 """The name of the demo's backup console certificate (``backup:bedside-team``)."""
+DEMO_MEMBERS_WITH_BACKUP = {**DEMO_MEMBERS, Role.BACKUP: (DEMO_BACKUP,)}
+"""The demo site's certificates with the bedside console's (``--backup``)."""
 STILL_HAND_S = 10_000_000.0
 """How long [s] the headless backup console's hand holds still (for good, in practice)."""
 
@@ -128,7 +130,7 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
     patient_ep = f"tcp/127.0.0.1:{free_port()}"
     common = ["--session", opts.session, "--log-level", opts.log_level,
               *([] if opts.video else ["--no-video"])]
-    members = {**DEMO_MEMBERS, Role.BACKUP: (DEMO_BACKUP,)} if opts.backup else DEMO_MEMBERS
+    members = DEMO_MEMBERS_WITH_BACKUP if opts.backup else DEMO_MEMBERS
     site = None if opts.insecure else throwaway_site(workdir / "security", opts.session,
                                                      members)
     rig = LinkRig(opts.link, workdir) if opts.link else None

@@ -206,9 +206,9 @@ class PatientControl:
         if owner is None or sup is None:
             return
         heard = max(sup.last_valid_ns(owner.session) or 0, self.ownership.since_ns())
-        quiet_ms = (now - heard) * 1e-6
-        if quiet_ms * 1e6 <= self._lost_ns:
+        if now - heard <= self._lost_ns:
             return
+        quiet_ms = (now - heard) * 1e-6
         h = self.ownership.lose(owner.session, f"{owner.name} silent for {quiet_ms:.0f} ms "
                                 f"(limit {self._lost_ns * 1e-6:g} ms): control lies with "
                                 "the bedside")

@@ -38,7 +38,8 @@ from telesurgery.security.zenoh_tls import apply_settings, tls_settings
 from telesurgery.stats import Samples
 from telesurgery.transport.codec import Message, ServoCP, decode, encode
 from telesurgery.transport.keys import Keys
-from telesurgery.transport.qos import QOS, Stream
+from telesurgery.transport.qos import Stream
+from telesurgery.transport.session import declare_publisher
 from telesurgery.types import Pose
 
 MODES = ("tcp", "mtls", "mtls_acl")
@@ -72,10 +73,7 @@ def _open(listen: list[str], connect: list[str], settings: Mapping[str, str]) ->
 
 
 def _publisher(session: zenoh.Session, key: str) -> zenoh.Publisher:
-    q = QOS[Stream.COMMAND]
-    return session.declare_publisher(key, priority=q.priority, express=q.express,
-                                     reliability=q.reliability,
-                                     congestion_control=q.congestion_control)
+    return declare_publisher(session, key, Stream.COMMAND)
 
 
 def _pong(listen: str, settings: dict[str, str], stop: MpEvent) -> None:

@@ -45,11 +45,13 @@ from telesurgery.config import PathConfig, ZenohConfig
 from telesurgery.errors import TransportError
 from telesurgery.stats import summarize
 from telesurgery.transport.codec import AnyBody, Message, encode
-from telesurgery.transport.qos import QOS, Stream
+from telesurgery.transport.qos import Stream
 from telesurgery.transport.session import (
     Gate,
     RejectCounter,
     Security,
+    declare_publisher,
+    matching,
     subscribe,
     zenoh_config,
 )
@@ -134,18 +136,12 @@ class MultiPublisher:
 
     def __init__(self, sessions: Mapping[str, zenoh.Session], key: str, stream: Stream,
                  session_id: int, seal: Callable[[Message], bytes] = encode) -> None:
-        q = QOS[stream]
         self.key = key
         self._seal = seal
         self._session_id = session_id
         self._seq = 0
         self._lock = threading.Lock()
-        self._pubs = {
-            name: z.declare_publisher(key, priority=q.priority, express=q.express,
-                                      reliability=q.reliability,
-                                      congestion_control=q.congestion_control)
-            for name, z in sessions.items()
-        }
+        self._pubs = {name: declare_publisher(z, key, stream) for name, z in sessions.items()}
         self.errors = dict.fromkeys(self._pubs, 0)
         """Puts that failed, per path."""
 
@@ -156,13 +152,7 @@ class MultiPublisher:
 
     def matched_paths(self) -> list[str]:
         """The paths on which at least one subscriber matches this key now."""
-        # The stubs say bool; zenoh-python 1.10 returns a MatchingStatus object.
-        out = []
-        for name, pub in self._pubs.items():
-            status: Any = pub.matching_status
-            if status.matching:
-                out.append(name)
-        return out
+        return [name for name, pub in self._pubs.items() if matching(pub)]
 
     @property
     def matched(self) -> bool:

@@ -79,19 +79,30 @@ def new_session_id() -> int:
     return random.SystemRandom().getrandbits(64)
 
 
+def declare_publisher(session: zenoh.Session, key: str, stream: Stream) -> zenoh.Publisher:
+    """A Zenoh publisher on ``key`` with ``stream``'s QoS."""
+    q = QOS[stream]
+    return session.declare_publisher(key, priority=q.priority, express=q.express,
+                                     reliability=q.reliability,
+                                     congestion_control=q.congestion_control)
+
+
+def matching(pub: zenoh.Publisher) -> bool:
+    """True while at least one subscriber (local or remote) matches ``pub``'s key."""
+    # The stubs say bool; zenoh-python 1.10 returns a MatchingStatus object.
+    status: Any = pub.matching_status
+    return bool(status.matching)
+
+
 class Publisher:
     """Publishes codec bodies on one key with the stream's QoS, numbering them 1, 2, ..."""
 
     def __init__(self, session: zenoh.Session, key: str, stream: Stream, session_id: int) -> None:
-        q = QOS[stream]
         self.key = key
         self._session_id = session_id
         self._seq = 0
         self._lock = threading.Lock()
-        self._pub = session.declare_publisher(
-            key, priority=q.priority, express=q.express, reliability=q.reliability,
-            congestion_control=q.congestion_control,
-        )
+        self._pub = declare_publisher(session, key, stream)
 
     @property
     def seq(self) -> int:
@@ -101,9 +112,7 @@ class Publisher:
     @property
     def matched(self) -> bool:
         """True while at least one subscriber (local or remote) matches this key."""
-        # The stubs say bool; zenoh-python 1.10 returns a MatchingStatus object.
-        status: Any = self._pub.matching_status
-        return bool(status.matching)
+        return matching(self._pub)
 
     def put(self, body: AnyBody) -> Message:
         """Stamp ``body`` with the next sequence number and the send time, and publish it."""

@@ -194,7 +194,6 @@ class _Page:
     restarts: collections.deque[int] = field(
         default_factory=lambda: collections.deque(maxlen=FALLBACK_RESTARTS))
     """When [ns] the page last fell behind and restarted at an IDR."""
-    fell_back: bool = False
     may_fall_back: bool = True
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: int = 0
@@ -538,10 +537,11 @@ class WebConsole:
         """Count a restart of ``page``'s H.264 stream; True when that switched the page
         to JPEG (it fell behind too often to catch up with IDRs)."""
         page.restarts.append(now)
-        if (page.fell_back or not page.may_fall_back or len(page.restarts) < FALLBACK_RESTARTS
+        # Only a page on H.264 can fall back: one on JPEG already counts among _jpeg_pages.
+        if (page.webcodecs is not True or not page.may_fall_back
+                or len(page.restarts) < FALLBACK_RESTARTS
                 or now - page.restarts[0] > FALLBACK_WINDOW_S * 1e9):
             return False
-        page.fell_back = True
         page.webcodecs = False
         page.needs_key = False
         page.sent.clear()
