@@ -36,7 +36,7 @@ def test_the_demo_runs_mutual_tls_and_tagged_commands_by_default(tmp_path: Path)
     assert sec["command_tags"] is True
     assert sec["owner"] == "surgeon:dr-rossi"
     assert sec["keys_agreed"] == 1
-    assert sec["offers_refused"] == {}
+    assert sec["offers_refused"] == {"session_taken": 0, "identity_in_use": 0, "superseded": 0}
     assert "INSECURE" not in err
     control = data["control"]
     assert control["applied"] > 0

@@ -11,6 +11,8 @@ import pytest
 
 from telesurgery.errors import AuthError
 from telesurgery.security.handshake import (
+    IDENTITY_LIVE_S,
+    MAX_BINDINGS,
     Credentials,
     Initiator,
     Responder,
@@ -48,9 +50,11 @@ def test_both_ends_agree_one_key_and_know_who_the_other_is(site_pki: Pki) -> Non
     assert agreement.common_name == "surgeon:dr-rossi"
     # The offer sent again (the console resends until answered) keeps the same key.
     assert patient.answer(_offer(console)).key == key
-    # A new handshake of the same console gives a different key.
-    again = Initiator(_creds(site_pki, Role.SURGEON, "dr-rossi"), SESSION, CONSOLE)
-    assert patient.answer(_offer(again)).key != key
+    assert patient.bound_to(CONSOLE) is agreement
+    # A new handshake of the same console session is refused: the id is bound to the
+    # first offer (below); a console that restarts comes back under a new session id.
+    again = Initiator(_creds(site_pki, Role.SURGEON, "dr-rossi"), SESSION, CONSOLE + 1)
+    assert patient.answer(_offer(again), now_ns=10**18).key != key
 
 
 def test_backup_may_agree_a_key_observer_recorder_and_router_may_not(site_pki: Pki) -> None:
@@ -99,7 +103,8 @@ def test_revocation_is_read_again_while_running(tmp_path: Path) -> None:
     pki.revoke(Role.SURGEON, "dr-bianchi")
     assert patient_creds.revoked.refresh()
     # Even the offer answered before is refused now, and so is any new one.
-    for initiator in (console, Initiator(console_creds, SESSION, CONSOLE + 1)):
+    for initiator in (console, Initiator(console_creds, SESSION, CONSOLE + 1),
+                      Initiator(console_creds, SESSION, CONSOLE + 2)):
         with pytest.raises(AuthError) as info:
             patient.answer(_offer(initiator))
         assert info.value.reason == "revoked"
@@ -157,3 +162,62 @@ def test_identity_files_load_as_credentials(site_pki: Pki) -> None:
     creds = Credentials.load(Identity.from_dir(ident.certificate.parent))
     assert creds.common_name == "surgeon:dr-rossi"
     assert not creds.revoked.serials
+
+
+def test_a_session_id_stays_bound_to_the_offer_that_first_agreed_its_key(
+        site_pki: Pki) -> None:
+    """The squatting attack (issue 9, D1): a surgeon's certificate reads the bedside
+    console's session id on control/owner and offers a key under it."""
+    patient = Responder(_creds(site_pki, Role.ROBOT, "patient"), SESSION, PATIENT)
+    bedside = Initiator(_creds(site_pki, Role.BACKUP, "bedside"), SESSION, CONSOLE)
+    bound = patient.answer(_offer(bedside), now_ns=0)
+    squatters = (Initiator(_creds(site_pki, Role.SURGEON, "dr-rossi"), SESSION, CONSOLE),
+                 # Even the same certificate with another ephemeral key (a stolen copy).
+                 Initiator(_creds(site_pki, Role.BACKUP, "bedside"), SESSION, CONSOLE))
+    for squatter in squatters:
+        with pytest.raises(AuthError) as info:
+            patient.answer(_offer(squatter), now_ns=10**12)
+        assert info.value.reason == "session_taken"
+    assert patient.bound_to(CONSOLE) is bound
+    # Long after, the bedside's own offer (its keep-alive) still gets its key back.
+    assert patient.answer(_offer(bedside), now_ns=10**13) is bound
+
+
+def test_one_session_per_certificate_while_it_runs_then_a_restart_replaces_it(
+        site_pki: Pki) -> None:
+    rossi = _creds(site_pki, Role.SURGEON, "dr-rossi")
+    patient = Responder(_creds(site_pki, Role.ROBOT, "patient"), SESSION, PATIENT)
+    first = Initiator(rossi, SESSION, CONSOLE)
+    patient.answer(_offer(first), now_ns=0)
+    live_ns = round(IDENTITY_LIVE_S * 1e9)
+    patient.answer(_offer(first), now_ns=live_ns)  # a keep-alive
+    second = Initiator(rossi, SESSION, CONSOLE + 1)
+    with pytest.raises(AuthError) as info:
+        patient.answer(_offer(second), now_ns=2 * live_ns)
+    assert info.value.reason == "identity_in_use"
+    # Another certificate is not held up by it.
+    patient.answer(_offer(Initiator(_creds(site_pki, Role.SURGEON, "dr-bianchi"), SESSION,
+                                    CONSOLE + 2)), now_ns=2 * live_ns)
+    # The first console went quiet (it stopped): the new session replaces it, and the old
+    # one's offer is refused from then on.
+    replaced = patient.answer(_offer(second), now_ns=2 * live_ns + 1)
+    assert replaced.console_session == CONSOLE + 1
+    with pytest.raises(AuthError) as info:
+        patient.answer(_offer(first), now_ns=2 * live_ns + 2)
+    assert info.value.reason == "superseded"
+
+
+def test_many_sessions_forget_retired_ids_first(site_pki: Pki) -> None:
+    rossi = _creds(site_pki, Role.SURGEON, "dr-rossi")
+    patient = Responder(_creds(site_pki, Role.ROBOT, "patient"), SESSION, PATIENT,
+                        live_s=0.0)
+    bedside = patient.answer(_offer(Initiator(_creds(site_pki, Role.BACKUP, "bedside"),
+                                              SESSION, 1)), now_ns=0)
+    # One at a time (each replacing the last), more than MAX_BINDINGS sessions of one
+    # certificate: the retired ids are forgotten, the bedside's binding stays.
+    offers = [_offer(Initiator(rossi, SESSION, 100 + i)) for i in range(MAX_BINDINGS + 5)]
+    for i, offer in enumerate(offers):
+        patient.answer(offer, now_ns=i + 1)
+    assert patient.bound_to(1) is bedside
+    assert patient.bound_to(100 + MAX_BINDINGS + 4) is not None
+    assert patient.bound_to(100) is None

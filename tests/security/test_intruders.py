@@ -238,6 +238,7 @@ class Console:
         self.session_id = new_session_id()
         self.keys = ConsoleKeys(self.z, KEYS, self.session_id, sec.credentials)
         self.sent: list[bytes] = []
+        self.closed = False
         self.pub = MultiPublisher({"direct": self.z}, KEYS.servo_cp(ARM), Stream.COMMAND,
                                   self.session_id, seal=self._seal)
 
@@ -257,6 +258,9 @@ class Console:
             rate.sleep()
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         self.keys.close()
         self.pub.close()
         self.z.close()
@@ -317,6 +321,7 @@ class Captured:
     sent: list[bytes]
     moved_m: float
     delivered: int
+    console: Console
 
     @property
     def session(self) -> int:
@@ -335,7 +340,7 @@ def captured(rig: Rig) -> Iterator[Captured]:
         console.drive(_stroke(rig.tip.latest(), STROKE_M))
         rig.held()  # the watchdog holds 50 ms after the last command arrived
         yield Captured(list(console.sent), rig.tip.moved_since(before),
-                       rig.received() - received)
+                       rig.received() - received, console)
     finally:
         console.close()
 
@@ -465,8 +470,10 @@ def test_untagged_commands_are_refused(rig: Rig, captured: Captured) -> None:
 
 
 def test_commands_of_a_previous_session_are_refused(rig: Rig, captured: Captured) -> None:
-    # The surgeon's console restarts: its new session agrees a new key, which ends the
-    # previous session's key; the router replays what it captured of the previous one.
+    # The surgeon's console restarts: its new session agrees a new key (once the old one
+    # has gone quiet), which ends the previous session's key; the router replays what it
+    # captured of the previous one.
+    captured.console.close()
     console = Console(rig, Role.SURGEON, "dr-rossi")
     try:
         console.ready()

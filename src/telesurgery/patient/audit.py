@@ -22,7 +22,9 @@ and its modes. Rejected commands are too many to record one by one: every
 ``SUMMARY_PERIOD_S`` (and at stop) the counts by reason are recorded when they
 changed since the last summary. Control ownership writes ``handover`` (each change of
 owner, both identities and who asked) and ``handover_request`` (a request now waiting
-for the bedside, or an action the rules refused).
+for the bedside, or an action the rules refused). Command authentication writes
+``key_agreed`` (a console session bound to a certificate) and ``key_refused`` (a key
+offer refused, once per console session and reason).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from telesurgery.errors import RecordingError
 from telesurgery.record.audit import AuditKind, AuditWriter
 from telesurgery.safety.checks import Reason
 from telesurgery.safety.ownership import Handover, Party
+from telesurgery.security.command_keys import KeyEvent
 from telesurgery.transport.codec import SafetyEvent
 from telesurgery.transport.pathwatch import Alarm
 from telesurgery.types import ArmMode, OperatingState, SafetyState
@@ -131,6 +134,11 @@ class PatientAudit:
         now waiting, or an action the rules refused (``outcome`` says which)."""
         self._append(AuditKind.HANDOVER_REQUEST, {**who.as_dict(), "action": action,
                                                   "outcome": outcome})
+
+    def key_event(self, ev: KeyEvent) -> None:
+        """Record a command key agreed or a key offer refused (a Zenoh thread)."""
+        self._append(AuditKind.KEY_AGREED if ev.reason is None else AuditKind.KEY_REFUSED,
+                     ev.as_dict())
 
     def poll(self, rejections: Mapping[Reason, int], now_s: float | None = None) -> None:
         """Summarise the rejections if ``SUMMARY_PERIOD_S`` [s] passed and they changed

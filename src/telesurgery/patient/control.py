@@ -92,19 +92,23 @@ class PatientControl:
     # ---- who is who ---------------------------------------------------------------
 
     def party(self, session: int) -> Party | None:
-        """Console ``session`` as ownership knows it (None: not a surgeon or backup)."""
+        """Console ``session`` as ownership knows it (None: not a surgeon or backup).
+
+        With security on, named on every call from the certificate its session is bound
+        to now (``PatientKeys``): a cached name never outlives the key behind it."""
+        bound = None if self._auth is None else self._auth.common_name(session)
+        if self._auth is not None and bound is None:
+            return None
         with self._lock:
             known = self._parties.get(session)
-            if known is not None:
+            if known is not None and (bound is None or known.name == bound):
                 return known
-            if self._auth is not None:
-                name = self._auth.common_name(session)
-                if name is None:
-                    return None
+            if bound is not None:
                 try:
-                    role = Role(name.split(":", 1)[0])
+                    role = Role(bound.split(":", 1)[0])
                 except ValueError:
                     return None
+                name = bound
             else:
                 role = self._claimed.get(session, Role.SURGEON)
                 name = f"{role.value}:{session:016x}"

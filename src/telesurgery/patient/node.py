@@ -122,7 +122,8 @@ class PatientNode:
         if self.security is not None:
             # Every command must carry a tag under a key agreed with a console certificate.
             self.auth = PatientKeys(z, keys, sid, self.security.credentials,
-                                    self.security.commanders(), self.supervisor.reject)
+                                    self.security.commanders(), self.supervisor.reject,
+                                    self.audit.key_event if self.audit else None)
         self.control.start(z, keys, sid, self.supervisor, self.auth, self.audit)
         link.subscribe_commands([k for arm in cfg.arms
                                  for k in (keys.servo_cp(arm), keys.jaw_servo_jp(arm))],

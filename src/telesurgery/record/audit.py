@@ -86,6 +86,8 @@ class AuditKind(enum.StrEnum):
 
 
 def canonical(obj: Any) -> bytes:
+    KEY_AGREED = "key_agreed"
+    KEY_REFUSED = "key_refused"
     """The canonical JSON bytes of ``obj``: sorted keys, no spaces, UTF-8, finite numbers."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False).encode("utf-8")

@@ -139,7 +139,9 @@ class Ownership:
         with self._lock:
             owner = self._owner
             if owner is not None:
-                return owner.session == who.session
+                # The whole party, not the session id alone: an id is a name anyone can
+                # read on control/owner, the certificate behind it is not.
+                return owner == who
             if self._open or who.role is Role.BACKUP:
                 self._change(who, who, "first command" if self._open
                              else "bedside console drives")
@@ -156,7 +158,7 @@ class Ownership:
             raise OwnershipError("not_backup", f"{who.name} may not take control: only a "
                                  "bedside (backup) console can; ask for it instead")
         with self._lock:
-            if self._owner is not None and self._owner.session == who.session:
+            if self._owner is not None and self._owner == who:
                 return None
             # A request made to the previous holder is not one the bedside has seen.
             self._requests.clear()
@@ -166,7 +168,7 @@ class Ownership:
         """``who`` asks for control; True if the request is new and now waits for the
         bedside's grant (False: it holds control already, or asked already)."""
         with self._lock:
-            if self._owner is not None and self._owner.session == who.session:
+            if self._owner is not None and self._owner == who:
                 return False
             if who.session in self._requests:
                 return False

@@ -3,9 +3,14 @@
 ``PatientKeys`` answers key offers (``control/key/offer``, ``control/key/accept`` on the
 node's main session) and is the gate every command passes before the dual-path layer:
 a command with no tag, a forged tag, the key of an unknown or previous session, or a
-replay is refused and counted through ``on_reject`` (the supervisor's counters).
-``ConsoleKeys`` offers a key until the patient node answers, seals every command under
-it, and offers again when it sees a new patient session (the node restarted).
+replay is refused and counted through ``on_reject`` (the supervisor's counters). Each
+console session id stays bound to the certificate and ephemeral key that first agreed a
+key for it (``handshake.Responder``); every agreement and every refused offer is handed
+to ``on_event`` (the audit trail).
+``ConsoleKeys`` offers a key, seals every command under it, and keeps resending the
+same offer for as long as it runs: until the patient node answers, then as a keep-alive
+that holds its identity and brings back a key the node has forgotten; it offers anew
+when it sees a new patient session (the node restarted).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import zenoh
@@ -21,10 +27,10 @@ import zenoh
 from telesurgery.clock import now_ns
 from telesurgery.errors import AuthError
 from telesurgery.safety.checks import Reason
-from telesurgery.security.handshake import Credentials, Initiator, Responder
+from telesurgery.security.handshake import Credentials, Initiator, Responder, certificate_name
 from telesurgery.security.pki import Role
 from telesurgery.security.tags import CommandVerifier, TagKey, seal
-from telesurgery.transport.codec import Message, encode
+from telesurgery.transport.codec import KeyOffer, Message, encode
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.qos import Stream
 from telesurgery.transport.session import Publisher, RejectCounter, subscribe
@@ -32,10 +38,32 @@ from telesurgery.transport.session import Publisher, RejectCounter, subscribe
 log = logging.getLogger(__name__)
 
 OFFER_RETRY_S = 0.2
-"""How often [s] a console sends its offer again until the patient node answers."""
+"""How often [s] a console sends its offer again: until the patient node answers, then
+as a keep-alive (``handshake.IDENTITY_LIVE_S`` must be several of these)."""
 CRL_CHECK_NS = 1_000_000_000
 """How often [ns] the patient node looks for a new revocation list while commands flow:
 a certificate revoked meanwhile loses its command key within this time."""
+BINDING_REFUSALS = ("session_taken", "identity_in_use", "superseded")
+"""Why ``handshake.Responder`` refuses an offer of a valid certificate."""
+_AUDITED_REFUSALS = 1024
+"""(console session, reason) pairs whose refusal was audited; a console resends a refused
+offer five times a second, and the trail needs it once."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEvent:
+    """A command key agreed (``reason`` None) or a key offer refused (``reason``: why, in
+    one word) for console session ``console_session`` [u64], by the certificate
+    ``common_name`` (None: a certificate that did not pass)."""
+
+    console_session: int
+    common_name: str | None
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        """JSON-ready, for the audit trail."""
+        return {"session": f"{self.console_session:016x}", "name": self.common_name,
+                "reason": self.reason}
 
 
 class PatientKeys:
@@ -43,13 +71,17 @@ class PatientKeys:
 
     ``commanders``: who may agree keys, by role (the access-control roster; None: any
     surgeon or backup of the site CA); ``on_reject(reason, message)`` counts each
-    refused command.
+    refused command; ``on_event`` gets each :class:`KeyEvent` (first refusal per console
+    session and reason).
     """
 
     def __init__(self, z: zenoh.Session, keys: Keys, session_id: int, creds: Credentials,
                  commanders: Mapping[Role, Sequence[str]] | None,
-                 on_reject: Callable[[Reason, Message], object]) -> None:
+                 on_reject: Callable[[Reason, Message], object],
+                 on_event: Callable[[KeyEvent], object] | None = None) -> None:
         self.verifier = CommandVerifier()
+        self._on_event = on_event
+        self._audited: set[tuple[int, str]] = set()
         self._creds = creds
         self._next_crl_check = 0
         self._responder = Responder(creds, keys.session, session_id, commanders)
@@ -65,21 +97,44 @@ class PatientKeys:
     def _on_offer(self, msg: Message, _received_ns: int) -> None:
         with self._lock:
             self._check_revocations()
+            before = self._responder.bound_to(msg.session)
             try:
-                agreement = self._responder.answer(msg)
+                agreement = self._responder.answer(msg, now_ns())
             except AuthError as exc:
-                self.refused[exc.reason] += 1
-                if self.refused[exc.reason] == 1:
-                    log.warning("refused a command-key offer of console session %016x: %s; "
-                                "further ones are counted", msg.session, exc)
+                self._refused(msg, exc)
                 return
-            if self.verifier.key_of(msg.session) is None:
+            new = agreement is not before
+            # A keep-alive also brings back a key the verifier forgot (too many sessions).
+            if new or self.verifier.key_of(msg.session) is None:
+                self.verifier.set_key(msg.session, agreement.key, agreement.common_name,
+                                      agreement.serial)
+            if new:
                 self.agreed += 1
                 log.info("command key agreed with %s (console session %016x)",
                          agreement.common_name, msg.session)
-            self.verifier.set_key(msg.session, agreement.key, agreement.common_name,
-                                  agreement.serial)
+                self._event(KeyEvent(msg.session, agreement.common_name))
         self._accepts.put(agreement.accept)
+
+    def _refused(self, msg: Message, exc: AuthError) -> None:
+        self.refused[exc.reason] += 1
+        if self.refused[exc.reason] == 1:
+            log.warning("refused a command-key offer of console session %016x: %s; "
+                        "further ones are counted", msg.session, exc)
+        seen = (msg.session, exc.reason)
+        if seen in self._audited:
+            return
+        if len(self._audited) >= _AUDITED_REFUSALS:
+            self._audited.clear()
+        self._audited.add(seen)
+        body = msg.body
+        name = None
+        if isinstance(body, KeyOffer):
+            name = certificate_name(body.certificate)
+        self._event(KeyEvent(msg.session, name, exc.reason))
+
+    def _event(self, ev: KeyEvent) -> None:
+        if self._on_event is not None:
+            self._on_event(ev)
 
     def gate(self, path: str, data: bytes, msg: Message) -> bool:
         """True when command ``msg`` (``data`` on the wire, brought by ``path``) carries a
@@ -111,7 +166,9 @@ class PatientKeys:
     def status(self) -> dict[str, Any]:
         """Keys agreed and offers refused so far."""
         with self._lock:
-            return {"keys_agreed": self.agreed, "offers_refused": dict(self.refused)}
+            # The binding refusals are always listed: a check reads 0 as "none happened".
+            return {"keys_agreed": self.agreed,
+                    "offers_refused": dict.fromkeys(BINDING_REFUSALS, 0) | dict(self.refused)}
 
     def close(self) -> None:
         """Stop answering offers."""
@@ -120,7 +177,8 @@ class PatientKeys:
 
 
 class ConsoleKeys:
-    """The console's end: one command key per patient session, offered until answered."""
+    """The console's end: one command key per patient session, its offer resent for as
+    long as the console runs (until answered, then as a keep-alive)."""
 
     def __init__(self, z: zenoh.Session, keys: Keys, session_id: int,
                  creds: Credentials) -> None:
@@ -128,7 +186,10 @@ class ConsoleKeys:
         self._keys = keys
         self._session_id = session_id
         self._cv = threading.Condition()
-        self._initiator: Initiator | None = Initiator(creds, keys.session, session_id)
+        self._initiator = Initiator(creds, keys.session, session_id)
+        self._offer = self._initiator.offer()
+        self._waiting = True
+        """No answer to the current offer yet."""
         self._key: TagKey | None = None
         self.patient: int | None = None
         """The patient session the current key was agreed with."""
@@ -149,31 +210,32 @@ class ConsoleKeys:
         return self._key is not None
 
     def _offer_loop(self) -> None:
+        # Resent after the answer too: the patient node takes it as this session's
+        # keep-alive (no second session of our certificate while we run) and restores our
+        # key from it if it had to forget it.
         while True:
             with self._cv:
                 if self._stop:
                     return
-                offer = None if self._initiator is None else self._initiator.offer()
-            if offer is not None:
-                self._offers.put(offer)
+                offer = self._offer
+            self._offers.put(offer)
             with self._cv:
                 if not self._stop:
                     self._cv.wait(OFFER_RETRY_S)
 
     def _on_accept(self, msg: Message, _received_ns: int) -> None:
         with self._cv:
-            initiator = self._initiator
-            if initiator is None:
+            if not self._waiting:
                 return
             try:
-                key, name = initiator.complete(msg)
+                key, name = self._initiator.complete(msg)
             except AuthError as exc:
                 if exc.reason != "not_ours":
                     self.refused[exc.reason] += 1
                     log.warning("refused the answer to our command-key offer: %s", exc)
                 return
             self._key, self.patient, self.patient_name = TagKey(key), msg.session, name
-            self._initiator = None
+            self._waiting = False
             self._cv.notify_all()
         log.info("command key agreed with %s (patient session %016x)", name, msg.session)
 
@@ -183,9 +245,11 @@ class ConsoleKeys:
         if self.patient is None or session == self.patient:
             return
         with self._cv:
-            if self._initiator is None:
+            if not self._waiting:
                 log.info("new patient session %016x; agreeing a new command key", session)
                 self._initiator = Initiator(self._creds, self._keys.session, self._session_id)
+                self._offer = self._initiator.offer()
+                self._waiting = True
                 self.patient = session
                 self._cv.notify_all()
 

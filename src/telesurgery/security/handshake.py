@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from telesurgery import clock
 from telesurgery.errors import AuthError, ConfigError
 from telesurgery.security.pki import Identity, Role, certificate_identity, revoked_serials
 from telesurgery.security.tags import KEY_SIZE
@@ -56,7 +57,6 @@ _OFFER = b"telesurgery key offer v1\x00"
 _ACCEPT = b"telesurgery key accept v1\x00"
 _KEY = b"telesurgery command key v1\x00"
 _IDS = struct.Struct("<QQ")
-_CACHED_OFFERS = 16
 _SIGNATURE = ec.ECDSA(hashes.SHA256())
 
 
@@ -180,6 +180,16 @@ def check_certificate(der: bytes, creds: Credentials, roles: Collection[Role],
     return Peer(cn, cert.serial_number, key)
 
 
+def certificate_name(der: bytes) -> str | None:
+    """The common name certificate ``der`` claims (``surgeon:dr-rossi``), unverified, for
+    records of refused offers; None when it names no role of ours."""
+    try:
+        role, name = certificate_identity(x509.load_der_x509_certificate(der))
+    except (ValueError, ConfigError):
+        return None
+    return f"{role.value}:{name}"
+
+
 def _verify(key: ec.EllipticCurvePublicKey, signature: bytes, signed: bytes, who: str) -> None:
     try:
         key.verify(signature, signed, _SIGNATURE)
@@ -230,50 +240,120 @@ class Agreement:
     """The answer that gives the console the same key (sent again for a repeated offer)."""
 
 
+IDENTITY_LIVE_S = 1.0
+"""A console session whose offer was heard (first or resent) within this time [s] still
+holds its certificate's identity: a second session of the same certificate is refused
+(``identity_in_use``) until then, so a stolen copy cannot push out a console that is
+running. Consoles resend their offer every 0.2 s for as long as they run."""
+MAX_BINDINGS = 1024
+"""Console session ids remembered [count]; beyond this the oldest retired ones are
+forgotten first (a retired id has no key, so forgetting it can move nothing)."""
+
+
+@dataclass(slots=True)
+class _Binding:
+    offer: KeyOffer
+    agreement: Agreement
+    heard_ns: int
+    retired: bool = False
+    """Its certificate agreed a key for a newer session: this one may not command again."""
+
+
 class Responder:
-    """The patient node's side: answers offers of console sessions.
+    """The patient node's side: answers offers of console sessions, and binds each console
+    session id to the first offer that agreed a key for it, for the life of this run.
 
     ``commanders``: the common names allowed to command, by role (the access-control
     roster); None: any surgeon or backup certificate of the site CA.
+
+    The same offer again (its certificate and ephemeral key; a console resends it until
+    answered, then as a keep-alive) gets the same agreement, so both sides keep one key
+    and a key the node lost comes back. Any other offer for a bound id (another certificate, or the same certificate
+    with another ephemeral key) is refused as ``session_taken``: a session id names a
+    console, it does not make anyone that console. A certificate holds one session at a
+    time: a new session of it is refused as ``identity_in_use`` while the previous one
+    still resends its offer (``IDENTITY_LIVE_S``), and once it has gone quiet the new
+    session replaces it (a console restart); the old id is then ``superseded``.
     """
 
     def __init__(self, creds: Credentials, session: str, patient_session: int,
-                 commanders: Mapping[Role, Sequence[str]] | None = None) -> None:
+                 commanders: Mapping[Role, Sequence[str]] | None = None,
+                 live_s: float = IDENTITY_LIVE_S) -> None:
         self._creds = creds
         self._session = session
         self._patient = patient_session
         self._names = (None if commanders is None else
                        frozenset(n for r in COMMANDER_ROLES for n in commanders.get(r, ())))
-        self._answered: OrderedDict[tuple[int, bytes], Agreement] = OrderedDict()
+        self._live_ns = round(live_s * 1e9)
+        self._bound: OrderedDict[int, _Binding] = OrderedDict()
 
-    def answer(self, msg: Message) -> Agreement:
-        """The agreement for the offer ``msg``; AuthError when it is refused.
+    def bound_to(self, console_session: int) -> Agreement | None:
+        """The agreement console ``console_session`` is bound to (None: not bound)."""
+        b = self._bound.get(console_session)
+        return None if b is None else b.agreement
 
-        The same offer again (its console resends until answered) gets the same
-        agreement, so both sides keep one key.
-        """
+    def answer(self, msg: Message, now_ns: int | None = None) -> Agreement:
+        """The agreement for the offer ``msg`` heard at ``now_ns`` [ns, default now]
+        (``bound_to`` the same one before, for the bound offer again); AuthError when it
+        is refused (``session_taken``, ``identity_in_use``, ``superseded`` or a reason of
+        ``check_certificate``)."""
+        now_ns = clock.now_ns() if now_ns is None else now_ns
         offer = msg.body
         if not isinstance(offer, KeyOffer):
             raise AuthError("malformed", f"{type(offer).__name__} is not a key offer")
-        known = self._answered.get((msg.session, offer.ephemeral))
-        if known is not None and known.serial not in self._creds.revoked:
-            return known
+        known = self._bound.get(msg.session)
+        if known is not None and (known.offer.ephemeral, known.offer.certificate) == (
+                offer.ephemeral, offer.certificate):
+            return self._again(msg.session, known, now_ns)
         peer = check_certificate(offer.certificate, self._creds, COMMANDER_ROLES,
                                  self._names)
         _verify(peer.public_key, offer.signature,
                 _offer_bytes(self._session, msg.session, offer.ephemeral), peer.common_name)
+        if known is not None:
+            raise AuthError("session_taken", f"{peer.common_name} offered a key for console "
+                            f"session {msg.session:016x}, which is bound to another "
+                            "key offer; a console picks a new session id each run")
+        for b in self._bound.values():
+            if (b.agreement.common_name == peer.common_name and not b.retired
+                    and now_ns - b.heard_ns <= self._live_ns):
+                raise AuthError("identity_in_use", f"{peer.common_name} already commands as "
+                                f"console session {b.agreement.console_session:016x}; a "
+                                "second session of one certificate is refused while the "
+                                "first runs")
+        agreement = self._agree(msg.session, offer, peer)
+        for b in self._bound.values():
+            if b.agreement.common_name == peer.common_name:
+                b.retired = True
+        self._bound[msg.session] = _Binding(offer, agreement, now_ns)
+        self._evict()
+        return agreement
+
+    def _again(self, session: int, known: _Binding, now_ns: int) -> Agreement:
+        agreement = known.agreement
+        if agreement.serial in self._creds.revoked:
+            raise AuthError("revoked", f"certificate {agreement.serial:x} of "
+                            f"{agreement.common_name} is revoked")
+        if known.retired:
+            raise AuthError("superseded", f"console session {session:016x} of "
+                            f"{agreement.common_name} was replaced by a newer session of "
+                            "the same certificate")
+        known.heard_ns = now_ns
+        return agreement
+
+    def _agree(self, session: int, offer: KeyOffer, peer: Peer) -> Agreement:
         own = X25519PrivateKey.generate()
         own_public = _public(own)
-        signed = _accept_bytes(self._session, msg.session, self._patient, offer.ephemeral,
+        signed = _accept_bytes(self._session, session, self._patient, offer.ephemeral,
                                own_public, offer.certificate)
-        accept = KeyAccept(msg.session, own_public, self._creds.certificate,
+        accept = KeyAccept(session, own_public, self._creds.certificate,
                            self._creds.private_key.sign(signed, _SIGNATURE))
-        agreement = Agreement(msg.session, peer.common_name, peer.serial,
-                              _derive(own, offer.ephemeral, signed), accept)
-        self._answered[(msg.session, offer.ephemeral)] = agreement
-        while len(self._answered) > _CACHED_OFFERS:
-            self._answered.popitem(last=False)
-        return agreement
+        return Agreement(session, peer.common_name, peer.serial,
+                         _derive(own, offer.ephemeral, signed), accept)
+
+    def _evict(self) -> None:
+        while len(self._bound) > MAX_BINDINGS:
+            retired = next((s for s, b in self._bound.items() if b.retired), None)
+            del self._bound[retired if retired is not None else next(iter(self._bound))]
 
 
 class Initiator:
@@ -285,12 +365,14 @@ class Initiator:
         self.console_session = console_session
         self._own = X25519PrivateKey.generate()
         self._public = _public(self._own)
+        signed = _offer_bytes(self._session, self.console_session, self._public)
+        # Signed once: ECDSA signatures are randomised, and a resend is the same offer.
+        self._offer = KeyOffer(self._public, self._creds.certificate,
+                               self._creds.private_key.sign(signed, _SIGNATURE))
 
     def offer(self) -> KeyOffer:
         """The offer to send (the same one on every resend)."""
-        signed = _offer_bytes(self._session, self.console_session, self._public)
-        return KeyOffer(self._public, self._creds.certificate,
-                        self._creds.private_key.sign(signed, _SIGNATURE))
+        return self._offer
 
     def complete(self, msg: Message) -> tuple[bytes, str]:
         """The command key and the patient node's common name from its answer ``msg``;
