@@ -22,6 +22,11 @@ is signed by a certificate key it does not hold; and an old offer or answer
 replayed to a node binds an ephemeral key of an earlier handshake, so the key it
 would lead to is not one the replayer knows (and an old answer does not match the
 console's current offer).
+
+Why a stolen commander certificate cannot act as another console: the patient binds
+each console session id to the certificate and ephemeral key of the first offer that
+agreed a key for it (``Responder``), so an offer under an id it read on
+``control/owner`` is refused (``session_taken``) and answered with nothing.
 """
 
 from __future__ import annotations
@@ -268,12 +273,13 @@ class Responder:
 
     The same offer again (its certificate and ephemeral key; a console resends it until
     answered, then as a keep-alive) gets the same agreement, so both sides keep one key
-    and a key the node lost comes back. Any other offer for a bound id (another certificate, or the same certificate
-    with another ephemeral key) is refused as ``session_taken``: a session id names a
-    console, it does not make anyone that console. A certificate holds one session at a
-    time: a new session of it is refused as ``identity_in_use`` while the previous one
-    still resends its offer (``IDENTITY_LIVE_S``), and once it has gone quiet the new
-    session replaces it (a console restart); the old id is then ``superseded``.
+    and a key the node lost comes back. Any other offer for a bound id (another
+    certificate, or the same certificate with another ephemeral key) is refused as
+    ``session_taken``: a session id names a console, it does not make anyone that
+    console. A certificate holds one session at a time: a new session of it is refused
+    as ``identity_in_use`` while the previous one still resends its offer
+    (``IDENTITY_LIVE_S``), and once it has gone quiet the new session replaces it (a
+    console restart); the old id is then ``superseded``.
     """
 
     def __init__(self, creds: Credentials, session: str, patient_session: int,
