@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from telesurgery.console.web.access import announced_url
+
 pytestmark = pytest.mark.integration
 
 
@@ -44,6 +46,14 @@ def test_ctrl_c_stops_every_node_and_writes_the_summary(tmp_path: Path) -> None:
     assert data["control"]["sent"] > 0
     assert data["control"]["applied"] >= 0.99 * data["control"]["sent"]
     assert b"summary written to" in err
+    # The console page's URL, with the console's secret, as the console printed it; the
+    # logs that hold it are the user's alone.
+    console_log = work / "console.log"
+    url = announced_url(console_log.read_text(errors="replace"))
+    assert url is not None
+    assert "?token=" in url
+    assert f"surgeon console page: {url}" in err.decode(errors="replace")
+    assert console_log.stat().st_mode & 0o077 == 0
     # No node outlives the demo: every child's command line names the work folder.
     left = subprocess.run(["pgrep", "-f", str(work)], capture_output=True, text=True,
                           check=False)

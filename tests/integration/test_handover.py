@@ -20,6 +20,7 @@ import json
 import os
 import signal
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,23 +126,26 @@ class Rig:
     watch: Watch
     surgeon: NodeProcess
     backup: NodeProcess
-    pages: dict[str, int]
+
+    def page_url(self, console: str) -> str:
+        """The page URL ``console`` printed, with its secret, once it serves the page."""
+        node = self.surgeon if console == "surgeon" else self.backup
+        deadline = now_ns() + int(WAIT_S * 1e9)
+        while (url := node.page_url()) is None:
+            assert node.alive(), node.last_log_line()
+            assert now_ns() < deadline, f"the {console} console printed no page URL"
+            _sleep(0.05)
+        return url
 
     def press(self, console: str, action: str) -> None:
-        """A button on ``console``'s page, over its WebSocket as the page sends it."""
-        url = f"http://127.0.0.1:{self.pages[console]}/ws"
+        """A button on ``console``'s page, over its WebSocket as the page sends it (with
+        the secret from the URL the console printed, as the page passes it on)."""
+        page = urllib.parse.urlsplit(self.page_url(console))
+        url = f"ws://{page.netloc}/ws?{page.query}"
 
         async def send() -> None:
-            deadline = now_ns() + int(WAIT_S * 1e9)
-            async with aiohttp.ClientSession() as http:
-                while True:  # the console may still be starting: its page comes up first
-                    try:
-                        async with http.ws_connect(url) as ws:
-                            await ws.send_str(json.dumps({"t": "action", "a": action}))
-                            return
-                    except aiohttp.ClientConnectorError:
-                        assert now_ns() < deadline, f"the {console} page did not come up"
-                        await asyncio.sleep(0.1)
+            async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+                await ws.send_str(json.dumps({"t": "action", "a": action}))
 
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             pool.submit(asyncio.run, send()).result(timeout=WAIT_S)
@@ -155,17 +159,14 @@ def _sleep(seconds: float) -> None:
 def rig(tmp_path: Path) -> Iterator[Rig]:
     site = throwaway_site(tmp_path / "security", SESSION, DEMO_MEMBERS_WITH_BACKUP)
     patient_ep = f"tcp/127.0.0.1:{free_port()}"
-    pages = {"surgeon": free_port(), "backup": free_port()}
     common = ["--session", SESSION, "--no-video", "--connect", patient_ep]
     patient = NodeProcess("patient", ["patient", "--session", SESSION, "--no-video",
                                       "--listen", patient_ep,
                                       *site.args(Role.ROBOT, "patient")], tmp_path)
     surgeon = NodeProcess("console", ["console", *common, "--device", "autopilot",
-                                      "--web-port", str(pages["surgeon"]),
                                       *site.args(Role.SURGEON, DEMO_SURGEON)], tmp_path)
     backup = NodeProcess("backup", ["backup", *common, "--device", "scripted", "--trajectory",
                                     str(still_trajectory(tmp_path / "still.csv")),
-                                    "--web-port", str(pages["backup"]),
                                     *site.args(Role.BACKUP, DEMO_BACKUP)], tmp_path)
     watch = Watch()
     z: zenoh.Session | None = None
@@ -188,7 +189,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
                   for arm in ARMS)]
         surgeon.start()
         backup.start()
-        yield Rig(watch, surgeon, backup, pages)
+        yield Rig(watch, surgeon, backup)
     finally:
         for s in subs:
             s.undeclare()
@@ -292,15 +293,7 @@ def test_the_bedside_page_takes_control_and_grants_it(rig: Rig) -> None:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
         try:
             page = browser.new_page()
-            url = f"http://127.0.0.1:{rig.pages['backup']}/"
-            deadline = now_ns() + int(WAIT_S * 1e9)
-            while True:  # the backup console may still be starting
-                try:
-                    page.goto(url)
-                    break
-                except sync_api.Error:
-                    assert now_ns() < deadline, "the backup page did not come up"
-                    _sleep(0.2)
+            page.goto(rig.page_url("backup"))  # printed once the page is served
             timeout_ms = WAIT_S * 1000
             page.wait_for_selector("#take:visible", timeout=timeout_ms)
             assert not page.is_visible("#request")

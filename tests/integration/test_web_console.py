@@ -4,7 +4,9 @@ Patient and console run as processes on loopback (console ``--device web``); the
 system's Chromium (never a downloaded one) loads the page through Playwright.
 Checks: frames are painted and look like the rendered scene (WebCodecs and the
 JPEG fallback), the HUD's numbers update, paint reports reach the console, and
-a key held in the page moves the instrument in the robot's measured state.
+a key held in the page moves the instrument in the robot's measured state. The page is
+opened at the URL the console printed (with its secret); a local process without the
+secret, or a foreign site, reaches nothing.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import base64
 import concurrent.futures
 import json
 import math
+import socket
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +34,7 @@ import pytest
 from telesurgery.bench.page import CHROMIUM_ARGS
 from telesurgery.camera import CameraRenderer, RGBImage
 from telesurgery.config import ZenohConfig
+from telesurgery.console.web.access import new_token
 from telesurgery.console.web.protocol import VideoKind
 from telesurgery.console.web.server import FALLBACK_RESTARTS
 from telesurgery.demo.processes import NodeProcess, free_port
@@ -89,11 +94,27 @@ class Tips:
 @dataclass
 class System:
     url: str
+    """The page URL the console printed, with its secret (``?token=``)."""
     tips: Tips
     console: NodeProcess
 
+    @property
+    def base(self) -> str:
+        """The page's address without the secret: what a local attacker knows."""
+        return self.url.split("?", 1)[0]
+
+    @property
+    def token(self) -> str:
+        return urllib.parse.parse_qs(urllib.parse.urlsplit(self.url).query)["token"][0]
+
+    @property
+    def ws(self) -> str:
+        """The page's WebSocket with the secret, as the page's script opens it."""
+        return f"{self.base}ws?token={self.token}"
+
     def status(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.url}api/status", timeout=10) as r:
+        with urllib.request.urlopen(f"{self.base}api/status?token={self.token}",
+                                    timeout=10) as r:
             data: dict[str, Any] = json.loads(r.read())
         return data
 
@@ -104,11 +125,10 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     workdir = tmp_path_factory.mktemp("web")
     site = throwaway_site(workdir / "security", SESSION)
     patient_ep = f"tcp/127.0.0.1:{free_port()}"
-    web_port = free_port()
     patient = NodeProcess("patient", ["patient", "--session", SESSION, "--listen", patient_ep,
                                       *site.args(Role.ROBOT, "patient")], workdir)
     console = NodeProcess("console", ["console", "--session", SESSION, "--connect", patient_ep,
-                                      "--device", "web", "--web-port", str(web_port),
+                                      "--device", "web",
                                       *site.args(Role.SURGEON, DEMO_SURGEON)], workdir)
     watcher = site.security(Role.OBSERVER, "observer").zenoh_settings()
     tips = Tips()
@@ -132,18 +152,19 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         subs = [subscribe(z, keys.measured_cp(arm), tips.on_measured, RejectCounter())
                 for arm in ("psm1", "psm2")]
         console.start()
-        url = f"http://127.0.0.1:{web_port}/"
-        sys_ = System(url, tips, console)
 
-        def page_served() -> bool:
+        def page_printed() -> bool:
             assert console.alive(), console.last_log_line()
-            try:
-                sys_.status()
-            except OSError:
-                return False
-            return True
+            return console.page_url() is not None
 
-        _wait(page_served, "the console page")
+        # The console prints its page's URL, with the secret, once it serves the page.
+        _wait(page_printed, "the console to print its page URL")
+        url = console.page_url()
+        assert url is not None
+        assert url.startswith("http://127.0.0.1:")
+        assert "?token=" in url
+        sys_ = System(url, tips, console)
+        sys_.status()
         _wait(lambda: tips.get("psm1") is not None, "the patient's measured poses")
         yield sys_
     finally:
@@ -232,7 +253,7 @@ def test_the_page_paints_the_endoscope_with_webcodecs(browser: Any, system: Syst
                                                       home_render: RGBImage) -> None:
     # WebCodecs whatever happens: on a starved machine the page would otherwise be switched
     # to JPEG (tested below).
-    page = _open(browser, system, query="?codec=h264")
+    page = _open(browser, system, query="&codec=h264")
     try:
         assert page.evaluate("typeof VideoDecoder") == "function"
         # Cross-origin isolated: the page's paint times have fine-grained timers.
@@ -335,7 +356,7 @@ def test_a_held_key_moves_the_instrument(browser: Any, system: System) -> None:
 
 
 def test_other_sites_cannot_reach_the_page_or_its_socket(system: System) -> None:
-    port = system.url.rsplit(":", 1)[1].strip("/")
+    port = system.base.rsplit(":", 1)[1].strip("/")
     rebound = urllib.request.Request(system.url, headers={"Host": f"evil.example:{port}"})
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(rebound, timeout=10)
@@ -345,13 +366,63 @@ def test_other_sites_cannot_reach_the_page_or_its_socket(system: System) -> None
     async def foreign_socket() -> int:
         async with aiohttp.ClientSession() as http:
             try:
-                async with http.ws_connect(f"{system.url}ws",
+                async with http.ws_connect(system.ws,
                                            headers={"Origin": "http://evil.example"}):
                     return 101
             except aiohttp.WSServerHandshakeError as exc:
                 return exc.status
 
     assert _run(foreign_socket) == 403
+
+
+def test_a_local_process_without_the_secret_drives_nothing(system: System) -> None:
+    """What the probe did (psm1 moved 44 mm): a process on this machine opens the page's
+    WebSocket with no Origin and no secret, an empty or a wrong one, or forges the page's
+    own Origin, and tries to drive psm1 and take control. Each handshake is refused with
+    401 before the upgrade; an HTTP/1.0 request without a Host gets 400."""
+    still = {arm: system.tips.get(arm) for arm in ("psm1", "psm2")}
+    before = system.status()["web"]
+    ws = f"{system.base}ws"
+    attempts: list[tuple[str, dict[str, str]]] = [
+        (ws, {}), (f"{ws}?token=", {}), (f"{ws}?token={new_token()}", {}),
+        (f"{ws}?token={system.token[:-1]}", {}),
+        (ws, {"Origin": system.base.rstrip("/")})]
+
+    async def attack() -> list[int]:
+        answers = []
+        async with aiohttp.ClientSession() as http:
+            for url, headers in attempts:
+                try:
+                    async with http.ws_connect(url, headers=headers) as sock:
+                        await sock.send_str('{"t": "hello", "webcodecs": true}')
+                        await sock.send_str('{"t": "input", "arm": "psm1", "move": [1, 0, 0], '
+                                            '"grip": 1}')
+                        await sock.send_str('{"t": "action", "a": "take_control"}')
+                        answers.append(101)
+                except aiohttp.WSServerHandshakeError as exc:
+                    answers.append(exc.status)
+        return answers
+
+    assert _run(attack) == [401] * len(attempts)
+    port = int(system.base.rsplit(":", 1)[1].strip("/"))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        raw.sendall(f"GET /ws?token={system.token} HTTP/1.0\r\n\r\n".encode())
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = raw.recv(4096)
+            assert chunk, f"closed without an answer: {answer!r}"
+            answer += chunk
+        assert answer.split(b" ", 2)[1] == b"400", answer
+    after = system.status()["web"]
+    assert after["requests_refused"]["token"] == before["requests_refused"]["token"] + 5
+    assert after["requests_refused"]["host"] == before["requests_refused"]["host"] + 1
+    assert after["pages_opened"] == before["pages_opened"]
+    assert after["rejected"] == before["rejected"]
+    for arm, pose in still.items():
+        now = system.tips.get(arm)
+        assert pose is not None
+        assert now is not None
+        assert now.distance(pose) < 0.001, arm
 
 
 def test_bad_page_messages_are_counted_and_move_nothing(system: System) -> None:
@@ -363,7 +434,7 @@ def test_bad_page_messages_are_counted_and_move_nothing(system: System) -> None:
            '{"t": "action", "a": "self_destruct"}']
 
     async def send_bad() -> None:
-        async with aiohttp.ClientSession() as http, http.ws_connect(f"{system.url}ws") as ws:
+        async with aiohttp.ClientSession() as http, http.ws_connect(system.ws) as ws:
             await ws.send_str('{"t": "hello", "webcodecs": true}')
             for text in bad:
                 await ws.send_str(text)
@@ -385,7 +456,7 @@ def test_a_page_that_keeps_falling_behind_is_switched_to_jpeg(system: System) ->
     fallbacks = system.status()["web"]["fallbacks_to_jpeg"]
 
     async def fall_behind() -> tuple[dict[str, Any], int]:
-        async with aiohttp.ClientSession() as http, http.ws_connect(f"{system.url}ws") as ws:
+        async with aiohttp.ClientSession() as http, http.ws_connect(system.ws) as ws:
             await ws.send_str('{"t": "hello", "webcodecs": true}')
             for _ in range(FALLBACK_RESTARTS):
                 await ws.send_str('{"t": "action", "a": "keyframe"}')

@@ -60,7 +60,8 @@ class HeadlessPage:
         return self
 
     def open(self, url: str) -> None:
-        """Load the console page at ``url`` (once)."""
+        """Load the console page at ``url`` (once): the URL the console printed, which
+        carries its secret (``?token=``); the page passes it on to its WebSocket."""
         if self.page is None:
             self.page = self._browser.new_page()
             self.page.goto(url)

@@ -22,7 +22,6 @@ from typing import Any, Final, Literal
 from telesurgery.bench.machine import machine_info
 from telesurgery.bench.page import HeadlessPage, find_chromium
 from telesurgery.demo.monitor import Monitor
-from telesurgery.demo.processes import free_port
 from telesurgery.demo.run import DemoOptions, run_demo
 from telesurgery.video.bench import DEFAULT_SIZES, bench_video
 
@@ -55,15 +54,16 @@ def demo_run(seconds: float, *, video: bool, page: HeadlessPage | None = None,
     """One headless demo of ``seconds`` [s]; the summary plus its CPU figures. The page
     (if any) asks for ``page_codec``: ``auto`` (WebCodecs, JPEG if it keeps falling
     behind), ``h264`` (WebCodecs only) or ``jpeg``."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/" + ("" if page_codec == "auto" else f"?codec={page_codec}")
+    query = "" if page_codec == "auto" else f"&codec={page_codec}"
 
     def open_page(monitor: Monitor, _elapsed_s: float) -> None:
-        if page is not None and "console" in monitor.present:
-            page.open(url)
+        # The URL the console printed, with its secret.
+        url = monitor.pages.get("console")
+        if page is not None and url is not None:
+            page.open(url + query)
 
     cpu0, wall0 = _children_cpu_s(), time.monotonic()
-    summary = run_demo(DemoOptions(duration_s=seconds, video=video, web_port=port),
+    summary = run_demo(DemoOptions(duration_s=seconds, video=video),
                        threading.Event(), on_tick=open_page if page is not None else None)
     wall = time.monotonic() - wall0
     nodes = summary.get("control", {}).get("cpu_cores", {})

@@ -14,11 +14,12 @@ from telesurgery.cli.common import setup_logging, stop_on_signals, write_json
 from telesurgery.demo.browser import open_page as browser_page
 from telesurgery.demo.linkrig import Cut, check_link_options
 from telesurgery.demo.monitor import Monitor
-from telesurgery.demo.processes import free_port
 from telesurgery.demo.recording import summary_line
 from telesurgery.demo.run import DemoOptions, run_demo
 from telesurgery.demo.view import render_status, render_summary
 from telesurgery.errors import ConfigError
+
+_PAGE_NAMES = {"console": "surgeon console", "backup": "backup console"}
 
 
 def demo(
@@ -44,8 +45,8 @@ def demo(
     video: Annotated[bool, typer.Option(help="Endoscope video from patient to console.")
                      ] = True,
     web_port: Annotated[int | None, typer.Option(
-        help="Port of the surgeon console page (default: a free port; the URL is "
-             "printed).")] = None,
+        help="Port of the surgeon console page (default: a free port; the URL, with this "
+             "launch's secret, is printed once the console serves it).")] = None,
     open_page: Annotated[bool, typer.Option(
         "--open/--no-open", help="Open the console page in a browser where a graphical "
         "session has one (never with --headless).")] = True,
@@ -71,11 +72,11 @@ def demo(
     if headless and duration is None:
         raise ConfigError("--headless needs --duration S (nothing would stop it otherwise)")
     stop = stop_on_signals()
-    port = web_port if web_port is not None else free_port()
+    port = web_port if web_port is not None else 0
     backup = backup or takeover_at is not None
     backup_port = None
     if backup and not headless:
-        backup_port = backup_web_port if backup_web_port is not None else free_port()
+        backup_port = backup_web_port if backup_web_port is not None else 0
     opts = DemoOptions(duration_s=duration, session=session, workdir=workdir,
                        log_level=log_level, link=link,
                        cuts=tuple(Cut.parse(c) for c in cut or ()), record=record,
@@ -87,22 +88,24 @@ def demo(
     if insecure:
         out.print("[bold red]INSECURE: plain TCP, no authentication, untagged commands "
                   "(--insecure)[/]")
-    url = f"http://127.0.0.1:{port}/"
-    out.print(f"surgeon console page: {url}")
-    pages = {"console": url}
-    if backup_port is not None:
-        pages["backup"] = f"http://127.0.0.1:{backup_port}/"
-        out.print(f"backup console page: {pages['backup']}")
-    if headless:
-        result = run_demo(opts, stop)
-    else:
-        to_open = set(pages) if open_page else set()
+    printed: set[str] = set()
 
+    def show_pages(m: Monitor, printer: Console) -> None:
+        # Each console prints its page's URL, with this launch's secret, once it serves it.
+        for node, url in sorted(m.pages.items()):
+            if node not in printed:
+                printed.add(node)
+                printer.print(f"{_PAGE_NAMES.get(node, node)} page: {url}", soft_wrap=True,
+                              highlight=False)
+                if open_page and not headless:
+                    browser_page(url)
+
+    if headless:
+        result = run_demo(opts, stop, on_tick=lambda m, _t: show_pages(m, out))
+    else:
         def tick(m: Monitor, t: float) -> None:
             live.update(render_status(m, t, duration))
-            for node in sorted(to_open & m.present):
-                to_open.discard(node)
-                browser_page(pages[node])
+            show_pages(m, live.console)
 
         with Live(console=out, refresh_per_second=4, transient=True) as live:
             result = run_demo(opts, stop, on_tick=tick)

@@ -31,6 +31,7 @@ import zenoh
 
 from telesurgery.clock import now_ns
 from telesurgery.console.video import ConsoleVideo
+from telesurgery.console.web.access import announcement
 from telesurgery.console.web.protocol import Action, HandInput
 from telesurgery.console.web.server import WebConsole
 from telesurgery.input.web import WebInputDevice
@@ -81,8 +82,9 @@ class SurgeonDisplay:
             subscribe(z, keys.status("patient"), self._on_patient, node.rejects),
         ]
         if self.web is not None:
-            url = self.web.start()
-            log.info("surgeon console page: %s", url)
+            # One line on stdout whatever the log level: the surgeon's way in (the URL
+            # carries this launch's secret); the demo and the tests read it there too.
+            print(announcement(node.what, self.web.start()), flush=True)
         if self.video is not None:
             self.video.start(z, keys, node.session_id, node.rejects)
 
@@ -248,6 +250,9 @@ class SurgeonDisplay:
                 alarms.append("video: waiting for a keyframe")
         if self.web is not None and self.web.rejects.total:
             alarms.append(f"page messages refused: {self.web.rejects.total}")
+        if self.web is not None and self.web.refused["token"]:
+            alarms.append(f"page connections without the secret refused: "
+                          f"{self.web.refused['token']}")
         return alarms
 
     # ---- figures --------------------------------------------------------------------

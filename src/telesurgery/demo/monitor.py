@@ -34,6 +34,9 @@ class Monitor:
         self.link_alarms: deque[tuple[float, dict[str, Any]]] = deque(maxlen=6)
         self.link_controls: dict[str, str] = {}
         """Each emulated path's control endpoint (set by the demo), for cutting by hand."""
+        self.pages: dict[str, str] = {}
+        """Each console's page URL with its secret, as the console printed it at start (set
+        by the demo): ``console``, and ``backup`` when the bedside console has a page."""
         self._changed = threading.Condition()
         self._z = open_session(ZenohConfig(mode="client", connect=connect, gossip=False),
                                security)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from telesurgery.console.web.access import announced_url
 from telesurgery.errors import TelesurgeryError
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,9 @@ class NodeProcess:
         cmd = [sys.executable, "-m", "telesurgery", *self.args]
         if with_report:
             cmd += ["--report", str(self.report_path)]
-        with self.log_path.open("wb") as out:
+        # Only this user may read the log: a console prints its page's secret there.
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
         log.debug("started %s: %s", self.name, " ".join(cmd))
 
@@ -80,6 +84,14 @@ class NodeProcess:
         except OSError:
             return ""
         return lines[-1] if lines else ""
+
+    def page_url(self) -> str | None:
+        """The console page URL (with its secret) this child printed; None before it did
+        (or if it serves no page)."""
+        try:
+            return announced_url(self.log_path.read_text(errors="replace"))
+        except OSError:
+            return None
 
     def report(self) -> dict[str, Any]:
         """The child's final report; TelesurgeryError when it wrote none."""

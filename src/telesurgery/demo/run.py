@@ -73,14 +73,16 @@ class DemoOptions:
     video: bool = True
     """Endoscope video from the patient to the console (off: the control loop alone)."""
     web_port: int = 0
-    """Port of the console page (0: any free port, not known to the caller)."""
+    """Port of the console page (0: any free port). Its URL, with the console's secret, is
+    in ``Monitor.pages`` once the console printed it."""
     insecure: bool = False
     """Plain TCP without TLS, access control or command tags (default: a throwaway PKI in
     the work folder, mutual TLS on every link, role access control, tagged commands)."""
     backup: bool = False
     """Run the bedside backup console too."""
     backup_web_port: int | None = None
-    """Port of the backup console's page (None: no page, a hand that holds still)."""
+    """Port of the backup console's page (0: any free port; None: no page, a hand that
+    holds still)."""
     takeover_at_s: float | None = None
     """The drill: the backup console takes control this many seconds [s] into the run."""
 
@@ -121,7 +123,8 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
              on_tick: Callable[[Monitor, float], None] | None = None) -> dict[str, Any]:
     """Start router, patient and console; run; stop them all; return the summary.
 
-    ``on_tick(monitor, elapsed_s)`` is called about four times a second (the live view).
+    ``on_tick(monitor, elapsed_s)`` is called about four times a second (the live view);
+    ``monitor.pages`` has the consoles' page URLs once they printed them.
     """
     opts.check()
     workdir = opts.workdir or Path(tempfile.mkdtemp(prefix="telesurgery-demo-"))
@@ -206,6 +209,9 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
                 drill.signal(signal.SIGUSR1)
                 took_over_s = round(t, 3)
             schedule.due(t)
+            for c in consoles:
+                if c.name not in monitor.pages and (url := c.page_url()) is not None:
+                    monitor.pages[c.name] = url
             if on_tick is not None:
                 on_tick(monitor, (now_ns() - started) * 1e-9)
             stop.wait(0.25)

@@ -2,8 +2,11 @@
 
 Serves ``static/`` (the page) and one WebSocket per open page (``/ws``; the
 message layout is in ``protocol.py``); ``/api/status`` returns the HUD, the
-page counters and the page latency figures as JSON. Frames reach the pages as
-they reach the console:
+page counters and the page latency figures as JSON. Everything but the script
+wants this launch's secret (``?token=``, as in the URL the console prints), a
+Host naming this server on loopback and no foreign Origin (``access.py``); at
+most ``MAX_PAGES`` pages are open at once. Frames reach the pages as they
+reach the console:
 
 - pages with WebCodecs get each H.264 access unit as received from Zenoh,
   before the console decodes its own copy, starting at an IDR (a joining page
@@ -54,6 +57,16 @@ from av.video.reformatter import VideoReformatter
 from telesurgery.camera.renderer import RGBImage
 from telesurgery.clock import now_ns, set_bulk_thread
 from telesurgery.config import WebConfig
+from telesurgery.console.web.access import (
+    MAX_PAGES,
+    TOKEN_PARAM,
+    base_url,
+    host_refusal,
+    new_token,
+    origin_refusal,
+    page_url,
+    token_refusal,
+)
 from telesurgery.console.web.protocol import (
     Action,
     FramePainted,
@@ -91,33 +104,22 @@ FRAMES_REMEMBERED: Final = 256
 JPEG_QUALITY: Final = 5
 """FFmpeg's mjpeg quantiser (2 best .. 31 worst): 38.5 dB on the peg-transfer scene."""
 START_TIMEOUT_S: Final = 30.0
+LOGGED_REFUSALS: Final = 10
+"""Requests without the secret logged as warnings; later ones are counted (and logged at
+debug level)."""
 _HEADERS: Final = {
     "Cache-Control": "no-store",
     # Cross-origin isolation gives the page 5 us timers instead of 100 us ones.
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Embedder-Policy": "require-corp",
+    # The page's URL carries its secret: never pass it on to anything the page links to.
+    "Referrer-Policy": "no-referrer",
 }
 
 
-_LOOPBACK_NAMES: Final = frozenset({"127.0.0.1", "localhost", "[::1]"})
-
-
-@web.middleware
-async def _loopback_only(request: web.Request, handler: Callable[[web.Request], Awaitable[
-        web.StreamResponse]]) -> web.StreamResponse:
-    """Refuse requests a web site could make through the surgeon's own browser.
-
-    The Host must name the loopback interface (a site that rebinds its DNS name to
-    127.0.0.1 still sends its own name), and a WebSocket opened by a page must come from
-    this server's own origin (browsers let any site open a WebSocket anywhere).
-    """
-    host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
-    if host not in _LOOPBACK_NAMES:
-        raise web.HTTPForbidden(text="the console page answers on a loopback address only")
-    origin = request.headers.get("Origin")
-    if origin is not None and origin != f"http://{request.host}":
-        raise web.HTTPForbidden(text=f"origin {origin} may not use the console page")
-    return await handler(request)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_PUBLIC: Final = frozenset({"/app.js"})
+"""Paths served without the secret (the script holds nothing of the console's)."""
 
 
 class PageBackend(Protocol):
@@ -238,7 +240,12 @@ class WebConsole:
         self.command_period_ns = command_period_ns
         self.rejects = RejectCounter()
         self.port = 0
+        self.token = new_token()
+        """This launch's secret: the page's URL carries it, ``/ws`` wants it."""
         self.pages_opened = 0
+        self.refused = {"host": 0, "origin": 0, "token": 0, "full": 0}
+        """Requests refused before reaching the console: wrong or missing Host, a foreign
+        origin, no or a wrong secret, ``MAX_PAGES`` pages already open."""
         self.frames_sent = {kind.name.lower(): 0 for kind in VideoKind}
         self.control_requests = 0
         self.frames_dropped = 0
@@ -256,14 +263,18 @@ class WebConsole:
 
     @property
     def url(self) -> str:
-        """Where the page is (after ``start``)."""
-        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
-        return f"http://{host}:{self.port}/"
+        """Where the page is (after ``start``), without its secret: safe to log."""
+        return base_url(self.config.host, self.port)
+
+    @property
+    def page_url(self) -> str:
+        """The page's URL with its secret (after ``start``): what the surgeon opens."""
+        return page_url(self.config.host, self.port, self.token)
 
     # ---- lifecycle ----------------------------------------------------------------
 
     def start(self) -> str:
-        """Listen and serve in a thread of its own; returns the page's URL.
+        """Listen and serve in a thread of its own; returns the page's URL with its secret.
 
         Raises ``ConfigError`` when the port cannot be had.
         """
@@ -275,8 +286,8 @@ class WebConsole:
             raise ConfigError(f"cannot serve the console page on {self.config.host}:"
                               f"{self.config.port} ({self._error}); choose another port with "
                               "--web-port (0 takes any free one)") from self._error
-        log.info("console page at %s", self.url)
-        return self.url
+        log.info("console page at %s (its secret in the URL the console prints)", self.url)
+        return self.page_url
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Close every page and stop serving (idempotent)."""
@@ -303,7 +314,7 @@ class WebConsole:
 
     async def _serve(self) -> None:
         self._stopping = asyncio.Event()
-        app = web.Application(middlewares=[_loopback_only])
+        app = web.Application(middlewares=[self._guard])
         app.router.add_get("/", self._file("index.html", "text/html"))
         app.router.add_get("/app.js", self._file("app.js", "text/javascript"))
         app.router.add_get("/ws", self._websocket)
@@ -322,11 +333,43 @@ class WebConsole:
             self._ready.set()
             await self._stopping.wait()
             for page in list(self._pages):
-                await page.ws.close()
+                with contextlib.suppress(RuntimeError):  # still in its handshake
+                    await page.ws.close()
         finally:
             await runner.cleanup()
 
     # ---- HTTP -----------------------------------------------------------------------
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Refuse what is not the surgeon's page, before any handler runs.
+
+        The Host must name this server on the loopback interface (a site that rebinds its
+        DNS name to 127.0.0.1 still sends its own name; an HTTP/1.0 client may send none),
+        a request from a page must come from this server's own origin (browsers let any
+        site open a WebSocket anywhere), and, but for the script, the request must carry
+        this launch's secret (any local process can reach a loopback port).
+        """
+        host = request.headers.get("Host")
+        why = host_refusal(host, self.config.host, self.port)
+        if why is not None:
+            self.refused["host"] += 1
+            raise (web.HTTPBadRequest if host is None else web.HTTPForbidden)(text=why)
+        assert host is not None
+        why = origin_refusal(request.headers.get("Origin"), host)
+        if why is not None:
+            self.refused["origin"] += 1
+            raise web.HTTPForbidden(text=why)
+        if request.path not in _PUBLIC:
+            why = token_refusal(request.query.get(TOKEN_PARAM), self.token, self.url)
+            if why is not None:
+                self.refused["token"] += 1
+                # Said a few times, then only counted: a script knocking must not fill the log.
+                (log.warning if self.refused["token"] <= LOGGED_REFUSALS else log.debug)(
+                    "console page: refused %s %s from %s: %s", request.method, request.path,
+                    request.remote, why)
+                raise web.HTTPUnauthorized(text=why, headers=_HEADERS)
+        return await handler(request)
 
     def _file(self, name: str, content_type: str
               ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -345,16 +388,25 @@ class WebConsole:
     # ---- pages ----------------------------------------------------------------------
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        if len(self._pages) >= MAX_PAGES:
+            self.refused["full"] += 1
+            why = (f"this console already serves {MAX_PAGES} pages, the most it does; close "
+                   "one and reload")
+            log.warning("console page refused: %s", why)
+            raise web.HTTPServiceUnavailable(text=why, headers=_HEADERS)
         ws = web.WebSocketResponse(max_msg_size=1 << 16, heartbeat=None)
-        await ws.prepare(request)
         page = _Page(ws, LatencyBook(self.command_period_ns))
+        # Counted before the handshake, which may let other handshakes run meanwhile.
         self._pages.add(page)
-        self._books.append(page.book)
-        self.pages_opened += 1
-        log.info("a console page connected (%d open)", len(self._pages))
-        tasks = [asyncio.create_task(self._sender(page)), asyncio.create_task(self._pinger(page)),
-                 asyncio.create_task(self._hud(page))]
+        tasks: list[asyncio.Task[None]] = []
         try:
+            await ws.prepare(request)
+            self._books.append(page.book)
+            self.pages_opened += 1
+            log.info("a console page connected (%d open)", len(self._pages))
+            tasks = [asyncio.create_task(self._sender(page)),
+                     asyncio.create_task(self._pinger(page)),
+                     asyncio.create_task(self._hud(page))]
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     self._on_text(page, str(msg.data))
@@ -564,11 +616,14 @@ class WebConsole:
     # ---- figures --------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """Pages open and opened, frames sent by kind, page messages refused."""
+        """Pages open and opened, requests refused before reaching the console (by why),
+        frames sent by kind, page messages refused. ``url`` has no secret."""
         return {
             "url": self.url,
             "pages_open": len(self._pages),
             "pages_opened": self.pages_opened,
+            "max_pages": MAX_PAGES,
+            "requests_refused": dict(self.refused),
             "frames_sent": dict(self.frames_sent),
             "dropped": self.frames_dropped,
             "fallbacks_to_jpeg": self.fallbacks,

@@ -35,7 +35,10 @@ const input = {
 };
 
 // ?codec=h264 keeps WebCodecs whatever happens; ?codec=jpeg asks for JPEG pictures.
-const WANTED_CODEC = new URLSearchParams(location.search).get('codec');
+const QUERY = new URLSearchParams(location.search);
+const WANTED_CODEC = QUERY.get('codec');
+// This console launch's secret, from the URL the console printed; /ws wants it too.
+const TOKEN = QUERY.get('token') || '';
 
 function hasWebCodecs() {
   return WANTED_CODEC !== 'jpeg'
@@ -54,7 +57,7 @@ function setText(id, text) {
 // ---- connection ------------------------------------------------------------------
 
 function connect() {
-  ws = new WebSocket(`ws://${location.host}/ws`);
+  ws = new WebSocket(`ws://${location.host}/ws?token=${encodeURIComponent(TOKEN)}`);
   ws.binaryType = 'arraybuffer';
   ws.onopen = () => {
     setText('conn', 'connected');
@@ -65,7 +68,8 @@ function connect() {
     else onVideo(ev.data, performance.now());
   };
   ws.onclose = () => {
-    setText('conn', 'disconnected, retrying');
+    // A console started again has a new secret: its page is at the URL it printed.
+    setText('conn', 'disconnected, retrying (a restarted console prints a new URL)');
     resetDecoder();
     setTimeout(connect, 1000);
   };
