@@ -68,28 +68,30 @@ STILL_M = 0.002
 
 @dataclass
 class Watch:
-    """What an observer sees: owner announcements and measured tool tips, with receive
-    times [ns]."""
+    """What an observer sees: owner announcements and measured tool tips, each with the
+    time the patient node sent it [ns] (one machine, one monotonic clock). Not the
+    receive time: on a loaded machine samples queue on the way, and a pose sent before a
+    hold would count as motion after it."""
 
     owners: list[tuple[int, OwnerView]] = field(default_factory=list)
     tips: dict[str, list[tuple[int, Pose]]] = field(default_factory=dict)
     changed: threading.Condition = field(default_factory=threading.Condition)
 
-    def on_owner(self, msg: Message, received_ns: int) -> None:
+    def on_owner(self, msg: Message, _received_ns: int) -> None:
         if isinstance(msg.body, Status):
             with self.changed:
-                self.owners.append((received_ns, OwnerView.parse(msg.body.data)))
+                self.owners.append((msg.sent_ns, OwnerView.parse(msg.body.data)))
                 self.changed.notify_all()
 
-    def on_measured(self, msg: Message, received_ns: int) -> None:
+    def on_measured(self, msg: Message, _received_ns: int) -> None:
         if isinstance(msg.body, MeasuredCP):
             with self.changed:
-                self.tips.setdefault(msg.body.arm, []).append((received_ns, msg.body.measured))
+                self.tips.setdefault(msg.body.arm, []).append((msg.sent_ns, msg.body.measured))
                 self.changed.notify_all()
 
     def wait_owner(self, check: Callable[[OwnerView], bool], after: int, what: str,
                    timeout_s: float = WAIT_S) -> tuple[int, OwnerView]:
-        """The first announcement received after ``after`` [ns] that passes ``check``."""
+        """The first announcement sent after ``after`` [ns] that passes ``check``."""
 
         def find() -> tuple[int, OwnerView] | None:
             return next(((t, v) for t, v in self.owners if t >= after and check(v)), None)
@@ -103,7 +105,7 @@ class Watch:
         return found
 
     def tip_at(self, arm: str, t: int) -> Pose:
-        """The last tip pose of ``arm`` received at or before ``t`` [ns]."""
+        """The last tip pose of ``arm`` sent at or before ``t`` [ns]."""
         with self.changed:
             return [p for r, p in self.tips[arm] if r <= t][-1]
 
@@ -225,7 +227,9 @@ def test_take_over_request_grant_and_a_lost_bedside(rig: Rig) -> None:
     assert taken.reason == "bedside take-over"
     _sleep(2.0)
     _no_jump(watch, pressed - 500_000_000, t_take + 2_000_000_000)
-    settled = t_take + 200_000_000  # the announcement trails the hold by a housekeeping tick
+    # The hold happens as the take-over is judged; the announcement follows within a
+    # housekeeping tick, so everything sent from then on is under the hold.
+    settled = t_take + 200_000_000
     for arm in ARMS:
         origin = watch.tip_at(arm, settled)
         drift = max(origin.distance(p) for p in watch.window(arm, settled, now_ns()))
