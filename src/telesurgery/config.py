@@ -8,6 +8,7 @@ the field and what is accepted.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
@@ -242,7 +243,7 @@ def load(model: type[_M], path: Path | None, **overrides: object) -> _M:
     Raises ``ConfigError`` with one line naming the file and field.
     """
     data: dict[str, object] = {}
-    where = "defaults"
+    where = "command line"  # the defaults are valid: only overrides can be wrong
     if path is not None:
         where = str(path)
         try:
@@ -253,9 +254,23 @@ def load(model: type[_M], path: Path | None, **overrides: object) -> _M:
             raise ConfigError(f"{path}: cannot read it ({exc})") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc}); fix the syntax") from exc
+        except RecursionError as exc:
+            raise ConfigError(f"{path}: arrays or tables nested too deep to read; no setting "
+                              "nests more than a few levels") from exc
     data.update({k: v for k, v in overrides.items() if v is not None})
+    return _validate(model, data, where)
+
+
+def _validate(model: type[_M], data: Mapping[str, object], where: str) -> _M:
+    """``model`` from ``data`` (what ``where`` says: a file, the command line).
+
+    Raises ``ConfigError`` with one line naming ``where`` and the field.
+    """
     try:
         return model.model_validate(data)
+    except RecursionError as exc:
+        raise ConfigError(f"{where}: values nested too deep to check; no setting nests more "
+                          "than a few levels") from exc
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "(top level)"

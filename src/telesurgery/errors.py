@@ -4,7 +4,7 @@
 
     TelesurgeryError
     ├── ConfigError          a config file or flag is wrong (names the field)
-    ├── CodecError           bytes that are not a valid telesurgery message
+    ├── CodecError           bytes that are not a valid message (``reason``: a ``CodecReason``)
     ├── TransportError       Zenoh could not open, listen, connect or publish
     ├── KinematicsError      a pose the instrument cannot reach
     ├── RobotError           the robot refused an operation (wrong state, not connected)
@@ -20,6 +20,8 @@ Lower-level errors (Zenoh, OS, pydantic) are translated at the boundary with
 
 from __future__ import annotations
 
+import enum
+
 
 class TelesurgeryError(Exception):
     """Base of every error telesurgery raises on purpose."""
@@ -29,8 +31,40 @@ class ConfigError(TelesurgeryError):
     """A configuration file or command-line value is invalid."""
 
 
+class CodecReason(enum.StrEnum):
+    """Why bytes were refused, in one word: the fixed set input is counted and logged by.
+
+    The error's message says the rest; the reason never holds any of the bytes."""
+
+    TRUNCATED = "truncated"
+    """Shorter than the header, the body or a field announces."""
+    BAD_MAGIC = "bad_magic"
+    """Not this protocol at all (the first bytes are wrong)."""
+    BAD_VERSION = "bad_version"
+    """Another version of the protocol."""
+    BAD_FLAGS = "bad_flags"
+    """Header flags this version does not define."""
+    UNKNOWN_TYPE = "unknown_type"
+    """A message type or kind this side does not know."""
+    TOO_LARGE = "too_large"
+    """A length over its limit."""
+    BAD_FIELD = "bad_field"
+    """A field whose value is not allowed (an enum, a flag, a name, a range, UTF-8)."""
+    BAD_BODY = "bad_body"
+    """A body that does not parse (JSON that is invalid, too deep or not an object)."""
+    TRAILING = "trailing"
+    """Bytes left over after a complete body."""
+    MALFORMED = "malformed"
+    """Anything else that is not a valid message."""
+
+
 class CodecError(TelesurgeryError):
-    """Bytes that do not decode to a valid telesurgery message."""
+    """Bytes that do not decode to a valid telesurgery message; ``reason`` says why in one
+    word from a fixed set (for counting), the message says it in full."""
+
+    def __init__(self, message: str, reason: CodecReason = CodecReason.MALFORMED) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class TransportError(TelesurgeryError):
@@ -78,6 +112,7 @@ class OwnershipError(SafetyError):
 __all__ = [
     "AuthError",
     "CodecError",
+    "CodecReason",
     "ConfigError",
     "KinematicsError",
     "OwnershipError",

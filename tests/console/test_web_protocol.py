@@ -65,7 +65,10 @@ def test_every_page_message_kind_parses() -> None:
 
 
 @pytest.mark.parametrize(("text", "says"), [
-    ("not json", "not JSON"),
+    ("not json", "not valid JSON"),
+    ("[" * 3000, "nested too deep to parse"),
+    ('{"t": "input", "arm": "psm1", "move": ' + "[" * 900 + "]" * 900 + "}",
+     "nested more than 4 levels deep"),
     ("[1, 2]", "must be a JSON object"),
     ('{"t": "warp"}', "kind 'warp' is unknown"),
     ('{"t": "input", "arm": "psm1", "move": [2, 0, 0], "grip": 1}', "must lie in [-1.0, 1.0]"),

@@ -195,6 +195,19 @@ def test_a_damaged_line_is_found(trail: tuple[Path, AuditWriter]) -> None:
     assert any(f.index == 4 and "record 3 is missing" in f.problem for f in found)
 
 
+@pytest.mark.parametrize("bomb", ["[" * 5000, '{"data": ' + "[" * 900 + "]" * 900 + "}"])
+def test_a_line_nested_too_deep_is_found_not_a_crash(trail: tuple[Path, AuditWriter],
+                                                     bomb: str) -> None:
+    session_dir, writer = trail
+    text = writer.path.read_text().splitlines()
+    text[3] = bomb
+    writer.path.write_text("\n".join(text) + "\n")
+    writer.key_path.write_text("[" * 5000)
+    found = verify(session_dir).findings
+    assert any(f.line == 0 and "unreadable" in f.problem for f in found)
+    assert any(f.line == 4 and "not valid JSON (or nests too deep)" in f.problem for f in found)
+
+
 def test_a_replaced_key_file_is_found(trail: tuple[Path, AuditWriter]) -> None:
     session_dir, writer = trail
     obj = json.loads(writer.key_path.read_text())

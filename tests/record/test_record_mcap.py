@@ -147,6 +147,22 @@ def test_a_file_cut_anywhere_reads_up_to_its_last_complete_chunk(tmp_path: Path)
     assert {0, 100, 200, 300, 400, 500} <= counts
 
 
+def test_recorded_objects_that_are_not_json_objects_are_skipped(tmp_path: Path) -> None:
+    from mcap.writer import Writer
+
+    path = tmp_path / "hostile.mcap"
+    with open(path, "wb") as f:
+        w = Writer(f)
+        w.start()
+        channel = w.register_channel("t", "json", w.register_schema("x", "jsonschema", b"{}"))
+        for t, data in enumerate([b"[" * 5000, b"7", b'{"a": 1}', b"{" + b"x" * 10]):
+            w.add_message(channel, t, data, t)
+        w.finish()  # type: ignore[no-untyped-call]
+    rec = Recording(path)
+    assert [r.obj for r in rec.json()] == [{"a": 1}]
+    assert rec.skipped == 3
+
+
 def test_recordings_are_never_overwritten(tmp_path: Path) -> None:
     first = new_recording_path(tmp_path)
     McapRecording(first).close()

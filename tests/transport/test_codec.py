@@ -9,9 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from telesurgery.errors import CodecError
+from telesurgery.errors import CodecError, CodecReason
 from telesurgery.transport.codec import (
     HEADER_SIZE,
+    MAX_STATUS_BYTES,
+    MAX_STATUS_DEPTH,
     ControlAction,
     ControlRequest,
     JawServoJP,
@@ -58,34 +60,71 @@ def test_servo_cp_is_compact() -> None:
     assert len(raw) == HEADER_SIZE + 1 + 4 + 1 + 8 + 7 * 8 == 100
 
 
+def _status(body: bytes) -> bytes:
+    """A STATUS message around ``body``, however long it says it is."""
+    return b"TS\x01\x07" + bytes(26) + len(body).to_bytes(2, "little") + body
+
+
+BOMB = b"[" * 5000
+"""A 5 kB nesting bomb: the JSON parser gives up long before the end."""
+
+
 @pytest.mark.parametrize(
-    ("raw", "expected"),
+    ("raw", "expected", "reason"),
     [
-        (b"", "message too short: 0 bytes, the header alone is 30"),
-        (b"XX" + bytes(28), "bad magic b'XX', expected b'TS': not a telesurgery message"),
-        (b"TS\x02\x01" + bytes(26), "protocol version 2 is not supported"),
-        (b"TS\x01\x63" + bytes(26), "message type 99 is unknown; valid: 1=SERVO_CP"),
-        (b"TS\x01\x01\x02" + bytes(25), "header flags 0x02/0x00 are not understood"),
-        (b"TS\x01\x01\x01" + bytes(25), "message flagged as tagged is 30 bytes, too short"),
-        (b"TS\x01\x01" + bytes(26), "SERVO_CP body truncated: needs 31 bytes, got 30"),
+        (b"", "message too short: 0 bytes, the header alone is 30", CodecReason.TRUNCATED),
+        (b"XX" + bytes(28), "bad magic b'XX', expected b'TS': not a telesurgery message",
+         CodecReason.BAD_MAGIC),
+        (b"TS\x02\x01" + bytes(26), "protocol version 2 is not supported",
+         CodecReason.BAD_VERSION),
+        (b"TS\x01\x63" + bytes(26), "message type 99 is unknown; valid: 1=SERVO_CP",
+         CodecReason.UNKNOWN_TYPE),
+        (b"TS\x01\x01\x02" + bytes(25), "header flags 0x02/0x00 are not understood",
+         CodecReason.BAD_FLAGS),
+        (b"TS\x01\x01\x01" + bytes(25), "message flagged as tagged is 30 bytes, too short",
+         CodecReason.TRUNCATED),
+        (b"TS\x01\x01" + bytes(26), "SERVO_CP body truncated: needs 31 bytes, got 30",
+         CodecReason.TRUNCATED),
         (b"TS\x01\x02" + bytes(26) + b"\x01/" + bytes(16),
-         "JAW_SERVO_JP.arm '/' is not a valid arm name"),
+         "JAW_SERVO_JP.arm '/' is not a valid arm name", CodecReason.BAD_FIELD),
         (b"TS\x01\x06" + bytes(26) + b"\x07\x00\x00\x00",
-         "SAFETY_EVENT.state 7 is unknown; valid: 0=DISABLED"),
-        (b"TS\x01\x07" + bytes(26) + b"\x02\x00[]", "STATUS body must be a JSON object"),
-        (b"TS\x01\x07" + bytes(26) + b"\x01\x00{", "STATUS body is not valid JSON"),
+         "SAFETY_EVENT.state 7 is unknown; valid: 0=DISABLED", CodecReason.BAD_FIELD),
+        (_status(b"[]"), "STATUS body must be a JSON object", CodecReason.BAD_BODY),
+        (_status(b"{"), "STATUS body is not valid JSON", CodecReason.BAD_BODY),
+        (_status(b"\xff\xfe\x00"), "STATUS body is not valid JSON", CodecReason.BAD_BODY),
+        (_status(b'{"a": 1' + b"9" * 5000 + b"}"), "STATUS body is not valid JSON",
+         CodecReason.BAD_BODY),  # more digits than Python converts
+        (_status(BOMB), "STATUS body is nested too deep to parse", CodecReason.BAD_BODY),
+        (_status(b'{"a": ' + b"[" * 900 + b"]" * 900 + b"}"),
+         "STATUS body is nested more than 32 levels deep", CodecReason.BAD_BODY),
+        (_status(b" " * (MAX_STATUS_BYTES + 1)), "STATUS announces 16385 bytes; at most 16384",
+         CodecReason.TOO_LARGE),
     ],
 )
-def test_errors_say_what_is_wrong(raw: bytes, expected: str) -> None:
+def test_errors_say_what_is_wrong_with_a_fixed_reason(raw: bytes, expected: str,
+                                                      reason: CodecReason) -> None:
     with pytest.raises(CodecError) as info:
         decode(raw)
     assert str(info.value).startswith(expected)
+    assert info.value.reason is reason
+
+
+def test_status_nests_as_deep_as_the_limit_and_no_deeper() -> None:
+    deepest: dict[str, object] = {"x": 1}
+    for _ in range(MAX_STATUS_DEPTH - 1):
+        deepest = {"x": deepest}
+    raw = encode(Message(1, 1, 1, Status(deepest)))
+    assert decode(raw).body == Status(deepest)
+    with pytest.raises(CodecError, match="nested more than 32") as info:
+        decode(_status(b'{"x": ' + raw[HEADER_SIZE + 2:] + b"}"))
+    assert info.value.reason is CodecReason.BAD_BODY
 
 
 def test_trailing_bytes_are_rejected() -> None:
     raw = encode(Message(1, 1, 1, JawServoJP("psm1", 0.1, 1))) + b"\x00"
-    with pytest.raises(CodecError, match="1 unexpected bytes after the JAW_SERVO_JP body"):
+    with pytest.raises(CodecError, match="1 unexpected bytes after the JAW_SERVO_JP body") as info:
         decode(raw)
+    assert info.value.reason is CodecReason.TRAILING
 
 
 def test_encode_refuses_values_that_do_not_fit() -> None:

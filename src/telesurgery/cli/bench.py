@@ -8,7 +8,7 @@ from typing import Annotated, Any, cast
 
 import typer
 
-from telesurgery.cli.common import setup_logging, write_json
+from telesurgery.cli.common import check_duration, setup_logging, write_json
 from telesurgery.errors import ConfigError
 
 bench_app = typer.Typer(help="Performance benchmarks (write JSON with --json PATH).",
@@ -31,6 +31,7 @@ def control(
 ) -> None:
     """Input -> accepted latency, servo-tick wait, loop jitter and CPU, through real processes."""
     setup_logging(log_level)
+    check_duration(duration)
     from telesurgery.bench.control import bench_control
 
     _emit(bench_control(duration), json_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import signal
 import threading
 from pathlib import Path
@@ -41,6 +42,18 @@ def security_section(base: SecurityConfig, identity: Path | None, acl: Path | No
     if changes:
         data.update(changes, insecure=False)
     return data
+
+
+def check_duration(duration: float | None, flag: str = "--duration") -> None:
+    """``ConfigError`` unless ``duration`` [s] is None (no limit) or a positive, finite
+    number of seconds."""
+    if duration is None:
+        return
+    if not math.isfinite(duration):
+        raise ConfigError(f"{flag} must be a finite number of seconds, got {duration}; leave "
+                          "it out to run until stopped")
+    if duration <= 0:
+        raise ConfigError(f"{flag} must be positive, got {duration}")
 
 
 def setup_logging(level: str) -> None:

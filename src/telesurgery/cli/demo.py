@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -10,12 +11,12 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
-from telesurgery.cli.common import setup_logging, stop_on_signals, write_json
+from telesurgery.cli.common import check_duration, setup_logging, stop_on_signals, write_json
 from telesurgery.demo.browser import open_page as browser_page
 from telesurgery.demo.linkrig import Cut, check_link_options
 from telesurgery.demo.monitor import Monitor
 from telesurgery.demo.recording import summary_line
-from telesurgery.demo.run import DemoOptions, run_demo
+from telesurgery.demo.run import DemoOptions, run_demo, writable_dir
 from telesurgery.demo.view import render_status, render_summary
 from telesurgery.errors import ConfigError
 
@@ -67,8 +68,7 @@ def demo(
     and with --backup the bedside backup console; the consoles' pages (endoscope video,
     HUD, control buttons) are served on loopback."""
     setup_logging(log_level)
-    if duration is not None and duration <= 0:
-        raise ConfigError(f"--duration must be positive, got {duration}")
+    check_duration(duration)
     if headless and duration is None:
         raise ConfigError("--headless needs --duration S (nothing would stop it otherwise)")
     stop = stop_on_signals()
@@ -84,6 +84,10 @@ def demo(
                        backup_web_port=backup_port, takeover_at_s=takeover_at)
     opts.check()
     check_link_options(opts.link, opts.cuts)
+    # Before the page's address is printed: a folder that cannot be had is one line.
+    if opts.record is not None:
+        writable_dir(opts.record, "--record")
+    opts = replace(opts, workdir=writable_dir(opts.workdir, "--workdir"))
     out = Console(stderr=True)
     if insecure:
         out.print("[bold red]INSECURE: plain TCP, no authentication, untagged commands "

@@ -14,6 +14,7 @@ from telesurgery.cli.common import (
     CrlOpt,
     IdentityOpt,
     InsecureOpt,
+    check_duration,
     security_section,
     setup_logging,
     stop_on_signals,
@@ -64,6 +65,7 @@ def patient(config: ConfigOpt = None, session: SessionOpt = None, listen: Listen
             insecure: InsecureOpt = False) -> None:
     """Run the patient-side node: simulated robot, safety supervisor, 1 kHz servo loop."""
     setup_logging(log_level)
+    check_duration(duration)
     base = load(PatientConfig, config)
     cfg = load(PatientConfig, config, session=session,
                zenoh=_zenoh(base.zenoh, mode, listen, connect), record_dir=record,
@@ -135,6 +137,7 @@ def _run_console(role: Literal["surgeon", "backup"], config: Path | None, sessio
                  web_port: int | None, identity: Path | None, acl: Path | None,
                  crl: Path | None, insecure: bool, *, take_control: bool = False) -> None:
     setup_logging(log_level)
+    check_duration(duration)
     base = load(ConsoleConfig, config)
     if "role" in base.model_fields_set and base.role != role:
         verb = "console" if base.role == "surgeon" else "backup"
@@ -178,7 +181,7 @@ def router(listen: ListenOpt = None, log_level: LogOpt = "info",
     sec = node_security(load(SecurityConfig, None, **security_section(
         SecurityConfig(), identity, acl, crl, insecure)), "router")
     stop = stop_on_signals()
-    cfg = ZenohConfig(mode="router", listen=listen or ["tcp/127.0.0.1:7447"])
+    cfg = load(ZenohConfig, None, mode="router", listen=listen or ["tcp/127.0.0.1:7447"])
     z = open_session(cfg, None if sec is None else sec.zenoh_settings())
     try:
         stop.wait()

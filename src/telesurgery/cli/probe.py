@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from telesurgery.cli.common import setup_logging, write_json
+from telesurgery.cli.common import check_duration, setup_logging, write_json
 from telesurgery.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -102,6 +102,7 @@ def probe(
     report cites each); a TOML file and the flags change them.
     """
     setup_logging(log_level)
+    check_duration(duration)
     # Imported here so that the other verbs start without loading the link package.
     from telesurgery.config import load
     from telesurgery.link.locator import Locator, precise_loop

@@ -13,6 +13,7 @@ from telesurgery.cli.common import (
     CrlOpt,
     IdentityOpt,
     InsecureOpt,
+    check_duration,
     security_section,
     setup_logging,
     stop_on_signals,
@@ -51,6 +52,7 @@ def record(
 ) -> None:
     """Record telesurgery/<session>/** (commands, state, safety, status, video) to MCAP."""
     setup_logging(log_level)
+    check_duration(duration)
     sec = node_security(load(SecurityConfig, None, **security_section(
         SecurityConfig(), identity, acl, crl, insecure)), "recorder")
     # Zenoh's receive thread needs the GIL for every sample: while the writer thread holds

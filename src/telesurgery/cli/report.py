@@ -21,7 +21,9 @@ def report(
                                            help="debug, info, warning or error.")] = "warning",
 ) -> None:
     """Write one HTML file (plots inline, no external asset): summary, control latency,
-    one-way delay and health per path, video, safety timeline, handovers, task, audit."""
+    one-way delay and health per path, video, safety timeline, handovers, task, audit.
+    Exits 1, after writing the report of what is readable, when the recording was cut
+    short."""
     setup_logging(log_level)
     from telesurgery.record.analysis import load_session
     from telesurgery.record.report import render_report
@@ -36,6 +38,14 @@ def report(
                              "path with --out") from exc
     typer.echo(f"report of {session.duration_s:.1f} s, {session.messages} messages written "
                f"to {target}")
+    if not session.complete:
+        # The report of the readable part is what a crash leaves to look at; the exit
+        # status still says the recording is not whole.
+        typer.echo(f"telesurgery: warning: the recording in {directory} is truncated (cut "
+                   "short, no footer: the recorder was killed or the disk filled); the report "
+                   f"covers only its first {session.duration_s:.1f} s, up to the last complete "
+                   "chunk", err=True)
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

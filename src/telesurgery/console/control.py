@@ -27,7 +27,7 @@ from typing import Any, Final, Literal
 import zenoh
 
 from telesurgery.clock import now_ns
-from telesurgery.errors import CodecError, OwnershipError
+from telesurgery.errors import CodecError, CodecReason, OwnershipError
 from telesurgery.transport.codec import (
     ControlAction,
     ControlRequest,
@@ -91,8 +91,9 @@ class OwnerView:
                        _text(data.get("previous")), str(data.get("reason", "")),
                        int(data.get("handovers", 0)), requests,
                        float(data.get("since_s", 0.0)))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CodecError(f"control owner announcement is malformed: {exc}") from exc
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise CodecError(f"control owner announcement is malformed: {exc}",
+                             CodecReason.BAD_BODY) from exc
 
     @property
     def is_open(self) -> bool:

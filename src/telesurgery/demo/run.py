@@ -25,6 +25,7 @@ backup console (SIGUSR1, its one action) that many seconds into the run.
 
 from __future__ import annotations
 
+import os
 import signal
 import tempfile
 import threading
@@ -119,6 +120,21 @@ def _backup_args(opts: DemoOptions, workdir: Path) -> list[str]:
             str(still_trajectory(workdir / "backup-still.csv")), "--no-web"]
 
 
+def writable_dir(path: Path | None, flag: str) -> Path:
+    """``path`` created if need be (None: a new temporary folder); ``ConfigError`` naming
+    ``flag`` when it cannot be created or written to."""
+    try:
+        if path is None:
+            return Path(tempfile.mkdtemp(prefix="telesurgery-demo-"))
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path}: cannot create it ({exc.strerror}); choose a "
+                          "writable folder") from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: cannot write there; choose a writable folder")
+    return path
+
+
 def run_demo(opts: DemoOptions, stop: threading.Event,
              on_tick: Callable[[Monitor, float], None] | None = None) -> dict[str, Any]:
     """Start router, patient and console; run; stop them all; return the summary.
@@ -127,8 +143,7 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
     ``monitor.pages`` has the consoles' page URLs once they printed them.
     """
     opts.check()
-    workdir = opts.workdir or Path(tempfile.mkdtemp(prefix="telesurgery-demo-"))
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = writable_dir(opts.workdir, "--workdir")
     router_ep = f"tcp/127.0.0.1:{free_port()}"
     patient_ep = f"tcp/127.0.0.1:{free_port()}"
     common = ["--session", opts.session, "--log-level", opts.log_level,

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from telesurgery.errors import CodecError, ConfigError
+from telesurgery.errors import CodecError, CodecReason, ConfigError
 from telesurgery.geometry import IDENTITY_QUAT, Quat, quat_mul, quat_normalize, rotvec_to_quat
 from telesurgery.input.base import HandSample, InputDevice
 from telesurgery.types import Pose
@@ -101,7 +101,7 @@ class WebInputDevice(InputDevice):
             with self._lock:
                 self.rejected += 1
             raise CodecError(f"arm {arm!r} is not driven by this console; it drives "
-                             f"{', '.join(self.arms)}")
+                             f"{', '.join(self.arms)}", CodecReason.BAD_FIELD)
         with self._lock:
             hand.move = move
             hand.roll = roll

@@ -41,9 +41,15 @@ def send_control(address: Locator | str, command: str, timeout_s: float = 1.0) -
                 f"link control {where}: no reply to {command!r} within {timeout_s} s ({exc}); "
                 "is `telesurgery link --control` running there?"
             ) from exc
-    reply: dict[str, Any] = json.loads(data)
+    try:
+        reply = json.loads(data)
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
+        reply = None
+    if not isinstance(reply, dict):
+        raise TransportError(f"link control {where}: the reply to {command!r} is not a JSON "
+                             "object; is something else answering on that port?")
     if not reply.get("ok"):
-        raise TransportError(f"link control {where}: {reply.get('error', 'refused')}")
+        raise TransportError(f"link control {where}: {str(reply.get('error', 'refused'))[:200]}")
     return reply
 
 
@@ -65,7 +71,7 @@ class ChildProcess:
         line = _read_line(self._proc, timeout_s)
         try:
             ready = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             ready = None
         if not isinstance(ready, dict) or ready.get("event") != "ready":
             self.stop()
@@ -88,8 +94,9 @@ class ChildProcess:
                 proc.kill()
                 out, _ = proc.communicate()
             lines = out.decode(errors="replace").strip().splitlines()
-            with contextlib.suppress(ValueError, IndexError):
-                final = json.loads(lines[-1])
+            with contextlib.suppress(ValueError, IndexError, RecursionError):
+                last = json.loads(lines[-1])
+                final = last if isinstance(last, dict) else {}
         if self._log is not None:
             self._log.close()
             self._log = None

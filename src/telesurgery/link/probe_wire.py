@@ -26,7 +26,7 @@ import enum
 import struct
 from dataclasses import dataclass
 
-from telesurgery.errors import CodecError
+from telesurgery.errors import CodecError, CodecReason
 
 MAGIC = b"TSPB"
 VERSION = 1
@@ -153,18 +153,20 @@ def parse(data: bytes) -> Message:
     """Decode one datagram; ``CodecError`` if it is not a probe message of this version."""
     if len(data) < HEADER_SIZE:
         raise CodecError(f"probe datagram of {len(data)} bytes is shorter than its "
-                         f"{HEADER_SIZE}-byte header; is something else sending to this port?")
+                         f"{HEADER_SIZE}-byte header; is something else sending to this port?",
+                         CodecReason.TRUNCATED)
     magic, version, kind, run, seq = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise CodecError(f"not a probe datagram (magic {magic!r}); is something else sending "
-                         "to this port?")
+                         "to this port?", CodecReason.BAD_MAGIC)
     if version != VERSION:
         raise CodecError(f"probe version {version}, this side speaks {VERSION}; "
-                         "run the same telesurgery version at both ends")
+                         "run the same telesurgery version at both ends", CodecReason.BAD_VERSION)
     try:
         k = Kind(kind)
     except ValueError:
-        raise CodecError(f"unknown probe message type {kind}") from None
+        raise CodecError(f"unknown probe message type {kind}",
+                         CodecReason.UNKNOWN_TYPE) from None
     body = memoryview(data)[HEADER_SIZE:]
     try:
         if k is Kind.PING:
@@ -180,15 +182,17 @@ def parse(data: bytes) -> Message:
             bitmap = bytes(body[_REPORT.size:_REPORT.size + n])
             if len(bitmap) != n:
                 raise CodecError(f"probe report announces {n} bitmap bytes, carries "
-                                 f"{len(bitmap)}")
+                                 f"{len(bitmap)}", CodecReason.TRUNCATED)
             return Report(run, received, bitmap)
         if k is Kind.BURST_REQ:
             packets, size, rate = _BURST_REQ.unpack_from(body)
             if not (rate > 0.0 and HEADER_SIZE + _BURST.size <= size):
                 raise CodecError(f"probe burst request with rate {rate} bit/s and packets of "
-                                 f"{size} bytes; both must be positive and hold the header")
+                                 f"{size} bytes; both must be positive and hold the header",
+                                 CodecReason.BAD_FIELD)
             return BurstRequest(run, packets, size, rate)
         (sent,) = _BURST.unpack_from(body)
         return BurstPacket(run, seq, sent, len(data))
     except struct.error as exc:
-        raise CodecError(f"probe {k.name} datagram truncated ({len(data)} bytes)") from exc
+        raise CodecError(f"probe {k.name} datagram truncated ({len(data)} bytes)",
+                         CodecReason.TRUNCATED) from exc

@@ -21,7 +21,6 @@ A session without link, video or audit data simply has empty series.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from telesurgery.errors import RecordingError
+from telesurgery.errors import CodecError, RecordingError
 from telesurgery.geometry import FloatArray
-from telesurgery.record.audit import AuditKind, AuditVerifier, TrailReport
+from telesurgery.record.audit import MAX_RECORD_DEPTH, AuditKind, AuditVerifier, TrailReport
 from telesurgery.record.layout import TRAIL_SUFFIX, audit_dir
 from telesurgery.record.mcap_writer import METADATA_NAME
 from telesurgery.record.reader import Recording
@@ -44,6 +43,7 @@ from telesurgery.transport.codec import (
     ServoCP,
     Status,
     VideoFrame,
+    untrusted_json,
 )
 from telesurgery.types import ArmMode
 
@@ -288,16 +288,17 @@ def _audit(s: Session, directory: Path) -> None:
     for trail in sorted(folder.glob("*" + TRAIL_SUFFIX)):
         for line in trail.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
+                rec = untrusted_json(line, "audit record", MAX_RECORD_DEPTH)
+            except CodecError:
+                continue  # the verifier above reports the line
             if not isinstance(rec, dict):
                 continue
             kind = str(rec.get("kind"))
             s.audit_kinds[kind] = s.audit_kinds.get(kind, 0) + 1
             if kind in _OWNER_KINDS:
-                s.handovers.append({"wall": rec.get("time", {}).get("wall", ""),
-                                    "node": rec.get("node", ""), "kind": kind,
+                time = rec.get("time")
+                s.handovers.append({"wall": time.get("wall", "") if isinstance(time, dict)
+                                    else "", "node": rec.get("node", ""), "kind": kind,
                                     "data": rec.get("data", {})})
 
 

@@ -55,8 +55,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from telesurgery import __version__
 from telesurgery.clock import now_ns
-from telesurgery.errors import ConfigError, RecordingError
+from telesurgery.errors import CodecError, ConfigError, RecordingError
 from telesurgery.record.layout import KEY_SUFFIX, TRAIL_SUFFIX, audit_dir
+from telesurgery.transport.codec import untrusted_json
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,8 @@ GENESIS = "0" * 64
 """``prev_hash`` of record 0."""
 SIGNATURE_CONTEXT = b"telesurgery-audit-v1\x00"
 ALGORITHM = "ed25519"
+MAX_RECORD_DEPTH = 64
+"""The deepest a record may nest (objects and lists); deeper is damage, not a record."""
 
 
 class AuditKind(enum.StrEnum):
@@ -83,11 +86,11 @@ class AuditKind(enum.StrEnum):
     FAULT = "fault"
     SAFETY_REJECTIONS_SUMMARY = "safety_rejections_summary"
     LINK_ALARM = "link_alarm"
+    KEY_AGREED = "key_agreed"
+    KEY_REFUSED = "key_refused"
 
 
 def canonical(obj: Any) -> bytes:
-    KEY_AGREED = "key_agreed"
-    KEY_REFUSED = "key_refused"
     """The canonical JSON bytes of ``obj``: sorted keys, no spaces, UTF-8, finite numbers."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False).encode("utf-8")
@@ -450,7 +453,7 @@ class AuditVerifier:
 
     def _load_key(self, key_path: Path, w: _Walk) -> None:
         try:
-            obj = json.loads(key_path.read_text(encoding="utf-8"))
+            obj = untrusted_json(key_path.read_text(encoding="utf-8"), "key file", 4)
             raw = base64.b64decode(obj["public_key"], validate=True)
             w.key = _Key(Ed25519PublicKey.from_public_bytes(raw), obj["public_key"], "",
                          str(obj.get("node", "")))
@@ -458,16 +461,17 @@ class AuditVerifier:
         except FileNotFoundError:
             w.add(0, None, f"key file {key_path.name} is missing; signatures are checked "
                   "against the key announced in session_start only")
-        except (OSError, ValueError, KeyError, TypeError, binascii.Error) as exc:
+        except (OSError, ValueError, KeyError, TypeError, binascii.Error, CodecError) as exc:
             w.add(0, None, f"key file {key_path.name} is unreadable or not an Ed25519 key "
                   f"({exc}); signatures are checked against session_start's key only")
 
     @staticmethod
     def _parse(n: int, line: bytes, w: _Walk) -> AuditRecord | None:
         try:
-            obj = json.loads(line)
-        except ValueError:
-            w.add(n, None, "is not valid JSON: the line was edited or damaged")
+            obj = untrusted_json(line, "audit record", MAX_RECORD_DEPTH)
+        except CodecError:
+            w.add(n, None, "is not valid JSON (or nests too deep): the line was edited or "
+                  "damaged")
             return None
         try:
             return AuditRecord.from_json(obj)

@@ -10,7 +10,6 @@ file); chunk CRCs are checked.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import struct
 from collections.abc import Iterable, Iterator
@@ -24,6 +23,7 @@ from mcap.reader import NonSeekingReader
 from mcap.records import Channel, Schema
 from mcap.records import Message as McapMessage
 from mcap.stream_reader import CRCValidationError
+from zstandard import ZstdError
 
 from telesurgery.errors import CodecError, RecordingError
 from telesurgery.record.layout import recording_paths
@@ -33,13 +33,20 @@ from telesurgery.record.schema import (
     JsonObject,
     message_of,
 )
-from telesurgery.transport.codec import Message
+from telesurgery.transport.codec import MAX_STATUS_DEPTH, Message, untrusted_json
 
 log = logging.getLogger(__name__)
 
 MAGIC = b"\x89MCAP0\r\n"
 _RECORD_HEAD = struct.Struct("<BQ")
 _FOOTER_LEN = 8 + 8 + 4
+MAX_RECORDED_DEPTH = MAX_STATUS_DEPTH + 8
+"""The deepest a recorded JSON object may nest: a STATUS body inside its projection."""
+_DAMAGED = (McapError, CRCValidationError, ZstdError, struct.error, ValueError, KeyError,
+            IndexError, OverflowError)
+"""What the ``mcap`` library raises on bytes that are not what their records announce:
+its own errors, a failed CRC, a chunk zstd cannot decompress, a field cut short, a string
+that is not UTF-8 (a ``ValueError``), a reference to a record that is not there."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +142,13 @@ def _records(ext: FileExtent, topics: frozenset[str] | None
             if ext.complete:
                 raise RecordingError(f"{ext.path} ends early although it has a footer; the "
                                      "file is damaged") from None
-        except (McapError, CRCValidationError) as exc:
-            raise RecordingError(f"{ext.path} is damaged: {exc}") from exc
+        except _DAMAGED as exc:
+            raise _damaged(ext.path, exc) from exc
+
+
+def _damaged(path: Path, exc: Exception) -> RecordingError:
+    detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+    return RecordingError(f"{path} is damaged: {detail}")
 
 
 class Recording:
@@ -167,6 +179,8 @@ class Recording:
                         out.setdefault(m.name, m.metadata)
                 except EndOfFile:
                     pass
+                except _DAMAGED as exc:
+                    raise _damaged(ext.path, exc) from exc
         return out
 
     def json(self, topics: Iterable[str] | None = None) -> Iterator[RecordedJson]:
@@ -175,9 +189,12 @@ class Recording:
         for ext in self.extents:
             for schema, channel, record in _records(ext, wanted):
                 try:
-                    obj = json.loads(record.data)
-                except ValueError:
-                    self._skip(channel.topic, "is not JSON")
+                    obj = untrusted_json(record.data, "recorded object", MAX_RECORDED_DEPTH)
+                except CodecError:
+                    self._skip(channel.topic, "is not JSON (or nests too deep)")
+                    continue
+                if not isinstance(obj, dict):
+                    self._skip(channel.topic, "is not a JSON object")
                     continue
                 yield RecordedJson(channel.topic, schema.name if schema else "", record.log_time,
                                    obj)

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import json
 import logging
 import math
 import time
@@ -51,9 +50,9 @@ import numpy as np
 import numpy.typing as npt
 
 from telesurgery.config import SafetyConfig
-from telesurgery.errors import ConfigError, RecordingError
+from telesurgery.errors import CodecError, ConfigError, RecordingError
 from telesurgery.geometry import FloatArray, quat_angle, quat_normalize
-from telesurgery.record.audit import AuditKind
+from telesurgery.record.audit import MAX_RECORD_DEPTH, AuditKind
 from telesurgery.record.layout import TRAIL_SUFFIX, audit_dir
 from telesurgery.record.reader import Recording
 from telesurgery.robots.sim.robot import SimRobot
@@ -66,6 +65,7 @@ from telesurgery.transport.codec import (
     SafetyEvent,
     ServoCP,
     Status,
+    untrusted_json,
 )
 from telesurgery.types import ArmMode, Pose, SafetyState
 
@@ -257,12 +257,17 @@ def _safety_config(directory: Path) -> SafetyConfig:
     (defaults when the session has no trail)."""
     for trail in sorted(audit_dir(directory).glob("patient-*" + TRAIL_SUFFIX)):
         try:
-            first = json.loads(trail.read_text(encoding="utf-8").split("\n", 1)[0])
-        except (OSError, ValueError):
+            first = untrusted_json(trail.read_text(encoding="utf-8").split("\n", 1)[0],
+                                   "audit record", MAX_RECORD_DEPTH)
+        except (OSError, ValueError, CodecError):
             continue
-        if first.get("kind") == AuditKind.SESSION_START and "safety" in first.get("data", {}):
+        if not isinstance(first, dict):
+            continue
+        data = first.get("data")
+        if (first.get("kind") == AuditKind.SESSION_START and isinstance(data, dict)
+                and "safety" in data):
             try:
-                return SafetyConfig.model_validate(first["data"]["safety"])
+                return SafetyConfig.model_validate(data["safety"])
             except ValueError as exc:
                 raise RecordingError(f"{trail}: session_start holds invalid safety limits "
                                      f"({exc}); the trail is damaged") from exc

@@ -16,8 +16,9 @@ Layout (little-endian), version 1::
     end-16 16   with ``FLAG_TAG``: the tag over everything before it (``security.tags``)
 
 Strings are a u8 length then UTF-8 bytes. ``decode`` either returns a valid
-``Message`` or raises ``CodecError`` with a message that says what is wrong;
-it never raises anything else, whatever the bytes.
+``Message`` or raises ``CodecError`` with a message that says what is wrong and a
+``reason`` from the fixed set ``CodecReason``; it never raises anything else, whatever
+the bytes (a STATUS body nested too deep included).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, Self, TypeVar
 
-from telesurgery.errors import CodecError
+from telesurgery.errors import CodecError, CodecReason
 from telesurgery.types import ArmMode, OperatingState, Pose, SafetyState, Wrench
 
 MAGIC = b"TS"
@@ -43,6 +44,8 @@ TAG_SIZE = 16
 _U64_MAX = 2**64 - 1
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 MAX_STATUS_BYTES = 16_384
+MAX_STATUS_DEPTH = 32
+"""The deepest a STATUS body may nest (objects and lists); a node's nests a few levels."""
 _E = TypeVar("_E", bound=enum.IntEnum)
 
 
@@ -90,7 +93,7 @@ class _Reader:
         if end > len(self._buf):
             raise CodecError(
                 f"{self._what} body truncated: needs {end} bytes, got {len(self._buf)}; "
-                "the sender may run another protocol version"
+                "the sender may run another protocol version", CodecReason.TRUNCATED
             )
         out = s.unpack_from(self._buf, self._pos)
         self._pos = end
@@ -101,46 +104,51 @@ class _Reader:
         end = self._pos + n
         if end > len(self._buf):
             raise CodecError(f"{self._what}.{field} truncated: {n} bytes announced, "
-                             f"{len(self._buf) - self._pos} present")
+                             f"{len(self._buf) - self._pos} present", CodecReason.TRUNCATED)
         raw = self._buf[self._pos:end]
         self._pos = end
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise CodecError(f"{self._what}.{field} is not valid UTF-8") from exc
+            raise CodecError(f"{self._what}.{field} is not valid UTF-8",
+                             CodecReason.BAD_FIELD) from exc
 
     def finish(self) -> None:
         extra = len(self._buf) - self._pos
         if extra:
-            raise CodecError(f"{extra} unexpected bytes after the {self._what} body")
+            raise CodecError(f"{extra} unexpected bytes after the {self._what} body",
+                             CodecReason.TRAILING)
 
 
 def _text(value: str, field: str) -> bytes:
     raw = value.encode("utf-8")
     if len(raw) > 255:
-        raise CodecError(f"{field} is {len(raw)} bytes long; at most 255 fit")
+        raise CodecError(f"{field} is {len(raw)} bytes long; at most 255 fit",
+                         CodecReason.TOO_LARGE)
     return _U8.pack(len(raw)) + raw
 
 
 def _arm(value: str, what: str) -> str:
     if not value or any(c in value for c in "/*$?# ") or not value.isascii():
         raise CodecError(f"{what}.arm {value!r} is not a valid arm name (ASCII, no '/', '*' "
-                         "or spaces)")
+                         "or spaces)", CodecReason.BAD_FIELD)
     return value
 
 
 def _flag(value: int, what: str) -> bool:
     if value not in (0, 1):
-        raise CodecError(f"{what}: boolean byte is {value}, expected 0 or 1")
+        raise CodecError(f"{what}: boolean byte is {value}, expected 0 or 1",
+                         CodecReason.BAD_FIELD)
     return value == 1
 
 
-def _enum(cls: type[_E], value: int, what: str) -> _E:
+def _enum(cls: type[_E], value: int, what: str,
+          reason: CodecReason = CodecReason.BAD_FIELD) -> _E:
     try:
         return cls(value)
     except ValueError as exc:
         valid = ", ".join(f"{m.value}={m.name}" for m in cls)
-        raise CodecError(f"{what} {value} is unknown; valid: {valid}") from exc
+        raise CodecError(f"{what} {value} is unknown; valid: {valid}", reason) from exc
 
 
 _U8 = struct.Struct("<B")
@@ -266,7 +274,7 @@ class MeasuredJS:
         n = len(self.position)
         if len(self.velocity) != n or n > 32:
             raise CodecError(f"MEASURED_JS needs as many velocities as positions (<= 32), "
-                             f"got {n} and {len(self.velocity)}")
+                             f"got {n} and {len(self.velocity)}", CodecReason.BAD_FIELD)
         return (_text(self.arm, "arm") + _U8.pack(n)
                 + struct.pack(f"<{2 * n}d", *self.position, *self.velocity))
 
@@ -275,7 +283,8 @@ class MeasuredJS:
         arm = _arm(r.text("arm"), "MEASURED_JS")
         (n,) = r.take(_U8)
         if n > 32:
-            raise CodecError(f"MEASURED_JS announces {n} joints; at most 32 are allowed")
+            raise CodecError(f"MEASURED_JS announces {n} joints; at most 32 are allowed",
+                             CodecReason.TOO_LARGE)
         v = r.take(struct.Struct(f"<{2 * n}d"))
         return cls(arm, tuple(v[:n]), tuple(v[n:]))
 
@@ -331,20 +340,62 @@ class Status:
     def pack(self) -> bytes:
         raw = json.dumps(self.data, separators=(",", ":"), allow_nan=False).encode()
         if len(raw) > MAX_STATUS_BYTES:
-            raise CodecError(f"STATUS is {len(raw)} bytes; at most {MAX_STATUS_BYTES} fit")
+            raise CodecError(f"STATUS is {len(raw)} bytes; at most {MAX_STATUS_BYTES} fit",
+                             CodecReason.TOO_LARGE)
         return struct.pack("<H", len(raw)) + raw
 
     @classmethod
     def unpack(cls, r: _Reader) -> Self:
         (n,) = r.take(struct.Struct("<H"))
+        if n > MAX_STATUS_BYTES:
+            raise CodecError(f"STATUS announces {n} bytes; at most {MAX_STATUS_BYTES} are "
+                             "allowed", CodecReason.TOO_LARGE)
         raw = r.take(struct.Struct(f"<{n}s"))[0]
-        try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise CodecError(f"STATUS body is not valid JSON: {exc}") from exc
+        data = untrusted_json(raw, "STATUS body", MAX_STATUS_DEPTH)
         if not isinstance(data, dict):
-            raise CodecError(f"STATUS body must be a JSON object, got {type(data).__name__}")
+            raise CodecError(f"STATUS body must be a JSON object, got {type(data).__name__}",
+                             CodecReason.BAD_BODY)
         return cls(data)
+
+
+def untrusted_json(raw: bytes | str, what: str, max_depth: int) -> Any:
+    """``raw`` parsed as JSON nested at most ``max_depth`` deep (objects and lists).
+
+    Raises ``CodecError`` (``BAD_BODY``) for anything else: invalid JSON or UTF-8, a
+    number too long to convert, nesting so deep that the parser gives up
+    (``RecursionError``) or deeper than ``max_depth`` (which later ``repr`` or
+    ``json.dumps`` calls, deeper in a stack, could not handle either).
+    """
+    try:
+        data = json.loads(raw)
+    except RecursionError as exc:
+        raise CodecError(f"{what} is nested too deep to parse; at most {max_depth} levels",
+                         CodecReason.BAD_BODY) from exc
+    except ValueError as exc:  # UnicodeDecodeError and json.JSONDecodeError are ValueErrors
+        raise CodecError(f"{what} is not valid JSON: {exc}", CodecReason.BAD_BODY) from exc
+    if _nesting(data, max_depth) > max_depth:
+        raise CodecError(f"{what} is nested more than {max_depth} levels deep",
+                         CodecReason.BAD_BODY)
+    return data
+
+
+def _nesting(value: Any, limit: int) -> int:
+    """How deep ``value`` nests, counted without recursion up to one past ``limit``."""
+    deepest = 0
+    todo: list[tuple[Any, int]] = [(value, 0)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > limit:
+            return deepest
+        todo.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 MAX_VIDEO_BYTES = 16 * 2**20
@@ -376,7 +427,8 @@ class VideoFrame:
     def pack(self) -> bytes:
         if len(self.data) > MAX_VIDEO_BYTES:
             raise CodecError(f"VIDEO_FRAME data is {len(self.data)} bytes; at most "
-                             f"{MAX_VIDEO_BYTES} fit: lower the bitrate or the frame size")
+                             f"{MAX_VIDEO_BYTES} fit: lower the bitrate or the frame size",
+                             CodecReason.TOO_LARGE)
         return (_text(self.camera, "camera")
                 + _VIDEO.pack(self.width, self.height, int(self.keyframe), self.frame_index,
                               self.capture_ns, self.applied_seq, self.applied_sample_ns,
@@ -388,10 +440,11 @@ class VideoFrame:
         camera = r.text("camera")
         w, h, key, index, capture_ns, seq, sample_ns, n = r.take(_VIDEO)
         if not (w and h):
-            raise CodecError(f"VIDEO_FRAME size {w}x{h} is empty; the sender is broken")
+            raise CodecError(f"VIDEO_FRAME size {w}x{h} is empty; the sender is broken",
+                             CodecReason.BAD_FIELD)
         if n > MAX_VIDEO_BYTES:
             raise CodecError(f"VIDEO_FRAME announces {n} bytes of data; at most "
-                             f"{MAX_VIDEO_BYTES} are allowed")
+                             f"{MAX_VIDEO_BYTES} are allowed", CodecReason.TOO_LARGE)
         (data,) = r.take(struct.Struct(f"<{n}s"))
         return cls(camera, w, h, _flag(key, "VIDEO_FRAME.keyframe"), index, capture_ns, seq,
                    sample_ns, data)
@@ -446,14 +499,16 @@ _U16 = struct.Struct("<H")
 
 def _blob(value: bytes, field: str, limit: int) -> bytes:
     if len(value) > limit:
-        raise CodecError(f"{field} is {len(value)} bytes long; at most {limit} fit")
+        raise CodecError(f"{field} is {len(value)} bytes long; at most {limit} fit",
+                         CodecReason.TOO_LARGE)
     return _U16.pack(len(value)) + value
 
 
 def _take_blob(r: _Reader, field: str, limit: int) -> bytes:
     (n,) = r.take(_U16)
     if n > limit:
-        raise CodecError(f"{field} announces {n} bytes; at most {limit} are allowed")
+        raise CodecError(f"{field} announces {n} bytes; at most {limit} are allowed",
+                         CodecReason.TOO_LARGE)
     return bytes(r.take(struct.Struct(f"<{n}s"))[0])
 
 
@@ -524,7 +579,8 @@ class ControlRequest:
 
     def pack(self) -> bytes:
         if not 0 <= self.target <= _U64_MAX:
-            raise CodecError("CONTROL_REQUEST.target must fit an unsigned 64-bit integer")
+            raise CodecError("CONTROL_REQUEST.target must fit an unsigned 64-bit integer",
+                             CodecReason.BAD_FIELD)
         return _CONTROL.pack(int(self.action), self.target) + _text(self.role, "role")
 
     @classmethod
@@ -562,15 +618,18 @@ class Message:
 def encode(msg: Message) -> bytes:
     """Serialise ``msg``; raises ``CodecError`` for values that do not fit the format."""
     if not 0 <= msg.session <= _U64_MAX or not 0 <= msg.seq <= _U64_MAX:
-        raise CodecError("session and seq must fit an unsigned 64-bit integer")
+        raise CodecError("session and seq must fit an unsigned 64-bit integer",
+                         CodecReason.BAD_FIELD)
     if not _I64_MIN <= msg.sent_ns <= _I64_MAX:
-        raise CodecError("sent_ns must fit a signed 64-bit integer")
+        raise CodecError("sent_ns must fit a signed 64-bit integer", CodecReason.BAD_FIELD)
     if msg.tag and len(msg.tag) != TAG_SIZE:
-        raise CodecError(f"an authentication tag is {TAG_SIZE} bytes, got {len(msg.tag)}")
+        raise CodecError(f"an authentication tag is {TAG_SIZE} bytes, got {len(msg.tag)}",
+                         CodecReason.BAD_FIELD)
     try:
         body = msg.body.pack()
     except struct.error as exc:
-        raise CodecError(f"{msg.body.TYPE.name} has a value out of range: {exc}") from exc
+        raise CodecError(f"{msg.body.TYPE.name} has a value out of range: {exc}",
+                         CodecReason.BAD_FIELD) from exc
     flags = FLAG_TAG if msg.tag else 0
     return _HEADER.pack(MAGIC, VERSION, int(msg.body.TYPE), flags, 0, msg.session, msg.seq,
                         msg.sent_ns) + body + msg.tag
@@ -580,23 +639,25 @@ def decode(data: bytes) -> Message:
     """Parse one message; raises ``CodecError`` saying what is wrong with ``data``."""
     if len(data) < HEADER_SIZE:
         raise CodecError(f"message too short: {len(data)} bytes, the header alone is "
-                         f"{HEADER_SIZE}")
+                         f"{HEADER_SIZE}", CodecReason.TRUNCATED)
     magic, version, mtype, flags, reserved, session, seq, sent_ns = _HEADER.unpack_from(data)
     if magic != MAGIC:
-        raise CodecError(f"bad magic {magic!r}, expected {MAGIC!r}: not a telesurgery message")
+        raise CodecError(f"bad magic {magic!r}, expected {MAGIC!r}: not a telesurgery message",
+                         CodecReason.BAD_MAGIC)
     if version != VERSION:
         raise CodecError(f"protocol version {version} is not supported (this node speaks "
-                         f"{VERSION}); run the same telesurgery release on both ends")
+                         f"{VERSION}); run the same telesurgery release on both ends",
+                         CodecReason.BAD_VERSION)
     if flags & ~FLAG_TAG or reserved != 0:
         raise CodecError(f"header flags {flags:#04x}/{reserved:#04x} are not understood by "
-                         f"protocol version {VERSION}")
-    kind = _enum(MessageType, mtype, "message type")
+                         f"protocol version {VERSION}", CodecReason.BAD_FLAGS)
+    kind = _enum(MessageType, mtype, "message type", CodecReason.UNKNOWN_TYPE)
     raw = bytes(data)
     tag = b""
     if flags & FLAG_TAG:
         if len(raw) < HEADER_SIZE + TAG_SIZE:
             raise CodecError(f"message flagged as tagged is {len(raw)} bytes, too short for "
-                             f"the header and a {TAG_SIZE}-byte tag")
+                             f"the header and a {TAG_SIZE}-byte tag", CodecReason.TRUNCATED)
         raw, tag = raw[:-TAG_SIZE], raw[-TAG_SIZE:]
     r = _Reader(raw, HEADER_SIZE, kind.name)
     body = _BODIES[kind].unpack(r)
@@ -608,6 +669,8 @@ __all__ = [
     "FLAGS_OFFSET",
     "FLAG_TAG",
     "HEADER_SIZE",
+    "MAX_STATUS_BYTES",
+    "MAX_STATUS_DEPTH",
     "TAG_SIZE",
     "AnyBody",
     "ControlAction",
@@ -628,4 +691,5 @@ __all__ = [
     "VideoFrame",
     "decode",
     "encode",
+    "untrusted_json",
 ]

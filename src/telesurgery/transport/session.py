@@ -19,7 +19,7 @@ import zenoh
 
 from telesurgery.clock import now_ns
 from telesurgery.config import ZenohConfig
-from telesurgery.errors import CodecError, TransportError
+from telesurgery.errors import CodecError, CodecReason, TransportError
 from telesurgery.security.zenoh_tls import apply_settings, secure_locators
 from telesurgery.transport.codec import AnyBody, Message, decode, encode
 from telesurgery.transport.qos import QOS, Stream
@@ -133,21 +133,41 @@ Gate = Callable[[bytes, Message], bool]
 the gate counts what it drops)."""
 
 
+MAX_LOGGED_CHARS = 160
+"""The most characters of an error's detail (or a key) a rejection's log line carries."""
+
+
+def loggable(text: str, limit: int = MAX_LOGGED_CHARS) -> str:
+    """``text`` made safe for one log line: control and non-ASCII characters escaped as
+    ``repr`` does, cut to ``limit`` characters (saying how many more there were)."""
+    safe = ascii(text)[1:-1]
+    if len(safe) <= limit:
+        return safe
+    return f"{safe[:limit]}... ({len(safe) - limit} more)"
+
+
 @dataclass
 class RejectCounter:
-    """Counts input from the network that did not decode, by first words of the error."""
+    """Counts input from the network that did not decode, by the error's fixed reason
+    (``CodecReason``), so the table stays as small as that set whatever arrives.
 
-    counts: Counter[str] = field(default_factory=Counter)
+    The first rejection of each reason is logged (key and detail escaped and cut short);
+    later ones are only counted.
+    """
+
+    counts: Counter[CodecReason] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, key: str, error: CodecError) -> None:
-        """Count one undecodable message (logged once per distinct reason)."""
-        reason = str(error).split(":", 1)[0]
+        """Count one undecodable message received on ``key``."""
+        reason = error.reason
         with self._lock:
             self.counts[reason] += 1
             first = self.counts[reason] == 1
         if first:
-            log.warning("rejected undecodable message on %s: %s", key, error)
+            log.warning("rejected undecodable message on %s (%s; more of this reason are "
+                        "counted, not logged): %s", loggable(key, 80), reason.value,
+                        loggable(str(error)))
 
     @property
     def total(self) -> int:

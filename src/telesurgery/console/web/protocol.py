@@ -24,23 +24,26 @@ decoded, painted, and reached the next display refresh), ``input`` (the
 surgeon's hands: velocities, mouse nudges, grip, clutch) and ``action`` (hold,
 resume, keyframe; request control from a surgeon console, take control or grant it to
 the oldest pending request from a backup console). ``parse`` turns each into a frozen value
-or raises ``CodecError`` saying what is wrong; the console counts and drops it.
+or raises ``CodecError`` saying what is wrong (with a ``CodecReason``, whatever the text:
+JSON nested too deep included); the console counts and drops it.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 import math
 import struct
 from dataclasses import dataclass
 from typing import Any, Final
 
-from telesurgery.errors import CodecError
+from telesurgery.errors import CodecError, CodecReason
+from telesurgery.transport.codec import untrusted_json
 
 _VIDEO = struct.Struct("<BBHHId")
 VIDEO_HEADER_SIZE: Final = _VIDEO.size
 MAX_TEXT_BYTES: Final = 4096
+MAX_TEXT_DEPTH: Final = 4
+"""The deepest a page message may nest; the page's own are an object holding lists."""
 MAX_NUDGE_PX: Final = 2000.0
 """A mouse or wheel movement larger than this in one message is refused [px]."""
 
@@ -75,12 +78,13 @@ def parse_video(data: bytes) -> tuple[VideoHeader, bytes]:
     """Header and payload of a binary video message."""
     if len(data) < VIDEO_HEADER_SIZE:
         raise CodecError(f"video message is {len(data)} bytes; the header alone is "
-                         f"{VIDEO_HEADER_SIZE}")
+                         f"{VIDEO_HEADER_SIZE}", CodecReason.TRUNCATED)
     kind, flags, w, h, index, capture = _VIDEO.unpack_from(data)
     try:
         video_kind = VideoKind(kind)
     except ValueError as exc:
-        raise CodecError(f"video kind {kind} is unknown; 1 = H.264, 2 = JPEG") from exc
+        raise CodecError(f"video kind {kind} is unknown; 1 = H.264, 2 = JPEG",
+                         CodecReason.UNKNOWN_TYPE) from exc
     return (VideoHeader(video_kind, bool(flags & 1), w, h, index, capture),
             data[VIDEO_HEADER_SIZE:])
 
@@ -164,9 +168,9 @@ PageMessage = PageHello | Pong | FramePainted | HandInput | PageAction
 def _number(obj: dict[str, Any], key: str, lo: float, hi: float) -> float:
     v = obj.get(key)
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        raise CodecError(f"'{key}' must be a finite number, got {v!r}")
+        raise CodecError(f"'{key}' must be a finite number, got {v!r}", CodecReason.BAD_FIELD)
     if not lo <= v <= hi:
-        raise CodecError(f"'{key}' is {v}; it must lie in [{lo}, {hi}]")
+        raise CodecError(f"'{key}' is {v}; it must lie in [{lo}, {hi}]", CodecReason.BAD_FIELD)
     return float(v)
 
 
@@ -177,7 +181,8 @@ def _time(obj: dict[str, Any], key: str) -> float:
 def _vector(obj: dict[str, Any], key: str, limit: float) -> tuple[float, float, float]:
     v = obj.get(key, [0.0, 0.0, 0.0])
     if not isinstance(v, list) or len(v) != 3:
-        raise CodecError(f"'{key}' must be a list of 3 numbers, got {v!r}")
+        raise CodecError(f"'{key}' must be a list of 3 numbers, got {v!r}",
+                         CodecReason.BAD_FIELD)
     x, y, z = (_number({"v": e}, "v", -limit, limit) for e in v)
     return (x, y, z)
 
@@ -185,27 +190,27 @@ def _vector(obj: dict[str, Any], key: str, limit: float) -> tuple[float, float, 
 def _flag(obj: dict[str, Any], key: str) -> bool:
     v = obj.get(key, False)
     if not isinstance(v, bool):
-        raise CodecError(f"'{key}' must be true or false, got {v!r}")
+        raise CodecError(f"'{key}' must be true or false, got {v!r}", CodecReason.BAD_FIELD)
     return v
 
 
 def _int(obj: dict[str, Any], key: str) -> int:
     v = obj.get(key)
     if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**53:
-        raise CodecError(f"'{key}' must be a non-negative integer, got {v!r}")
+        raise CodecError(f"'{key}' must be a non-negative integer, got {v!r}",
+                         CodecReason.BAD_FIELD)
     return v
 
 
 def parse(text: str) -> PageMessage:
     """One text message from the page; ``CodecError`` saying what is wrong otherwise."""
     if len(text) > MAX_TEXT_BYTES:
-        raise CodecError(f"page message of {len(text)} characters; at most {MAX_TEXT_BYTES}")
-    try:
-        obj = json.loads(text)
-    except ValueError as exc:
-        raise CodecError(f"page message is not JSON: {exc}") from exc
+        raise CodecError(f"page message of {len(text)} characters; at most {MAX_TEXT_BYTES}",
+                         CodecReason.TOO_LARGE)
+    obj = untrusted_json(text, "page message", MAX_TEXT_DEPTH)
     if not isinstance(obj, dict):
-        raise CodecError(f"page message must be a JSON object, got {type(obj).__name__}")
+        raise CodecError(f"page message must be a JSON object, got {type(obj).__name__}",
+                         CodecReason.BAD_BODY)
     kind = obj.get("t")
     if kind == "hello":
         return PageHello(_flag(obj, "webcodecs"),
@@ -219,7 +224,7 @@ def parse(text: str) -> PageMessage:
     if kind == "input":
         arm = obj.get("arm")
         if not isinstance(arm, str) or not arm or len(arm) > 64:
-            raise CodecError(f"'arm' must name an arm, got {arm!r}")
+            raise CodecError(f"'arm' must name an arm, got {arm!r}", CodecReason.BAD_FIELD)
         return HandInput(arm, _vector(obj, "move", 1.0), _vector(obj, "nudge", MAX_NUDGE_PX),
                          _number(obj, "roll", -1.0, 1.0) if "roll" in obj else 0.0,
                          _number(obj, "grip", 0.0, 1.0), _flag(obj, "clutch"))
@@ -228,9 +233,10 @@ def parse(text: str) -> PageMessage:
             return PageAction(Action(obj.get("a")))
         except ValueError as exc:
             valid = ", ".join(a.value for a in Action)
-            raise CodecError(f"action {obj.get('a')!r} is unknown; valid: {valid}") from exc
+            raise CodecError(f"action {obj.get('a')!r} is unknown; valid: {valid}",
+                             CodecReason.BAD_FIELD) from exc
     raise CodecError(f"page message kind {kind!r} is unknown; valid: hello, pong, frame, "
-                     "input, action")
+                     "input, action", CodecReason.UNKNOWN_TYPE)
 
 
 __all__ = [
