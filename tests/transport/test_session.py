@@ -9,7 +9,7 @@ import zenoh
 
 from telesurgery.config import ZenohConfig
 from telesurgery.errors import CodecReason, TransportError
-from telesurgery.transport.codec import JawServoJP, Message, ServoCP
+from telesurgery.transport.codec import JawServoJP, Message, ServoCP, Status
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.qos import Stream
 from telesurgery.transport.session import Publisher, RejectCounter, open_session, subscribe
@@ -93,3 +93,41 @@ def test_port_in_use_is_one_clear_error(loopback_endpoint: str) -> None:
             open_session(ZenohConfig(listen=[loopback_endpoint], gossip=False))
     finally:
         first.close()
+
+
+def test_a_handler_failing_on_valid_messages_is_counted_and_logged_once(
+        zenoh_pair: tuple[zenoh.Session, zenoh.Session],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A STATUS of a shape its reader does not expect (a list where it wants an object)
+    must not pour a traceback per message into the log."""
+    a, b = zenoh_pair
+    key = Keys("t4").status("patient")
+    rejects = RejectCounter()
+    cv = threading.Condition()
+    calls = [0]
+
+    def reader(msg: Message, _received: int) -> None:
+        with cv:
+            calls[0] += 1
+            cv.notify_all()
+        assert isinstance(msg.body, Status)
+        msg.body.data["state"].upper()  # a list has no .upper(): AttributeError
+
+    subscribe(a, key, reader, rejects)
+    pub = Publisher(b, key, Stream.EVENT, session_id=3)
+    _wait_matched(pub)
+    with caplog.at_level("ERROR", logger="telesurgery.transport.session"):
+        for _ in range(20):
+            pub.put(Status({"state": ["not", "text"]}))
+        with cv:
+            assert cv.wait_for(lambda: calls[0] == 20, TIMEOUT_S)
+        # The failure is counted right after the handler returns: poll for the last one.
+        tick = threading.Event()
+        for _ in range(int(TIMEOUT_S / 0.01)):
+            if rejects.handler_failures == 20:
+                break
+            tick.wait(0.01)
+    assert rejects.handler_failures == 20
+    failures = [r for r in caplog.records if "failed on Status" in r.getMessage()]
+    assert len(failures) == 1
+    assert rejects.total == 0

@@ -156,6 +156,9 @@ class RejectCounter:
     """
 
     counts: Counter[CodecReason] = field(default_factory=Counter)
+    handler_failures: int = 0
+    """Messages that decoded but that a handler could not take (a bug, or a valid message
+    of a shape the handler did not expect, such as a STATUS holding a list)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, key: str, error: CodecError) -> None:
@@ -169,6 +172,15 @@ class RejectCounter:
                         "counted, not logged): %s", loggable(key, 80), reason.value,
                         loggable(str(error)))
 
+    def handler_failed(self, seen: set[int], message_type: int) -> bool:
+        """Count one message a handler failed on; True the first time ``message_type`` is
+        added to ``seen`` (one subscription's failed types), so it is logged once."""
+        with self._lock:
+            self.handler_failures += 1
+            first = message_type not in seen
+            seen.add(message_type)
+        return first
+
     @property
     def total(self) -> int:
         """Rejections so far."""
@@ -181,8 +193,11 @@ def subscribe(session: zenoh.Session, key: str, handler: Handler,
     ``gate`` (if any) lets through.
 
     Runs on Zenoh's thread: handlers must be quick. Bytes that do not decode are
-    counted in ``rejects`` and dropped.
+    counted in ``rejects`` and dropped; so is a message its handler fails on, logged with
+    its traceback the first time for each message type (a sender repeating it cannot
+    flood the log).
     """
+    failed_types: set[int] = set()
 
     def on_sample(sample: zenoh.Sample) -> None:
         received = now_ns()
@@ -197,7 +212,10 @@ def subscribe(session: zenoh.Session, key: str, handler: Handler,
                 return
             handler(msg, received)
         except Exception:
-            # A bug in a handler must not kill Zenoh's receive thread; it is logged loudly.
-            log.exception("handler for %s failed on %s", key, type(msg.body).__name__)
+            # A bug in a handler must not kill Zenoh's receive thread.
+            if rejects.handler_failed(failed_types, int(msg.body.TYPE)):
+                log.exception("handler for %s failed on %s; further failures on this "
+                              "message type are counted, not logged", loggable(key, 80),
+                              type(msg.body).__name__)
 
     return session.declare_subscriber(key, on_sample)
