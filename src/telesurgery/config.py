@@ -188,7 +188,8 @@ class WebConfig(_Strict):
     """The console's web page (video, HUD, keyboard/mouse/gamepad input), loopback only.
 
     ``port`` 0 (the default) takes any free port, so that several consoles on one
-    machine never collide; the console logs the page's URL and ``demo`` prints it.
+    machine never collide; the console prints the page's URL, with its per-launch
+    secret, and ``demo`` shows it.
     """
 
     enabled: bool = True

@@ -84,7 +84,7 @@ def demo(
                        backup_web_port=backup_port, takeover_at_s=takeover_at)
     opts.check()
     check_link_options(opts.link, opts.cuts)
-    # Before the page's address is printed: a folder that cannot be had is one line.
+    # Before anything starts: a folder that cannot be had is one line.
     if opts.record is not None:
         writable_dir(opts.record, "--record")
     opts = replace(opts, workdir=writable_dir(opts.workdir, "--workdir"))

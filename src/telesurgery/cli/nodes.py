@@ -90,7 +90,8 @@ TrajectoryOpt = Annotated[Path | None, typer.Option(help="Trajectory file for th
 WebOpt = Annotated[bool | None, typer.Option(
     "--web/--no-web", help="Serve the console page on loopback (default: on).")]
 WebPortOpt = Annotated[int | None, typer.Option(
-    help="Port of the console page (default: any free port, logged).")]
+    help="Port of the console page (default: any free port; the console prints the "
+         "page URL with its secret).")]
 
 
 def console(config: ConfigOpt = None, session: SessionOpt = None, listen: ListenOpt = None,
