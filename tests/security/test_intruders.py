@@ -27,11 +27,10 @@ import pytest
 import zenoh
 
 from telesurgery.clock import Rate, now_ns
-from telesurgery.config import PatientConfig, ZenohConfig
+from telesurgery.config import ZenohConfig
 from telesurgery.demo.processes import free_port
 from telesurgery.errors import TransportError
 from telesurgery.patient.node import PatientNode
-from telesurgery.robots.sim.robot import SimRobot
 from telesurgery.safety.checks import Reason
 from telesurgery.security.command_keys import ConsoleKeys
 from telesurgery.security.handshake import Initiator
@@ -59,8 +58,8 @@ from telesurgery.transport.session import (
     subscribe,
 )
 from telesurgery.types import Pose
-from telesurgery.video.config import VideoConfig
 
+from ..serving import patient_config, serving
 from .conftest import make_pki
 
 SESSION = "or1"
@@ -171,47 +170,33 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     root = tmp_path_factory.mktemp("intruders")
     site = throwaway_site(root, SESSION, MEMBERS)
     acl = _acl_letting_observers_see_command_subscribers(site, root / "patient-acl.json")
-    port = free_port()
+    endpoint = f"tcp/127.0.0.1:{free_port()}"
     security = site.config(Role.ROBOT, "patient").model_copy(update={"acl": acl})
-    cfg = PatientConfig(session=SESSION, realtime=False, video=VideoConfig(enabled=False),
-                        zenoh=ZenohConfig(listen=[f"tcp/127.0.0.1:{port}"], gossip=False),
-                        security=security)
-    robot = SimRobot()
-    node = PatientNode(cfg, robot)
-    stop = threading.Event()
-    failed: list[BaseException] = []
+    with serving(patient_config(SESSION, endpoint, security), "patient-under-attack") as (
+            node, check):
+        yield from watched(Rig(site, node, endpoint, Tip()), check)
 
-    def serve() -> None:
-        try:
-            node.run(stop)
-        except BaseException as exc:  # reported by the test that finds the node gone
-            failed.append(exc)
 
-    thread = threading.Thread(target=serve, name="patient-under-attack", daemon=True)
-    thread.start()
-    endpoint = f"tcp/127.0.0.1:{port}"
-    tip = Tip()
-    rig = Rig(site, node, endpoint, tip)
+def watched(rig: Rig, check: Callable[[], None]) -> Iterator[Rig]:
+    """``rig`` once an observer sees its tool tip; its client sessions closed after."""
     try:
         def watching() -> bool:
-            assert not failed, failed
+            check()
             try:
-                z = _client(endpoint, site.security(Role.OBSERVER, "watcher").zenoh_settings())
+                z = _client(rig.endpoint,
+                            rig.site.security(Role.OBSERVER, "watcher").zenoh_settings())
             except TransportError:
                 return False
             rig.sessions.append(z)
-            subscribe(z, KEYS.measured_cp(ARM), tip.on_measured, RejectCounter())
+            subscribe(z, KEYS.measured_cp(ARM), rig.tip.on_measured, RejectCounter())
             return True
 
         _wait(watching, "the patient node to listen")
-        tip.wait_samples(10, 0)
+        rig.tip.wait_samples(10, 0)
         yield rig
     finally:
         for z in rig.sessions:
             z.close()
-        stop.set()
-        thread.join(30.0)
-        robot.close()
 
 
 def _stroke(start: Pose, dx: float) -> list[tuple[Pose, bool]]:

@@ -22,11 +22,8 @@ import pytest
 import zenoh
 
 from telesurgery.clock import Rate, now_ns
-from telesurgery.config import PatientConfig, ZenohConfig
 from telesurgery.demo.processes import free_port
-from telesurgery.errors import AuthError, TransportError
-from telesurgery.patient.node import PatientNode
-from telesurgery.robots.sim.robot import SimRobot
+from telesurgery.errors import AuthError
 from telesurgery.safety.checks import Reason
 from telesurgery.security.handshake import Initiator
 from telesurgery.security.node import throwaway_site
@@ -42,10 +39,10 @@ from telesurgery.transport.codec import (
     decode,
     encode,
 )
-from telesurgery.transport.session import RejectCounter, matching, subscribe
+from telesurgery.transport.session import matching
 from telesurgery.types import Pose
-from telesurgery.video.config import VideoConfig
 
+from ..serving import patient_config, serving
 from .test_intruders import (
     ARM,
     KEYS,
@@ -59,6 +56,7 @@ from .test_intruders import (
     _client,
     _stroke,
     _wait,
+    watched,
 )
 
 MEMBERS = {
@@ -180,47 +178,11 @@ class Attacker:
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     root = tmp_path_factory.mktemp("squatting")
     site = throwaway_site(root, SESSION, MEMBERS)
-    port = free_port()
-    cfg = PatientConfig(session=SESSION, realtime=False, video=VideoConfig(enabled=False),
-                        zenoh=ZenohConfig(listen=[f"tcp/127.0.0.1:{port}"], gossip=False),
-                        security=site.config(Role.ROBOT, "patient"),
-                        record_dir=root / "record")
-    robot = SimRobot()
-    node = PatientNode(cfg, robot)
-    stop = threading.Event()
-    failed: list[BaseException] = []
-
-    def serve() -> None:
-        try:
-            node.run(stop)
-        except BaseException as exc:  # reported by the wait below
-            failed.append(exc)
-
-    thread = threading.Thread(target=serve, name="patient-squatted", daemon=True)
-    thread.start()
-    endpoint = f"tcp/127.0.0.1:{port}"
-    rig = Rig(site, node, endpoint, Tip())
-    try:
-        def watching() -> bool:
-            assert not failed, failed
-            try:
-                z = _client(endpoint, site.security(Role.OBSERVER, "watcher").zenoh_settings())
-            except TransportError:
-                return False
-            rig.sessions.append(z)
-            subscribe(z, KEYS.measured_cp(ARM), rig.tip.on_measured, RejectCounter())
-            return True
-
-        _wait(watching, "the patient node to listen")
-        rig.tip.wait_samples(10, 0)
-        yield rig
-    finally:
-        for z in rig.sessions:
-            z.close()
-        stop.set()
-        thread.join(30.0)
-        assert not thread.is_alive()
-        robot.close()
+    endpoint = f"tcp/127.0.0.1:{free_port()}"
+    cfg = patient_config(SESSION, endpoint, site.config(Role.ROBOT, "patient"),
+                         record_dir=root / "record")
+    with serving(cfg, "patient-squatted") as (node, check):
+        yield from watched(Rig(site, node, endpoint, Tip()), check)
 
 
 def _trail(rig: Rig) -> list[dict[str, object]]:

@@ -21,11 +21,10 @@ import pytest
 import zenoh
 
 from telesurgery.clock import now_ns
-from telesurgery.config import PatientConfig, SecurityConfig, ZenohConfig
+from telesurgery.config import SecurityConfig, ZenohConfig
 from telesurgery.demo.processes import free_port
 from telesurgery.errors import CodecError, CodecReason, TransportError
 from telesurgery.patient.node import PatientNode
-from telesurgery.robots.sim.robot import SimRobot
 from telesurgery.transport.codec import (
     ControlAction,
     ControlRequest,
@@ -48,7 +47,8 @@ from telesurgery.transport.session import (
     subscribe,
 )
 from telesurgery.types import OperatingState, Pose, SafetyState
-from telesurgery.video.config import VideoConfig
+
+from ..serving import patient_config, serving
 
 SESSION = "hostile"
 KEYS = Keys(SESSION)
@@ -97,43 +97,25 @@ class Statuses:
 @pytest.fixture
 def patient() -> Iterator[tuple[PatientNode, zenoh.Session]]:
     """A patient node serving in this process, and a client session connected to it."""
-    port = free_port()
-    endpoint = f"tcp/127.0.0.1:{port}"
-    cfg = PatientConfig(session=SESSION, realtime=False, video=VideoConfig(enabled=False),
-                        zenoh=ZenohConfig(listen=[endpoint], gossip=False),
-                        security=SecurityConfig(insecure=True))
-    robot = SimRobot()
-    node = PatientNode(cfg, robot)
-    stop = threading.Event()
-    failed: list[BaseException] = []
-
-    def serve() -> None:
+    endpoint = f"tcp/127.0.0.1:{free_port()}"
+    cfg = patient_config(SESSION, endpoint, SecurityConfig(insecure=True))
+    with serving(cfg, "patient-under-attack") as (node, check):
+        sessions: list[zenoh.Session] = []
         try:
-            node.run(stop)
-        except BaseException as exc:  # reported by the wait below
-            failed.append(exc)
+            def connected() -> bool:
+                check()
+                try:
+                    sessions.append(open_session(ZenohConfig(
+                        mode="client", connect=[endpoint], gossip=False)))
+                except TransportError:
+                    return False
+                return True
 
-    thread = threading.Thread(target=serve, name="patient-under-attack", daemon=True)
-    thread.start()
-    sessions: list[zenoh.Session] = []
-    try:
-        def connected() -> bool:
-            assert not failed, failed
-            try:
-                sessions.append(open_session(ZenohConfig(mode="client", connect=[endpoint],
-                                                         gossip=False)))
-            except TransportError:
-                return False
-            return True
-
-        _wait(connected, "the patient node to listen")
-        yield node, sessions[0]
-    finally:
-        for z in sessions:
-            z.close()
-        stop.set()
-        thread.join(30.0)
-        robot.close()
+            _wait(connected, "the patient node to listen")
+            yield node, sessions[0]
+        finally:
+            for z in sessions:
+                z.close()
 
 
 def test_a_nesting_bomb_on_a_command_key_is_counted_and_logged_once(

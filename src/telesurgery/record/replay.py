@@ -566,6 +566,18 @@ _Row = tuple[float, float, bool, bool, bool]
 """distance [m], angle [rad], contact, after a gap, same command tracked."""
 
 
+def _hand_over(handovers: list[tuple[int, int | None]], h: int, until_ns: int,
+               sup: Supervisor, clock: _Clock) -> int:
+    """Hold for each recorded change of owner up to ``until_ns`` [ns] from index ``h``;
+    the index of the next one."""
+    while h < len(handovers) and handovers[h][0] <= until_ns:
+        at, owner = handovers[h]
+        clock.now_ns = max(clock.now_ns, at)
+        sup.hold_others(owner, "recorded change of control owner")
+        h += 1
+    return h
+
+
 def _run(s: _Session, sched: _Schedule, line: _Timeline, every: int, arms: Sequence[str],
          robot: SimRobot, sup: Supervisor, clock: _Clock) -> dict[str, list[_Row]]:
     """The servo loop in simulated time; compares at every recorded measured_cp."""
@@ -577,14 +589,19 @@ def _run(s: _Session, sched: _Schedule, line: _Timeline, every: int, arms: Seque
     rows: dict[str, list[_Row]] = {a: [] for a in arms}
     dt = line.period_ns * 1e-9
     cmds, i = sched.commands, 0
+    # Every change of owner after the first claim held the other consoles' arms at once on
+    # the patient (PatientControl), not at the new owner's first command.
+    handovers, h = sorted(s.owners.items())[1:], 0
     for k in range(last_tick + 1):
         while i < len(cmds) and cmds[i][0] <= k:
             _, arrive, msg = cmds[i]
             # Received within the interval before tick k, as close to the estimate as fits.
-            clock.now_ns = min(max(arrive, int(walls[k - 1]) + 1 if k else arrive),
-                               int(walls[k]) - 1)
+            at = min(max(arrive, int(walls[k - 1]) + 1 if k else arrive), int(walls[k]) - 1)
+            h = _hand_over(handovers, h, at, sup, clock)
+            clock.now_ns = at
             sup.submit(msg, clock.now_ns)
             i += 1
+        h = _hand_over(handovers, h, int(walls[k]), sup, clock)
         clock.now_ns = int(walls[k])
         sup.tick(clock.now_ns)
         robot.step(dt)
