@@ -110,8 +110,9 @@ def test_bad_values_on_the_command_line_are_one_line(tmp_path: Path, args: tuple
 
 def _recording(directory: Path) -> Path:
     """Three seconds of one arm commanded and measured, in chunks of half a second."""
+    from telesurgery.messages import MeasuredCP, Message, ServoCP
     from telesurgery.record.mcap_writer import McapRecording
-    from telesurgery.transport.codec import MeasuredCP, Message, ServoCP, encode
+    from telesurgery.transport.codec import encode
     from telesurgery.types import ArmMode, OperatingState, Pose
 
     t0, ms = 5_000_000_000, 1_000_000

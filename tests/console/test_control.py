@@ -12,17 +12,11 @@ import zenoh
 
 from telesurgery.console.control import ControlClient, OwnerView, may_drive
 from telesurgery.errors import CodecError, OwnershipError
+from telesurgery.messages import ControlAction, ControlRequest, Message, Status
 from telesurgery.safety.checks import Reason
 from telesurgery.safety.ownership import Ownership, Party, Role
 from telesurgery.security.tags import CommandVerifier, TagKey, seal
-from telesurgery.transport.codec import (
-    TAG_SIZE,
-    ControlAction,
-    ControlRequest,
-    Message,
-    Status,
-    decode,
-)
+from telesurgery.transport.codec import TAG_SIZE, decode
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.qos import Stream
 from telesurgery.transport.session import Publisher

@@ -10,7 +10,7 @@ import pytest
 from telesurgery.console.teleop import Teleop
 from telesurgery.geometry import rotvec_to_quat
 from telesurgery.input.scripted import COLUMNS, ScriptedDevice
-from telesurgery.transport.codec import JawServoJP, ServoCP
+from telesurgery.messages import JawServoJP, ServoCP
 from telesurgery.types import Pose
 
 REGISTRATION = Pose((0.02, -0.01, 0.18), rotvec_to_quat((2.5, 0.4, -0.3)))

@@ -15,7 +15,6 @@ import json
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -36,6 +35,8 @@ from telesurgery.console.web.access import (
 )
 from telesurgery.console.web.protocol import Action, HandInput
 from telesurgery.console.web.server import WebConsole
+
+from ..waiting import wait_until
 
 WAIT_S = 30.0  # generous: a loaded two-core machine
 DRIVE = json.dumps({"t": "input", "arm": "psm1", "move": [1, 0, 0], "grip": 1})
@@ -88,10 +89,7 @@ def web(backend: Backend) -> Iterator[WebConsole]:
 
 
 def _wait(condition: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
-        time.sleep(0.01)
+    wait_until(condition, what, timeout_s)
 
 
 def _ws(web: WebConsole, token: str | None) -> str:

@@ -13,7 +13,7 @@ from telesurgery.console.teleop import Teleop
 from telesurgery.errors import ConfigError
 from telesurgery.geometry import quat_angle, rotvec_to_quat
 from telesurgery.input.scripted import COLUMNS, ScriptedDevice, load_trajectory
-from telesurgery.transport.codec import JawServoJP, ServoCP
+from telesurgery.messages import JawServoJP, ServoCP
 from telesurgery.types import Pose
 
 HEADER = ",".join(COLUMNS)

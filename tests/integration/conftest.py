@@ -12,9 +12,9 @@ import pytest
 from telesurgery.demo.monitor import Monitor
 from telesurgery.demo.processes import NodeProcess, free_port
 from telesurgery.demo.run import DEMO_BACKUP, DEMO_MEMBERS_WITH_BACKUP, connect_monitor
+from telesurgery.messages import MeasuredCP, Message, SafetyEvent
 from telesurgery.security.node import DEMO_SURGEON, Site, throwaway_site
 from telesurgery.security.pki import Role
-from telesurgery.transport.codec import MeasuredCP, Message, SafetyEvent
 from telesurgery.transport.session import RejectCounter, subscribe
 from telesurgery.types import SafetyState
 

@@ -13,8 +13,8 @@ import pytest
 from telesurgery.clock import now_ns
 from telesurgery.config import SafetyConfig
 from telesurgery.demo.run import DemoOptions, run_demo
+from telesurgery.messages import SafetyEvent
 from telesurgery.security.pki import Role
-from telesurgery.transport.codec import SafetyEvent
 from telesurgery.types import SafetyState
 
 from .conftest import Cluster

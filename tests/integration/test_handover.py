@@ -43,9 +43,9 @@ from telesurgery.demo.run import (
     still_trajectory,
 )
 from telesurgery.errors import TransportError
+from telesurgery.messages import MeasuredCP, Message, Status
 from telesurgery.security.node import DEMO_SURGEON, throwaway_site
 from telesurgery.security.pki import Role
-from telesurgery.transport.codec import MeasuredCP, Message, Status
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.session import RejectCounter, open_session, subscribe
 from telesurgery.types import Pose

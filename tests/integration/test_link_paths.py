@@ -21,9 +21,9 @@ from telesurgery.demo.linkrig import LinkRig, paths_toml
 from telesurgery.demo.monitor import Monitor
 from telesurgery.demo.processes import NodeProcess, free_port
 from telesurgery.demo.run import DemoOptions, connect_monitor, run_demo
+from telesurgery.messages import SafetyEvent
 from telesurgery.security.node import DEMO_SURGEON, throwaway_site
 from telesurgery.security.pki import Role
-from telesurgery.transport.codec import SafetyEvent
 from telesurgery.transport.dualpath import JUDGE_AFTER_S
 from telesurgery.transport.session import RejectCounter, subscribe
 from telesurgery.types import SafetyState

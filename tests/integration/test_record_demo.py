@@ -21,11 +21,12 @@ import numpy as np
 import pytest
 from mcap.reader import make_reader
 
+from telesurgery.messages import MeasuredCP, Message, ServoCP
 from telesurgery.record.layout import audit_dir, recording_paths
 from telesurgery.record.mcap_writer import McapRecording
 from telesurgery.record.reader import Recording
 from telesurgery.record.replay import FREE_SPACE_TOLERANCE_MM
-from telesurgery.transport.codec import MeasuredCP, Message, ServoCP, encode
+from telesurgery.transport.codec import encode
 
 pytestmark = pytest.mark.integration
 

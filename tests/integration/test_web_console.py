@@ -39,10 +39,10 @@ from telesurgery.console.web.protocol import VideoKind
 from telesurgery.console.web.server import FALLBACK_RESTARTS
 from telesurgery.demo.processes import NodeProcess, free_port
 from telesurgery.errors import TransportError
+from telesurgery.messages import MeasuredCP, Message
 from telesurgery.robots.sim.robot import SimRobot
 from telesurgery.security.node import DEMO_SURGEON, throwaway_site
 from telesurgery.security.pki import Role
-from telesurgery.transport.codec import MeasuredCP, Message
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.session import RejectCounter, open_session, subscribe
 from telesurgery.types import Pose

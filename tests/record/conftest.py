@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from telesurgery.config import ZenohConfig
-from telesurgery.transport.codec import (
+from telesurgery.messages import (
     JawServoJP,
     MeasuredCF,
     MeasuredCP,

@@ -20,8 +20,9 @@ from mcap.reader import make_reader
 from telesurgery.clock import now_ns
 from telesurgery.config import ZenohConfig
 from telesurgery.errors import RecordingError
+from telesurgery.messages import Message, ServoCP
 from telesurgery.record.reader import Recording
-from telesurgery.transport.codec import Message, ServoCP, encode
+from telesurgery.transport.codec import encode
 from telesurgery.types import Pose
 
 TIMEOUT_S = 30.0  # generous: a loaded 2-core machine

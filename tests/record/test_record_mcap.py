@@ -12,12 +12,13 @@ import pytest
 from mcap.reader import make_reader
 
 from telesurgery.errors import RecordingError
+from telesurgery.messages import Message, ServoCP, VideoFrame
 from telesurgery.record.layout import new_recording_path, recording_paths
 from telesurgery.record.mcap_writer import McapRecording
 from telesurgery.record.reader import Recording
 from telesurgery.record.schema import COMPRESSED_VIDEO_SCHEMA_NAME, UNDECODABLE_SCHEMA_NAME
 from telesurgery.record.throughput import measure, synthetic_session
-from telesurgery.transport.codec import Message, ServoCP, VideoFrame, encode
+from telesurgery.transport.codec import encode
 from telesurgery.types import Pose
 
 

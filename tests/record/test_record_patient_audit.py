@@ -10,13 +10,13 @@ import pytest
 
 from telesurgery.clock import now_ns
 from telesurgery.config import SafetyConfig
+from telesurgery.messages import Message, SafetyEvent, ServoCP
 from telesurgery.patient.audit import PatientAudit, classify
 from telesurgery.record.audit import AuditKind, AuditVerifier
 from telesurgery.robots.sim.robot import SimRobot
 from telesurgery.safety.checks import Reason
 from telesurgery.safety.ownership import Handover, Party, Role
 from telesurgery.safety.supervisor import Supervisor
-from telesurgery.transport.codec import Message, SafetyEvent, ServoCP
 from telesurgery.transport.pathwatch import Alarm
 
 

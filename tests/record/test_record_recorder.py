@@ -15,9 +15,10 @@ from mcap.reader import make_reader
 
 from telesurgery.config import ZenohConfig
 from telesurgery.errors import ConfigError
+from telesurgery.messages import Message, ServoCP
 from telesurgery.record.reader import Recording
 from telesurgery.record.recorder import Recorder
-from telesurgery.transport.codec import Message, ServoCP, encode
+from telesurgery.transport.codec import encode
 from telesurgery.types import Pose
 
 TIMEOUT_S = 20.0  # generous: a loaded 2-core machine

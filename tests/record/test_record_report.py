@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from telesurgery.messages import MeasuredCP, Message, SafetyEvent, ServoCP, Status
 from telesurgery.record.analysis import completeness, latency_values, load_session
 from telesurgery.record.mcap_writer import McapRecording
 from telesurgery.record.report import render_report
-from telesurgery.transport.codec import MeasuredCP, Message, SafetyEvent, ServoCP, Status, encode
+from telesurgery.transport.codec import encode
 from telesurgery.types import ArmMode, OperatingState, Pose, SafetyState
 
 T0 = 5_000_000_000

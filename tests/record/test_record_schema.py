@@ -11,20 +11,13 @@ from typing import Any
 
 import pytest
 
+from telesurgery.messages import Message, MessageType, ServoCP, Status, VideoFrame
 from telesurgery.record.schema import (
     COMPRESSED_VIDEO_SCHEMA_NAME,
     PROJECTIONS,
     message_of,
 )
-from telesurgery.transport.codec import (
-    HEADER_SIZE,
-    Message,
-    MessageType,
-    ServoCP,
-    Status,
-    VideoFrame,
-    encode,
-)
+from telesurgery.transport.codec import HEADER_SIZE, encode
 from telesurgery.types import Pose
 
 _PY: dict[str, type | tuple[type, ...]] = {

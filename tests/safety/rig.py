@@ -6,9 +6,9 @@ from collections.abc import Callable, Mapping
 from typing import Generic, TypeVar
 
 from telesurgery.config import SafetyConfig
+from telesurgery.messages import AnyBody, JawServoJP, Message, SafetyEvent, ServoCP
 from telesurgery.robots.base import Robot
 from telesurgery.safety import Supervisor, Verdict
-from telesurgery.transport.codec import AnyBody, JawServoJP, Message, SafetyEvent, ServoCP
 from telesurgery.types import Pose, SafetyState
 
 from .kinematic_robot import KinematicRobot

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from telesurgery.config import SafetyConfig
 from telesurgery.errors import SafetyError
 from telesurgery.geometry import Quat, Vec3, quat_angle, rotvec_to_quat
+from telesurgery.messages import JawServoJP, ServoCP
 from telesurgery.safety.checks import (
     MotionLimits,
     Reason,
@@ -25,7 +26,6 @@ from telesurgery.safety.checks import (
     validate_command,
     validate_pose,
 )
-from telesurgery.transport.codec import JawServoJP, ServoCP
 from telesurgery.types import Pose
 
 DT = 0.001

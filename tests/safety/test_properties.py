@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from telesurgery.config import SafetyConfig
 from telesurgery.geometry import quat_angle
+from telesurgery.messages import JawServoJP, Message, ServoCP
 from telesurgery.safety import Workspace
-from telesurgery.transport.codec import JawServoJP, Message, ServoCP
 from telesurgery.types import Pose
 
 from .rig import PERIOD_NS, Console, KinematicRig, kinematic_rig

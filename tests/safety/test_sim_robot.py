@@ -7,8 +7,8 @@ import math
 
 import pytest
 
+from telesurgery.messages import JawServoJP
 from telesurgery.robots.sim.robot import SimRobot
-from telesurgery.transport.codec import JawServoJP
 from telesurgery.types import Pose, SafetyState
 
 from .rig import Rig

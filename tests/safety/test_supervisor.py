@@ -12,8 +12,8 @@ import pytest
 
 from telesurgery.config import SafetyConfig
 from telesurgery.errors import SafetyError
+from telesurgery.messages import JawServoJP, MeasuredCF, Message, ServoCP
 from telesurgery.safety import ArmMode, Reason, Supervisor
-from telesurgery.transport.codec import JawServoJP, MeasuredCF, Message, ServoCP
 from telesurgery.types import Pose, SafetyState, Wrench
 
 from .kinematic_robot import KinematicRobot

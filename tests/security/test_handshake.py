@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from telesurgery.errors import AuthError
+from telesurgery.messages import KeyAccept, KeyOffer, Message
 from telesurgery.security.handshake import (
     IDENTITY_LIVE_S,
     MAX_BINDINGS,
@@ -19,7 +20,6 @@ from telesurgery.security.handshake import (
     check_certificate,
 )
 from telesurgery.security.pki import Identity, Pki, Role
-from telesurgery.transport.codec import KeyAccept, KeyOffer, Message
 
 from .conftest import make_pki
 

@@ -30,22 +30,14 @@ from telesurgery.clock import Rate, now_ns
 from telesurgery.config import ZenohConfig
 from telesurgery.demo.processes import free_port
 from telesurgery.errors import TransportError
+from telesurgery.messages import ControlAction, ControlRequest, MeasuredCP, Message, ServoCP
 from telesurgery.patient.node import PatientNode
 from telesurgery.safety.checks import Reason
 from telesurgery.security.command_keys import ConsoleKeys
 from telesurgery.security.handshake import Initiator
 from telesurgery.security.node import NodeSecurity, Site, throwaway_site
 from telesurgery.security.pki import Identity, Role
-from telesurgery.transport.codec import (
-    TAG_SIZE,
-    ControlAction,
-    ControlRequest,
-    MeasuredCP,
-    Message,
-    ServoCP,
-    decode,
-    encode,
-)
+from telesurgery.transport.codec import TAG_SIZE, decode, encode
 from telesurgery.transport.dualpath import MultiPublisher
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.qos import Stream
@@ -60,6 +52,7 @@ from telesurgery.transport.session import (
 from telesurgery.types import Pose
 
 from ..serving import patient_config, serving
+from ..waiting import wait_until
 from .conftest import make_pki
 
 SESSION = "or1"
@@ -139,11 +132,7 @@ class Rig:
 
 
 def _wait(predicate: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
-    tick = threading.Event()
-    deadline = now_ns() + int(timeout_s * 1e9)
-    while not predicate():
-        assert now_ns() < deadline, f"timed out after {timeout_s} s waiting for {what}"
-        tick.wait(0.01)
+    wait_until(predicate, what, timeout_s)
 
 
 def _client(endpoint: str, security: Security | None) -> zenoh.Session:

@@ -24,21 +24,13 @@ import zenoh
 from telesurgery.clock import Rate, now_ns
 from telesurgery.demo.processes import free_port
 from telesurgery.errors import AuthError
+from telesurgery.messages import ControlAction, ControlRequest, KeyAccept, Message, ServoCP, Status
 from telesurgery.safety.checks import Reason
 from telesurgery.security.handshake import Initiator
 from telesurgery.security.node import throwaway_site
 from telesurgery.security.pki import Role
 from telesurgery.security.tags import TagKey, seal
-from telesurgery.transport.codec import (
-    ControlAction,
-    ControlRequest,
-    KeyAccept,
-    Message,
-    ServoCP,
-    Status,
-    decode,
-    encode,
-)
+from telesurgery.transport.codec import decode, encode
 from telesurgery.transport.session import matching
 from telesurgery.types import Pose
 

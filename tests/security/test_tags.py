@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from telesurgery.errors import CodecError
+from telesurgery.messages import JawServoJP, KeyAccept, KeyOffer, Message, ServoCP
 from telesurgery.safety.checks import Reason
 from telesurgery.security.tags import (
     CommandVerifier,
@@ -18,18 +19,7 @@ from telesurgery.security.tags import (
     seal,
     tag_matches,
 )
-from telesurgery.transport.codec import (
-    FLAG_TAG,
-    FLAGS_OFFSET,
-    TAG_SIZE,
-    JawServoJP,
-    KeyAccept,
-    KeyOffer,
-    Message,
-    ServoCP,
-    decode,
-    encode,
-)
+from telesurgery.transport.codec import FLAG_TAG, FLAGS_OFFSET, TAG_SIZE, decode, encode
 from telesurgery.types import Pose
 
 KEY = bytes(range(32))

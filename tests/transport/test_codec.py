@@ -10,10 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from telesurgery.errors import CodecError, CodecReason
-from telesurgery.transport.codec import (
-    HEADER_SIZE,
-    MAX_STATUS_BYTES,
-    MAX_STATUS_DEPTH,
+from telesurgery.messages import (
     ControlAction,
     ControlRequest,
     JawServoJP,
@@ -24,6 +21,11 @@ from telesurgery.transport.codec import (
     SafetyEvent,
     ServoCP,
     Status,
+)
+from telesurgery.transport.codec import (
+    HEADER_SIZE,
+    MAX_STATUS_BYTES,
+    MAX_STATUS_DEPTH,
     decode,
     encode,
 )
@@ -52,7 +54,7 @@ FIXTURES = {
 def test_fixtures_decode_and_encode_exactly(hexdata: str, message: Message) -> None:
     raw = bytes.fromhex(hexdata)
     assert decode(raw) == message
-    assert bytes(message) == raw
+    assert encode(message) == raw
 
 
 def test_servo_cp_is_compact() -> None:

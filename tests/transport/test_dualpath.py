@@ -12,14 +12,8 @@ from hypothesis import strategies as st
 from telesurgery.config import PathConfig, ZenohConfig
 from telesurgery.demo.processes import free_port
 from telesurgery.errors import TransportError
-from telesurgery.transport.codec import (
-    JawServoJP,
-    Message,
-    SyncReply,
-    SyncRequest,
-    decode,
-    encode,
-)
+from telesurgery.messages import JawServoJP, Message, SyncReply, SyncRequest
+from telesurgery.transport.codec import decode, encode
 from telesurgery.transport.dualpath import (
     DIRECT,
     Arrival,

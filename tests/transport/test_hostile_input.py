@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import random
 import re
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,12 +19,10 @@ from typing import Any
 import pytest
 import zenoh
 
-from telesurgery.clock import now_ns
 from telesurgery.config import SecurityConfig, ZenohConfig
 from telesurgery.demo.processes import free_port
 from telesurgery.errors import CodecError, CodecReason, TransportError
-from telesurgery.patient.node import PatientNode
-from telesurgery.transport.codec import (
+from telesurgery.messages import (
     ControlAction,
     ControlRequest,
     JawServoJP,
@@ -33,9 +30,9 @@ from telesurgery.transport.codec import (
     SafetyEvent,
     ServoCP,
     Status,
-    decode,
-    encode,
 )
+from telesurgery.patient.node import PatientNode
+from telesurgery.transport.codec import decode, encode
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.qos import Stream
 from telesurgery.transport.session import (
@@ -49,6 +46,7 @@ from telesurgery.transport.session import (
 from telesurgery.types import OperatingState, Pose, SafetyState
 
 from ..serving import patient_config, serving
+from ..waiting import wait_until
 
 SESSION = "hostile"
 KEYS = Keys(SESSION)
@@ -60,11 +58,7 @@ BOMBS = 20
 
 
 def _wait(predicate: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
-    tick = threading.Event()
-    deadline = now_ns() + int(timeout_s * 1e9)
-    while not predicate():
-        assert now_ns() < deadline, f"timed out after {timeout_s} s waiting for {what}"
-        tick.wait(0.01)
+    wait_until(predicate, what, timeout_s)
 
 
 def _rejections(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:

@@ -9,7 +9,7 @@ import zenoh
 
 from telesurgery.config import ZenohConfig
 from telesurgery.errors import CodecReason, TransportError
-from telesurgery.transport.codec import JawServoJP, Message, ServoCP, Status
+from telesurgery.messages import JawServoJP, Message, ServoCP, Status
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.qos import Stream
 from telesurgery.transport.session import Publisher, RejectCounter, open_session, subscribe

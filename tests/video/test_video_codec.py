@@ -10,14 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from telesurgery.errors import CodecError
-from telesurgery.transport.codec import (
-    HEADER_SIZE,
-    Message,
-    MessageType,
-    VideoFrame,
-    decode,
-    encode,
-)
+from telesurgery.messages import Message, MessageType, VideoFrame
+from telesurgery.transport.codec import HEADER_SIZE, decode, encode
 
 FRAME = VideoFrame("endoscope", 640, 480, True, 7, 123_456_789, 42, 120_000_000,
                    b"\x00\x00\x00\x01\x67\x42")

@@ -14,7 +14,7 @@ from telesurgery.camera import CapturedFrame, EndoscopeCamera, RGBImage
 from telesurgery.clock import Rate
 from telesurgery.config import ZenohConfig
 from telesurgery.demo.processes import free_port
-from telesurgery.transport.codec import Message, VideoFrame
+from telesurgery.messages import Message, VideoFrame
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.qos import Stream
 from telesurgery.transport.session import (

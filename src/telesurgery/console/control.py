@@ -28,13 +28,8 @@ import zenoh
 
 from telesurgery.clock import now_ns
 from telesurgery.errors import CodecError, CodecReason, OwnershipError
-from telesurgery.transport.codec import (
-    ControlAction,
-    ControlRequest,
-    Message,
-    Status,
-    encode,
-)
+from telesurgery.messages import ControlAction, ControlRequest, Message, Status
+from telesurgery.transport.codec import encode
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.qos import Stream
 from telesurgery.transport.session import (

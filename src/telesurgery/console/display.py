@@ -35,7 +35,7 @@ from telesurgery.console.web.access import announcement
 from telesurgery.console.web.protocol import Action, HandInput
 from telesurgery.console.web.server import WebConsole
 from telesurgery.input.web import WebInputDevice
-from telesurgery.transport.codec import Message, SafetyEvent, Status
+from telesurgery.messages import Message, SafetyEvent, Status
 from telesurgery.transport.session import subscribe
 from telesurgery.types import SafetyState
 

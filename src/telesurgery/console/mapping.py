@@ -39,7 +39,7 @@ from telesurgery.geometry import (
     rotvec_to_quat,
 )
 from telesurgery.input.base import HandSample
-from telesurgery.transport.codec import JawServoJP, ServoCP
+from telesurgery.messages import JawServoJP, ServoCP
 from telesurgery.types import Pose
 
 DEFAULT_SCALE = 0.2

@@ -32,11 +32,12 @@ from telesurgery.console.display import SurgeonDisplay, start_display
 from telesurgery.console.teleop import Teleop
 from telesurgery.errors import ConfigError, TelesurgeryError
 from telesurgery.input.base import InputDevice
+from telesurgery.messages import MeasuredCP, Message, ServoCP, Status
 from telesurgery.security.acl import NODE_OF_ROLE
 from telesurgery.security.command_keys import ConsoleKeys
 from telesurgery.security.node import NodeSecurity, node_security, security_status
 from telesurgery.security.pki import Role
-from telesurgery.transport.codec import MeasuredCP, Message, ServoCP, Status, encode
+from telesurgery.transport.codec import encode
 from telesurgery.transport.dualpath import MultiPublisher
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.nodelink import ConsoleLink

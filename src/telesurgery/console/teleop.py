@@ -15,7 +15,7 @@ from dataclasses import replace
 from telesurgery.config import TremorConfig
 from telesurgery.console.mapping import DEFAULT_SCALE, TeleopMapping
 from telesurgery.input.base import HandSample, InputDevice
-from telesurgery.transport.codec import JawServoJP, ServoCP
+from telesurgery.messages import JawServoJP, ServoCP
 from telesurgery.types import ArmMode, Pose
 
 

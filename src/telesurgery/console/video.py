@@ -26,8 +26,8 @@ import zenoh
 
 from telesurgery.camera.renderer import RGBImage
 from telesurgery.clock import now_ns, set_bulk_thread
+from telesurgery.messages import Message, VideoFrame
 from telesurgery.stats import Samples
-from telesurgery.transport.codec import Message, VideoFrame
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.qos import Stream
 from telesurgery.transport.session import Publisher, RejectCounter, subscribe

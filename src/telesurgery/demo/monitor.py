@@ -11,7 +11,7 @@ from typing import Any
 import zenoh
 
 from telesurgery.config import ZenohConfig
-from telesurgery.transport.codec import Message, SafetyEvent, Status
+from telesurgery.messages import Message, SafetyEvent, Status
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.session import RejectCounter, Security, open_session, subscribe
 

@@ -38,11 +38,11 @@ from pathlib import Path
 from typing import Any, Final
 
 from telesurgery.errors import RecordingError
+from telesurgery.messages import SafetyEvent
 from telesurgery.record.audit import AuditKind, AuditWriter
 from telesurgery.safety.checks import Reason
 from telesurgery.safety.ownership import Handover, Party
 from telesurgery.security.command_keys import KeyEvent
-from telesurgery.transport.codec import SafetyEvent
 from telesurgery.transport.pathwatch import Alarm
 from telesurgery.types import ArmMode, OperatingState, SafetyState
 

@@ -28,11 +28,11 @@ import zenoh
 
 from telesurgery.clock import now_ns
 from telesurgery.errors import OwnershipError
+from telesurgery.messages import ControlAction, ControlRequest, Message, Status
 from telesurgery.patient.audit import PatientAudit
 from telesurgery.safety.ownership import Handover, Ownership, Party, Role, name_of
 from telesurgery.safety.supervisor import Supervisor
 from telesurgery.security.command_keys import PatientKeys
-from telesurgery.transport.codec import ControlAction, ControlRequest, Message, Status
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.qos import Stream
 from telesurgery.transport.session import Publisher, RejectCounter, subscribe

@@ -22,6 +22,7 @@ import zenoh
 from telesurgery.clock import FixedRateLoop, now_ns, set_realtime_thread
 from telesurgery.config import PatientConfig
 from telesurgery.errors import ConfigError
+from telesurgery.messages import MeasuredCF, MeasuredCP, MeasuredJS, Message, SafetyEvent, Status
 from telesurgery.patient.audit import PatientAudit
 from telesurgery.patient.control import PatientControl
 from telesurgery.patient.video import PatientVideo, start_video
@@ -29,14 +30,6 @@ from telesurgery.robots.base import Robot
 from telesurgery.safety.supervisor import Supervisor
 from telesurgery.security.command_keys import PatientKeys
 from telesurgery.security.node import NodeSecurity, node_security, security_status
-from telesurgery.transport.codec import (
-    MeasuredCF,
-    MeasuredCP,
-    MeasuredJS,
-    Message,
-    SafetyEvent,
-    Status,
-)
 from telesurgery.transport.dualpath import MultiPublisher
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.nodelink import PatientLink

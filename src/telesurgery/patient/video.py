@@ -27,8 +27,8 @@ import zenoh
 
 from telesurgery.camera.camera import CapturedFrame, EndoscopeCamera
 from telesurgery.clock import normal_priority_workers, set_bulk_thread
+from telesurgery.messages import Message
 from telesurgery.stats import Samples
-from telesurgery.transport.codec import Message
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.qos import Stream
 from telesurgery.transport.session import Publisher, RejectCounter, subscribe

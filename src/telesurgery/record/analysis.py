@@ -28,14 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from telesurgery.errors import CodecError, RecordingError
+from telesurgery.errors import RecordingError
 from telesurgery.geometry import FloatArray
-from telesurgery.record.audit import MAX_RECORD_DEPTH, AuditKind, AuditVerifier, TrailReport
-from telesurgery.record.layout import TRAIL_SUFFIX, audit_dir
-from telesurgery.record.mcap_writer import METADATA_NAME
-from telesurgery.record.reader import Recording
-from telesurgery.record.schema import RECORDER_STATS_SCHEMA_NAME
-from telesurgery.transport.codec import (
+from telesurgery.messages import (
     JawServoJP,
     MeasuredCP,
     Message,
@@ -43,8 +38,12 @@ from telesurgery.transport.codec import (
     ServoCP,
     Status,
     VideoFrame,
-    untrusted_json,
 )
+from telesurgery.record.audit import AuditKind, AuditVerifier, TrailReport, record_object
+from telesurgery.record.layout import TRAIL_SUFFIX, audit_dir
+from telesurgery.record.mcap_writer import METADATA_NAME
+from telesurgery.record.reader import Recording
+from telesurgery.record.schema import RECORDER_STATS_SCHEMA_NAME
 from telesurgery.types import ArmMode
 
 _OWNER_KINDS = (AuditKind.CONTROL_OWNER, AuditKind.HANDOVER_REQUEST, AuditKind.HANDOVER)
@@ -287,12 +286,9 @@ def _audit(s: Session, directory: Path) -> None:
     s.trails = AuditVerifier().verify_dir(folder)
     for trail in sorted(folder.glob("*" + TRAIL_SUFFIX)):
         for line in trail.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                rec = untrusted_json(line, "audit record", MAX_RECORD_DEPTH)
-            except CodecError:
+            rec = record_object(line)
+            if rec is None:
                 continue  # the verifier above reports the line
-            if not isinstance(rec, dict):
-                continue
             kind = str(rec.get("kind"))
             s.audit_kinds[kind] = s.audit_kinds.get(kind, 0) + 1
             if kind in _OWNER_KINDS:

@@ -90,6 +90,16 @@ class AuditKind(enum.StrEnum):
     KEY_REFUSED = "key_refused"
 
 
+def record_object(line: str | bytes) -> dict[str, Any] | None:
+    """One trail line as a JSON object; None when it is not one (damaged, edited, nested
+    too deep): for readers that skip what ``AuditVerifier`` reports."""
+    try:
+        obj = untrusted_json(line, "audit record", MAX_RECORD_DEPTH)
+    except CodecError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 def canonical(obj: Any) -> bytes:
     """The canonical JSON bytes of ``obj``: sorted keys, no spaces, UTF-8, finite numbers."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,

@@ -29,6 +29,7 @@ from mcap.writer import CompressionType, Writer
 from telesurgery import __version__
 from telesurgery.clock import now_ns
 from telesurgery.errors import CodecError, RecordingError
+from telesurgery.messages import Message
 from telesurgery.record.schema import (
     COMPRESSED_VIDEO_SCHEMA,
     COMPRESSED_VIDEO_SCHEMA_NAME,
@@ -41,7 +42,7 @@ from telesurgery.record.schema import (
     compressed_video_json,
     undecodable_json,
 )
-from telesurgery.transport.codec import Message, decode
+from telesurgery.transport.codec import decode
 
 PROFILE = ""
 """MCAP profile: none of the well-known ones (ros1, ros2) applies to JSON messages."""

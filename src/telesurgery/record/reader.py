@@ -26,6 +26,7 @@ from mcap.stream_reader import CRCValidationError
 from zstandard import ZstdError
 
 from telesurgery.errors import CodecError, RecordingError
+from telesurgery.messages import Message
 from telesurgery.record.layout import recording_paths
 from telesurgery.record.schema import (
     MESSAGE_SCHEMAS,
@@ -33,7 +34,7 @@ from telesurgery.record.schema import (
     JsonObject,
     message_of,
 )
-from telesurgery.transport.codec import MAX_STATUS_DEPTH, Message, untrusted_json
+from telesurgery.transport.codec import MAX_STATUS_DEPTH, untrusted_json
 
 log = logging.getLogger(__name__)
 

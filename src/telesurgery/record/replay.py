@@ -50,14 +50,9 @@ import numpy as np
 import numpy.typing as npt
 
 from telesurgery.config import SafetyConfig
-from telesurgery.errors import CodecError, ConfigError, RecordingError
+from telesurgery.errors import ConfigError, RecordingError
 from telesurgery.geometry import FloatArray, quat_angle, quat_normalize
-from telesurgery.record.audit import MAX_RECORD_DEPTH, AuditKind
-from telesurgery.record.layout import TRAIL_SUFFIX, audit_dir
-from telesurgery.record.reader import Recording
-from telesurgery.robots.sim.robot import SimRobot
-from telesurgery.safety.supervisor import Supervisor
-from telesurgery.transport.codec import (
+from telesurgery.messages import (
     JawServoJP,
     MeasuredCF,
     MeasuredCP,
@@ -65,8 +60,12 @@ from telesurgery.transport.codec import (
     SafetyEvent,
     ServoCP,
     Status,
-    untrusted_json,
 )
+from telesurgery.record.audit import AuditKind, record_object
+from telesurgery.record.layout import TRAIL_SUFFIX, audit_dir
+from telesurgery.record.reader import Recording
+from telesurgery.robots.sim.robot import SimRobot
+from telesurgery.safety.supervisor import Supervisor
 from telesurgery.types import ArmMode, Pose, SafetyState
 
 log = logging.getLogger(__name__)
@@ -257,11 +256,10 @@ def _safety_config(directory: Path) -> SafetyConfig:
     (defaults when the session has no trail)."""
     for trail in sorted(audit_dir(directory).glob("patient-*" + TRAIL_SUFFIX)):
         try:
-            first = untrusted_json(trail.read_text(encoding="utf-8").split("\n", 1)[0],
-                                   "audit record", MAX_RECORD_DEPTH)
-        except (OSError, ValueError, CodecError):
+            first = record_object(trail.read_text(encoding="utf-8").split("\n", 1)[0])
+        except (OSError, ValueError):
             continue
-        if not isinstance(first, dict):
+        if first is None:
             continue
         data = first.get("data")
         if (first.get("kind") == AuditKind.SESSION_START and isinstance(data, dict)

@@ -28,14 +28,8 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from telesurgery.transport.codec import (
-    AnyBody,
-    Message,
-    MessageType,
-    VideoFrame,
-    decode,
-    encode,
-)
+from telesurgery.messages import AnyBody, Message, MessageType, VideoFrame
+from telesurgery.transport.codec import decode, encode
 from telesurgery.types import Pose, Wrench
 
 SCHEMA_ENCODING = "jsonschema"

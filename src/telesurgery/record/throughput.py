@@ -19,8 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from telesurgery.record.mcap_writer import McapRecording
-from telesurgery.transport.codec import (
+from telesurgery.messages import (
     AnyBody,
     JawServoJP,
     MeasuredCF,
@@ -30,8 +29,9 @@ from telesurgery.transport.codec import (
     SafetyEvent,
     ServoCP,
     Status,
-    encode,
 )
+from telesurgery.record.mcap_writer import McapRecording
+from telesurgery.transport.codec import encode
 from telesurgery.transport.keys import Keys
 from telesurgery.types import ArmMode, OperatingState, Pose, SafetyState, Wrench
 

@@ -25,7 +25,7 @@ from telesurgery.geometry import (
     quat_to_rotvec,
     rotvec_to_quat,
 )
-from telesurgery.transport.codec import JawServoJP, ServoCP
+from telesurgery.messages import JawServoJP, ServoCP
 from telesurgery.types import Pose
 
 ZERO: Vec3 = (0.0, 0.0, 0.0)

@@ -32,6 +32,7 @@ from telesurgery.clock import now_ns as clock_now_ns
 from telesurgery.config import SafetyConfig
 from telesurgery.errors import SafetyError, TelesurgeryError
 from telesurgery.geometry import quat_normalize
+from telesurgery.messages import JawServoJP, Message, SafetyEvent, ServoCP
 from telesurgery.robots.base import Arm, Robot
 from telesurgery.safety.checks import (
     ACCEPTED,
@@ -50,7 +51,6 @@ from telesurgery.safety.checks import (
     validate_command,
 )
 from telesurgery.stats import Samples
-from telesurgery.transport.codec import JawServoJP, Message, SafetyEvent, ServoCP
 from telesurgery.types import ArmMode, OperatingState, Pose, SafetyState
 
 log = logging.getLogger(__name__)

@@ -26,11 +26,18 @@ import zenoh
 
 from telesurgery.clock import now_ns
 from telesurgery.errors import AuthError
+from telesurgery.messages import KeyOffer, Message
 from telesurgery.safety.checks import Reason
-from telesurgery.security.handshake import Credentials, Initiator, Responder, certificate_name
+from telesurgery.security.handshake import (
+    BINDING_REFUSALS,
+    Credentials,
+    Initiator,
+    Responder,
+    certificate_name,
+)
 from telesurgery.security.pki import Role
 from telesurgery.security.tags import CommandVerifier, TagKey, seal
-from telesurgery.transport.codec import KeyOffer, Message, encode
+from telesurgery.transport.codec import encode
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.qos import Stream
 from telesurgery.transport.session import Publisher, RejectCounter, subscribe
@@ -43,8 +50,6 @@ as a keep-alive (``handshake.IDENTITY_LIVE_S`` must be several of these)."""
 CRL_CHECK_NS = 1_000_000_000
 """How often [ns] the patient node looks for a new revocation list while commands flow:
 a certificate revoked meanwhile loses its command key within this time."""
-BINDING_REFUSALS = ("session_taken", "identity_in_use", "superseded")
-"""Why ``handshake.Responder`` refuses an offer of a valid certificate."""
 _AUDITED_REFUSALS = 1024
 """(console session, reason) pairs whose refusal was audited; a console resends a refused
 offer five times a second, and the trail needs it once."""
@@ -187,7 +192,6 @@ class ConsoleKeys:
         self._session_id = session_id
         self._cv = threading.Condition()
         self._initiator = Initiator(creds, keys.session, session_id)
-        self._offer = self._initiator.offer()
         self._waiting = True
         """No answer to the current offer yet."""
         self._key: TagKey | None = None
@@ -217,7 +221,7 @@ class ConsoleKeys:
             with self._cv:
                 if self._stop:
                     return
-                offer = self._offer
+                offer = self._initiator.offer()
             self._offers.put(offer)
             with self._cv:
                 if not self._stop:
@@ -248,7 +252,6 @@ class ConsoleKeys:
             if not self._waiting:
                 log.info("new patient session %016x; agreeing a new command key", session)
                 self._initiator = Initiator(self._creds, self._keys.session, self._session_id)
-                self._offer = self._initiator.offer()
                 self._waiting = True
                 self.patient = session
                 self._cv.notify_all()

@@ -51,9 +51,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from telesurgery import clock
 from telesurgery.errors import AuthError, ConfigError
+from telesurgery.messages import KeyAccept, KeyOffer, Message
 from telesurgery.security.pki import Identity, Role, certificate_identity, revoked_serials
 from telesurgery.security.tags import KEY_SIZE
-from telesurgery.transport.codec import KeyAccept, KeyOffer, Message
 
 log = logging.getLogger(__name__)
 COMMANDER_ROLES = frozenset({Role.SURGEON, Role.BACKUP})
@@ -245,6 +245,8 @@ class Agreement:
     """The answer that gives the console the same key (sent again for a repeated offer)."""
 
 
+BINDING_REFUSALS = ("session_taken", "identity_in_use", "superseded")
+"""Why ``Responder`` refuses an offer of a valid certificate (``AuthError.reason``)."""
 IDENTITY_LIVE_S = 1.0
 """A console session whose offer was heard (first or resent) within this time [s] still
 holds its certificate's identity: a second session of the same certificate is refused

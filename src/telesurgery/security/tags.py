@@ -22,17 +22,9 @@ from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 
+from telesurgery.messages import ControlRequest, JawServoJP, Message, ServoCP
 from telesurgery.safety.checks import Reason
-from telesurgery.transport.codec import (
-    FLAG_TAG,
-    FLAGS_OFFSET,
-    TAG_SIZE,
-    ControlRequest,
-    JawServoJP,
-    Message,
-    ServoCP,
-    encode,
-)
+from telesurgery.transport.codec import FLAG_TAG, FLAGS_OFFSET, TAG_SIZE, encode
 
 KEY_SIZE = 32
 """Bytes of a command key (HMAC-SHA256 key)."""

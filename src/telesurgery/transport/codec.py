@@ -26,10 +26,29 @@ from __future__ import annotations
 import enum
 import json
 import struct
-from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, Self, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from telesurgery.errors import CodecError, CodecReason
+from telesurgery.messages import (
+    AnyBody,
+    ControlAction,
+    ControlRequest,
+    JawServoJP,
+    KeyAccept,
+    KeyOffer,
+    MeasuredCF,
+    MeasuredCP,
+    MeasuredJS,
+    Message,
+    MessageType,
+    SafetyEvent,
+    ServoCP,
+    Status,
+    SyncReply,
+    SyncRequest,
+    VideoFrame,
+)
 from telesurgery.types import ArmMode, OperatingState, Pose, SafetyState, Wrench
 
 MAGIC = b"TS"
@@ -47,35 +66,6 @@ MAX_STATUS_BYTES = 16_384
 MAX_STATUS_DEPTH = 32
 """The deepest a STATUS body may nest (objects and lists); a node's nests a few levels."""
 _E = TypeVar("_E", bound=enum.IntEnum)
-
-
-class MessageType(enum.IntEnum):
-    """Message type ids on the wire."""
-
-    SERVO_CP = 1
-    JAW_SERVO_JP = 2
-    MEASURED_CP = 3
-    MEASURED_JS = 4
-    MEASURED_CF = 5
-    SAFETY_EVENT = 6
-    STATUS = 7
-    VIDEO_FRAME = 8
-    SYNC_REQUEST = 9
-    SYNC_REPLY = 10
-    KEY_OFFER = 11
-    KEY_ACCEPT = 12
-    CONTROL_REQUEST = 13
-
-
-class ControlAction(enum.IntEnum):
-    """What a console asks of the patient node's control ownership."""
-
-    REQUEST = 1
-    """A console asks for control; the bedside decides."""
-    TAKE_OVER = 2
-    """The bedside (backup) console takes control at once."""
-    GRANT = 3
-    """The bedside gives control to the console session that asked for it."""
 
 
 class _Reader:
@@ -169,193 +159,115 @@ def _pack_pose(p: Pose) -> bytes:
     return _POSE.pack(*p.position, *p.orientation)
 
 
-class Body(Protocol):
-    """What every message body provides."""
-
-    TYPE: ClassVar[MessageType]
-
-    def pack(self) -> bytes: ...
-
-    @classmethod
-    def unpack(cls, r: _Reader) -> Self: ...
+def _pack_servo_cp(b: ServoCP) -> bytes:
+    return (_text(b.arm, "arm") + _SERVO_CP.pack(int(b.clutch), b.sample_ns)
+            + _pack_pose(b.pose))
 
 
-@dataclass(frozen=True, slots=True)
-class ServoCP:
-    """``servo_cp``: the instrument tip's target pose in the robot base frame.
-
-    ``sample_ns``: when the input sample behind it was taken [ns, console clock].
-    ``clutch``: the surgeon's clutch is pressed; the arm must not move and the
-    console re-aligns the hand. After a HOLD, a clutched command re-arms the arm.
-    """
-
-    TYPE: ClassVar[MessageType] = MessageType.SERVO_CP
-    arm: str
-    pose: Pose
-    sample_ns: int
-    clutch: bool = False
-
-    def pack(self) -> bytes:
-        return (_text(self.arm, "arm") + _SERVO_CP.pack(int(self.clutch), self.sample_ns)
-                + _pack_pose(self.pose))
-
-    @classmethod
-    def unpack(cls, r: _Reader) -> Self:
-        arm = _arm(r.text("arm"), "SERVO_CP")
-        clutch, sample_ns = r.take(_SERVO_CP)
-        return cls(arm, _pose(r), sample_ns, _flag(clutch, "SERVO_CP.clutch"))
+def _unpack_servo_cp(r: _Reader) -> ServoCP:
+    arm = _arm(r.text("arm"), "SERVO_CP")
+    clutch, sample_ns = r.take(_SERVO_CP)
+    return ServoCP(arm, _pose(r), sample_ns, _flag(clutch, "SERVO_CP.clutch"))
 
 
-@dataclass(frozen=True, slots=True)
-class JawServoJP:
-    """``jaw/servo_jp``: the jaw opening target [rad]."""
 
-    TYPE: ClassVar[MessageType] = MessageType.JAW_SERVO_JP
-    arm: str
-    angle: float
-    sample_ns: int
-
-    def pack(self) -> bytes:
-        return _text(self.arm, "arm") + _JAW.pack(self.sample_ns, self.angle)
-
-    @classmethod
-    def unpack(cls, r: _Reader) -> Self:
-        arm = _arm(r.text("arm"), "JAW_SERVO_JP")
-        sample_ns, angle = r.take(_JAW)
-        return cls(arm, angle, sample_ns)
+def _pack_jaw_servo_jp(b: JawServoJP) -> bytes:
+    return _text(b.arm, "arm") + _JAW.pack(b.sample_ns, b.angle)
 
 
-@dataclass(frozen=True, slots=True)
-class MeasuredCP:
-    """``measured_cp``: tip pose and setpoint [m, quaternion], jaw [rad], which command
-    produced the setpoint (``applied_seq``, ``applied_sample_ns``), and what the safety
-    supervisor does with this arm's commands (``mode``: a held arm waits for a clutch)."""
+def _unpack_jaw_servo_jp(r: _Reader) -> JawServoJP:
+    arm = _arm(r.text("arm"), "JAW_SERVO_JP")
+    sample_ns, angle = r.take(_JAW)
+    return JawServoJP(arm, angle, sample_ns)
 
-    TYPE: ClassVar[MessageType] = MessageType.MEASURED_CP
-    arm: str
-    measured: Pose
-    setpoint: Pose
-    jaw: float
-    applied_seq: int
-    applied_sample_ns: int
-    operating_state: OperatingState
-    mode: ArmMode
 
-    def pack(self) -> bytes:
-        return (_text(self.arm, "arm") + _pack_pose(self.measured) + _pack_pose(self.setpoint)
-                + struct.pack("<d", self.jaw)
-                + _MEASURED_CP_TAIL.pack(self.applied_seq, self.applied_sample_ns,
-                                         int(self.operating_state), int(self.mode)))
 
-    @classmethod
-    def unpack(cls, r: _Reader) -> Self:
-        arm = _arm(r.text("arm"), "MEASURED_CP")
-        measured, setpoint = _pose(r), _pose(r)
-        (jaw,) = r.take(_F64)
-        seq, sample_ns, op, mode = r.take(_MEASURED_CP_TAIL)
-        return cls(arm, measured, setpoint, jaw, seq, sample_ns,
-                   _enum(OperatingState, op, "MEASURED_CP.operating_state"),
-                   _enum(ArmMode, mode, "MEASURED_CP.mode"))
+def _pack_measured_cp(b: MeasuredCP) -> bytes:
+    return (_text(b.arm, "arm") + _pack_pose(b.measured) + _pack_pose(b.setpoint)
+            + struct.pack("<d", b.jaw)
+            + _MEASURED_CP_TAIL.pack(b.applied_seq, b.applied_sample_ns,
+                                     int(b.operating_state), int(b.mode)))
+
+
+def _unpack_measured_cp(r: _Reader) -> MeasuredCP:
+    arm = _arm(r.text("arm"), "MEASURED_CP")
+    measured, setpoint = _pose(r), _pose(r)
+    (jaw,) = r.take(_F64)
+    seq, sample_ns, op, mode = r.take(_MEASURED_CP_TAIL)
+    return MeasuredCP(arm, measured, setpoint, jaw, seq, sample_ns,
+               _enum(OperatingState, op, "MEASURED_CP.operating_state"),
+               _enum(ArmMode, mode, "MEASURED_CP.mode"))
+
 
 
 _F64 = struct.Struct("<d")
 
 
-@dataclass(frozen=True, slots=True)
-class MeasuredJS:
-    """``measured_js``: joint positions [rad or m] and velocities, jaw last."""
-
-    TYPE: ClassVar[MessageType] = MessageType.MEASURED_JS
-    arm: str
-    position: tuple[float, ...]
-    velocity: tuple[float, ...]
-
-    def pack(self) -> bytes:
-        n = len(self.position)
-        if len(self.velocity) != n or n > 32:
-            raise CodecError(f"MEASURED_JS needs as many velocities as positions (<= 32), "
-                             f"got {n} and {len(self.velocity)}", CodecReason.BAD_FIELD)
-        return (_text(self.arm, "arm") + _U8.pack(n)
-                + struct.pack(f"<{2 * n}d", *self.position, *self.velocity))
-
-    @classmethod
-    def unpack(cls, r: _Reader) -> Self:
-        arm = _arm(r.text("arm"), "MEASURED_JS")
-        (n,) = r.take(_U8)
-        if n > 32:
-            raise CodecError(f"MEASURED_JS announces {n} joints; at most 32 are allowed",
-                             CodecReason.TOO_LARGE)
-        v = r.take(struct.Struct(f"<{2 * n}d"))
-        return cls(arm, tuple(v[:n]), tuple(v[n:]))
+def _pack_measured_js(b: MeasuredJS) -> bytes:
+    n = len(b.position)
+    if len(b.velocity) != n or n > 32:
+        raise CodecError(f"MEASURED_JS needs as many velocities as positions (<= 32), "
+                         f"got {n} and {len(b.velocity)}", CodecReason.BAD_FIELD)
+    return (_text(b.arm, "arm") + _U8.pack(n)
+            + struct.pack(f"<{2 * n}d", *b.position, *b.velocity))
 
 
-@dataclass(frozen=True, slots=True)
-class MeasuredCF:
-    """``measured_cf``: tool-tip wrench [N, N m] in the robot base frame."""
-
-    TYPE: ClassVar[MessageType] = MessageType.MEASURED_CF
-    arm: str
-    wrench: Wrench
-
-    def pack(self) -> bytes:
-        return _text(self.arm, "arm") + _VEC6.pack(*self.wrench.force, *self.wrench.torque)
-
-    @classmethod
-    def unpack(cls, r: _Reader) -> Self:
-        arm = _arm(r.text("arm"), "MEASURED_CF")
-        v = r.take(_VEC6)
-        return cls(arm, Wrench((v[0], v[1], v[2]), (v[3], v[4], v[5])))
+def _unpack_measured_js(r: _Reader) -> MeasuredJS:
+    arm = _arm(r.text("arm"), "MEASURED_JS")
+    (n,) = r.take(_U8)
+    if n > 32:
+        raise CodecError(f"MEASURED_JS announces {n} joints; at most 32 are allowed",
+                         CodecReason.TOO_LARGE)
+    v = r.take(struct.Struct(f"<{2 * n}d"))
+    return MeasuredJS(arm, tuple(v[:n]), tuple(v[n:]))
 
 
-@dataclass(frozen=True, slots=True)
-class SafetyEvent:
-    """A transition of the safety supervisor, with the reason in words."""
 
-    TYPE: ClassVar[MessageType] = MessageType.SAFETY_EVENT
-    state: SafetyState
-    previous: SafetyState
-    operating_state: OperatingState
-    reason: str
-
-    def pack(self) -> bytes:
-        return (_SAFETY.pack(int(self.state), int(self.previous), int(self.operating_state))
-                + _text(self.reason, "reason"))
-
-    @classmethod
-    def unpack(cls, r: _Reader) -> Self:
-        state, previous, op = r.take(_SAFETY)
-        return cls(_enum(SafetyState, state, "SAFETY_EVENT.state"),
-                   _enum(SafetyState, previous, "SAFETY_EVENT.previous"),
-                   _enum(OperatingState, op, "SAFETY_EVENT.operating_state"),
-                   r.text("reason"))
+def _pack_measured_cf(b: MeasuredCF) -> bytes:
+    return _text(b.arm, "arm") + _VEC6.pack(*b.wrench.force, *b.wrench.torque)
 
 
-@dataclass(frozen=True, slots=True)
-class Status:
-    """Low-rate telemetry of a node (counters, percentiles) as a JSON object."""
+def _unpack_measured_cf(r: _Reader) -> MeasuredCF:
+    arm = _arm(r.text("arm"), "MEASURED_CF")
+    v = r.take(_VEC6)
+    return MeasuredCF(arm, Wrench((v[0], v[1], v[2]), (v[3], v[4], v[5])))
 
-    TYPE: ClassVar[MessageType] = MessageType.STATUS
-    data: dict[str, Any]
 
-    def pack(self) -> bytes:
-        raw = json.dumps(self.data, separators=(",", ":"), allow_nan=False).encode()
-        if len(raw) > MAX_STATUS_BYTES:
-            raise CodecError(f"STATUS is {len(raw)} bytes; at most {MAX_STATUS_BYTES} fit",
-                             CodecReason.TOO_LARGE)
-        return struct.pack("<H", len(raw)) + raw
 
-    @classmethod
-    def unpack(cls, r: _Reader) -> Self:
-        (n,) = r.take(struct.Struct("<H"))
-        if n > MAX_STATUS_BYTES:
-            raise CodecError(f"STATUS announces {n} bytes; at most {MAX_STATUS_BYTES} are "
-                             "allowed", CodecReason.TOO_LARGE)
-        raw = r.take(struct.Struct(f"<{n}s"))[0]
-        data = untrusted_json(raw, "STATUS body", MAX_STATUS_DEPTH)
-        if not isinstance(data, dict):
-            raise CodecError(f"STATUS body must be a JSON object, got {type(data).__name__}",
-                             CodecReason.BAD_BODY)
-        return cls(data)
+def _pack_safety_event(b: SafetyEvent) -> bytes:
+    return (_SAFETY.pack(int(b.state), int(b.previous), int(b.operating_state))
+            + _text(b.reason, "reason"))
+
+
+def _unpack_safety_event(r: _Reader) -> SafetyEvent:
+    state, previous, op = r.take(_SAFETY)
+    return SafetyEvent(_enum(SafetyState, state, "SAFETY_EVENT.state"),
+               _enum(SafetyState, previous, "SAFETY_EVENT.previous"),
+               _enum(OperatingState, op, "SAFETY_EVENT.operating_state"),
+               r.text("reason"))
+
+
+
+def _pack_status(b: Status) -> bytes:
+    raw = json.dumps(b.data, separators=(",", ":"), allow_nan=False).encode()
+    if len(raw) > MAX_STATUS_BYTES:
+        raise CodecError(f"STATUS is {len(raw)} bytes; at most {MAX_STATUS_BYTES} fit",
+                         CodecReason.TOO_LARGE)
+    return struct.pack("<H", len(raw)) + raw
+
+
+def _unpack_status(r: _Reader) -> Status:
+    (n,) = r.take(struct.Struct("<H"))
+    if n > MAX_STATUS_BYTES:
+        raise CodecError(f"STATUS announces {n} bytes; at most {MAX_STATUS_BYTES} are "
+                         "allowed", CodecReason.TOO_LARGE)
+    raw = r.take(struct.Struct(f"<{n}s"))[0]
+    data = untrusted_json(raw, "STATUS body", MAX_STATUS_DEPTH)
+    if not isinstance(data, dict):
+        raise CodecError(f"STATUS body must be a JSON object, got {type(data).__name__}",
+                         CodecReason.BAD_BODY)
+    return Status(data)
+
 
 
 def untrusted_json(raw: bytes | str, what: str, max_depth: int) -> Any:
@@ -402,94 +314,55 @@ MAX_VIDEO_BYTES = 16 * 2**20
 _VIDEO = struct.Struct("<HHBQqQqI")
 
 
-@dataclass(frozen=True, slots=True)
-class VideoFrame:
-    """One encoded endoscope frame: H.264 Annex-B ``data`` of ``width`` x ``height`` [px].
+def _pack_video_frame(b: VideoFrame) -> bytes:
+    if len(b.data) > MAX_VIDEO_BYTES:
+        raise CodecError(f"VIDEO_FRAME data is {len(b.data)} bytes; at most "
+                         f"{MAX_VIDEO_BYTES} fit: lower the bitrate or the frame size",
+                         CodecReason.TOO_LARGE)
+    return (_text(b.camera, "camera")
+            + _VIDEO.pack(b.width, b.height, int(b.keyframe), b.frame_index,
+                          b.capture_ns, b.applied_seq, b.applied_sample_ns,
+                          len(b.data))
+            + b.data)
 
-    ``capture_ns``: when the frame finished rendering [ns, sender clock];
-    ``applied_seq`` / ``applied_sample_ns``: sequence and input-sample time [ns] of
-    the last command applied to the robot when the scene was captured (0 before
-    any), for motion-to-photon; ``frame_index`` counts frames from 0, so a gap is a
-    lost frame; ``keyframe``: an IDR a decoder can start from.
-    """
 
-    TYPE: ClassVar[MessageType] = MessageType.VIDEO_FRAME
-    camera: str
-    width: int
-    height: int
-    keyframe: bool
-    frame_index: int
-    capture_ns: int
-    applied_seq: int
-    applied_sample_ns: int
-    data: bytes
+def _unpack_video_frame(r: _Reader) -> VideoFrame:
+    camera = r.text("camera")
+    w, h, key, index, capture_ns, seq, sample_ns, n = r.take(_VIDEO)
+    if not (w and h):
+        raise CodecError(f"VIDEO_FRAME size {w}x{h} is empty; the sender is broken",
+                         CodecReason.BAD_FIELD)
+    if n > MAX_VIDEO_BYTES:
+        raise CodecError(f"VIDEO_FRAME announces {n} bytes of data; at most "
+                         f"{MAX_VIDEO_BYTES} are allowed", CodecReason.TOO_LARGE)
+    (data,) = r.take(struct.Struct(f"<{n}s"))
+    return VideoFrame(camera, w, h, _flag(key, "VIDEO_FRAME.keyframe"), index, capture_ns, seq,
+               sample_ns, data)
 
-    def pack(self) -> bytes:
-        if len(self.data) > MAX_VIDEO_BYTES:
-            raise CodecError(f"VIDEO_FRAME data is {len(self.data)} bytes; at most "
-                             f"{MAX_VIDEO_BYTES} fit: lower the bitrate or the frame size",
-                             CodecReason.TOO_LARGE)
-        return (_text(self.camera, "camera")
-                + _VIDEO.pack(self.width, self.height, int(self.keyframe), self.frame_index,
-                              self.capture_ns, self.applied_seq, self.applied_sample_ns,
-                              len(self.data))
-                + self.data)
-
-    @classmethod
-    def unpack(cls, r: _Reader) -> Self:
-        camera = r.text("camera")
-        w, h, key, index, capture_ns, seq, sample_ns, n = r.take(_VIDEO)
-        if not (w and h):
-            raise CodecError(f"VIDEO_FRAME size {w}x{h} is empty; the sender is broken",
-                             CodecReason.BAD_FIELD)
-        if n > MAX_VIDEO_BYTES:
-            raise CodecError(f"VIDEO_FRAME announces {n} bytes of data; at most "
-                             f"{MAX_VIDEO_BYTES} are allowed", CodecReason.TOO_LARGE)
-        (data,) = r.take(struct.Struct(f"<{n}s"))
-        return cls(camera, w, h, _flag(key, "VIDEO_FRAME.keyframe"), index, capture_ns, seq,
-                   sample_ns, data)
 
 
 _SYNC_REPLY = struct.Struct("<Qqq")
 
 
-@dataclass(frozen=True, slots=True)
-class SyncRequest:
-    """A clock-synchronisation request sent on control path ``path``; the header's
-    ``sent_ns`` is its send time t0 [ns, requester clock]."""
-
-    TYPE: ClassVar[MessageType] = MessageType.SYNC_REQUEST
-    path: str
-
-    def pack(self) -> bytes:
-        return _text(self.path, "path")
-
-    @classmethod
-    def unpack(cls, r: _Reader) -> Self:
-        return cls(r.text("path"))
+def _pack_sync_request(b: SyncRequest) -> bytes:
+    return _text(b.path, "path")
 
 
-@dataclass(frozen=True, slots=True)
-class SyncReply:
-    """The answer to ``SyncRequest`` number ``request_seq`` on ``path``: its send time
-    ``t0_ns`` [ns, requester clock] echoed and its arrival time ``t1_ns`` [ns, responder
-    clock]; the header's ``sent_ns`` is the reply's send time t2 [ns, responder clock]."""
+def _unpack_sync_request(r: _Reader) -> SyncRequest:
+    return SyncRequest(r.text("path"))
 
-    TYPE: ClassVar[MessageType] = MessageType.SYNC_REPLY
-    path: str
-    request_seq: int
-    t0_ns: int
-    t1_ns: int
 
-    def pack(self) -> bytes:
-        return _text(self.path, "path") + _SYNC_REPLY.pack(self.request_seq, self.t0_ns,
-                                                           self.t1_ns)
 
-    @classmethod
-    def unpack(cls, r: _Reader) -> Self:
-        path = r.text("path")
-        seq, t0, t1 = r.take(_SYNC_REPLY)
-        return cls(path, seq, t0, t1)
+def _pack_sync_reply(b: SyncReply) -> bytes:
+    return _text(b.path, "path") + _SYNC_REPLY.pack(b.request_seq, b.t0_ns,
+                                                       b.t1_ns)
+
+
+def _unpack_sync_reply(r: _Reader) -> SyncReply:
+    path = r.text("path")
+    seq, t0, t1 = r.take(_SYNC_REPLY)
+    return SyncReply(path, seq, t0, t1)
+
 
 
 MAX_CERTIFICATE_BYTES = 8192
@@ -512,107 +385,70 @@ def _take_blob(r: _Reader, field: str, limit: int) -> bytes:
     return bytes(r.take(struct.Struct(f"<{n}s"))[0])
 
 
-@dataclass(frozen=True, slots=True)
-class KeyOffer:
-    """A console's offer of a command key: its X25519 ``ephemeral`` public key [32 bytes],
-    its ``certificate`` (DER) and its ``signature`` over both (``security.handshake``).
-    The header's ``session`` is the console's session id."""
+def _pack_key_offer(b: KeyOffer) -> bytes:
+    return (_X25519.pack(b.ephemeral)
+            + _blob(b.certificate, "KEY_OFFER.certificate", MAX_CERTIFICATE_BYTES)
+            + _blob(b.signature, "KEY_OFFER.signature", 255))
 
-    TYPE: ClassVar[MessageType] = MessageType.KEY_OFFER
-    ephemeral: bytes
-    certificate: bytes
-    signature: bytes
 
-    def pack(self) -> bytes:
-        return (_X25519.pack(self.ephemeral)
-                + _blob(self.certificate, "KEY_OFFER.certificate", MAX_CERTIFICATE_BYTES)
-                + _blob(self.signature, "KEY_OFFER.signature", 255))
+def _unpack_key_offer(r: _Reader) -> KeyOffer:
+    (eph,) = r.take(_X25519)
+    cert = _take_blob(r, "KEY_OFFER.certificate", MAX_CERTIFICATE_BYTES)
+    return KeyOffer(eph, cert, _take_blob(r, "KEY_OFFER.signature", 255))
 
-    @classmethod
-    def unpack(cls, r: _Reader) -> Self:
-        (eph,) = r.take(_X25519)
-        cert = _take_blob(r, "KEY_OFFER.certificate", MAX_CERTIFICATE_BYTES)
-        return cls(eph, cert, _take_blob(r, "KEY_OFFER.signature", 255))
 
 
 _KEY_ACCEPT = struct.Struct("<Q32s")
 
 
-@dataclass(frozen=True, slots=True)
-class KeyAccept:
-    """The patient node's answer to the offer of console session ``console_session``
-    [u64]: its own ``ephemeral`` X25519 key [32 bytes], ``certificate`` (DER) and
-    ``signature``. The header's ``session`` is the patient's session id."""
+def _pack_key_accept(b: KeyAccept) -> bytes:
+    return (_KEY_ACCEPT.pack(b.console_session, b.ephemeral)
+            + _blob(b.certificate, "KEY_ACCEPT.certificate", MAX_CERTIFICATE_BYTES)
+            + _blob(b.signature, "KEY_ACCEPT.signature", 255))
 
-    TYPE: ClassVar[MessageType] = MessageType.KEY_ACCEPT
-    console_session: int
-    ephemeral: bytes
-    certificate: bytes
-    signature: bytes
 
-    def pack(self) -> bytes:
-        return (_KEY_ACCEPT.pack(self.console_session, self.ephemeral)
-                + _blob(self.certificate, "KEY_ACCEPT.certificate", MAX_CERTIFICATE_BYTES)
-                + _blob(self.signature, "KEY_ACCEPT.signature", 255))
+def _unpack_key_accept(r: _Reader) -> KeyAccept:
+    console, eph = r.take(_KEY_ACCEPT)
+    cert = _take_blob(r, "KEY_ACCEPT.certificate", MAX_CERTIFICATE_BYTES)
+    return KeyAccept(console, eph, cert, _take_blob(r, "KEY_ACCEPT.signature", 255))
 
-    @classmethod
-    def unpack(cls, r: _Reader) -> Self:
-        console, eph = r.take(_KEY_ACCEPT)
-        cert = _take_blob(r, "KEY_ACCEPT.certificate", MAX_CERTIFICATE_BYTES)
-        return cls(console, eph, cert, _take_blob(r, "KEY_ACCEPT.signature", 255))
 
 
 _CONTROL = struct.Struct("<BQ")
 
 
-@dataclass(frozen=True, slots=True)
-class ControlRequest:
-    """A console's ``action`` on control ownership, sent as ``role`` (``surgeon`` or
-    ``backup``; with security on, the certificate behind the command key decides and this
-    field is only checked against it); ``target`` is the console session a ``GRANT``
-    gives control to (0 otherwise). Tagged like a command."""
-
-    TYPE: ClassVar[MessageType] = MessageType.CONTROL_REQUEST
-    action: ControlAction
-    role: str
-    target: int = 0
-
-    def pack(self) -> bytes:
-        if not 0 <= self.target <= _U64_MAX:
-            raise CodecError("CONTROL_REQUEST.target must fit an unsigned 64-bit integer",
-                             CodecReason.BAD_FIELD)
-        return _CONTROL.pack(int(self.action), self.target) + _text(self.role, "role")
-
-    @classmethod
-    def unpack(cls, r: _Reader) -> Self:
-        action, target = r.take(_CONTROL)
-        return cls(_enum(ControlAction, action, "CONTROL_REQUEST.action"), r.text("role"),
-                   target)
+def _pack_control_request(b: ControlRequest) -> bytes:
+    if not 0 <= b.target <= _U64_MAX:
+        raise CodecError("CONTROL_REQUEST.target must fit an unsigned 64-bit integer",
+                         CodecReason.BAD_FIELD)
+    return _CONTROL.pack(int(b.action), b.target) + _text(b.role, "role")
 
 
-AnyBody = (ServoCP | JawServoJP | MeasuredCP | MeasuredJS | MeasuredCF | SafetyEvent | Status
-           | VideoFrame | SyncRequest | SyncReply | KeyOffer | KeyAccept | ControlRequest)
-_BODIES: dict[MessageType, type[AnyBody]] = {
-    b.TYPE: b for b in (ServoCP, JawServoJP, MeasuredCP, MeasuredJS, MeasuredCF, SafetyEvent,
-                        Status, VideoFrame, SyncRequest, SyncReply, KeyOffer, KeyAccept,
-                        ControlRequest)
+def _unpack_control_request(r: _Reader) -> ControlRequest:
+    action, target = r.take(_CONTROL)
+    return ControlRequest(_enum(ControlAction, action, "CONTROL_REQUEST.action"), r.text("role"),
+               target)
+
+
+
+_Packer = Callable[[Any], bytes]
+_Unpacker = Callable[[_Reader], AnyBody]
+_LAYOUTS: dict[MessageType, tuple[_Packer, _Unpacker]] = {
+    MessageType.SERVO_CP: (_pack_servo_cp, _unpack_servo_cp),
+    MessageType.JAW_SERVO_JP: (_pack_jaw_servo_jp, _unpack_jaw_servo_jp),
+    MessageType.MEASURED_CP: (_pack_measured_cp, _unpack_measured_cp),
+    MessageType.MEASURED_JS: (_pack_measured_js, _unpack_measured_js),
+    MessageType.MEASURED_CF: (_pack_measured_cf, _unpack_measured_cf),
+    MessageType.SAFETY_EVENT: (_pack_safety_event, _unpack_safety_event),
+    MessageType.STATUS: (_pack_status, _unpack_status),
+    MessageType.VIDEO_FRAME: (_pack_video_frame, _unpack_video_frame),
+    MessageType.SYNC_REQUEST: (_pack_sync_request, _unpack_sync_request),
+    MessageType.SYNC_REPLY: (_pack_sync_reply, _unpack_sync_reply),
+    MessageType.KEY_OFFER: (_pack_key_offer, _unpack_key_offer),
+    MessageType.KEY_ACCEPT: (_pack_key_accept, _unpack_key_accept),
+    MessageType.CONTROL_REQUEST: (_pack_control_request, _unpack_control_request),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A header plus one body: ``session`` [u64], ``seq`` [u64], ``sent_ns`` [ns], and
-    the authentication ``tag`` the message ended with (empty: none; ``TAG_SIZE``
-    bytes otherwise). Decoding never checks a tag: ``security.tags`` does."""
-
-    session: int
-    seq: int
-    sent_ns: int
-    body: AnyBody
-    tag: bytes = b""
-
-    def __bytes__(self) -> bytes:
-        return encode(self)
+"""How each message type's body is laid out: its packer and its unpacker."""
 
 
 def encode(msg: Message) -> bytes:
@@ -626,7 +462,7 @@ def encode(msg: Message) -> bytes:
         raise CodecError(f"an authentication tag is {TAG_SIZE} bytes, got {len(msg.tag)}",
                          CodecReason.BAD_FIELD)
     try:
-        body = msg.body.pack()
+        body = _LAYOUTS[msg.body.TYPE][0](msg.body)
     except struct.error as exc:
         raise CodecError(f"{msg.body.TYPE.name} has a value out of range: {exc}",
                          CodecReason.BAD_FIELD) from exc
@@ -660,7 +496,7 @@ def decode(data: bytes) -> Message:
                              f"the header and a {TAG_SIZE}-byte tag", CodecReason.TRUNCATED)
         raw, tag = raw[:-TAG_SIZE], raw[-TAG_SIZE:]
     r = _Reader(raw, HEADER_SIZE, kind.name)
-    body = _BODIES[kind].unpack(r)
+    body = _LAYOUTS[kind][1](r)
     r.finish()
     return Message(session, seq, sent_ns, body, tag)
 
@@ -672,23 +508,6 @@ __all__ = [
     "MAX_STATUS_BYTES",
     "MAX_STATUS_DEPTH",
     "TAG_SIZE",
-    "AnyBody",
-    "ControlAction",
-    "ControlRequest",
-    "JawServoJP",
-    "KeyAccept",
-    "KeyOffer",
-    "MeasuredCF",
-    "MeasuredCP",
-    "MeasuredJS",
-    "Message",
-    "MessageType",
-    "SafetyEvent",
-    "ServoCP",
-    "Status",
-    "SyncReply",
-    "SyncRequest",
-    "VideoFrame",
     "decode",
     "encode",
     "untrusted_json",

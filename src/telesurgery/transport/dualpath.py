@@ -43,8 +43,9 @@ import zenoh
 from telesurgery.clock import now_ns
 from telesurgery.config import PathConfig, ZenohConfig
 from telesurgery.errors import TransportError
+from telesurgery.messages import AnyBody, Message
 from telesurgery.stats import summarize
-from telesurgery.transport.codec import AnyBody, Message, encode
+from telesurgery.transport.codec import encode
 from telesurgery.transport.qos import Stream
 from telesurgery.transport.session import (
     Gate,

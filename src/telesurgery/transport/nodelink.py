@@ -16,7 +16,8 @@ from typing import Any
 import zenoh
 
 from telesurgery.config import PathConfig
-from telesurgery.transport.codec import Message, encode
+from telesurgery.messages import Message
+from telesurgery.transport.codec import encode
 from telesurgery.transport.dualpath import Deliver, FirstArrival, MultiPublisher, Paths
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.pathwatch import Alarm, PathWatch, SyncResponder

@@ -38,8 +38,8 @@ import zenoh
 
 from telesurgery.clock import now_ns, set_normal_thread
 from telesurgery.link.clocksync import ClockSync, Exchange, OffsetEstimate
+from telesurgery.messages import Message, Status, SyncReply, SyncRequest
 from telesurgery.stats import Samples, summarize
-from telesurgery.transport.codec import Message, Status, SyncReply, SyncRequest
 from telesurgery.transport.dualpath import FirstArrival, Paths
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.qos import Stream

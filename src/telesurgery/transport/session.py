@@ -20,8 +20,9 @@ import zenoh
 from telesurgery.clock import now_ns
 from telesurgery.config import ZenohConfig
 from telesurgery.errors import CodecError, CodecReason, TransportError
+from telesurgery.messages import AnyBody, Message
 from telesurgery.security.zenoh_tls import apply_settings, secure_locators
-from telesurgery.transport.codec import AnyBody, Message, decode, encode
+from telesurgery.transport.codec import decode, encode
 from telesurgery.transport.qos import QOS, Stream
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from typing import Any
 from telesurgery.camera.camera import CapturedFrame
 from telesurgery.camera.renderer import RGBImage
 from telesurgery.clock import now_ns
-from telesurgery.transport.codec import Message, Status, VideoFrame
+from telesurgery.messages import Message, Status, VideoFrame
 from telesurgery.video.decoder import H264Decoder
 from telesurgery.video.encoder import EncodedFrame, H264Encoder
 

@@ -80,7 +80,7 @@ from telesurgery.console.web.protocol import (
 )
 from telesurgery.errors import CodecError, ConfigError, VideoError
 from telesurgery.link.clocksync import ClockSync, Exchange
-from telesurgery.transport.codec import VideoFrame
+from telesurgery.messages import VideoFrame
 from telesurgery.transport.session import RejectCounter
 from telesurgery.video.latency import LatencyBook
 

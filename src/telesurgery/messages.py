@@ -1,0 +1,248 @@
+"""The messages of the data path: one frozen value type per message body, and the envelope.
+
+These are domain values: the console builds them, the safety supervisor checks them, the
+recorder stores them. How they are laid out in bytes is ``transport.codec``'s business
+alone. Units: positions [m], angles [rad], forces [N], times [ns] on the sender's
+monotonic clock unless a field says otherwise.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from telesurgery.types import ArmMode, OperatingState, Pose, SafetyState, Wrench
+
+
+class MessageType(enum.IntEnum):
+    """Message type ids on the wire."""
+
+    SERVO_CP = 1
+    JAW_SERVO_JP = 2
+    MEASURED_CP = 3
+    MEASURED_JS = 4
+    MEASURED_CF = 5
+    SAFETY_EVENT = 6
+    STATUS = 7
+    VIDEO_FRAME = 8
+    SYNC_REQUEST = 9
+    SYNC_REPLY = 10
+    KEY_OFFER = 11
+    KEY_ACCEPT = 12
+    CONTROL_REQUEST = 13
+
+
+class ControlAction(enum.IntEnum):
+    """What a console asks of the patient node's control ownership."""
+
+    REQUEST = 1
+    """A console asks for control; the bedside decides."""
+    TAKE_OVER = 2
+    """The bedside (backup) console takes control at once."""
+    GRANT = 3
+    """The bedside gives control to the console session that asked for it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServoCP:
+    """``servo_cp``: the instrument tip's target pose in the robot base frame.
+
+    ``sample_ns``: when the input sample behind it was taken [ns, console clock].
+    ``clutch``: the surgeon's clutch is pressed; the arm must not move and the
+    console re-aligns the hand. After a HOLD, a clutched command re-arms the arm.
+    """
+
+    TYPE: ClassVar[MessageType] = MessageType.SERVO_CP
+    arm: str
+    pose: Pose
+    sample_ns: int
+    clutch: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JawServoJP:
+    """``jaw/servo_jp``: the jaw opening target [rad]."""
+
+    TYPE: ClassVar[MessageType] = MessageType.JAW_SERVO_JP
+    arm: str
+    angle: float
+    sample_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredCP:
+    """``measured_cp``: tip pose and setpoint [m, quaternion], jaw [rad], which command
+    produced the setpoint (``applied_seq``, ``applied_sample_ns``), and what the safety
+    supervisor does with this arm's commands (``mode``: a held arm waits for a clutch)."""
+
+    TYPE: ClassVar[MessageType] = MessageType.MEASURED_CP
+    arm: str
+    measured: Pose
+    setpoint: Pose
+    jaw: float
+    applied_seq: int
+    applied_sample_ns: int
+    operating_state: OperatingState
+    mode: ArmMode
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredJS:
+    """``measured_js``: joint positions [rad or m] and velocities, jaw last."""
+
+    TYPE: ClassVar[MessageType] = MessageType.MEASURED_JS
+    arm: str
+    position: tuple[float, ...]
+    velocity: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredCF:
+    """``measured_cf``: tool-tip wrench [N, N m] in the robot base frame."""
+
+    TYPE: ClassVar[MessageType] = MessageType.MEASURED_CF
+    arm: str
+    wrench: Wrench
+
+
+@dataclass(frozen=True, slots=True)
+class SafetyEvent:
+    """A transition of the safety supervisor, with the reason in words."""
+
+    TYPE: ClassVar[MessageType] = MessageType.SAFETY_EVENT
+    state: SafetyState
+    previous: SafetyState
+    operating_state: OperatingState
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Low-rate telemetry of a node (counters, percentiles) as a JSON object."""
+
+    TYPE: ClassVar[MessageType] = MessageType.STATUS
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class VideoFrame:
+    """One encoded endoscope frame: H.264 Annex-B ``data`` of ``width`` x ``height`` [px].
+
+    ``capture_ns``: when the frame finished rendering [ns, sender clock];
+    ``applied_seq`` / ``applied_sample_ns``: sequence and input-sample time [ns] of
+    the last command applied to the robot when the scene was captured (0 before
+    any), for motion-to-photon; ``frame_index`` counts frames from 0, so a gap is a
+    lost frame; ``keyframe``: an IDR a decoder can start from.
+    """
+
+    TYPE: ClassVar[MessageType] = MessageType.VIDEO_FRAME
+    camera: str
+    width: int
+    height: int
+    keyframe: bool
+    frame_index: int
+    capture_ns: int
+    applied_seq: int
+    applied_sample_ns: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRequest:
+    """A clock-synchronisation request sent on control path ``path``; the header's
+    ``sent_ns`` is its send time t0 [ns, requester clock]."""
+
+    TYPE: ClassVar[MessageType] = MessageType.SYNC_REQUEST
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReply:
+    """The answer to ``SyncRequest`` number ``request_seq`` on ``path``: its send time
+    ``t0_ns`` [ns, requester clock] echoed and its arrival time ``t1_ns`` [ns, responder
+    clock]; the header's ``sent_ns`` is the reply's send time t2 [ns, responder clock]."""
+
+    TYPE: ClassVar[MessageType] = MessageType.SYNC_REPLY
+    path: str
+    request_seq: int
+    t0_ns: int
+    t1_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeyOffer:
+    """A console's offer of a command key: its X25519 ``ephemeral`` public key [32 bytes],
+    its ``certificate`` (DER) and its ``signature`` over both (``security.handshake``).
+    The header's ``session`` is the console's session id."""
+
+    TYPE: ClassVar[MessageType] = MessageType.KEY_OFFER
+    ephemeral: bytes
+    certificate: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class KeyAccept:
+    """The patient node's answer to the offer of console session ``console_session``
+    [u64]: its own ``ephemeral`` X25519 key [32 bytes], ``certificate`` (DER) and
+    ``signature``. The header's ``session`` is the patient's session id."""
+
+    TYPE: ClassVar[MessageType] = MessageType.KEY_ACCEPT
+    console_session: int
+    ephemeral: bytes
+    certificate: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ControlRequest:
+    """A console's ``action`` on control ownership, sent as ``role`` (``surgeon`` or
+    ``backup``; with security on, the certificate behind the command key decides and this
+    field is only checked against it); ``target`` is the console session a ``GRANT``
+    gives control to (0 otherwise). Tagged like a command."""
+
+    TYPE: ClassVar[MessageType] = MessageType.CONTROL_REQUEST
+    action: ControlAction
+    role: str
+    target: int = 0
+
+
+AnyBody = (ServoCP | JawServoJP | MeasuredCP | MeasuredJS | MeasuredCF | SafetyEvent | Status
+           | VideoFrame | SyncRequest | SyncReply | KeyOffer | KeyAccept | ControlRequest)
+"""Every message body."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One body with its sender's ``session`` instance id [u64], its ``seq`` [u64] per
+    sender and stream, its send time ``sent_ns`` [ns, sender clock], and the
+    authentication ``tag`` it ended with (empty: none). Nothing here checks a tag:
+    ``security.tags`` does."""
+
+    session: int
+    seq: int
+    sent_ns: int
+    body: AnyBody
+    tag: bytes = b""
+
+
+__all__ = [
+    "AnyBody",
+    "ControlAction",
+    "ControlRequest",
+    "JawServoJP",
+    "KeyAccept",
+    "KeyOffer",
+    "MeasuredCF",
+    "MeasuredCP",
+    "MeasuredJS",
+    "Message",
+    "MessageType",
+    "SafetyEvent",
+    "ServoCP",
+    "Status",
+    "SyncReply",
+    "SyncRequest",
+    "VideoFrame",
+]
