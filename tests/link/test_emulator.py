@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import zenoh
 
+from telesurgery.bench.link import TARGET_P99_MS, bench_link
 from telesurgery.clock import now_ns
 from telesurgery.config import ZenohConfig
 from telesurgery.demo.processes import free_port
-from telesurgery.link.bench import TARGET_P99_MS, bench_link
 from telesurgery.link.control import EmulatorProcess
 from telesurgery.transport.session import open_session
 

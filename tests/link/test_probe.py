@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from telesurgery.clocksync import Exchange
 from telesurgery.demo.processes import free_port
 from telesurgery.errors import CodecError, ConfigError
 from telesurgery.link import probe_wire as wire
-from telesurgery.link.clocksync import Exchange
 from telesurgery.link.control import EmulatorProcess, ResponderProcess
 from telesurgery.link.locator import Locator
 from telesurgery.link.probe import (

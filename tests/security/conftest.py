@@ -12,9 +12,10 @@ import zenoh
 
 from telesurgery.config import ZenohConfig
 from telesurgery.demo.processes import free_port
-from telesurgery.security import Identity, Pki, Role, apply_settings, secure_settings
+from telesurgery.security import Identity, Pki, Role, secure_settings
 from telesurgery.security.zenoh_tls import tls_settings
 from telesurgery.transport.session import zenoh_config
+from telesurgery.transport.tls import apply_settings
 
 TIMEOUT_S = 15.0
 Mode = Literal["peer", "client", "router"]

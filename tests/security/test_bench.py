@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from telesurgery.security.bench import MODES, bench_tags, bench_tls
+from telesurgery.bench.security import MODES, bench_tags, bench_tls
 
 
 @pytest.mark.integration

@@ -359,8 +359,8 @@ def test_no_certificate_cannot_connect(rig: Rig, how: str) -> None:
 
 
 def _open_raw(cfg: ZenohConfig, settings: dict[str, str]) -> zenoh.Session:
-    from telesurgery.security.zenoh_tls import apply_settings
     from telesurgery.transport.session import zenoh_config
+    from telesurgery.transport.tls import apply_settings
 
     zc = zenoh_config(cfg)
     apply_settings(zc, settings)

@@ -12,8 +12,9 @@ import zenoh
 
 from telesurgery.demo.processes import free_port
 from telesurgery.errors import ConfigError
-from telesurgery.security import Identity, Pki, Role, access_control, apply_settings
+from telesurgery.security import Identity, Pki, Role, access_control
 from telesurgery.transport.keys import Keys
+from telesurgery.transport.tls import apply_settings
 
 from .conftest import SESSION, TIMEOUT_S, Collector, Nodes, make_pki
 

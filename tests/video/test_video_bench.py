@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from telesurgery.bench.pipeline import bench_video
 from telesurgery.errors import VideoError
-from telesurgery.video.bench import bench_video
 
 STAGES = ("render_ms", "convert_ms", "encode_ms", "decode_ms", "capture_to_decoded_ms")
 

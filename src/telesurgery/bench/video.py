@@ -1,6 +1,6 @@
 """``bench video``: the video pipeline per frame size, then the whole system end to end.
 
-Part one (``video.bench.bench_video``) times render, convert, encode and decode
+Part one (``bench.pipeline.bench_video``) times render, convert, encode and decode
 per size in one thread. Part two runs the demo headless (separate processes
 over Zenoh on loopback, autopilot surgeon) with video, measuring glass-to-glass
 and motion-to-photon at the console's decoder or, with ``page``, at a headless
@@ -21,9 +21,9 @@ from typing import Any, Final, Literal
 
 from telesurgery.bench.machine import machine_info
 from telesurgery.bench.page import HeadlessPage, find_chromium
+from telesurgery.bench.pipeline import DEFAULT_SIZES, bench_video
 from telesurgery.demo.monitor import Monitor
 from telesurgery.demo.run import DemoOptions, run_demo
-from telesurgery.video.bench import DEFAULT_SIZES, bench_video
 
 PageCodec = Literal["auto", "h264", "jpeg"]
 

@@ -48,7 +48,7 @@ def link(
     """Link emulator accuracy: applied delay minus the profile's, under 1 kHz control
     and 30 fps video-sized traffic, over UDP and TCP (target: p99 within 0.5 ms)."""
     setup_logging(log_level)
-    from telesurgery.link.bench import bench_link
+    from telesurgery.bench.link import bench_link
 
     _emit(bench_link(duration), json_path)
 
@@ -75,8 +75,8 @@ def video(
     """Render, convert, encode, decode per size; then glass-to-glass, motion-to-photon,
     stages and CPU through the whole system, and the control loop with video on and off."""
     setup_logging(log_level)
+    from telesurgery.bench.pipeline import DEFAULT_SIZES
     from telesurgery.bench.video import PageCodec, bench_video_suite
-    from telesurgery.video.bench import DEFAULT_SIZES
 
     sizes = [_size(s) for s in size] if size else list(DEFAULT_SIZES)
     if page_codec not in ("auto", "h264", "jpeg"):
@@ -96,7 +96,7 @@ def security(
     """Command tags per message (seal, verify), then the RTT of plain tcp/ against mutual
     TLS and mutual TLS with the role access control."""
     setup_logging(log_level)
-    from telesurgery.security.bench import bench_tags, bench_tls
+    from telesurgery.bench.security import bench_tags, bench_tls
 
     out: dict[str, Any] = {"tags": bench_tags()}
     if duration > 0:

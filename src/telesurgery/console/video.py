@@ -26,12 +26,12 @@ import zenoh
 
 from telesurgery.camera.renderer import RGBImage
 from telesurgery.clock import now_ns, set_bulk_thread
+from telesurgery.config import VideoConfig
 from telesurgery.messages import Message, VideoFrame
 from telesurgery.stats import Samples
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.qos import Stream
 from telesurgery.transport.session import Publisher, RejectCounter, subscribe
-from telesurgery.video.config import VideoConfig
 from telesurgery.video.decoder import H264Decoder
 from telesurgery.video.latency import LatencyBook
 from telesurgery.video.pipeline import KEYFRAME_REQUEST_SUFFIX, VideoReceiver, keyframe_request

@@ -1,14 +1,12 @@
-"""Long-distance links: impairment models, profiles, the emulator proxy, clock sync and the probe.
+"""Long-distance links: impairment models, profiles, the emulator proxy and the probe.
 
 ``ImpairmentModel`` is the pure per-direction model; ``Emulator`` applies it to
 real UDP or TCP traffic (run it as ``telesurgery link``, or drive a child with
 ``EmulatorProcess``); ``load_profile`` reads the built-in or a user's profile.
-``ClockSync`` estimates the clock offset between two nodes with an error bound;
 ``run_probe`` qualifies paths against ``Thresholds`` (GO / NO-GO) with a
 ``Responder`` (or ``ResponderProcess``) on the far side.
 """
 
-from telesurgery.link.clocksync import ClockSync, Exchange, OffsetEstimate
 from telesurgery.link.control import EmulatorProcess, ResponderProcess, send_control
 from telesurgery.link.emulator import Direction, Emulator
 from telesurgery.link.impairment import (
@@ -30,17 +28,14 @@ from telesurgery.link.probe import (
 from telesurgery.link.profiles import PathSpec, Profile, load_profile, profile_names
 
 __all__ = [
-    "ClockSync",
     "Direction",
     "DropReason",
     "Emulator",
     "EmulatorProcess",
-    "Exchange",
     "GilbertElliott",
     "Impairment",
     "ImpairmentModel",
     "Locator",
-    "OffsetEstimate",
     "PathSpec",
     "ProbeReport",
     "ProbeSettings",

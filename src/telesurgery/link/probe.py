@@ -35,9 +35,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from telesurgery.clock import now_ns
+from telesurgery.clocksync import ClockSync, Exchange
 from telesurgery.errors import CodecError, ConfigError, TransportError
 from telesurgery.link import probe_wire as wire
-from telesurgery.link.clocksync import ClockSync, Exchange
 from telesurgery.link.impairment import NS_PER_MS, NS_PER_S
 from telesurgery.link.locator import Locator, precise_loop
 from telesurgery.stats import summarize

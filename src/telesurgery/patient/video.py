@@ -27,12 +27,12 @@ import zenoh
 
 from telesurgery.camera.camera import CapturedFrame, EndoscopeCamera
 from telesurgery.clock import normal_priority_workers, set_bulk_thread
+from telesurgery.config import VideoConfig
 from telesurgery.messages import Message
 from telesurgery.stats import Samples
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.qos import Stream
 from telesurgery.transport.session import Publisher, RejectCounter, subscribe
-from telesurgery.video.config import VideoConfig
 from telesurgery.video.encoder import H264Encoder
 from telesurgery.video.latency import CommandWait
 from telesurgery.video.pipeline import KEYFRAME_REQUEST_SUFFIX, VideoSender

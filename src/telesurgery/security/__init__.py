@@ -40,7 +40,7 @@ from telesurgery.security.pki import (
     throwaway_pki,
 )
 from telesurgery.security.tags import CommandVerifier, TagKey, seal
-from telesurgery.security.zenoh_tls import apply_settings, secure_locators, tls_settings
+from telesurgery.security.zenoh_tls import tls_settings
 
 
 def secure_settings(identity: Identity, session: str, roster: Mapping[Role, Sequence[str]],
@@ -65,13 +65,11 @@ __all__ = [
     "TagKey",
     "access_control",
     "acl_settings",
-    "apply_settings",
     "common_name",
     "load_acl_settings",
     "node_security",
     "parse_common_name",
     "seal",
-    "secure_locators",
     "secure_settings",
     "throwaway_pki",
     "throwaway_site",

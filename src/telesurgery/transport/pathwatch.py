@@ -37,7 +37,7 @@ import numpy as np
 import zenoh
 
 from telesurgery.clock import now_ns, set_normal_thread
-from telesurgery.link.clocksync import ClockSync, Exchange, OffsetEstimate
+from telesurgery.clocksync import ClockSync, Exchange, OffsetEstimate
 from telesurgery.messages import Message, Status, SyncReply, SyncRequest
 from telesurgery.stats import Samples, summarize
 from telesurgery.transport.dualpath import FirstArrival, Paths

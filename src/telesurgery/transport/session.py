@@ -21,9 +21,9 @@ from telesurgery.clock import now_ns
 from telesurgery.config import ZenohConfig
 from telesurgery.errors import CodecError, CodecReason, TransportError
 from telesurgery.messages import AnyBody, Message
-from telesurgery.security.zenoh_tls import apply_settings, secure_locators
 from telesurgery.transport.codec import decode, encode
 from telesurgery.transport.qos import QOS, Stream
+from telesurgery.transport.tls import apply_settings, secure_locators
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Endoscope video: H.264 encoding and decoding, VIDEO_FRAME messages, latency stamps."""
 
-from telesurgery.video.config import VideoConfig
+from telesurgery.config import VideoConfig
 from telesurgery.video.decoder import DecodedFrame, H264Decoder
 from telesurgery.video.encoder import (
     DEFAULT_BITRATE_BPS,

@@ -56,6 +56,7 @@ from av.video.reformatter import VideoReformatter
 
 from telesurgery.camera.renderer import RGBImage
 from telesurgery.clock import now_ns, set_bulk_thread
+from telesurgery.clocksync import ClockSync, Exchange
 from telesurgery.config import WebConfig
 from telesurgery.console.web.access import (
     MAX_PAGES,
@@ -79,7 +80,6 @@ from telesurgery.console.web.protocol import (
     video_message,
 )
 from telesurgery.errors import CodecError, ConfigError, VideoError
-from telesurgery.link.clocksync import ClockSync, Exchange
 from telesurgery.messages import VideoFrame
 from telesurgery.transport.session import RejectCounter
 from telesurgery.video.latency import LatencyBook

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from telesurgery.link.clocksync import ClockSync, Exchange
+from telesurgery.clocksync import ClockSync, Exchange
 
 MS = 1_000_000
 

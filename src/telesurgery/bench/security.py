@@ -35,12 +35,13 @@ from telesurgery.messages import Message, ServoCP
 from telesurgery.security.acl import acl_settings
 from telesurgery.security.pki import Pki, Role, throwaway_pki
 from telesurgery.security.tags import KEY_SIZE, CommandVerifier, TagKey, seal
-from telesurgery.security.zenoh_tls import apply_settings, tls_settings
+from telesurgery.security.zenoh_tls import tls_settings
 from telesurgery.stats import Samples
 from telesurgery.transport.codec import decode, encode
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.qos import Stream
 from telesurgery.transport.session import declare_publisher
+from telesurgery.transport.tls import apply_settings
 from telesurgery.types import Pose
 
 MODES = ("tcp", "mtls", "mtls_acl")
