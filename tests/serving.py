@@ -7,10 +7,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from telesurgery.config import PatientConfig, SecurityConfig, ZenohConfig
+from telesurgery.config import PatientConfig, SecurityConfig, VideoConfig, ZenohConfig
 from telesurgery.patient.node import PatientNode
 from telesurgery.robots.sim.robot import SimRobot
-from telesurgery.video.config import VideoConfig
 
 
 def patient_config(session: str, endpoint: str, security: SecurityConfig,
