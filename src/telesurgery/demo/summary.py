@@ -17,7 +17,10 @@ def build_summary(duration_s: float, patient: dict[str, Any], console: dict[str,
     ``rate_hz`` is pose commands sent per arm per second of streaming (while the console
     could drive: ``driving_s``); the safety
     ``state`` is the supervisor's when the run ended (before the robot was disabled).
-    ``link`` is ``link_section`` of the patient's path figures.
+    ``link`` is ``link_section`` of the patient's path figures. ``unreceived_at_stop``:
+    the console's commands numbered above the last the patient received from it, those
+    in flight or sent after the patient stopped listening (the nodes stop together); None
+    when the arms last heard another console.
     """
     safety = patient.get("safety", {})
     arms = max(1, len(patient.get("registration", {})))
@@ -31,6 +34,7 @@ def build_summary(duration_s: float, patient: dict[str, Any], console: dict[str,
         "sent": sent,
         "applied": accepted,
         "applied_by_tick": int(safety.get("applied", 0)),
+        "unreceived_at_stop": unreceived_at_stop(console, safety),
         "stale_dropped": int(safety.get("stale_dropped", 0)),
         "rejected": int(safety.get("rejected", 0)),
         "rejected_by_reason": safety.get("rejected_by_reason", {}),
@@ -54,6 +58,22 @@ def build_summary(duration_s: float, patient: dict[str, Any], console: dict[str,
         out["task"] = patient["task"]
     out["run"] = extra
     return out
+
+
+def unreceived_at_stop(console: dict[str, Any], safety: dict[str, Any]) -> int | None:
+    """Commands the console numbered above the last the supervisor received from it.
+
+    Each stream (one per arm and command type) is numbered 1, 2, ... per session, so the
+    console's ``sent`` less the last numbers received is what never reached the patient
+    by the end: in flight or sent after it stopped. None when any arm last heard another
+    session (a take-over), whose numbers are not this console's."""
+    arms = safety.get("arms", {})
+    session = console.get("session_id")
+    if not arms or session is None or any(a.get("session") != session for a in arms.values()):
+        return None
+    received = sum(int(a.get("last_servo_seq", 0)) + int(a.get("last_jaw_seq", 0))
+                   for a in arms.values())
+    return max(0, int(console.get("sent", 0)) - received)
 
 
 def security_section(insecure: bool, patient: dict[str, Any]) -> dict[str, Any]:

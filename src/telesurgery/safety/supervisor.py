@@ -548,7 +548,9 @@ class Supervisor:
                 "estops": self._estops,
                 "arms": {st.name: {"mode": st.mode.label, "applied_seq": st.applied_seq,
                                    "session": None if st.session is None
-                                   else f"{st.session:016x}"}
+                                   else f"{st.session:016x}",
+                                   "last_servo_seq": st.last_servo_seq or 0,
+                                   "last_jaw_seq": st.last_jaw_seq or 0}
                          for st in self._arms.values()},
             }
         out["latency_ms"] = self.latency_ns.summary(1e-6, last=last)
