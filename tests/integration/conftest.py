@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +38,14 @@ class Trace:
         if isinstance(msg.body, MeasuredCP):
             with self.changed:
                 self.measured.setdefault(msg.body.arm, []).append((received_ns, msg.body))
+                self.changed.notify_all()
+
+    def wait_for(self, check: Callable[[Trace], bool], what: str, timeout_s: float) -> None:
+        """Block until ``check(self)`` holds (checked on every message received, under
+        ``changed``); fail naming ``what`` after ``timeout_s`` [s]."""
+        with self.changed:
+            assert self.changed.wait_for(lambda: check(self), timeout=timeout_s), (
+                f"timed out after {timeout_s} s waiting for {what}")
 
     def wait_state(self, state: SafetyState, after: int, timeout_s: float) -> Message:
         """The first safety event entering ``state`` published at or after ``after`` [ns]."""

@@ -44,11 +44,14 @@ from telesurgery.demo.run import (
 )
 from telesurgery.errors import TransportError
 from telesurgery.messages import MeasuredCP, Message, Status
+from telesurgery.patient.control import ANNOUNCE_PERIOD_S
 from telesurgery.security.node import DEMO_SURGEON, throwaway_site
 from telesurgery.security.pki import Role
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.session import RejectCounter, open_session, subscribe
 from telesurgery.types import Pose
+
+from ..waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -122,6 +125,28 @@ class Watch:
         with self.changed:
             assert self.changed.wait_for(moved, WAIT_S), f"timed out waiting for {what}"
 
+    def wait_sent(self, t: int, what: str) -> None:
+        """Wait until the patient has sent a tip pose of every arm at or after ``t`` [ns]:
+        its state stream proves that its time reached ``t``."""
+
+        def reached() -> bool:
+            return all(arm in self.tips and self.tips[arm][-1][0] >= t for arm in ARMS)
+
+        with self.changed:
+            assert self.changed.wait_for(reached, WAIT_S), f"timed out waiting for {what}"
+
+    def wait_announced(self, after: int, count: int, what: str) -> list[OwnerView]:
+        """The first ``count`` owner announcements sent after ``after`` [ns], once they came
+        (the patient announces at least every ``ANNOUNCE_PERIOD_S``, 0.5 s)."""
+
+        def since() -> list[OwnerView]:
+            return [v for t, v in self.owners if t > after]
+
+        with self.changed:
+            assert self.changed.wait_for(lambda: len(since()) >= count, WAIT_S), (
+                f"timed out waiting for {what}")
+            return since()[:count]
+
 
 @dataclass
 class Rig:
@@ -132,11 +157,14 @@ class Rig:
     def page_url(self, console: str) -> str:
         """The page URL ``console`` printed, with its secret, once it serves the page."""
         node = self.surgeon if console == "surgeon" else self.backup
-        deadline = now_ns() + int(WAIT_S * 1e9)
-        while (url := node.page_url()) is None:
+
+        def printed() -> bool:
             assert node.alive(), node.last_log_line()
-            assert now_ns() < deadline, f"the {console} console printed no page URL"
-            _sleep(0.05)
+            return node.page_url() is not None
+
+        wait_until(printed, f"the {console} console to print its page URL", WAIT_S)
+        url = node.page_url()
+        assert url is not None
         return url
 
     def press(self, console: str, action: str) -> None:
@@ -151,10 +179,6 @@ class Rig:
 
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             pool.submit(asyncio.run, send()).result(timeout=WAIT_S)
-
-
-def _sleep(seconds: float) -> None:
-    threading.Event().wait(seconds)
 
 
 @pytest.fixture
@@ -176,15 +200,19 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     try:
         patient.start()
         observer = site.security(Role.OBSERVER, "observer").zenoh_settings()
-        deadline = now_ns() + int(WAIT_S * 1e9)
-        while z is None:
+        opened: list[zenoh.Session] = []
+
+        def connected() -> bool:
             assert patient.alive(), patient.last_log_line()
-            assert now_ns() < deadline, "the patient node did not listen"
             try:
-                z = open_session(ZenohConfig(mode="client", connect=[patient_ep],
-                                             gossip=False), observer)
+                opened.append(open_session(ZenohConfig(mode="client", connect=[patient_ep],
+                                                       gossip=False), observer))
             except TransportError:
-                _sleep(0.1)
+                return False
+            return True
+
+        wait_until(connected, "the patient node to listen", WAIT_S)
+        z = opened[0]
         keys, rejects = Keys(SESSION), RejectCounter()
         subs = [subscribe(z, keys.control_owner, watch.on_owner, rejects),
                 *(subscribe(z, keys.measured_cp(arm), watch.on_measured, rejects)
@@ -225,14 +253,16 @@ def test_take_over_request_grant_and_a_lost_bedside(rig: Rig) -> None:
     t_take, taken = watch.wait_owner(lambda v: v.owner == BEDSIDE, pressed, "the take-over")
     assert taken.previous == SURGEON
     assert taken.reason == "bedside take-over"
-    _sleep(2.0)
-    _no_jump(watch, pressed - 500_000_000, t_take + 2_000_000_000)
+    # Two seconds of the patient's state under the bedside, read from its own stream.
+    held_until = t_take + 2_000_000_000
+    watch.wait_sent(held_until, "two seconds of state after the take-over")
+    _no_jump(watch, pressed - 500_000_000, held_until)
     # The hold happens as the take-over is judged; the announcement follows within a
     # housekeeping tick, so everything sent from then on is under the hold.
     settled = t_take + 200_000_000
     for arm in ARMS:
         origin = watch.tip_at(arm, settled)
-        drift = max(origin.distance(p) for p in watch.window(arm, settled, now_ns()))
+        drift = max(origin.distance(p) for p in watch.window(arm, settled, held_until))
         assert drift < STILL_M, f"{arm} moved {drift * 1e3:.2f} mm under the bedside"
 
     # The surgeon asks; the bedside sees the request and grants it.
@@ -262,12 +292,13 @@ def test_take_over_request_grant_and_a_lost_bedside(rig: Rig) -> None:
     assert lost.session is None
     assert lost.previous == BEDSIDE
     assert (t_lost - killed) * 1e-6 >= 0.9 * SAFETY.owner_lost_ms
-    _sleep(1.5)
-    with watch.changed:
-        latest = watch.owners[-1][1]
-    assert latest.owner == "bedside", latest
+    # A second and a half of announcements while the surgeon console runs: none hands
+    # control to it.
+    n = round(1.5 / ANNOUNCE_PERIOD_S)
+    later = watch.wait_announced(t_lost, n, f"{n} announcements after the loss")
+    assert [v.owner for v in later] == ["bedside"] * n, later
     assert rig.surgeon.alive(), rig.surgeon.last_log_line()
-    assert latest.handovers == 5  # claim, take-over, grant, take-over, loss
+    assert later[-1].handovers == 5  # claim, take-over, grant, take-over, loss
 
 
 def test_the_demo_drill_hands_over_and_the_summary_says_so(tmp_path: Path) -> None:
