@@ -45,7 +45,8 @@ def test_the_link_section_has_the_contract_fields() -> None:
         "rtt_ms": {"p50": 98.4, "p99": 101.0, "p999": 110.0, "max": 120.0, "count": 80},
         "paths": {
             "fibre": {"loss": 0.0, "rtt_ms": {"p50": 98.4, "p99": 101.0},
-                      "commands": {"first": 900, "late": 100, "superseded": 1}, "outages": 0},
+                      "commands": {"first": 900, "late": 100, "superseded": 1, "missed": 3},
+                      "outages": 0},
             "5g": {"loss": 0.001, "rtt_ms": {"p50": 112.0, "p99": 118.0},
                    "commands": {"first": 100, "late": 900}, "outages": 1},
         },
@@ -59,6 +60,7 @@ def test_the_link_section_has_the_contract_fields() -> None:
     assert out["paths"]["5g"]["rtt_ms"]["p50"] == 112.0
     assert out["paths"]["5g"]["first_arrivals"] == 100
     assert out["paths"]["fibre"]["superseded"] == 1
+    assert (out["paths"]["fibre"]["missed"], out["paths"]["5g"]["missed"]) == (3, 0)
     assert out["alarms"] == 1
     # Without a link profile it is the one direct path, and says so.
     assert link_section(None, {}, {}, [])["profile"] is None

@@ -37,6 +37,9 @@ def test_the_book_measures_every_command_to_the_frame_that_first_shows_it() -> N
     book.shown(capture_ns=80 * MS, applied_sample_ns=40 * MS, shown_ns=83 * MS)
     s = book.summary()
     assert s["frames"] == 3
+    # Two frame intervals between the first paint (25 ms) and the last (83 ms).
+    assert s["fps"] == pytest.approx(2 / 0.058, abs=0.01)
+    assert LatencyBook(MS).fps() == 0.0
     assert s["glass_to_glass_ms"]["count"] == 3
     assert s["glass_to_glass_ms"]["max"] == pytest.approx(10.0)
     m2p = s["motion_to_photon_ms"]
@@ -83,5 +86,10 @@ def test_the_summary_says_where_glass_to_glass_ended() -> None:
     assert with_page["measured_at"] == "page"
     assert with_page["glass_to_glass_ms"] == {"p50": 7.0, "p99": 12.0}
     assert "paint" in with_page["stages_ms"]
+    # Both displays side by side, whichever ended the headline figures.
+    assert with_page["displays"]["console_decoder"]["glass_to_glass_ms"] == {"p50": 2.0,
+                                                                             "p99": 4.0}
+    assert with_page["displays"]["page"]["frames"] == 100
+    assert headless["displays"]["page"] is None
     assert video_summary(None, console) is None
     assert video_summary(patient, {}) is None

@@ -115,7 +115,8 @@ def link_section(profile: str | None, link: dict[str, Any],
     """The summary's ``link``: the profile emulated (None: the one direct path), the
     effective round trip (first sync reply of each round, over all paths) [ms], and per
     path its command-copy loss, round trip, one-way delays, jitter, first arrivals,
-    late copies, superseded numbers and outages; the clock estimate; what the emulators did."""
+    late copies, superseded numbers, copies missed (numbers this path never brought) and
+    outages; the clock estimate; what the emulators did."""
     paths = {}
     for name, p in link.get("paths", {}).items():
         commands = p.get("commands", {})
@@ -128,6 +129,7 @@ def link_section(profile: str | None, link: dict[str, Any],
             "first_arrivals": commands.get("first", 0),
             "late_copies": commands.get("late", 0),
             "superseded": commands.get("superseded", 0),
+            "missed": commands.get("missed", 0),
             "late_lag_ms": _pick(commands.get("lag_ms", {}), "p50", "p99"),
             "outages": p.get("outages", 0),
             "down_s": p.get("down_s", 0.0),

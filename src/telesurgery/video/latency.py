@@ -103,6 +103,8 @@ class LatencyBook:
         self._motion_to_photon = _Chunks()
         self._stages: dict[str, Samples] = {}
         self._last_applied = 0
+        self._first_shown_ns = 0
+        self._last_shown_ns = 0
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -117,6 +119,8 @@ class LatencyBook:
                                          self.period_ns, self.max_span_ns)
             if times.size:
                 self._last_applied = applied_sample_ns
+            self._first_shown_ns = self._first_shown_ns or shown_ns
+            self._last_shown_ns = shown_ns
             for name, value in (stages or {}).items():
                 self._stages.setdefault(name, Samples()).add(value)
         if times.size:
@@ -127,12 +131,20 @@ class LatencyBook:
         """Glass-to-glass [ms] over the ``last`` frames (live views)."""
         return self.glass_to_glass.summary(1e-6, last=last)
 
+    def fps(self) -> float:
+        """Frames shown per second [1/s] between the first and the last shown (0.0 before
+        two were): a display that falls behind shows fewer than were sent."""
+        with self._lock:
+            span_ns = self._last_shown_ns - self._first_shown_ns
+        return round((len(self) - 1) / (span_ns * 1e-9), 2) if span_ns > 0 else 0.0
+
     def summary(self) -> dict[str, Any]:
-        """Every figure [ms]: p50, p99, p99.9, max, count."""
+        """Every figure [ms]: p50, p99, p99.9, max, count; frames shown and their rate."""
         with self._lock:
             stages = {name: s.summary(1e-6) for name, s in self._stages.items()}
         return {
             "frames": len(self),
+            "fps": self.fps(),
             "glass_to_glass_ms": self.glass_to_glass.summary(1e-6),
             "motion_to_photon_ms": summarize(self._motion_to_photon.values(), 1e-6),
             "motion_to_photon_newest_ms": self.newest_command.summary(1e-6),
@@ -152,8 +164,11 @@ def video_summary(patient: Mapping[str, Any] | None,
     reported painted frames, else ``console-decoder``. Stages run in data-path
     order; ``command_to_snapshot`` is the control path plus the wait for the next
     frame, ``display_wait`` (page paint -> next display refresh) is reported beside
-    glass-to-glass, not in it. ``page_fallbacks_to_jpeg`` counts pages switched from
-    H.264 to JPEG because they kept falling behind (with a page server only).
+    glass-to-glass, not in it. ``displays`` has both displays' own figures side by side
+    (``page``, ``console_decoder``; None where one showed nothing), as the headline
+    figures are one or the other. ``page_fallbacks_to_jpeg`` counts pages switched from
+    H.264 to JPEG because they kept falling behind, ``frames.sent_to_page`` the frames the
+    page server sent (both with a page server only).
     """
     if not console or not patient:
         return None
@@ -183,10 +198,23 @@ def video_summary(patient: Mapping[str, Any] | None,
                    "lost": console.get("decoder", {}).get("lost", 0),
                    "keyframes": patient.get("keyframes", 0)},
     }
+    out["displays"] = {"page": _display(page), "console_decoder":
+                       _display(console.get("console_decoder"))}
     web = console.get("web")
     if isinstance(web, Mapping):
         out["page_fallbacks_to_jpeg"] = web.get("fallbacks_to_jpeg", 0)
+        out["frames"]["sent_to_page"] = sum(web.get("frames_sent", {}).values())
     return out
+
+
+def _display(book: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """One display's frames shown, their rate [1/s], glass-to-glass and motion-to-photon
+    p50/p99 [ms]; None where it showed nothing (no page open, video off)."""
+    if not book or not book.get("frames"):
+        return None
+    return {"frames": book["frames"], "fps": book.get("fps"),
+            "glass_to_glass_ms": _p(book.get("glass_to_glass_ms")),
+            "motion_to_photon_ms": _p(book.get("motion_to_photon_ms"))}
 
 
 __all__ = ["MAX_SPAN_NS", "CommandWait", "LatencyBook", "commands_first_shown",
