@@ -106,15 +106,81 @@ class MeasuredCF:
     wrench: Wrench
 
 
+class SafetyCause(enum.IntEnum):
+    """Why the safety supervisor changed its state or an arm's mode (wire id).
+
+    Each is what one supervisor transition says; the supervisor emits no other."""
+
+    ENABLED = 1
+    """``enable()``: DISABLED -> HOLD, every arm held until the console clutches."""
+    DISABLED = 2
+    """``disable()``: nothing moves until ``enable()``."""
+    ESTOP = 3
+    """``estop()``: an operator latched the emergency stop."""
+    ROBOT_ERROR = 4
+    """The robot driver raised an error: ESTOP latched and a fault counted."""
+    ROBOT_NOT_ENABLED = 5
+    """The robot left ENABLED (the event's ``operating_state`` says for what): arm held."""
+    WATCHDOG = 6
+    """No valid command for the arm within the watchdog limit: arm held."""
+    NEW_SESSION = 7
+    """Commands from another console session (a console restarted): arm held."""
+    HOLD_REQUESTED = 8
+    """``hold()``: an operator held every arm."""
+    HANDOVER = 9
+    """Control passed to another console (take-over, grant, owner lost): arm held."""
+    CLUTCH_PRESSED = 10
+    """The console's clutch: a held arm is armed, a following arm clutched."""
+    ALIGNED_ENGAGE = 11
+    """Clutch released with the hand aligned on the tool: the arm follows."""
+
+    @property
+    def label(self) -> str:
+        """Lower-case name, as the audit trail and status JSON spell it."""
+        return self.name.lower()
+
+
 @dataclass(frozen=True, slots=True)
 class SafetyEvent:
-    """A transition of the safety supervisor, with the reason in words."""
+    """A transition of the safety supervisor, its cause, and the arm whose mode changed.
+
+    ``state`` and ``previous``: the supervisor's states after and before; the robot's
+    ``operating_state``; ``cause``: why. An arm's change of mode names the ``arm`` and its
+    modes before and after (``mode_before``, ``mode_after``); a transition of the
+    supervisor as a whole (enable, disable, emergency stop) has all three None.
+    ``reason`` says why in words, with details such as how long the watchdog waited
+    [ms], for logs and people: programs read the fields, never the words.
+    """
 
     TYPE: ClassVar[MessageType] = MessageType.SAFETY_EVENT
     state: SafetyState
     previous: SafetyState
     operating_state: OperatingState
+    cause: SafetyCause
     reason: str
+    arm: str | None = None
+    mode_before: ArmMode | None = None
+    mode_after: ArmMode | None = None
+
+    def __post_init__(self) -> None:
+        if (self.arm is None) != (self.mode_before is None) or \
+                (self.arm is None) != (self.mode_after is None):
+            raise ValueError("a safety event names an arm with both its modes, or none of "
+                             f"the three; got arm {self.arm!r}, modes {self.mode_before!r} "
+                             f"and {self.mode_after!r}")
+
+    @property
+    def held(self) -> bool:
+        """True when an arm went to HELD (it needs the clutch cycle to move again)."""
+        return self.mode_after is ArmMode.HELD and self.mode_before is not ArmMode.HELD
+
+    def text(self) -> str:
+        """One line for logs and displays: ``psm1 following -> held: <reason>``, or the
+        reason alone for a transition of the supervisor as a whole."""
+        if self.arm is None or self.mode_before is None or self.mode_after is None:
+            return self.reason
+        return (f"{self.arm} {self.mode_before.label} -> {self.mode_after.label}: "
+                f"{self.reason}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +305,7 @@ __all__ = [
     "MeasuredJS",
     "Message",
     "MessageType",
+    "SafetyCause",
     "SafetyEvent",
     "ServoCP",
     "Status",

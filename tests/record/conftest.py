@@ -18,6 +18,7 @@ from telesurgery.messages import (
     MeasuredCP,
     MeasuredJS,
     Message,
+    SafetyCause,
     SafetyEvent,
     ServoCP,
     Status,
@@ -98,7 +99,8 @@ def sample_messages(h264_frames: list[tuple[bytes, bool]]) -> list[tuple[str, Me
         ("telesurgery/or1/psm2/measured_cf", Message(3, 9, t + 4, MeasuredCF(
             "psm2", Wrench((0.5, -0.25, 1.5), (0.0, 0.01, -0.02))))),
         ("telesurgery/or1/safety/state", Message(3, 2, t + 5, SafetyEvent(
-            SafetyState.HOLD, SafetyState.ENGAGED, OperatingState.ENABLED, "watchdog 50 ms"))),
+            SafetyState.HOLD, SafetyState.ENGAGED, OperatingState.ENABLED, SafetyCause.WATCHDOG,
+            "watchdog 50 ms", "psm1", ArmMode.FOLLOWING, ArmMode.HELD))),
         ("telesurgery/or1/patient/status", Message(3, 3, t + 6, Status(
             {"servo": {"rate_hz": 999.8, "late_p99_us": 41}, "owner": "surgeon"}))),
         ("telesurgery/or1/ecm/video", Message(4, 1, t + 7, VideoFrame(

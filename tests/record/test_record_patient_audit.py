@@ -54,7 +54,11 @@ def test_each_supervisor_transition_gets_its_kind(events: list[SafetyEvent]) -> 
     kinds = [classify(ev)[0] for ev in events]
     assert kinds == [AuditKind.ENABLE, AuditKind.CLUTCH, AuditKind.ENGAGE, AuditKind.CLUTCH,
                      AuditKind.HOLD, AuditKind.ESTOP, AuditKind.DISABLE]
+    assert [classify(ev)[1]["cause"] for ev in events] == [
+        "enabled", "clutch_pressed", "aligned_engage", "clutch_pressed", "hold_requested",
+        "estop", "disabled"]
     _, engage = classify(events[2])
+    assert engage["reason"].startswith("psm1 armed -> following: clutch released")
     assert engage["arm"] == "psm1"
     assert (engage["mode_from"], engage["mode_to"]) == ("armed", "following")
     assert engage["state"] == "ENGAGED"

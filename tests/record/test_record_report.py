@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from telesurgery.messages import MeasuredCP, Message, SafetyEvent, ServoCP, Status
+from telesurgery.messages import MeasuredCP, Message, SafetyCause, SafetyEvent, ServoCP, Status
 from telesurgery.record.analysis import completeness, latency_values, load_session
 from telesurgery.record.mcap_writer import McapRecording
 from telesurgery.record.report import render_report
@@ -32,10 +32,12 @@ def plain_session(tmp_path: Path) -> Path:
             rec.write_wire(f"telesurgery/or1/{key}", encode(msg), at)
 
         put("safety/state", Message(2, 1, T0, SafetyEvent(
-            SafetyState.HOLD, SafetyState.DISABLED, OperatingState.ENABLED, "enabled")), T0)
+            SafetyState.HOLD, SafetyState.DISABLED, OperatingState.ENABLED, SafetyCause.ENABLED,
+            "enabled")), T0)
         put("safety/state", Message(2, 2, T0 + MS, SafetyEvent(
             SafetyState.ENGAGED, SafetyState.HOLD, OperatingState.ENABLED,
-            "psm1 armed -> following: aligned")), T0 + MS)
+            SafetyCause.ALIGNED_ENGAGE, "aligned", "psm1", ArmMode.ARMED,
+            ArmMode.FOLLOWING)), T0 + MS)
         for i in range(1, 2001):
             t = T0 + i * MS
             if i != 7:
@@ -74,4 +76,6 @@ def test_sections_without_data_say_so(plain_session: Path) -> None:
         assert plainly in page
     assert len(re.findall(r'src="data:image/png;base64,', page)) == 4  # latency x2, safety, task
     assert "99.95 %" in page  # servo_cp: 1999 of 2000 recorded
+    # Transitions are shown from the event's fields: cause, arm and its modes.
+    assert "<td>aligned_engage</td><td>psm1</td><td>armed -&gt; following</td>" in page
     assert "peg_transfer: 1 completed" in page

@@ -12,12 +12,18 @@ import pytest
 
 from telesurgery.config import SafetyConfig
 from telesurgery.errors import SafetyError
-from telesurgery.messages import JawServoJP, MeasuredCF, Message, ServoCP
+from telesurgery.messages import JawServoJP, MeasuredCF, Message, SafetyCause, SafetyEvent, ServoCP
 from telesurgery.safety import ArmMode, Reason, Supervisor
-from telesurgery.types import Pose, SafetyState, Wrench
+from telesurgery.types import OperatingState, Pose, SafetyState, Wrench
 
 from .kinematic_robot import KinematicRobot
 from .rig import HOME, PERIOD_NS, Console, KinematicRig, kinematic_rig, moved
+
+
+def _change(ev: SafetyEvent) -> tuple[SafetyCause, str | None, ArmMode | None, ArmMode | None]:
+    """What an event says in fields: its cause, arm and the arm's modes before and after."""
+    return ev.cause, ev.arm, ev.mode_before, ev.mode_after
+
 
 # ---- every rejection reason, and none of them moves the robot ------------------------
 
@@ -151,7 +157,11 @@ def test_starts_held_and_engages_only_through_the_clutch_cycle() -> None:
     assert [(e.previous, e.state) for e in r.events] == [
         (SafetyState.DISABLED, SafetyState.HOLD), (SafetyState.HOLD, SafetyState.HOLD),
         (SafetyState.HOLD, SafetyState.ENGAGED)]
-    assert "psm1 armed -> following" in r.events[-1].reason
+    assert [_change(e) for e in r.events] == [
+        (SafetyCause.ENABLED, None, None, None),
+        (SafetyCause.CLUTCH_PRESSED, "psm1", ArmMode.HELD, ArmMode.ARMED),
+        (SafetyCause.ALIGNED_ENGAGE, "psm1", ArmMode.ARMED, ArmMode.FOLLOWING)]
+    assert r.events[-1].text().startswith("psm1 armed -> following: clutch released")
 
 
 class Teleop:
@@ -213,6 +223,9 @@ def test_a_console_that_does_not_re_anchor_cannot_engage() -> None:
     r = kinematic_rig()
     r.engage()
     r.sup.hold("test")
+    assert _change(r.events[-1]) == (SafetyCause.HOLD_REQUESTED, "psm1", ArmMode.FOLLOWING,
+                                     ArmMode.HELD)
+    assert r.events[-1].reason == "test"
     r.tick()
     held = r.tip()
     assert r.servo("psm1", held, clutch=True).accepted
@@ -232,6 +245,8 @@ def test_clutch_while_following_brakes_to_rest_and_stays() -> None:
         r.tick()
     assert r.servo("psm1", far, clutch=True).accepted
     assert r.sup.mode("psm1") is ArmMode.CLUTCHED
+    assert _change(r.events[-1]) == (SafetyCause.CLUTCH_PRESSED, "psm1", ArmMode.FOLLOWING,
+                                     ArmMode.CLUTCHED)
     for _ in range(200):
         assert r.servo("psm1", far, clutch=True).accepted
         r.tick()
@@ -258,6 +273,8 @@ def test_a_new_console_session_restarts_sequence_and_needs_the_clutch() -> None:
     assert r.servo("psm1", moved(r.tip(), dx=0.01), console=restarted).reason is \
         Reason.NOT_ENGAGED
     assert r.state() is SafetyState.HOLD
+    assert _change(r.events[-1]) == (SafetyCause.NEW_SESSION, "psm1", ArmMode.FOLLOWING,
+                                     ArmMode.HELD)
     assert r.sup.snapshot()["holds"] == 1
     r.tick()
     r.engage(console=restarted)
@@ -271,6 +288,8 @@ def test_owner_change_holds_the_other_sessions_arms() -> None:
     r.owner = backup.session
     r.sup.hold_others(backup.session, "control passed to the backup")
     assert r.state() is SafetyState.HOLD
+    assert _change(r.events[-1]) == (SafetyCause.HANDOVER, "psm1", ArmMode.FOLLOWING,
+                                     ArmMode.HELD)
     assert r.servo("psm1", r.tip()).reason is Reason.WRONG_SESSION
     r.tick()
     r.engage(console=backup)
@@ -289,7 +308,9 @@ def test_watchdog_holds_after_silence_and_not_before() -> None:
     r.tick(2)
     assert r.state() is SafetyState.HOLD
     assert arm.hold_calls == holds_before + 1
-    assert "watchdog" in r.events[-1].reason
+    assert _change(r.events[-1]) == (SafetyCause.WATCHDOG, "psm1", ArmMode.FOLLOWING,
+                                     ArmMode.HELD)
+    assert r.events[-1].held
     stopped = r.tip()
     r.tick(100)
     assert r.tip() == stopped
@@ -302,6 +323,9 @@ def test_estop_latches_until_disable_and_enable() -> None:
     r.servo("psm1", moved(r.tip(), dx=0.05))
     r.tick(10)
     r.sup.estop("test button")
+    # The whole supervisor stops: no arm named, every arm held with it.
+    assert _change(r.events[-1]) == (SafetyCause.ESTOP, None, None, None)
+    assert r.events[-1].text() == "test button"
     r.tick()
     stopped = r.tip()
     assert r.state() is SafetyState.ESTOP
@@ -326,6 +350,9 @@ def test_robot_fault_holds_and_counts_once() -> None:
     r.robot.fault()
     r.tick(10)
     assert r.state() is SafetyState.HOLD
+    assert _change(r.events[-1]) == (SafetyCause.ROBOT_NOT_ENABLED, "psm1", ArmMode.FOLLOWING,
+                                     ArmMode.HELD)
+    assert r.events[-1].operating_state is OperatingState.FAULT
     assert r.sup.snapshot()["faults"] == 1
     r.robot.enable()
     r.tick()
@@ -340,6 +367,8 @@ def test_robot_error_latches_estop_and_tick_does_not_raise() -> None:
     r.robot.arms["psm1"].disconnect()
     r.tick(3)  # servo_cp fails, then hold fails: one fault, no exception
     assert r.state() is SafetyState.ESTOP
+    assert [_change(e) for e in r.events if e.state is SafetyState.ESTOP] == [
+        (SafetyCause.ROBOT_ERROR, None, None, None)]
     assert r.sup.snapshot()["faults"] == 1
     assert r.robot.arms["psm2"].hold_calls == 2  # at enable, and at the ESTOP
 

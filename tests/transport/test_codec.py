@@ -14,13 +14,20 @@ from telesurgery.messages import (
     ControlAction,
     ControlRequest,
     JawServoJP,
+    KeyAccept,
+    KeyOffer,
     MeasuredCF,
     MeasuredCP,
     MeasuredJS,
     Message,
+    MessageType,
+    SafetyCause,
     SafetyEvent,
     ServoCP,
     Status,
+    SyncReply,
+    SyncRequest,
+    VideoFrame,
 )
 from telesurgery.transport.codec import (
     HEADER_SIZE,
@@ -40,9 +47,58 @@ FIXTURES = {
         ServoCP("psm1", Pose((0.01, -0.02, -0.1), (1.0, 0.0, 0.0, 0.0)), 999_000_000, False)),
     "5453010200000100000000000000020000000000000003000000000000000470736d320400000000000000"
     "000000000000e03f": Message(1, 2, 3, JawServoJP("psm2", 0.5, 4)),
-    "545301060000010000000000000001000000000000000500000000000000010201087761746368646f67":
-        Message(1, 1, 5, SafetyEvent(SafetyState.HOLD, SafetyState.ENGAGED,
-                                     OperatingState.ENABLED, "watchdog")),
+    # Header, then: state HOLD, previous ENGAGED, robot ENABLED, cause WATCHDOG, modes
+    # FOLLOWING -> HELD; arm "psm1"; reason "watchdog".
+    "545301060000010000000000000001000000000000000500000000000000" "010201060200"
+    "0470736d31" "087761746368646f67": Message(1, 1, 5, SafetyEvent(
+        SafetyState.HOLD, SafetyState.ENGAGED, OperatingState.ENABLED, SafetyCause.WATCHDOG,
+        "watchdog", "psm1", ArmMode.FOLLOWING, ArmMode.HELD)),
+    # The supervisor as a whole: ESTOP from ENGAGED, cause ESTOP, no modes (ff), no arm.
+    "545301060000010000000000000002000000000000000600000000000000" "03020103ffff" "00"
+    "0473746f70": Message(1, 2, 6, SafetyEvent(
+        SafetyState.ESTOP, SafetyState.ENGAGED, OperatingState.ENABLED, SafetyCause.ESTOP,
+        "stop")),
+    # arm; measured pose (x y z, w x y z); setpoint; jaw; applied seq, sample [ns]; ENABLED,
+    # FOLLOWING.
+    "545301030000020000000000000003000000000000000400000000000000" "0470736d31"
+    "000000000000e03f" "0000000000000000" "000000000000d0bf"
+    "000000000000f03f" "0000000000000000" "0000000000000000" "0000000000000000"
+    "000000000000e03f" "0000000000000000" "000000000000e0bf"
+    "0000000000000000" "000000000000f03f" "0000000000000000" "0000000000000000"
+    "000000000000d03f" "0700000000000000" "0800000000000000" "0102": Message(2, 3, 4, MeasuredCP(
+        "psm1", Pose((0.5, 0.0, -0.25), (1.0, 0.0, 0.0, 0.0)),
+        Pose((0.5, 0.0, -0.5), (0.0, 1.0, 0.0, 0.0)), 0.25, 7, 8, OperatingState.ENABLED,
+        ArmMode.FOLLOWING)),
+    # arm; 2 joints; positions; velocities.
+    "545301040000020000000000000004000000000000000500000000000000" "0470736d32" "02"
+    "000000000000e03f" "000000000000f0bf" "0000000000000040" "0000000000000000":
+        Message(2, 4, 5, MeasuredJS("psm2", (0.5, -1.0), (2.0, 0.0))),
+    # arm; force [N]; torque [N m].
+    "545301050000020000000000000005000000000000000600000000000000" "0470736d31"
+    "000000000000f03f" "0000000000000000" "00000000000000c0"
+    "0000000000000000" "000000000000e03f" "0000000000000000":
+        Message(2, 5, 6, MeasuredCF("psm1", Wrench((1.0, 0.0, -2.0), (0.0, 0.5, 0.0)))),
+    # camera; 640 x 480; keyframe; index 3; capture 9 [ns]; applied seq 7, sample 8 [ns];
+    # 5 bytes of data.
+    "545301080000040000000000000001000000000000000200000000000000" "0365636d" "8002" "e001"
+    "01" "0300000000000000" "0900000000000000" "0700000000000000" "0800000000000000"
+    "05000000" "0000000165": Message(4, 1, 2, VideoFrame(
+        "ecm", 640, 480, True, 3, 9, 7, 8, b"\x00\x00\x00\x01\x65")),
+    "545301090000050000000000000001000000000000006400000000000000" "0161":
+        Message(5, 1, 100, SyncRequest("a")),
+    # path; request seq; t0, t1 [ns].
+    "5453010a000006000000000000000100000000000000c800000000000000" "0161"
+    "0100000000000000" "6400000000000000" "9600000000000000":
+        Message(6, 1, 200, SyncReply("a", 1, 100, 150)),
+    # ephemeral key (32 bytes); certificate (u16 length, DER); signature (u16 length).
+    "5453010b0000070000000000000001000000000000000100000000000000"
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f" "05003003020101"
+    "0200aabb": Message(7, 1, 1, KeyOffer(bytes(range(32)), b"\x30\x03\x02\x01\x01",
+                                          b"\xaa\xbb")),
+    # console session; ephemeral key; certificate; signature.
+    "5453010c0000080000000000000001000000000000000100000000000000" "0700000000000000"
+    "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f" "02003000" "0100cc":
+        Message(8, 1, 1, KeyAccept(7, bytes(range(32, 64)), b"\x30\x00", b"\xcc")),
     "54530107000009000000000000000900000000000000090000000000000007007b2261223a317d":
         Message(9, 9, 9, Status({"a": 1})),
     "5453010d0000030000000000000007000000000000000b00000000000000033412000000000000066261636b"
@@ -55,6 +111,11 @@ def test_fixtures_decode_and_encode_exactly(hexdata: str, message: Message) -> N
     raw = bytes.fromhex(hexdata)
     assert decode(raw) == message
     assert encode(message) == raw
+
+
+def test_every_message_type_has_a_fixture() -> None:
+    # A symmetric change of a layout passes every round trip; only frozen bytes catch it.
+    assert {m.body.TYPE for m in FIXTURES.values()} == set(MessageType)
 
 
 def test_servo_cp_is_compact() -> None:
@@ -89,8 +150,14 @@ BOMB = b"[" * 5000
          CodecReason.TRUNCATED),
         (b"TS\x01\x02" + bytes(26) + b"\x01/" + bytes(16),
          "JAW_SERVO_JP.arm '/' is not a valid arm name", CodecReason.BAD_FIELD),
-        (b"TS\x01\x06" + bytes(26) + b"\x07\x00\x00\x00",
+        (b"TS\x01\x06" + bytes(26) + b"\x07\x00\x00\x01\xff\xff\x00\x00",
          "SAFETY_EVENT.state 7 is unknown; valid: 0=DISABLED", CodecReason.BAD_FIELD),
+        (b"TS\x01\x06" + bytes(26) + b"\x01\x00\x01\x63\xff\xff\x00\x00",
+         "SAFETY_EVENT.cause 99 is unknown; valid: 1=ENABLED", CodecReason.BAD_FIELD),
+        (b"TS\x01\x06" + bytes(26) + b"\x01\x00\x01\x01\x00\x00\x00\x00",
+         "SAFETY_EVENT names no arm but modes 0 and 0", CodecReason.BAD_FIELD),
+        (b"TS\x01\x06" + bytes(26) + b"\x01\x02\x01\x06\x02\xff\x04psm1\x00",
+         "SAFETY_EVENT.mode_after 255 is unknown; valid: 0=HELD", CodecReason.BAD_FIELD),
         (_status(b"[]"), "STATUS body must be a JSON object", CodecReason.BAD_BODY),
         (_status(b"{"), "STATUS body is not valid JSON", CodecReason.BAD_BODY),
         (_status(b"\xff\xfe\x00"), "STATUS body is not valid JSON", CodecReason.BAD_BODY),
@@ -134,7 +201,8 @@ def test_encode_refuses_values_that_do_not_fit() -> None:
         encode(Message(-1, 1, 1, JawServoJP("psm1", 0.1, 1)))
     with pytest.raises(CodecError, match="at most 255 fit"):
         encode(Message(1, 1, 1, SafetyEvent(SafetyState.HOLD, SafetyState.HOLD,
-                                              OperatingState.ENABLED, "x" * 300)))
+                                            OperatingState.ENABLED, SafetyCause.WATCHDOG,
+                                            "x" * 300)))
 
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
@@ -154,7 +222,11 @@ bodies = st.one_of(
     st.builds(MeasuredCF, arms, st.builds(Wrench, st.tuples(finite, finite, finite),
                                           st.tuples(finite, finite, finite))),
     st.builds(SafetyEvent, st.sampled_from(SafetyState), st.sampled_from(SafetyState),
-              st.sampled_from(OperatingState), st.text(max_size=60)),
+              st.sampled_from(OperatingState), st.sampled_from(SafetyCause),
+              st.text(max_size=60)),
+    st.builds(SafetyEvent, st.sampled_from(SafetyState), st.sampled_from(SafetyState),
+              st.sampled_from(OperatingState), st.sampled_from(SafetyCause),
+              st.text(max_size=60), arms, st.sampled_from(ArmMode), st.sampled_from(ArmMode)),
     st.builds(Status, st.dictionaries(st.text(max_size=8), st.integers(-5, 5), max_size=4)),
     st.builds(ControlRequest, st.sampled_from(ControlAction), st.text(max_size=12), u64),
 )

@@ -27,6 +27,7 @@ from telesurgery.messages import (
     ControlRequest,
     JawServoJP,
     Message,
+    SafetyCause,
     SafetyEvent,
     ServoCP,
     Status,
@@ -43,7 +44,7 @@ from telesurgery.transport.session import (
     open_session,
     subscribe,
 )
-from telesurgery.types import OperatingState, Pose, SafetyState
+from telesurgery.types import ArmMode, OperatingState, Pose, SafetyState
 
 from ..serving import patient_config, serving
 from ..waiting import wait_until
@@ -144,7 +145,8 @@ def _valid_messages() -> list[bytes]:
         Message(1, 2, 3, ServoCP("psm1", pose, 4, True)),
         Message(1, 2, 3, JawServoJP("psm2", 0.5, 4)),
         Message(1, 2, 3, SafetyEvent(SafetyState.HOLD, SafetyState.ENGAGED,
-                                     OperatingState.ENABLED, "watchdog")),
+                                     OperatingState.ENABLED, SafetyCause.WATCHDOG, "watchdog",
+                                     "psm1", ArmMode.FOLLOWING, ArmMode.HELD)),
         Message(1, 2, 3, Status({"a": [1, {"b": "c"}]})),
         Message(1, 2, 3, ControlRequest(ControlAction.GRANT, "backup", 7)),
     )]

@@ -238,7 +238,7 @@ class SurgeonDisplay:
         for when, ev in events:
             if _is_alarm(ev) and wall - when < ALARM_MEMORY_S:
                 alarms.append(f"{time.strftime('%H:%M:%S', time.localtime(when))} "
-                              f"{ev.state.name}: {ev.reason}")
+                              f"{ev.state.name}: {ev.text()}")
         if self._patient_seen and time.monotonic() - self._patient_seen > PATIENT_SILENT_S:
             alarms.append("patient node silent")
         if self.video is not None:
@@ -270,11 +270,11 @@ class SurgeonDisplay:
 
 
 def _is_alarm(ev: SafetyEvent) -> bool:
-    """An emergency stop, a hold beginning, or an arm held (``"psm1 following -> held: ..."``);
-    arming and engaging are not alarms."""
+    """An emergency stop, a hold beginning, or an arm held; arming and engaging are not
+    alarms."""
     return (ev.state is SafetyState.ESTOP
             or (ev.state is SafetyState.HOLD and ev.previous is not SafetyState.HOLD)
-            or "-> held" in ev.reason)
+            or ev.held)
 
 
 def _p(d: dict[str, Any] | None) -> dict[str, Any]:

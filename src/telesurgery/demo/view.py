@@ -70,7 +70,7 @@ def render_status(monitor: Monitor, elapsed_s: float, duration_s: float | None) 
         ev = Table(title="safety events", show_header=False)
         for when, e in list(monitor.events):
             ev.add_row(time.strftime("%H:%M:%S", time.localtime(when)),
-                       f"{e.previous.name} -> {e.state.name}", e.reason)
+                       f"{e.previous.name} -> {e.state.name}", e.text())
         rows.append(ev)
     return Group(*rows)
 

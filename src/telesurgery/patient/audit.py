@@ -6,19 +6,21 @@ already drains the supervisor's event queue, hands each ``SafetyEvent`` to
 ``link_alarm`` from its own thread. ``AuditWriter`` chains and signs at once
 and writes on its own thread, so each call costs tens of microseconds.
 
-How a supervisor transition becomes a record kind::
+How a supervisor transition becomes a record kind, from the event's fields (never its
+words)::
 
-    -> ESTOP                          estop
-    -> DISABLED                       disable
-    DISABLED -> HOLD                  enable
+    state ESTOP                       estop
+    state DISABLED                    disable
+    cause ENABLED                     enable
     robot FAULT (operating state)     fault
-    arm <mode> -> held                hold      (watchdog, new session, hold())
-    arm <mode> -> armed / clutched    clutch
-    arm <mode> -> following           engage
+    arm's mode_after held             hold      (watchdog, new session, hold(), handover)
+    arm's mode_after armed / clutched clutch
+    arm's mode_after following        engage
 
 A record's ``data`` keeps the supervisor's state, previous state, the robot's
-operating state and the reason in words, and for an arm's transition the arm
-and its modes. Rejected commands are too many to record one by one: every
+operating state, the ``cause`` (``SafetyCause``, lower case) and the reason in words
+(``SafetyEvent.text``), and for an arm's transition the arm and its modes
+(``mode_from``, ``mode_to``). Rejected commands are too many to record one by one: every
 ``SUMMARY_PERIOD_S`` (and at stop) the counts by reason are recorded when they
 changed since the last summary. Control ownership writes ``handover`` (each change of
 owner, both identities and who asked) and ``handover_request`` (a request now waiting
@@ -30,7 +32,6 @@ offer refused, once per console session and reason).
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import time
 from collections.abc import Mapping
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from telesurgery.errors import RecordingError
-from telesurgery.messages import SafetyEvent
+from telesurgery.messages import SafetyCause, SafetyEvent
 from telesurgery.record.audit import AuditKind, AuditWriter
 from telesurgery.safety.checks import Reason
 from telesurgery.safety.ownership import Handover, Party
@@ -52,32 +53,27 @@ NODE: Final = "patient"
 SUMMARY_PERIOD_S: Final = 10.0
 """How often [s] changed rejection counts are summarised in the trail."""
 
-_LABELS = "|".join(m.label for m in ArmMode)
-# The supervisor words an arm's transition as "<arm> <mode> -> <mode>: <why>".
-_ARM_CHANGE = re.compile(rf"(?P<arm>\S+) (?P<before>{_LABELS}) -> (?P<after>{_LABELS}): "
-                         r"(?P<why>.*)", re.DOTALL)
-_KIND_OF_MODE = {ArmMode.HELD.label: AuditKind.HOLD, ArmMode.ARMED.label: AuditKind.CLUTCH,
-                 ArmMode.CLUTCHED.label: AuditKind.CLUTCH,
-                 ArmMode.FOLLOWING.label: AuditKind.ENGAGE}
+_KIND_OF_MODE = {ArmMode.HELD: AuditKind.HOLD, ArmMode.ARMED: AuditKind.CLUTCH,
+                 ArmMode.CLUTCHED: AuditKind.CLUTCH, ArmMode.FOLLOWING: AuditKind.ENGAGE}
 
 
 def classify(ev: SafetyEvent) -> tuple[AuditKind, dict[str, Any]]:
     """The record kind of a supervisor transition and its data (see the module docstring)."""
     data: dict[str, Any] = {"state": ev.state.name, "previous": ev.previous.name,
-                            "operating_state": ev.operating_state.name, "reason": ev.reason}
-    m = _ARM_CHANGE.fullmatch(ev.reason)
-    if m is not None:
-        data.update(arm=m["arm"], mode_from=m["before"], mode_to=m["after"])
+                            "operating_state": ev.operating_state.name,
+                            "cause": ev.cause.label, "reason": ev.text()}
+    if ev.arm is not None and ev.mode_before is not None and ev.mode_after is not None:
+        data.update(arm=ev.arm, mode_from=ev.mode_before.label, mode_to=ev.mode_after.label)
     if ev.state is SafetyState.ESTOP:
         return AuditKind.ESTOP, data
     if ev.state is SafetyState.DISABLED:
         return AuditKind.DISABLE, data
-    if ev.previous is SafetyState.DISABLED:
+    if ev.cause is SafetyCause.ENABLED:
         return AuditKind.ENABLE, data
     if ev.operating_state is OperatingState.FAULT:
         return AuditKind.FAULT, data
-    if m is not None:
-        return _KIND_OF_MODE[m["after"]], data
+    if ev.mode_after is not None:
+        return _KIND_OF_MODE[ev.mode_after], data
     return (AuditKind.ENGAGE if ev.state is SafetyState.ENGAGED else AuditKind.HOLD), data
 
 

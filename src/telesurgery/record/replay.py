@@ -57,6 +57,7 @@ from telesurgery.messages import (
     MeasuredCF,
     MeasuredCP,
     Message,
+    SafetyCause,
     SafetyEvent,
     ServoCP,
     Status,
@@ -556,8 +557,8 @@ def replay(directory: Path, tolerance_mm: float = FREE_SPACE_TOLERANCE_MM,
 
 
 def _watchdog(events: list[SafetyEvent]) -> int:
-    # The supervisor words a watchdog hold "<arm> <mode> -> held: watchdog: ...".
-    return sum(1 for ev in events if "-> held: watchdog:" in ev.reason)
+    """How many arms the watchdog held."""
+    return sum(1 for ev in events if ev.cause is SafetyCause.WATCHDOG)
 
 
 _Row = tuple[float, float, bool, bool, bool]

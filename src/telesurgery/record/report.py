@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from telesurgery import __version__
+from telesurgery.messages import SafetyEvent
 from telesurgery.record.analysis import (
     Session,
     Timed,
@@ -347,6 +348,13 @@ def _spans(times: Sequence[float], states: Sequence[Any], end: float
     return out
 
 
+def _modes(e: SafetyEvent) -> str:
+    """An arm's modes before and after (empty for the supervisor as a whole)."""
+    if e.mode_before is None or e.mode_after is None:
+        return ""
+    return f"{e.mode_before.label} -> {e.mode_after.label}"
+
+
 def _safety(s: Session) -> str:
     if not len(s.safety) and not s.modes:
         return _none("No safety transition or arm state in this recording.")
@@ -380,8 +388,9 @@ def _safety(s: Session) -> str:
                         ("rejections by reason", safety.get("rejected_by_reason") or "none")])
     if len(s.safety):
         body += "<h3>Transitions</h3>" + _table(
-            ["t [s]", "from", "to", "robot", "reason"],
-            [(round(t, 3), e.previous.name, e.state.name, e.operating_state.name, e.reason)
+            ["t [s]", "from", "to", "robot", "cause", "arm", "mode", "reason"],
+            [(round(t, 3), e.previous.name, e.state.name, e.operating_state.name,
+              e.cause.label, e.arm or "", _modes(e), e.reason)
              for t, e in zip(s.safety.t_s, s.safety.values, strict=True)])
     return body
 

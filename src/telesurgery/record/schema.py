@@ -24,6 +24,7 @@ import base64
 import dataclasses
 import enum
 import math
+import types
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -148,6 +149,16 @@ _SIMPLE: dict[Any, _Field] = {
 }
 
 
+def _optional(inner: _Field) -> _Field:
+    """``inner`` or null (a field such as ``SafetyEvent.arm`` that may be None)."""
+    schema = dict(inner.schema)
+    schema["type"] = [schema["type"], "null"]
+    if "enum" in schema:
+        schema["enum"] = [*schema["enum"], None]
+    return _Field(lambda v: None if v is None else inner.to_json(v),
+                  lambda v: None if v is None else inner.of_json(v), schema)
+
+
 def _field(hint: Any) -> _Field:
     """How one dataclass field type maps to JSON and back."""
     if hint in _SIMPLE:
@@ -157,6 +168,8 @@ def _field(hint: Any) -> _Field:
         return _Field(lambda e: e.name, lambda v: names[v],
                       {"type": "string", "enum": list(names)})
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        return _optional(_field(next(a for a in args if a is not type(None))))
     if origin is tuple and args == (float, Ellipsis):
         return _Field(_floats, _floats_of, {"type": "array", "items": _NUMBER})
     if origin is dict:

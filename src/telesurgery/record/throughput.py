@@ -26,6 +26,7 @@ from telesurgery.messages import (
     MeasuredCP,
     MeasuredJS,
     Message,
+    SafetyCause,
     SafetyEvent,
     ServoCP,
     Status,
@@ -73,7 +74,9 @@ def synthetic_session(seconds: float, arms: tuple[str, ...] = ("psm1", "psm2"),
                 (rng.gauss(0, 0.002), rng.gauss(0, 0.002), rng.gauss(0, 0.002)))))
         if tick % round(rate_hz) == 0:
             yield wire(keys.safety_state, t_ns, SafetyEvent(
-                SafetyState.ENGAGED, SafetyState.HOLD, OperatingState.ENABLED, "clutch released"))
+                SafetyState.ENGAGED, SafetyState.HOLD, OperatingState.ENABLED,
+                SafetyCause.ALIGNED_ENGAGE, "clutch released with the hand aligned on the tool",
+                "psm1", ArmMode.ARMED, ArmMode.FOLLOWING))
             yield wire(keys.status("patient"), t_ns, Status(
                 {"servo": {"rate_hz": 1000.0, "late_us": {"p50": 12.0, "p99": 48.0}},
                  "applied": tick, "rejected": 0}))

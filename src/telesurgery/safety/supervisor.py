@@ -32,7 +32,7 @@ from telesurgery.clock import now_ns as clock_now_ns
 from telesurgery.config import SafetyConfig
 from telesurgery.errors import SafetyError, TelesurgeryError
 from telesurgery.geometry import quat_normalize
-from telesurgery.messages import JawServoJP, Message, SafetyEvent, ServoCP
+from telesurgery.messages import JawServoJP, Message, SafetyCause, SafetyEvent, ServoCP
 from telesurgery.robots.base import Arm, Robot
 from telesurgery.safety.checks import (
     ACCEPTED,
@@ -211,7 +211,8 @@ class Supervisor:
                 st.session = st.last_servo_seq = st.last_jaw_seq = None
                 st.jaw = st.jaw_goal = None
                 st.hold_pending = True
-            self._set_state(SafetyState.HOLD, "enabled: arms held until the console clutches")
+            self._set_state(SafetyState.HOLD, SafetyCause.ENABLED,
+                            "enabled: arms held until the console clutches")
 
     def disable(self) -> None:
         """Any state -> DISABLED; nothing moves until ``enable()``. Clears a latched ESTOP."""
@@ -221,19 +222,19 @@ class Supervisor:
             for st in self._arms.values():
                 st.mode = ArmMode.HELD
                 st.hold_pending = False
-            self._set_state(SafetyState.DISABLED, "disabled")
+            self._set_state(SafetyState.DISABLED, SafetyCause.DISABLED, "disabled")
 
     def estop(self, reason: str = "emergency stop requested") -> None:
         """Latch ESTOP: every arm holds at the next tick and nothing moves until
         ``disable()`` then ``enable()``."""
         with self._lock:
-            self._estop(reason)
+            self._estop(SafetyCause.ESTOP, reason)
 
     def hold(self, reason: str = "hold requested") -> None:
         """Hold every arm now; each needs the console's clutch cycle to move again."""
         with self._lock:
             if self._state in _ACTIVE_STATES:
-                self._hold_all(reason)
+                self._hold_all(SafetyCause.HOLD_REQUESTED, reason)
 
     def hold_others(self, session: int | None, reason: str) -> None:
         """Hold, where they are, the arms engaged by any console but ``session`` (None:
@@ -244,7 +245,7 @@ class Supervisor:
                 return
             for st in self._arms.values():
                 if st.session != session and st.mode is not ArmMode.HELD:
-                    self._to_held(st, reason)
+                    self._to_held(st, SafetyCause.HANDOVER, reason)
 
     def last_valid_ns(self, session: int) -> int | None:
         """When [ns] console ``session`` last sent a valid command (None: not the last
@@ -308,10 +309,12 @@ class Supervisor:
         mode = st.mode
         if body.clutch:
             if mode is ArmMode.HELD:
-                self._set_mode(st, ArmMode.ARMED, "clutch pressed after a hold: the console "
+                self._set_mode(st, ArmMode.ARMED, SafetyCause.CLUTCH_PRESSED,
+                               "clutch pressed after a hold: the console "
                                "re-anchors the hand on the tool")
             elif mode is ArmMode.FOLLOWING:
-                self._set_mode(st, ArmMode.CLUTCHED, "clutch pressed")
+                self._set_mode(st, ArmMode.CLUTCHED, SafetyCause.CLUTCH_PRESSED,
+                               "clutch pressed")
             self._accepted += 1
             return ACCEPTED
         if mode is ArmMode.HELD:
@@ -323,8 +326,9 @@ class Supervisor:
             dist, angle = misalignment(sp.pose, body.pose)
             if dist > self._tol_m or angle > self._tol_rad:
                 return self._reject(Reason.NOT_ALIGNED, msg)
-            self._set_mode(st, ArmMode.FOLLOWING, "clutch released with the hand aligned on "
-                           f"the tool ({dist * 1e3:.1f} mm, {angle:.2f} rad)")
+            self._set_mode(st, ArmMode.FOLLOWING, SafetyCause.ALIGNED_ENGAGE,
+                           "clutch released with the hand aligned on the tool "
+                           f"({dist * 1e3:.1f} mm, {angle:.2f} rad)")
         position = self.workspace.clamp(body.pose.position)
         if position != body.pose.position:
             self._clamped += 1
@@ -436,13 +440,14 @@ class Supervisor:
         if op is OperatingState.FAULT and previous is not OperatingState.FAULT:
             self._faults += 1
         if op is not OperatingState.ENABLED and self._state in _ACTIVE_STATES:
-            self._hold_all(f"robot is {op.name}")
+            self._hold_all(SafetyCause.ROBOT_NOT_ENABLED, f"robot is {op.name}")
 
     def _watchdog(self, now_ns: int) -> None:
         for st in self._arms.values():
             if st.mode is not ArmMode.HELD and now_ns - st.last_valid_ns > self._watchdog_ns:
                 quiet_ms = (now_ns - st.last_valid_ns) * 1e-6
-                self._to_held(st, f"watchdog: no valid command for {quiet_ms:.1f} ms "
+                self._to_held(st, SafetyCause.WATCHDOG,
+                              f"watchdog: no valid command for {quiet_ms:.1f} ms "
                               f"(limit {self.config.watchdog_ms:g} ms)")
 
     def _robot_error(self, st: _ArmState, exc: Exception) -> None:
@@ -450,30 +455,30 @@ class Supervisor:
             log.error("%s: robot error while stopped: %s", st.name, exc)
             return
         self._faults += 1
-        self._estop(f"{st.name}: robot error: {exc}")
+        self._estop(SafetyCause.ROBOT_ERROR, f"{st.name}: robot error: {exc}")
 
-    def _estop(self, reason: str) -> None:
+    def _estop(self, cause: SafetyCause, reason: str) -> None:
         if self._state is SafetyState.ESTOP:
             return
         self._estops += 1
         for st in self._arms.values():
             st.mode = ArmMode.HELD
             st.hold_pending = True
-        self._set_state(SafetyState.ESTOP, reason, logging.WARNING)
+        self._set_state(SafetyState.ESTOP, cause, reason, logging.WARNING)
 
-    def _hold_all(self, reason: str) -> None:
+    def _hold_all(self, cause: SafetyCause, reason: str) -> None:
         for st in self._arms.values():
             if st.mode is not ArmMode.HELD:
-                self._to_held(st, reason)
+                self._to_held(st, cause, reason)
             else:
                 st.hold_pending = True
 
-    def _to_held(self, st: _ArmState, reason: str) -> None:
+    def _to_held(self, st: _ArmState, cause: SafetyCause, reason: str) -> None:
         if st.mode in _ENGAGED_MODES:
             self._holds += 1
         st.hold_pending = True
         st.jaw_goal = None  # the grip may have changed meanwhile: wait for a fresh one
-        self._set_mode(st, ArmMode.HELD, reason, logging.WARNING)
+        self._set_mode(st, ArmMode.HELD, cause, reason, logging.WARNING)
 
     def _new_session(self, st: _ArmState, session: int) -> None:
         previous = st.session
@@ -482,21 +487,27 @@ class Supervisor:
         if previous is None:
             log.info("%s: commands from console session %016x", st.name, session)
         elif st.mode is not ArmMode.HELD:
-            self._to_held(st, f"new console session {session:016x} (was {previous:016x})")
+            self._to_held(st, SafetyCause.NEW_SESSION,
+                          f"new console session {session:016x} (was {previous:016x})")
 
-    def _set_mode(self, st: _ArmState, mode: ArmMode, reason: str,
+    def _set_mode(self, st: _ArmState, mode: ArmMode, cause: SafetyCause, reason: str,
                   level: int = logging.INFO) -> None:
         before = st.mode
         st.mode = mode
         engaged = any(a.mode in _ENGAGED_MODES for a in self._arms.values())
-        self._set_state(SafetyState.ENGAGED if engaged else SafetyState.HOLD,
-                        f"{st.name} {before.label} -> {mode.label}: {reason}", level)
+        self._set_state(SafetyState.ENGAGED if engaged else SafetyState.HOLD, cause, reason,
+                        level, (st.name, before, mode))
 
-    def _set_state(self, state: SafetyState, reason: str, level: int = logging.INFO) -> None:
+    def _set_state(self, state: SafetyState, cause: SafetyCause, reason: str,
+                   level: int = logging.INFO,
+                   arm: tuple[str, ArmMode, ArmMode] | None = None) -> None:
+        """Enter ``state`` for ``cause`` (``reason``: the words; ``arm``: the arm whose
+        mode changed, and its modes before and after), log it and hand the event on."""
         previous, self._state = self._state, state
         text = reason.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
-        log.log(level, "safety %s -> %s: %s", previous.name, state.name, text)
-        self._on_event(SafetyEvent(state, previous, self._op, text))
+        ev = SafetyEvent(state, previous, self._op, cause, text, *(arm or (None,) * 3))
+        log.log(level, "safety %s -> %s: %s", previous.name, state.name, ev.text())
+        self._on_event(ev)
 
     def _reject(self, reason: Reason, msg: Message | None) -> Verdict:
         self._rejected[reason] += 1

@@ -42,6 +42,7 @@ from telesurgery.messages import (
     MeasuredJS,
     Message,
     MessageType,
+    SafetyCause,
     SafetyEvent,
     ServoCP,
     Status,
@@ -147,7 +148,7 @@ _SERVO_CP = struct.Struct("<Bq")
 _JAW = struct.Struct("<qd")
 _MEASURED_CP_TAIL = struct.Struct("<QqBB")
 _VEC6 = struct.Struct("<6d")
-_SAFETY = struct.Struct("<BBB")
+_SAFETY = struct.Struct("<6B")
 
 
 def _pose(r: _Reader) -> Pose:
@@ -234,17 +235,40 @@ def _unpack_measured_cf(r: _Reader) -> MeasuredCF:
 
 
 
+# SAFETY_EVENT body: six u8 (state, previous: SafetyState; operating_state; cause:
+# SafetyCause; mode_before, mode_after: ArmMode), then the arm (a string, empty for a
+# transition of the supervisor as a whole) and the reason in words (a string).
+_NO_MODE = 0xFF
+"""SAFETY_EVENT's mode bytes when no arm changed mode."""
+
+
 def _pack_safety_event(b: SafetyEvent) -> bytes:
-    return (_SAFETY.pack(int(b.state), int(b.previous), int(b.operating_state))
-            + _text(b.reason, "reason"))
+    # The dataclass guarantees an arm comes with both its modes, or none of the three.
+    before = _NO_MODE if b.mode_before is None else int(b.mode_before)
+    after = _NO_MODE if b.mode_after is None else int(b.mode_after)
+    return (_SAFETY.pack(int(b.state), int(b.previous), int(b.operating_state),
+                         int(b.cause), before, after)
+            + _text(b.arm or "", "arm") + _text(b.reason, "reason"))
 
 
 def _unpack_safety_event(r: _Reader) -> SafetyEvent:
-    state, previous, op = r.take(_SAFETY)
+    state, previous, op, cause, before, after = r.take(_SAFETY)
+    arm = r.text("arm")
+    if not arm:
+        if (before, after) != (_NO_MODE, _NO_MODE):
+            raise CodecError(f"SAFETY_EVENT names no arm but modes {before} and {after}; "
+                             f"a transition of no arm has modes {_NO_MODE}",
+                             CodecReason.BAD_FIELD)
+        change: tuple[str | None, ArmMode | None, ArmMode | None] = (None, None, None)
+    else:
+        change = (_arm(arm, "SAFETY_EVENT"),
+                  _enum(ArmMode, before, "SAFETY_EVENT.mode_before"),
+                  _enum(ArmMode, after, "SAFETY_EVENT.mode_after"))
     return SafetyEvent(_enum(SafetyState, state, "SAFETY_EVENT.state"),
-               _enum(SafetyState, previous, "SAFETY_EVENT.previous"),
-               _enum(OperatingState, op, "SAFETY_EVENT.operating_state"),
-               r.text("reason"))
+                       _enum(SafetyState, previous, "SAFETY_EVENT.previous"),
+                       _enum(OperatingState, op, "SAFETY_EVENT.operating_state"),
+                       _enum(SafetyCause, cause, "SAFETY_EVENT.cause"),
+                       r.text("reason"), *change)
 
 
 
