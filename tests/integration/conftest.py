@@ -23,28 +23,42 @@ STARTUP_S = 60.0
 
 @dataclass
 class Trace:
-    """Everything the watcher received, stamped with its receive time [ns]."""
+    """Everything the watcher received: safety events stamped with their receive time [ns],
+    measured tool tips with the time the patient sent them [ns] (one machine, one clock: on
+    a loaded machine samples queue on the way, and a pose sent before a hold would count as
+    motion after it if stamped on receipt)."""
 
     events: list[tuple[int, Message]] = field(default_factory=list)
     measured: dict[str, list[tuple[int, MeasuredCP]]] = field(default_factory=dict)
-    changed: threading.Condition = field(default_factory=threading.Condition)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    """Guards everything above; hold it (or either condition) to read."""
+    changed: threading.Condition = field(init=False)
+    """Notified on every safety event."""
+    sampled: threading.Condition = field(init=False)
+    """Notified on every measured sample (a thousand a second: apart from ``changed``, so
+    that a wait for an event is not woken by each of them)."""
+
+    def __post_init__(self) -> None:
+        self.changed = threading.Condition(self.lock)
+        self.sampled = threading.Condition(self.lock)
 
     def on_event(self, msg: Message, received_ns: int) -> None:
         with self.changed:
             self.events.append((received_ns, msg))
             self.changed.notify_all()
 
-    def on_measured(self, msg: Message, received_ns: int) -> None:
+    def on_measured(self, msg: Message, _received_ns: int) -> None:
         if isinstance(msg.body, MeasuredCP):
-            with self.changed:
-                self.measured.setdefault(msg.body.arm, []).append((received_ns, msg.body))
-                self.changed.notify_all()
+            with self.sampled:
+                self.measured.setdefault(msg.body.arm, []).append((msg.sent_ns, msg.body))
+                self.sampled.notify_all()
 
-    def wait_for(self, check: Callable[[Trace], bool], what: str, timeout_s: float) -> None:
-        """Block until ``check(self)`` holds (checked on every message received, under
-        ``changed``); fail naming ``what`` after ``timeout_s`` [s]."""
-        with self.changed:
-            assert self.changed.wait_for(lambda: check(self), timeout=timeout_s), (
+    def wait_measured(self, check: Callable[[Trace], bool], what: str,
+                      timeout_s: float) -> None:
+        """Block until ``check(self)`` holds, checked (under the lock) on every measured
+        sample received; fail naming ``what`` after ``timeout_s`` [s]."""
+        with self.sampled:
+            assert self.sampled.wait_for(lambda: check(self), timeout=timeout_s), (
                 f"timed out after {timeout_s} s waiting for {what}")
 
     def wait_state(self, state: SafetyState, after: int, timeout_s: float) -> Message:
