@@ -12,7 +12,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
-from telesurgery.errors import ConfigError
+from telesurgery.demo.monitor import Monitor
+from telesurgery.errors import ConfigError, TelesurgeryError
 
 CHROMIUM_ARGS: Final = ("--headless=new", "--no-sandbox", "--disable-gpu",
                         "--disable-background-networking", "--disable-component-update",
@@ -43,10 +44,11 @@ class HeadlessPage:
 
     def __init__(self, chromium: Path) -> None:
         try:
-            from playwright.sync_api import sync_playwright
+            from playwright.sync_api import Error, sync_playwright
         except ImportError as exc:
             raise ConfigError("measuring at the page needs Playwright for Python ('pip "
                               "install playwright'; no browser download is needed)") from exc
+        self._error: type[Exception] = Error
         self._chromium = chromium
         self._manager = sync_playwright()
         self._playwright: Any = None
@@ -55,8 +57,14 @@ class HeadlessPage:
 
     def __enter__(self) -> Self:
         self._playwright = self._manager.start()
-        self._browser = self._playwright.chromium.launch(executable_path=str(self._chromium),
-                                                         args=list(CHROMIUM_ARGS))
+        try:
+            self._browser = self._playwright.chromium.launch(
+                executable_path=str(self._chromium), args=list(CHROMIUM_ARGS))
+        except self._error as exc:
+            self._playwright.stop()
+            # Playwright's message runs to pages of browser log; its first line says why.
+            raise ConfigError(f"the browser at {self._chromium} did not start: "
+                              f"{_first_line(exc)}; pass --chromium PATH") from exc
         return self
 
     def open(self, url: str) -> None:
@@ -66,6 +74,16 @@ class HeadlessPage:
             self.page = self._browser.new_page()
             self.page.goto(url)
 
+    def evaluate(self, expression: str) -> Any:
+        """The value of the JavaScript ``expression`` in the open page (None before one
+        opened); ``TelesurgeryError`` when the page cannot answer (closed, crashed)."""
+        if self.page is None:
+            return None
+        try:
+            return self.page.evaluate(expression)
+        except self._error as exc:
+            raise TelesurgeryError(f"the page did not answer: {_first_line(exc)}") from exc
+
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         if self._browser is not None:
@@ -74,4 +92,18 @@ class HeadlessPage:
             self._playwright.stop()
 
 
-__all__ = ["CHROMIUM_ARGS", "HeadlessPage", "find_chromium"]
+def open_console_page(page: HeadlessPage, monitor: Monitor, query: str = "") -> bool:
+    """Open the demo's console page in ``page`` once the console printed its URL (with
+    its secret; ``query`` appended, e.g. ``&codec=jpeg``): for ``run_demo``'s ticks.
+    True once the page is open."""
+    url = monitor.pages.get("console")
+    if page.page is None and url is not None:
+        page.open(url + query)
+    return page.page is not None
+
+
+def _first_line(exc: Exception) -> str:
+    return next(iter(str(exc).strip().splitlines()), type(exc).__name__)
+
+
+__all__ = ["CHROMIUM_ARGS", "HeadlessPage", "find_chromium", "open_console_page"]

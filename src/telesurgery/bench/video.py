@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from telesurgery.bench.machine import machine_info
-from telesurgery.bench.page import HeadlessPage, find_chromium
+from telesurgery.bench.page import HeadlessPage, find_chromium, open_console_page
 from telesurgery.bench.pipeline import DEFAULT_SIZES, bench_video
 from telesurgery.demo.monitor import Monitor
 from telesurgery.demo.run import DemoOptions, run_demo
@@ -57,10 +57,8 @@ def demo_run(seconds: float, *, video: bool, page: HeadlessPage | None = None,
     query = "" if page_codec == "auto" else f"&codec={page_codec}"
 
     def open_page(monitor: Monitor, _elapsed_s: float) -> None:
-        # The URL the console printed, with its secret.
-        url = monitor.pages.get("console")
-        if page is not None and url is not None:
-            page.open(url + query)
+        if page is not None:
+            open_console_page(page, monitor, query)
 
     cpu0, wall0 = _children_cpu_s(), time.monotonic()
     summary = run_demo(DemoOptions(duration_s=seconds, video=video),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated, Any, cast
 
 import typer
 
-from telesurgery.cli.common import check_duration, setup_logging, write_json
+from telesurgery.cli.common import check_duration, setup_logging, stop_on_signals, write_json
 from telesurgery.errors import ConfigError
 
 bench_app = typer.Typer(help="Performance benchmarks (write JSON with --json PATH).",
@@ -84,6 +85,37 @@ def video(
                                  param_hint="--page-codec")
     _emit(bench_video_suite(sizes, seconds, demo_s=demo, page=page, chromium=chromium,
                             page_codec=cast(PageCodec, page_codec)), json_path)
+
+
+@bench_app.command("system")
+def system(
+    json_path: JsonOpt = None,
+    link: Annotated[str, typer.Option(
+        help="Link profile between console and patient (name or .toml file), or none.")
+    ] = "rome-beijing",
+    duration: Annotated[float, typer.Option(
+        help="Seconds measured, from the page's first paint.")] = 60.0,
+    hog: Annotated[int, typer.Option(
+        help="Busy processes spinning beside the system (started and stopped by the "
+             "bench).", min=0)] = 0,
+    chromium: Annotated[Path | None, typer.Option(help="Chromium executable (default: "
+                                                  "the first on PATH).")] = None,
+    log_level: Annotated[str, typer.Option("--log-level")] = "warning",
+) -> None:
+    """The flagship as a user sees it: the demo with video and its console page open in
+    headless Chromium; commands, holds, page paint, latencies and CPU per process."""
+    setup_logging(log_level)
+    check_duration(duration)
+    from telesurgery.bench.system import SystemOptions, bench_system
+
+    opts = SystemOptions(link=None if link == "none" else link, duration_s=duration, hog=hog,
+                         chromium=chromium, log_level=log_level)
+    started = time.monotonic()
+
+    def progress(line: str) -> None:
+        typer.echo(f"bench system [{time.monotonic() - started:5.1f} s]: {line}", err=True)
+
+    _emit(bench_system(opts, stop_on_signals(), progress), json_path)
 
 
 @bench_app.command("security")
