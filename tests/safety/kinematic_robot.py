@@ -3,7 +3,8 @@
 A fake of hardware for the supervisor's tests (the MuJoCo robot is tested on its
 own): a stiff arm with a fast position loop, whose measured pose equals the last
 setpoint after a step. Like a real driver it refuses motion unless ENABLED, clips
-the jaw to the instrument's range, and it records every setpoint per step so that
+the jaw to the instrument's range (and, given ``reach_x_m``, the tip to what its joints
+reach) and returns what it applied, and it records every setpoint per step so that
 tests can check what the tool tip was commanded to do. Poses [m] are in the arm
 base (RCM) frame; the jaw [rad].
 """
@@ -69,6 +70,10 @@ class KinematicArm(Arm):
     def servo_cp(self, goal: Pose) -> Pose:
         self._require_enabled("servo_cp")
         self.servo_calls += 1
+        reach = self._robot.reach_x_m
+        x, y, z = goal.position
+        if reach is not None and x > reach:
+            goal = Pose((reach, y, z), goal.orientation)
         self._setpoint = goal
         return goal
 
@@ -107,11 +112,13 @@ class KinematicArm(Arm):
 
 
 class KinematicRobot(Robot):
-    """Arms at ``poses`` (tool tip in each base frame [m]), jaws at 0 rad, DISABLED."""
+    """Arms at ``poses`` (tool tip in each base frame [m]), jaws at 0 rad, DISABLED;
+    ``reach_x_m`` [m]: a joint limit that stops every tip at that x (None: no limit)."""
 
-    def __init__(self, poses: Mapping[str, Pose]) -> None:
+    def __init__(self, poses: Mapping[str, Pose], reach_x_m: float | None = None) -> None:
         self._arms = {name: KinematicArm(self, name, pose, 0.0) for name, pose in poses.items()}
         self._state = OperatingState.DISABLED
+        self.reach_x_m = reach_x_m
 
     @property
     def arms(self) -> Mapping[str, KinematicArm]:

@@ -18,6 +18,7 @@ from telesurgery.safety.checks import (
     Reason,
     Setpoint,
     Workspace,
+    applied_setpoint,
     check_age,
     check_sequence,
     next_jaw,
@@ -199,3 +200,19 @@ def test_limiter_never_leaves_workspace_nor_exceeds_speed(
         assert quat_angle(prev.pose.orientation, nxt.pose.orientation) <= \
             LIMITS.angular_speed_rad_s * DT + 1e-9
         prev = nxt
+
+
+def test_the_setpoint_is_what_the_robot_applied() -> None:
+    prev = Setpoint(Pose((0.0, 0.0, -0.1)), (0.1, 0.0, 0.0))
+    planned = next_setpoint(prev, Pose((0.05, 0.0, -0.1)), LIMITS, DEFAULT, DT)
+    assert applied_setpoint(prev, planned, planned.pose, DT) is planned
+    # Clipped halfway: the tip is where the robot put it, at the speed it really moved.
+    halfway = Pose((planned.pose.position[0] / 2, 0.0, -0.1), planned.pose.orientation)
+    got = applied_setpoint(prev, planned, halfway, DT)
+    assert got.pose == halfway
+    assert got.velocity == pytest.approx((halfway.position[0] / DT, 0.0, 0.0))
+    # A robot that jumped further than planned is never taken to move faster than planned.
+    jumped = Pose((0.01, 0.0, -0.1), planned.pose.orientation)
+    fast = applied_setpoint(prev, planned, jumped, DT)
+    assert fast.pose == jumped
+    assert math.hypot(*fast.velocity) == pytest.approx(math.hypot(*planned.velocity))

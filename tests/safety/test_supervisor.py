@@ -17,7 +17,7 @@ from telesurgery.safety import ArmMode, Reason, Supervisor
 from telesurgery.types import OperatingState, Pose, SafetyState, Wrench
 
 from .kinematic_robot import KinematicRobot
-from .rig import HOME, PERIOD_NS, Console, KinematicRig, kinematic_rig, moved
+from .rig import HOME, PERIOD_NS, Console, KinematicRig, Rig, kinematic_rig, moved
 
 
 def _change(ev: SafetyEvent) -> tuple[SafetyCause, str | None, ArmMode | None, ArmMode | None]:
@@ -450,6 +450,32 @@ def test_target_outside_the_box_is_clamped_and_the_tip_stops_at_the_wall() -> No
         r.tick()
     assert r.tip().position == pytest.approx((0.12, 0.0, -0.12), abs=1e-12)
     assert r.sup.snapshot()["clamped"] == 600
+
+
+def test_a_target_out_of_reach_leaves_the_setpoint_where_the_robot_stopped() -> None:
+    reach = HOME["psm1"].position[0] + 0.005
+    r = Rig(KinematicRobot(HOME, reach_x_m=reach))
+    r.engage()
+    beyond = moved(r.tip(), dx=0.03)  # inside the workspace, beyond what the joints reach
+    for _ in range(200):
+        assert r.servo("psm1", beyond).accepted
+        r.tick()
+    assert r.tip().position[0] == reach
+    # Back inside the reach: the limiter goes on from the pose the robot applied, so the
+    # tip leaves the limit at the next tick (from a setpoint left beyond it, the tip would
+    # wait while the setpoint came back, then start at full speed).
+    back = moved(r.tip(), dx=-0.01)
+    history = r.robot.arms["psm1"].history
+    start = len(history) - 1
+    for _ in range(200):
+        assert r.servo("psm1", back).accepted
+        r.tick()
+    xs = [p.position[0] for p in history[start:]]
+    assert xs[0] == reach > xs[1]
+    speeds = [(b - a) / 1e-3 for a, b in itertools.pairwise(xs)]
+    accels = [abs(b - a) / 1e-3 for a, b in itertools.pairwise([0.0, *speeds])]
+    assert max(accels) <= r.config.max_linear_accel_m_s2 * (1 + 1e-6)
+    assert xs[-1] == pytest.approx(back.position[0])
 
 
 def test_the_tip_slides_around_the_rcm_instead_of_through_it() -> None:

@@ -285,6 +285,25 @@ def next_setpoint(prev: Setpoint, goal: Pose, limits: MotionLimits, workspace: W
                     _scale(step, 1.0 / dt_s))
 
 
+def applied_setpoint(prev: Setpoint, planned: Setpoint, applied: Pose,
+                     dt_s: float) -> Setpoint:
+    """The setpoint after the robot was sent ``planned`` and reports it ``applied`` (the
+    pose it clipped to what its joints reach), one period ``dt_s`` [s] after ``prev``.
+
+    As planned: ``planned``. Clipped: the applied pose, with the velocity [m/s] of the step
+    the tip really made, no faster than planned, so that the motion limiter continues
+    from where the tool is and not from a pose the robot never took (which would stall
+    the tip at the limit while the plan runs back, then start it with a jump).
+    """
+    if applied == planned.pose:
+        return planned
+    step = _scale(_sub(applied.position, prev.pose.position), 1.0 / dt_s)
+    speed, planned_speed = _norm(step), _norm(planned.velocity)
+    if speed > planned_speed:
+        step = _scale(step, planned_speed / speed)
+    return Setpoint(applied, step)
+
+
 def _stay_inside(p: Vec3, step: Vec3, workspace: Workspace) -> Vec3:
     """Where a step from ``p`` (inside) ends when the workspace stops it, never longer.
 
@@ -341,6 +360,7 @@ __all__ = [
     "Setpoint",
     "Verdict",
     "Workspace",
+    "applied_setpoint",
     "check_age",
     "check_sequence",
     "misalignment",

@@ -42,6 +42,7 @@ from telesurgery.safety.checks import (
     Setpoint,
     Verdict,
     Workspace,
+    applied_setpoint,
     check_age,
     check_sequence,
     misalignment,
@@ -427,11 +428,11 @@ class Supervisor:
         else:
             st.brake = None
         nxt = next_setpoint(sp, goal, self.limits, self.workspace, self.period_s)
-        arm.servo_cp(nxt.pose)
-        st.setpoint = nxt
+        # What the robot applied (clipped to its reach) is where the limiter goes on from.
+        st.setpoint = applied_setpoint(sp, nxt, arm.servo_cp(nxt.pose), self.period_s)
         if mode is ArmMode.FOLLOWING and jaw_goal is not None and st.jaw is not None:
-            st.jaw = next_jaw(st.jaw, jaw_goal, self.limits.jaw_speed_rad_s, self.period_s)
-            arm.jaw_servo_jp(st.jaw)
+            jaw = next_jaw(st.jaw, jaw_goal, self.limits.jaw_speed_rad_s, self.period_s)
+            st.jaw = arm.jaw_servo_jp(jaw)
 
     # ---- transitions (lock held) --------------------------------------------------
 
