@@ -111,7 +111,13 @@ def validate_command(body: ServoCP | JawServoJP, sent_ns: int) -> Reason | None:
 
 
 def check_sequence(last_seq: int | None, seq: int) -> Reason | None:
-    """``DUPLICATE`` or ``OUT_OF_ORDER`` against the last accepted ``seq`` of the stream."""
+    """``DUPLICATE`` or ``OUT_OF_ORDER`` against the last accepted ``seq`` of the stream.
+
+    One of three sequence checks on a command (after ``security.tags.ReplayWindow`` and
+    ``transport.dualpath.FirstArrival``); only this one keeps an arm's targets in order:
+    the other two let through a number older than one already delivered (reordered on
+    one path, or with security off), and a late target must never replace a newer one.
+    """
     if last_seq is None or seq > last_seq:
         return None
     return Reason.DUPLICATE if seq == last_seq else Reason.OUT_OF_ORDER

@@ -76,6 +76,12 @@ class ReplayWindow:
     A copy is fresh when its number is within the window and its path has not
     brought it: the same number on two paths is dual-path redundancy, on one path
     twice a replay.
+
+    One of three sequence checks on a command (before ``transport.dualpath.FirstArrival``
+    and ``safety.checks.check_sequence``); only this one sees control requests, which
+    never reach the supervisor, and only it remembers a console session's numbers after
+    the supervisor has moved to another session (and forgotten them), so a captured
+    command sent again is refused as a replay there too.
     """
 
     __slots__ = ("_full", "_seen", "size", "top")

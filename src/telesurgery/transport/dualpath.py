@@ -277,6 +277,11 @@ class FirstArrival:
 
     ``latest_only``: for latest-value streams (state): anything not newer than the
     newest delivered number is dropped instead of delivered.
+
+    One of three sequence checks on a command (after ``security.tags.ReplayWindow``,
+    before ``safety.checks.check_sequence``); only this one knows the paths, so only it
+    tells redundancy (the same number on another path) and a superseded slower path
+    from a fault, drops them and counts them per path.
     """
 
     def __init__(self, paths: Sequence[str], *, latest_only: bool = False,
