@@ -1,17 +1,26 @@
-"""The per-tick Teleop pipeline: holding until ready, feedback to the device, arm routing."""
+"""The per-tick Teleop pipeline: holding until ready, feedback to the device, arm routing,
+the software clutch while another console is in control.
+
+Driven as the console node drives it (``console/node.py``, ``ConsoleNode._loop``): one
+``Teleop.step_arm`` per arm and tick, in the pipeline's arm order; not in control, each
+sample clutched in software and nothing sent.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from telesurgery.console.teleop import Teleop
 from telesurgery.geometry import rotvec_to_quat
+from telesurgery.input.base import HandSample
 from telesurgery.input.scripted import COLUMNS, ScriptedDevice
 from telesurgery.messages import JawServoJP, ServoCP
-from telesurgery.types import Pose
+from telesurgery.types import ArmMode, Pose
 
 REGISTRATION = Pose((0.02, -0.01, 0.18), rotvec_to_quat((2.5, 0.4, -0.3)))
 TOOL = Pose((0.01, -0.02, -0.12), rotvec_to_quat((0.1, 0.2, 0.3)))
@@ -39,6 +48,25 @@ def device(tmp_path: Path) -> RecordingDevice:
     return RecordingDevice(path)
 
 
+def tick(teleop: Teleop, samples: Mapping[str, HandSample],
+         drive: bool = True) -> list[ServoCP | JawServoJP]:
+    """One tick of the console node's loop: the bodies it sends. Each arm of the pipeline
+    that has a sample goes through ``step_arm``; a console not in control (``drive``
+    False) clutches every sample in software, so the hand re-anchors when control comes
+    back, and sends nothing. Mirrors ``ConsoleNode._loop``, which has no seam of its own
+    to call."""
+    out: list[ServoCP | JawServoJP] = []
+    for arm in teleop.arms:
+        sample = samples.get(arm)
+        if sample is None:
+            continue
+        if not drive:
+            teleop.step_arm(arm, replace(sample, clutch=True))
+            continue
+        out.extend(teleop.step_arm(arm, sample))
+    return out
+
+
 def by_arm(bodies: list[ServoCP | JawServoJP]) -> dict[str, list[ServoCP | JawServoJP]]:
     out: dict[str, list[ServoCP | JawServoJP]] = {}
     for b in bodies:
@@ -55,7 +83,7 @@ def test_holds_with_clutched_heartbeats_until_registration_and_pose_are_known(
             teleop.register("psm1", REGISTRATION)
         elif prepare == "both":
             teleop.observe("psm1", TOOL, 0.4)
-        bodies = by_arm(teleop.step(device.read(k * 1_000_000)))
+        bodies = by_arm(tick(teleop, device.read(k * 1_000_000)))
         # psm2 never got its registration or pose: heartbeats only, nothing moves.
         assert len(bodies["psm2"]) == 1
         beat = bodies["psm2"][0]
@@ -79,7 +107,7 @@ def test_feedback_is_the_measured_tool_in_the_view_frame(device: RecordingDevice
     teleop = Teleop(device)
     teleop.register("psm1", REGISTRATION)
     teleop.observe("psm1", TOOL, 0.4)
-    teleop.step(device.read(0))
+    tick(teleop, device.read(0))
     assert len(device.seen) == 1
     arm, tip, jaw = device.seen[0]
     assert arm == "psm1"
@@ -93,7 +121,7 @@ def test_unknown_arms_and_missing_samples_are_skipped(device: RecordingDevice) -
     teleop.register("ecm", REGISTRATION)
     teleop.observe("ecm", TOOL, 0.0)
     samples = device.read(0)
-    bodies = teleop.step({"psm2": samples["psm2"]})
+    bodies = tick(teleop, {"psm2": samples["psm2"]})
     assert {b.arm for b in bodies} == {"psm2"}
 
 
@@ -102,7 +130,7 @@ def test_non_finite_measurement_holds_counts_and_gives_no_feedback(
     teleop = Teleop(device)
     teleop.register("psm1", REGISTRATION)
     teleop.observe("psm1", Pose((math.nan, 0.0, 0.0)), 0.4)
-    bodies = by_arm(teleop.step(device.read(0)))
+    bodies = by_arm(tick(teleop, device.read(0)))
     servo = bodies["psm1"][0]
     assert isinstance(servo, ServoCP)
     assert servo.clutch
@@ -116,38 +144,75 @@ def _servo(bodies: list[ServoCP | JawServoJP], arm: str) -> ServoCP:
 
 def test_a_machine_device_re_clutches_after_a_hold_and_resumes_where_the_tool_stopped(
         device: RecordingDevice) -> None:
-    from telesurgery.types import ArmMode
-
     teleop = Teleop(device, tremor=None)
     teleop.register("psm1", REGISTRATION)
     teleop.observe("psm1", TOOL, 0.4, ArmMode.FOLLOWING)
     t = 0
     for _ in range(300):  # engaged and moving with the scripted hand
         t += 1_000_000
-        moving = _servo(teleop.step(device.read(t)), "psm1")
+        moving = _servo(tick(teleop, device.read(t)), "psm1")
     assert not moving.clutch
     stopped = Pose((0.0, 0.0, -0.1), TOOL.orientation)  # where the supervisor held the tool
     teleop.observe("psm1", stopped, 0.4, ArmMode.HELD)
     for _ in range(5):  # clutch stays pressed while the arm is still reported held
         t += 1_000_000
-        assert _servo(teleop.step(device.read(t)), "psm1").clutch
+        assert _servo(tick(teleop, device.read(t)), "psm1").clutch
     teleop.observe("psm1", stopped, 0.4, ArmMode.ARMED)
     t += 1_000_000
-    resumed = _servo(teleop.step(device.read(t)), "psm1")
+    resumed = _servo(tick(teleop, device.read(t)), "psm1")
     assert not resumed.clutch
     # Re-anchored on the tool where it stopped: the first target is the tool, no jump.
     assert resumed.pose.distance(stopped) < 1e-4
 
 
 def test_a_person_is_not_re_clutched_behind_their_back(device: RecordingDevice) -> None:
-    from telesurgery.types import ArmMode
-
     device.auto_reclutch = False
     teleop = Teleop(device, tremor=None)
     teleop.register("psm1", REGISTRATION)
     teleop.observe("psm1", TOOL, 0.4, ArmMode.FOLLOWING)
-    teleop.step(device.read(1_000_000))
+    tick(teleop, device.read(1_000_000))
     teleop.observe("psm1", TOOL, 0.4, ArmMode.HELD)
     for k in range(2, 10):
-        assert not _servo(teleop.step(device.read(k * 1_000_000)), "psm1").clutch
+        assert not _servo(tick(teleop, device.read(k * 1_000_000)), "psm1").clutch
     assert teleop.held("psm1")
+
+
+def test_one_arm_at_a_time_the_first_arms_bodies_before_the_second_is_computed(
+        device: RecordingDevice) -> None:
+    teleop = Teleop(device, tremor=None)
+    for arm in teleop.arms:
+        teleop.register(arm, REGISTRATION)
+        teleop.observe(arm, TOOL, 0.4, ArmMode.FOLLOWING)
+    samples = device.read(0)
+    first = teleop.step_arm("psm1", samples["psm1"])
+    assert [b.arm for b in first] == ["psm1", "psm1"]
+    assert [arm for arm, _, _ in device.seen] == ["psm1"]  # psm2 not computed yet
+    second = teleop.step_arm("psm2", samples["psm2"])
+    assert [b.arm for b in second] == ["psm2", "psm2"]
+
+
+def test_not_in_control_sends_nothing_and_resumes_where_the_tool_is(
+        device: RecordingDevice) -> None:
+    teleop = Teleop(device, tremor=None)
+    teleop.register("psm1", REGISTRATION)
+    teleop.observe("psm1", TOOL, 0.4, ArmMode.FOLLOWING)
+    driven = _servo(tick(teleop, device.read(0)), "psm1")
+    assert not driven.clutch
+    assert teleop.engaged("psm1")
+    # Another console takes control: the hand goes on moving (5 mm along x in half a
+    # second of the script), and nothing leaves this console.
+    t = 0
+    for _ in range(500):
+        t += 1_000_000
+        assert tick(teleop, device.read(t), drive=False) == []
+    # Control comes back: the hand re-anchored while clutched in software, so the first
+    # target is the tool where it is, not 5 mm x scale away from it.
+    t += 1_000_000
+    resumed = _servo(tick(teleop, device.read(t)), "psm1")
+    assert not resumed.clutch
+    assert resumed.pose.distance(TOOL) < 1e-4
+    # And it follows the hand from there on.
+    for _ in range(200):
+        t += 1_000_000
+        moved = _servo(tick(teleop, device.read(t)), "psm1")
+    assert moved.pose.distance(TOOL) > 1e-4
