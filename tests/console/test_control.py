@@ -232,6 +232,20 @@ def test_who_streams_commands(view: OwnerView | None, surgeon: bool, backup: boo
     assert may_drive("backup", BACKUP, view) is backup
 
 
+@pytest.mark.parametrize("lost", [False, True], ids=["open", "with_bedside"])
+@pytest.mark.parametrize("role", list(Role))
+def test_a_console_streams_exactly_when_the_patient_lets_its_commands_claim(
+        role: Role, lost: bool) -> None:
+    o = Ownership(lambda _h: None, lambda: 0)
+    if lost:
+        first = Party(Role.SURGEON, "surgeon:dr-chen", 0x5)
+        assert o.admits(first)
+        assert o.lose(first.session, "silent") is not None
+    view = OwnerView.parse(o.announcement(None))
+    who = Party(role, f"{role.value}:x", 0x77)
+    assert may_drive(role.value, who.session, view) is o.admits(who)
+
+
 @pytest.mark.parametrize("data", [{"session": 5}, {"requests": [{"name": "x"}]},
                                   {"handovers": "many"}, {"session": "12"}])
 def test_malformed_announcements_are_refused(data: dict[str, object]) -> None:

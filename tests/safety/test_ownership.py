@@ -49,6 +49,14 @@ def test_the_first_console_claims_an_open_robot_and_nobody_else_commands() -> No
     assert log[0].as_dict()["previous"] is None, "nobody held control before the first"
 
 
+def test_a_backup_console_never_claims_an_open_robot_by_driving() -> None:
+    o, log = _ownership()
+    assert not o.admits(BEDSIDE)
+    assert o.is_open
+    assert log == []
+    assert o.admits(ROSSI)
+
+
 def test_the_bedside_takes_over_at_once_and_grants_only_what_was_asked() -> None:
     o, log = _ownership()
     assert o.admits(ROSSI)
@@ -73,7 +81,7 @@ def test_the_bedside_takes_over_at_once_and_grants_only_what_was_asked() -> None
 
 def test_a_surgeon_can_neither_take_over_nor_grant() -> None:
     o, log = _ownership()
-    assert o.admits(BEDSIDE)
+    assert o.take_over(BEDSIDE) is not None
     o.request(CHEN)
     with pytest.raises(OwnershipError) as took:
         o.take_over(ROSSI)
@@ -124,8 +132,10 @@ class OwnershipMachine(RuleBasedStateMachine):
     def command(self, who: Party) -> None:
         before = len(self.log)
         admitted = self.o.admits(who)
+        # Nobody holding control: a surgeon claims an open robot, a backup console what
+        # lies with the bedside.
         expected = (self.owner == who if self.owner is not None
-                    else self.open or who.role is Role.BACKUP)
+                    else who.role is (Role.SURGEON if self.open else Role.BACKUP))
         assert admitted == expected
         if admitted and self.owner != who:
             assert len(self.log) == before + 1

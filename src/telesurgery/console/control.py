@@ -29,6 +29,7 @@ import zenoh
 from telesurgery.clock import now_ns
 from telesurgery.errors import CodecError, CodecReason, OwnershipError
 from telesurgery.messages import ControlAction, ControlRequest, Message, Status
+from telesurgery.safety.ownership import Role, claims
 from telesurgery.transport.codec import encode
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.qos import Stream
@@ -129,19 +130,16 @@ def _session(v: object) -> int:
 def may_drive(role: ConsoleRole, session: int, view: OwnerView | None) -> bool:
     """Whether a ``role`` console (session ``session``) should stream commands now.
 
-    Only while they can move something: when it holds control; a surgeon console also
-    while nobody has claimed control (its first command claims it); a backup console
-    also while control lies with the bedside (its first command claims it). A backup
-    console never claims an open robot by driving: it stands by for the remote surgeon
-    and takes control with one explicit action. Nothing heard yet: no.
+    Only while they can move something: when it holds control, or while nobody holds
+    it and its first command would claim it (the patient's rule,
+    ``safety.ownership.claims``: a surgeon claims an open robot, a backup console
+    control left with the bedside). Nothing heard yet: no.
     """
     if view is None:
         return False
     if view.holds(session):
         return True
-    if view.is_open:
-        return role == "surgeon"
-    return view.with_bedside and role == "backup"
+    return (view.is_open or view.with_bedside) and claims(Role(role), view.is_open)
 
 
 class ControlClient:

@@ -4,8 +4,9 @@ The patient node keeps one :class:`Ownership`; the safety supervisor asks it abo
 command (:meth:`Ownership.admits`) and refuses the commands of every other console as
 ``wrong_session``. The rules, from the on-site team's priority:
 
-- **Open**: at the start nobody owns the robot; the first surgeon or backup console whose
-  command arrives claims it.
+- **Open**: at the start nobody owns the robot; the first surgeon console whose command
+  arrives claims it. A backup console never claims an open robot by driving: it stands
+  by for the remote surgeon and takes control with one explicit action (take-over).
 - **Take-over**: a ``backup`` console (at the bedside) takes control at once, whoever
   holds it; the arms the previous owner engaged are held where they are.
 - **Request and grant**: a ``surgeon`` gets control from anyone else only by asking
@@ -13,6 +14,10 @@ command (:meth:`Ownership.admits`) and refuses the commands of every other conso
 - **Loss**: an owner silent for ``lost_after_ns`` (the patient node checks) loses control
   to the bedside; with no bedside console driving, nobody moves the robot until a backup
   console claims it or grants it.
+
+Who claims control that nobody holds is decided by :func:`claims` alone: the patient
+node's :class:`Ownership` applies it, and the console asks it before it streams
+commands (``console.control.may_drive``), so the two never disagree.
 
 Every change of owner is one :class:`Handover` with both identities. The class is plain
 state behind a lock, no I/O, so that its rules are checked exhaustively by property tests;
@@ -85,6 +90,14 @@ class Handover:
                                      else f"{self.previous.session:016x}")}
 
 
+def claims(role: Role, is_open: bool) -> bool:
+    """Whether the first command of a ``role`` console claims control that nobody holds:
+    a surgeon claims an open robot (``is_open``: nobody has held control yet); a backup
+    console claims control that lies with the bedside (its owner was lost), and never an
+    open robot: there it stands by and takes control with one explicit action."""
+    return role is (Role.SURGEON if is_open else Role.BACKUP)
+
+
 def name_of(p: Party | None) -> str:
     """A party's name, or ``bedside`` for control with the bedside and no console."""
     return BEDSIDE_NAME if p is None else p.name
@@ -132,8 +145,8 @@ class Ownership:
 
     def admits(self, who: Party | None) -> bool:
         """Whether a command of ``who`` (None: a session nobody can name) may move the
-        robot; while the robot is open, or lies with the bedside and ``who`` is a backup
-        console, this claims control for ``who``."""
+        robot; while nobody holds control and ``who`` may claim it (:func:`claims`), this
+        claims control for ``who``."""
         if who is None:
             return False
         with self._lock:
@@ -142,7 +155,7 @@ class Ownership:
                 # The whole party, not the session id alone: an id is a name anyone can
                 # read on control/owner, the certificate behind it is not.
                 return owner == who
-            if self._open or who.role is Role.BACKUP:
+            if claims(who.role, self._open):
                 self._change(who, who, "first command" if self._open
                              else "bedside console drives")
                 return True
@@ -225,4 +238,4 @@ class Ownership:
         }
 
 
-__all__ = ["BEDSIDE_NAME", "Handover", "Ownership", "Party", "Role", "name_of"]
+__all__ = ["BEDSIDE_NAME", "Handover", "Ownership", "Party", "Role", "claims", "name_of"]
