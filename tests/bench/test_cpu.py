@@ -18,22 +18,23 @@ def test_a_stat_line_with_spaces_and_parentheses_in_the_name_parses(tmp_path: Pa
     assert cpu.read_stat(tmp_path / "gone") is None
 
 
-def _times(pid: int, ppid: int, ticks: int, threads: dict[int, tuple[str, int]]
-           ) -> cpu.ProcessTimes:
-    return cpu.ProcessTimes(pid, cpu.Stat("p", ppid, ticks), ("p",),
+def _times(pid: int, ppid: int, ticks: int, threads: dict[int, tuple[str, int]],
+           at_ns: int) -> cpu.ProcessTimes:
+    return cpu.ProcessTimes(pid, at_ns, cpu.Stat("p", ppid, ticks), ("p",),
                             {tid: cpu.Stat(name, pid, t) for tid, (name, t) in threads.items()})
 
 
 def test_usage_is_the_difference_over_the_window_grouped_by_thread_name() -> None:
     tick = cpu.TICKS_PER_S
     first = cpu.Snapshot(0, {10: _times(10, 1, 5 * tick, {10: ("main", 5 * tick),
-                                                          11: ("rx", 0)})})
+                                                          11: ("rx", 0)}, 0)})
     # Two seconds later: 10 busy one core (main 0.5, two rx threads 0.25 each, one of them
-    # born in the window); 20 born in the window, half a core.
+    # born in the window); 20 born in the window, half a core over the window, read half
+    # a second after the snapshot began (its span runs to its own reading).
     last = cpu.Snapshot(2_000_000_000, {
         10: _times(10, 1, 7 * tick, {10: ("main", 6 * tick), 11: ("rx", tick // 2),
-                                     12: ("rx", tick // 2)}),
-        20: _times(20, 10, tick, {20: ("child", tick)})})
+                                     12: ("rx", tick // 2)}, 2_000_000_000),
+        20: _times(20, 10, tick * 5 // 4, {20: ("child", tick * 5 // 4)}, 2_500_000_000)})
     by_pid = {p.pid: p for p in cpu.usage(first, last)}
     assert by_pid[10].cores == 1.0
     assert by_pid[10].threads == {"main": cpu.ThreadGroup(0.5, 1), "rx": cpu.ThreadGroup(0.5, 2)}
@@ -57,7 +58,8 @@ def test_a_snapshot_of_this_process_sees_its_named_threads() -> None:
         snap = cpu.snapshot(os.getpid())
     finally:
         done.set()
-        t.join()
+        t.join(10.0)
+    assert not t.is_alive(), "the spinning thread did not end within 10 s"
     assert os.getpid() in cpu.descendants(os.getpid())
     mine = snap.processes[os.getpid()]
     assert "cpu-test-spin" in {st.comm for st in mine.threads.values()}

@@ -49,6 +49,9 @@ class ProcessTimes:
     """One process at one instant: its command line, CPU [ticks] and its threads'."""
 
     pid: int
+    at_ns: int
+    """When it was read [ns, monotonic]: on a loaded machine reading a whole tree takes
+    long enough that one instant for all would misstate each process's span."""
     stat: Stat
     cmdline: tuple[str, ...]
     threads: dict[int, Stat]
@@ -57,7 +60,7 @@ class ProcessTimes:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """Every process of a tree at ``at_ns`` [ns, monotonic]."""
+    """Every process of a tree, read from ``at_ns`` [ns, monotonic] on."""
 
     at_ns: int
     processes: dict[int, ProcessTimes]
@@ -108,9 +111,10 @@ def snapshot(root: int) -> Snapshot:
     at = time.monotonic_ns()
     procs = {}
     for pid in descendants(root):
+        read_at = time.monotonic_ns()
         st = read_stat(PROC / str(pid) / "stat")
         if st is not None:
-            procs[pid] = ProcessTimes(pid, st, _cmdline(pid), _threads(pid))
+            procs[pid] = ProcessTimes(pid, read_at, st, _cmdline(pid), _threads(pid))
     return Snapshot(at, procs)
 
 
@@ -143,15 +147,18 @@ def _since(before: Stat | None, after: Stat) -> int:
 
 
 def usage(first: Snapshot, last: Snapshot) -> list[ProcessCpu]:
-    """Each process alive at ``last``: cores [CPU s / s] used since ``first``, with its
-    threads grouped by OS name; busiest first."""
-    span_s = (last.at_ns - first.at_ns) * 1e-9
-    if span_s <= 0:
+    """Each process alive at ``last``: cores [CPU s / s] used since ``first`` (over the
+    span between its own two readings; from ``first``'s start for one born since), with
+    its threads grouped by OS name; busiest first."""
+    if last.at_ns <= first.at_ns:
         return []
-    scale = 1.0 / (TICKS_PER_S * span_s)
     out = []
     for pid, now in last.processes.items():
         then = first.processes.get(pid)
+        span_ns = now.at_ns - (then.at_ns if then else first.at_ns)
+        if span_ns <= 0:
+            continue
+        scale = 1e9 / (TICKS_PER_S * span_ns)
         ticks: dict[str, list[int]] = {}
         for tid, st in now.threads.items():
             group = ticks.setdefault(st.comm, [0, 0])
