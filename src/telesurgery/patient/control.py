@@ -1,8 +1,9 @@
 """Control ownership on the patient node: who each console is, their requests, handovers out.
 
-The safety supervisor asks :meth:`PatientControl.admits` about every command; that names
-the console session (the certificate common name behind its command key when security
-is on; the role it claims, and its session id, when it is off) and asks the
+The safety supervisor asks :meth:`PatientControl.admits` about every command (its narrow
+``safety.supervisor.Admits``, under the supervisor's lock); that names the console
+session (the certificate common name behind its command key when security is on; the
+role it claims, and its session id, when it is off) and asks the
 :class:`~telesurgery.safety.ownership.Ownership` rules. Control requests, take-overs and
 grants (``ControlRequest``) arrive on ``control/request`` and ``control/grant``, through
 the same tag gate as commands; Zenoh's access control lets only the ``backup`` role
@@ -13,6 +14,14 @@ that brought it. The housekeeping thread calls :meth:`PatientControl.poll` about
 50 ms: it hands control to the bedside when the owner has been silent for
 ``owner_lost_ms``, announces the owner on ``control/owner`` after every change and every
 ``ANNOUNCE_PERIOD_S``, and writes each handover to the audit trail.
+
+Neither side holds the other: the supervisor knows only the ``admits`` callable, and this
+module only :class:`HoldsArms`, the two supervisor methods it calls. Those calls come from
+Zenoh's thread (a take-over or grant) and the housekeeping thread (owner lost), never
+from inside ``admits``: ``admits`` runs under the supervisor's lock, and calling back
+into the supervisor from there would deadlock. ``admits`` itself takes only locks that
+are never held while the supervisor is called (this module's, ``Ownership``'s, the tag
+verifier's), so the two cannot wait on each other.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import queue
 import threading
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import zenoh
 
@@ -31,7 +40,6 @@ from telesurgery.errors import OwnershipError
 from telesurgery.messages import ControlAction, ControlRequest, Message, Status
 from telesurgery.patient.audit import PatientAudit
 from telesurgery.safety.ownership import Handover, Ownership, Party, Role, name_of
-from telesurgery.safety.supervisor import Supervisor
 from telesurgery.security.command_keys import PatientKeys
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.qos import Stream
@@ -43,6 +51,19 @@ ANNOUNCE_PERIOD_S: Final = 0.5
 """How often [s] the owner is announced when nothing changes (for consoles that join)."""
 MAX_PARTIES: Final = 64
 """Console sessions remembered; more (sessions come and go) starts the cache afresh."""
+
+
+class HoldsArms(Protocol):
+    """What control ownership asks of the safety supervisor (``Supervisor`` has both)."""
+
+    def hold_others(self, session: int | None, reason: str) -> None:
+        """Hold the arms engaged by any console but ``session`` (None: every console)."""
+        ...
+
+    def last_valid_ns(self, session: int) -> int | None:
+        """When [ns] console ``session`` last sent a valid command (None: not the last
+        console to send one)."""
+        ...
 
 
 class PatientControl:
@@ -65,16 +86,17 @@ class PatientControl:
         self._last: Handover | None = None
         self._next_announce = 0
         self._changed = False
-        self._supervisor: Supervisor | None = None
+        self._arms: HoldsArms | None = None
         self._auth: PatientKeys | None = None
         self._audit: PatientAudit | None = None
         self._owner_pub: Publisher | None = None
         self._subs: list[zenoh.Subscriber[None]] = []
 
-    def start(self, z: zenoh.Session, keys: Keys, session_id: int, supervisor: Supervisor,
+    def start(self, z: zenoh.Session, keys: Keys, session_id: int, arms: HoldsArms,
               auth: PatientKeys | None, audit: PatientAudit | None) -> None:
-        """Listen for control actions; ``auth`` (None: insecure) gates them like commands."""
-        self._supervisor, self._auth, self._audit = supervisor, auth, audit
+        """Listen for control actions; ``arms``: the safety supervisor, whose arms a change
+        of owner holds; ``auth`` (None: insecure) gates actions like commands."""
+        self._arms, self._auth, self._audit = arms, auth, audit
         self._owner_pub = Publisher(z, keys.control_owner, Stream.EVENT, session_id)
         gate: Callable[[bytes, Message], bool] | None = None
         if auth is not None:
@@ -118,8 +140,9 @@ class PatientControl:
             return p
 
     def admits(self, session: int) -> bool:
-        """Whether console ``session`` holds control (claiming an open robot); the
-        supervisor's ownership check, called under its lock."""
+        """Whether console ``session`` holds control (claiming it where the rules let it):
+        the supervisor's ``Admits``, called under its lock, so it never calls the
+        supervisor (a claim only queues its handover for :meth:`poll`)."""
         return self.ownership.admits(self.party(session))
 
     # ---- actions (Zenoh's thread) -----------------------------------------------------
@@ -169,9 +192,8 @@ class PatientControl:
             self._hold_for(h.owner.session, h)
 
     def _hold_for(self, owner: int | None, h: Handover) -> None:
-        if self._supervisor is not None:
-            self._supervisor.hold_others(owner, f"control passed to {name_of(h.owner)}: "
-                                         f"{h.reason}")
+        if self._arms is not None:
+            self._arms.hold_others(owner, f"control passed to {name_of(h.owner)}: {h.reason}")
 
     def _refuse(self, who: Party | None, action: str, reason: str, detail: str) -> None:
         with self._lock:
@@ -206,10 +228,10 @@ class PatientControl:
             self._next_announce = now + round(ANNOUNCE_PERIOD_S * 1e9)
 
     def _check_owner(self, now: int) -> None:
-        owner, sup = self.ownership.owner, self._supervisor
-        if owner is None or sup is None:
+        owner, arms = self.ownership.owner, self._arms
+        if owner is None or arms is None:
             return
-        heard = max(sup.last_valid_ns(owner.session) or 0, self.ownership.since_ns())
+        heard = max(arms.last_valid_ns(owner.session) or 0, self.ownership.since_ns())
         if now - heard <= self._lost_ns:
             return
         quiet_ms = (now - heard) * 1e-6
@@ -231,4 +253,4 @@ class PatientControl:
                                       "undecodable": self.rejects.total}
 
 
-__all__ = ["ANNOUNCE_PERIOD_S", "PatientControl"]
+__all__ = ["ANNOUNCE_PERIOD_S", "HoldsArms", "PatientControl"]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from telesurgery.clock import now_ns as clock_now_ns
 from telesurgery.config import SafetyConfig
@@ -124,6 +124,19 @@ class _ArmState:
         self.jaw: float | None = None
 
 
+class Admits(Protocol):
+    """Control ownership as the supervisor asks it, and all it knows of it: whether
+    console ``session`` [u64] holds control (a command of a console allowed to claim
+    control nobody holds claims it). Called under the supervisor's lock for every command
+    that passed the state checks, so it must be quick and thread-safe, and must never
+    call into the supervisor: the owner's side (``patient.control.PatientControl``)
+    holds the arms of a previous owner from its own threads, never from here."""
+
+    def __call__(self, session: int, /) -> bool:
+        """True when ``session`` may command the robot now."""
+        ...
+
+
 class Supervisor:
     """Checks every command, clamps and rate-limits it, and alone drives ``robot``.
 
@@ -133,9 +146,9 @@ class Supervisor:
     arms commands may name (default: all of the robot's); ``engage_tolerance_*``: how
     close [m, rad] the first target after a clutch must be to the tool; ``clock``: the
     monotonic clock [ns] that stamps acceptance and application (``clock.now_ns``);
-    ``admits(session)``: whether console ``session`` holds control (control ownership,
-    called under the supervisor's lock for every command that passed the state checks;
-    None: every session may command, as in replay and the benchmarks).
+    ``admits``: control ownership, asked about every command that passed the state
+    checks (:class:`Admits`; None: every session may command, as in replay and the
+    benchmarks).
     """
 
     def __init__(self, robot: Robot, config: SafetyConfig,
@@ -144,7 +157,7 @@ class Supervisor:
                  engage_tolerance_m: float = ENGAGE_TOLERANCE_M,
                  engage_tolerance_rad: float = ENGAGE_TOLERANCE_RAD,
                  clock: Callable[[], int] = clock_now_ns,
-                 admits: Callable[[int], bool] | None = None) -> None:
+                 admits: Admits | None = None) -> None:
         if not period_s > 0.0:
             raise SafetyError(f"servo period must be positive, got {period_s} s")
         names = list(robot.arms) if arms is None else list(arms)
@@ -570,4 +583,4 @@ class Supervisor:
         return out
 
 
-__all__ = ["ENGAGE_TOLERANCE_M", "ENGAGE_TOLERANCE_RAD", "ArmMode", "Supervisor"]
+__all__ = ["ENGAGE_TOLERANCE_M", "ENGAGE_TOLERANCE_RAD", "Admits", "ArmMode", "Supervisor"]
