@@ -4,15 +4,24 @@ figures that could not be measured."""
 from __future__ import annotations
 
 import sys
+import threading
+from typing import Any, cast
 
+import pytest
+
+from telesurgery.bench import system
 from telesurgery.bench.cpu import ProcessCpu, ThreadGroup
+from telesurgery.bench.page import HeadlessPage
 from telesurgery.bench.system import (
+    Window,
     classify,
     control_section,
     cpu_cores,
     display_section,
+    safety_section,
     telesurgery_verb,
 )
+from telesurgery.demo.monitor import Monitor
 
 PY = sys.executable
 
@@ -109,3 +118,57 @@ def test_a_display_that_showed_nothing_has_no_figures_and_says_why() -> None:
                              None, "-")
     assert no_rtt["motion_to_photon_minus_rtt_ms"] is None
     assert no_rtt["reason"] == "no link round trip measured"
+
+
+class _Page:
+    """Stands in for the headless page: opens at once, paints when told."""
+
+    def __init__(self, paints: bool) -> None:
+        self.page: object | None = None
+        self.paints = paints
+
+    def open(self, url: str) -> None:
+        self.page = url
+
+    def evaluate(self, _expression: str) -> int:
+        return 30 if self.paints else 0
+
+
+class _Monitor:
+    def __init__(self, holds: list[int]) -> None:
+        self.pages = {"console": "http://127.0.0.1:1/?token=t"}
+        self._holds = holds
+
+    @property
+    def status(self) -> dict[str, Any]:
+        return {"patient": {"safety": {"holds": self._holds.pop(0)}}}
+
+
+def _drive(window: Window, monitor: _Monitor, stop: threading.Event) -> None:
+    # The demo ticks four times a second; here as fast as it can, until the window stops it.
+    while not stop.is_set():
+        window.tick(cast(Monitor, monitor), 0.0)
+
+
+def test_the_window_opens_at_the_first_paint_and_stops_the_demo_when_it_closes() -> None:
+    stop, lines = threading.Event(), list[str]()
+    page = _Page(paints=True)
+    window = Window(0.05, cast(HeadlessPage, page), stop, lines.append)
+    _drive(window, _Monitor([2, 5]), stop)
+    assert page.page == "http://127.0.0.1:1/?token=t"
+    assert window.first is not None
+    assert window.last is not None
+    assert (window.last.at_ns - window.first.at_ns) * 1e-9 >= 0.05
+    assert window.page_reason is None
+    assert safety_section({"holds": 9}, window.holds)["holds_in_window"] == 3
+    assert any("measuring" in line for line in lines)
+
+
+def test_a_page_that_never_paints_opens_the_window_anyway_and_says_why(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(system, "PAINT_WAIT_S", 0.0)
+    stop = threading.Event()
+    window = Window(0.01, cast(HeadlessPage, _Page(paints=False)), stop, lambda _line: None)
+    _drive(window, _Monitor([0, 0]), stop)
+    assert window.page_reason is not None
+    assert "painted nothing" in window.page_reason

@@ -44,8 +44,9 @@ from telesurgery.errors import TelesurgeryError
 Progress = Callable[[str], None]
 
 PAINT_WAIT_S: Final = 120.0
-"""How long [s] the page may take to paint its first frame after it opened (a loaded
-machine decodes slowly); after it the window opens anyway and the page says why."""
+"""How long [s] after the nodes came up the page may take to open and paint its first
+frame (a loaded machine decodes slowly); after it the window opens anyway and the page's
+figures say why they are missing."""
 PROGRESS_EVERY_S: Final = 10.0
 OURS: Final = ("router", "patient", "camera", "console", "emulators")
 """Our processes' roles, in data-path order: ``cpu_cores.ours`` is their sum."""
@@ -111,7 +112,8 @@ class Window:
         self._page = page
         self._stop = stop
         self._progress = progress
-        self._opened_at: float | None = None
+        self._waiting_since: float | None = None
+        self._opened = False
         self._began_at = 0.0
         self.first: cpu.Snapshot | None = None
         self.last: cpu.Snapshot | None = None
@@ -125,16 +127,8 @@ class Window:
     def tick(self, monitor: Monitor, _elapsed_s: float) -> None:
         """``run_demo``'s callback, four times a second."""
         now = time.monotonic()
-        if self._opened_at is None:
-            if open_console_page(self._page, monitor):
-                self._opened_at = now
-                self._progress("console page opened; waiting for its first paint")
-        elif self.first is None:
-            if self._painting():
-                self._begin(monitor, now)
-            elif now - self._opened_at > PAINT_WAIT_S:
-                self.page_reason = f"the page painted nothing within {PAINT_WAIT_S:.0f} s"
-                self._begin(monitor, now)
+        if self.first is None:
+            self._await_paint(monitor, now)
         elif self.last is None:
             measured = now - self._began_at
             if measured >= self.duration_s:
@@ -143,6 +137,21 @@ class Window:
                 self._progress(f"{measured:.0f}/{self.duration_s:.0f} s measured, load "
                                f"average {os.getloadavg()[0]:.2f}")
                 self._next_progress = now + PROGRESS_EVERY_S
+
+    def _await_paint(self, monitor: Monitor, now: float) -> None:
+        """Open the page once the console printed its address; begin at its first paint,
+        or without it after ``PAINT_WAIT_S``."""
+        if self._waiting_since is None:
+            self._waiting_since = now
+        if not self._opened and open_console_page(self._page, monitor):
+            self._opened = True
+            self._progress("console page opened; waiting for its first paint")
+        if self._opened and self._painting():
+            self._begin(monitor, now)
+        elif now - self._waiting_since > PAINT_WAIT_S:
+            what = "the page painted nothing" if self._opened else "the console printed no page"
+            self.page_reason = f"{what} within {PAINT_WAIT_S:.0f} s"
+            self._begin(monitor, now)
 
     def _painting(self) -> bool:
         try:
