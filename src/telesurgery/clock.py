@@ -88,8 +88,10 @@ def set_normal_thread() -> None:
 
     Only for threads that never run Python code for long: one that holds the GIL
     while another process preempts it stalls the node's real-time loops with it
-    (see ``set_bulk_thread``, which is what bulk work in such a node wants).
+    (see ``set_bulk_thread``, which is what bulk work in such a node wants). Names the
+    OS thread after the ``threading`` one.
     """
+    name_os_thread()
     try:
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     except (PermissionError, OSError, AttributeError):
@@ -110,8 +112,10 @@ def set_bulk_thread(priority: int = BULK_PRIORITY) -> None:
     too (priority inversion). Measured with a 1 kHz FIFO loop beside a pure-Python
     thread and three CPU hogs on two cores: loop lateness p99 5-19 ms, p99.9 10-411 ms
     with the thread at SCHED_OTHER; p99 0.32 ms, p99.9 0.40-0.63 ms at FIFO 10. The
-    loops still preempt it. A thread that is not real-time is left as it is.
+    loops still preempt it. A thread that is not real-time is left as it is. Names the
+    OS thread after the ``threading`` one.
     """
+    name_os_thread()
     try:
         if os.sched_getscheduler(0) != os.SCHED_FIFO:
             return
@@ -181,14 +185,18 @@ class FixedRateLoop:
     """Calls ``body(now_ns)`` at ``rate_hz`` until stopped; measures itself.
 
     ``realtime``: ask for 1 ns timer slack and SCHED_FIFO for the calling thread.
+    ``name``: the OS name the calling thread takes while it runs the loop (``top -H``
+    and ``bench system`` tell the loop from the process's other threads by it).
     After ``run``: ``period_error_ns`` (actual period minus nominal, every tick),
     ``elapsed_s`` [s] and ``cpu_cores`` (process CPU time over wall time).
     """
 
-    def __init__(self, rate_hz: float, *, realtime: bool = True) -> None:
+    def __init__(self, rate_hz: float, *, realtime: bool = True, name: str | None = None
+                 ) -> None:
         from telesurgery.stats import Samples
 
         self.rate_hz = rate_hz
+        self.name = name
         self.realtime = realtime
         self.period_error_ns = Samples()
         self.started_ns = 0
@@ -200,6 +208,8 @@ class FixedRateLoop:
         """Run until ``stop`` is set or ``duration_s`` [s] has passed."""
         if self.realtime:
             set_realtime_thread()
+        if self.name is not None:
+            name_os_thread(self.name)
         # What the node made while starting (models, sessions, codecs: ~84,000 objects in
         # the patient node) leaves the cyclic GC's view. A full collection over it held the
         # GIL for ~30 ms, and other threads' allocations (the camera's, per frame) set one

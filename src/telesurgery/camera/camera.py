@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from telesurgery.camera.renderer import CameraRenderer, RGBImage
-from telesurgery.clock import Rate, now_ns
+from telesurgery.clock import Rate, name_os_thread, now_ns
 from telesurgery.errors import VideoError
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,7 @@ class EndoscopeCamera:
         self._stop.clear()
 
         def loop() -> None:
+            name_os_thread()
             try:
                 self.run(on_frame, self._stop)
             except BaseException as exc:

@@ -25,7 +25,7 @@ from typing import Any, Final, Literal
 
 import zenoh
 
-from telesurgery.clock import FixedRateLoop, now_ns, set_realtime_thread
+from telesurgery.clock import FixedRateLoop, name_os_thread, now_ns, set_realtime_thread
 from telesurgery.config import ConsoleConfig
 from telesurgery.console.control import ControlClient
 from telesurgery.console.display import SurgeonDisplay, start_display
@@ -85,7 +85,7 @@ class ConsoleNode:
         self.sent_servo_cp = 0
         self.driving_ns = 0
         """Time [ns] spent streaming commands (the rest: not in control)."""
-        self.loop = FixedRateLoop(config.rate_hz, realtime=config.realtime)
+        self.loop = FixedRateLoop(config.rate_hz, realtime=config.realtime, name="teleop")
         self.patient_status: dict[str, Any] = {}
         self.link: ConsoleLink | None = None
         self.display: SurgeonDisplay | None = None
@@ -123,6 +123,7 @@ class ConsoleNode:
         self._actions.put(("grant", session))
 
     def _control_worker(self) -> None:
+        name_os_thread()
         while True:
             item = self._actions.get()
             if item is None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import zenoh
 
-from telesurgery.clock import FixedRateLoop, now_ns, set_realtime_thread
+from telesurgery.clock import FixedRateLoop, name_os_thread, now_ns, set_realtime_thread
 from telesurgery.config import PatientConfig
 from telesurgery.errors import ConfigError
 from telesurgery.messages import MeasuredCF, MeasuredCP, MeasuredJS, Message, SafetyEvent, Status
@@ -62,7 +62,8 @@ class PatientNode:
         self.keys = Keys(config.session)
         self.session_id = new_session_id()
         self.rejects = RejectCounter()
-        self.loop = FixedRateLoop(config.servo_rate_hz, realtime=config.realtime)
+        self.loop = FixedRateLoop(config.servo_rate_hz, realtime=config.realtime,
+                                  name="servo")
         self._events: queue.SimpleQueue[SafetyEvent] = queue.SimpleQueue()
         self.control = PatientControl(config.safety.owner_lost_ms)
         self.supervisor = Supervisor(robot, config.safety, on_event=self._events.put,
@@ -203,6 +204,7 @@ class PatientNode:
             cf.put(MeasuredCF(name, arm.measured_cf()))
 
     def _housekeeping(self, z: zenoh.Session, stop: threading.Event) -> None:
+        name_os_thread()
         keys, sid = self.keys, self.session_id
         events = Publisher(z, keys.safety_state, Stream.EVENT, sid)
         status = Publisher(z, keys.status("patient"), Stream.STATUS, sid)
@@ -213,7 +215,7 @@ class PatientNode:
             except queue.Empty:
                 ev = None
             if ev is not None:
-                log.info("safety: %s -> %s (%s)", ev.previous.name, ev.state.name, ev.reason)
+                log.info("safety: %s -> %s (%s)", ev.previous.name, ev.state.name, ev.text())
                 events.put(ev)
                 if self.audit is not None:
                     self.audit.safety_event(ev)

@@ -26,7 +26,7 @@ import numpy as np
 import zenoh
 
 from telesurgery.camera.camera import CapturedFrame, EndoscopeCamera
-from telesurgery.clock import name_os_thread, normal_priority_workers, set_bulk_thread
+from telesurgery.clock import normal_priority_workers, set_bulk_thread
 from telesurgery.config import VideoConfig
 from telesurgery.messages import Message
 from telesurgery.stats import Samples
@@ -110,7 +110,6 @@ class PatientVideo:
     def _run(self) -> None:
         # Before the GL context and the codecs start their workers, which inherit the
         # name: ``bench system`` tells the camera's CPU from the patient's by it.
-        name_os_thread()
         set_bulk_thread()
         cfg, camera, pub = self.config, self.camera, self._pub
         assert camera is not None

@@ -54,7 +54,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from telesurgery import __version__
-from telesurgery.clock import now_ns
+from telesurgery.clock import name_os_thread, now_ns
 from telesurgery.errors import CodecError, ConfigError, RecordingError
 from telesurgery.record.layout import KEY_SUFFIX, TRAIL_SUFFIX, audit_dir
 from telesurgery.transport.codec import untrusted_json
@@ -292,6 +292,7 @@ class AuditWriter:
         return record
 
     def _write_loop(self) -> None:
+        name_os_thread()
         while True:
             with self._durable:
                 while not self._pending and not self._closed:

@@ -21,7 +21,7 @@ from typing import Any
 
 import zenoh
 
-from telesurgery.clock import now_ns
+from telesurgery.clock import name_os_thread, now_ns
 from telesurgery.config import _key_chunk
 from telesurgery.errors import ConfigError, RecordingError
 from telesurgery.record.layout import new_recording_path
@@ -123,6 +123,7 @@ class Recorder:
         log.info("recording %s to %s", self._keys.everything, self._recording.path)
 
     def _receive_loop(self, subscriber: Any) -> None:
+        name_os_thread()
         # Ends when the subscriber is undeclared.
         for sample in subscriber:
             self.offer(str(sample.key_expr), sample.payload.to_bytes(), now_ns())
@@ -145,6 +146,7 @@ class Recorder:
         return True
 
     def _write_loop(self, rec: McapRecording) -> None:
+        name_os_thread()
         next_stats = now_ns() + _STATS_PERIOD_NS
         flush_s = self._flush_interval_s
         running = True

@@ -24,7 +24,7 @@ from typing import Any
 
 import zenoh
 
-from telesurgery.clock import now_ns
+from telesurgery.clock import name_os_thread, now_ns
 from telesurgery.errors import AuthError
 from telesurgery.messages import KeyOffer, Message
 from telesurgery.safety.checks import Reason
@@ -214,6 +214,7 @@ class ConsoleKeys:
         return self._key is not None
 
     def _offer_loop(self) -> None:
+        name_os_thread()
         # Resent after the answer too: the patient node takes it as this session's
         # keep-alive (no second session of our certificate while we run) and restores our
         # key from it if it had to forget it.

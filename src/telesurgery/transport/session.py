@@ -17,7 +17,7 @@ from typing import Any
 
 import zenoh
 
-from telesurgery.clock import now_ns
+from telesurgery.clock import name_os_thread, now_ns
 from telesurgery.config import ZenohConfig
 from telesurgery.errors import CodecError, CodecReason, TransportError
 from telesurgery.messages import AnyBody, Message
@@ -128,6 +128,10 @@ class Publisher:
         self._pub.undeclare()
 
 
+CALLBACK_THREAD_NAME = "zenoh-callback"
+"""The OS name of the threads Zenoh runs our handlers on (named at their first message)."""
+_callback_thread = threading.local()
+
 Handler = Callable[[Message, int], None]
 Gate = Callable[[bytes, Message], bool]
 """Decides on a decoded message and its bytes before its handler sees it (False: drop;
@@ -202,6 +206,9 @@ def subscribe(session: zenoh.Session, key: str, handler: Handler,
 
     def on_sample(sample: zenoh.Sample) -> None:
         received = now_ns()
+        if not getattr(_callback_thread, "named", False):
+            name_os_thread(CALLBACK_THREAD_NAME)
+            _callback_thread.named = True
         data = sample.payload.to_bytes()
         try:
             msg = decode(data)
