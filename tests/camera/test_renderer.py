@@ -99,6 +99,7 @@ def test_one_thread_owns_the_context(scene: tuple[Any, Any]) -> None:
         t = threading.Thread(target=other)
         t.start()
         t.join(30.0)
+        assert not t.is_alive(), "the other thread's render did not return within 30 s"
         assert len(errors) == 1
         assert "another thread" in str(errors[0])
     with pytest.raises(VideoError, match="closed"):

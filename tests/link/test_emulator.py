@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zenoh
@@ -22,6 +23,8 @@ from telesurgery.config import ZenohConfig
 from telesurgery.demo.processes import free_port
 from telesurgery.link.control import EmulatorProcess
 from telesurgery.transport.session import open_session
+
+from ..waiting import wait_until
 
 MS = 1_000_000
 WAIT_S = 10.0
@@ -64,8 +67,13 @@ class UdpSink:
 
     def close(self) -> None:
         self._stop = True
-        self._thread.join()
+        _join(self._thread, "the UDP sink")
         self.sock.close()
+
+
+def _join(thread: threading.Thread, what: str) -> None:
+    thread.join(WAIT_S)
+    assert not thread.is_alive(), f"{what} did not end within {WAIT_S} s"
 
 
 @pytest.fixture
@@ -155,9 +163,17 @@ def test_udp_bandwidth_cap_paces_and_tail_drops(sink: UdpSink) -> None:
         with _client(emu) as c:
             for seq in range(100):
                 c.send(seq.to_bytes(4, "little") + bytes(996))
-        sink.wait_for(lambda got: len(got) >= 15)
-        time.sleep(0.2)  # the queue drains in 21 ms; anything later would be a bug
-        stats = emu.stats()["directions"]["forward"]
+        # Every datagram accounted for (delivered or dropped), then every delivered one
+        # arrived: nothing is still on its way.
+        seen: list[dict[str, Any]] = []
+
+        def accounted() -> bool:
+            seen.append(emu.stats()["directions"]["forward"])
+            return bool(seen[-1]["delivered"] + sum(seen[-1]["dropped_by"].values()) >= 100)
+
+        wait_until(accounted, "every datagram delivered or dropped", WAIT_S)
+        stats = seen[-1]
+        sink.wait_for(lambda got: len(got) >= stats["delivered"])
     assert 15 <= len(sink.got) <= 30
     assert stats["dropped_by"] == {"queue_full": 100 - len(sink.got)}
     gaps = [(b - a) / MS for (_, a), (_, b) in itertools.pairwise(sink.got)]
@@ -212,7 +228,7 @@ def test_tcp_keeps_every_byte_in_order_despite_loss_and_jitter(echo: TcpEcho) ->
             sender = threading.Thread(target=c.sendall, args=(payload,))
             sender.start()
             back = _recv_exactly(c, len(payload))
-            sender.join()
+            _join(sender, "the sender")
         stats = emu.stats()["directions"]
     assert back == payload
     assert stats["forward"]["dropped"] == stats["reverse"]["dropped"] == 0
@@ -347,7 +363,7 @@ def test_tcp_target_closing_reaches_the_client_after_its_data() -> None:
                 socket.create_connection(emu.listen_address.address, timeout=WAIT_S) as c:
             assert _recv_exactly(c, 3) == b"bye"
             assert c.recv(1) == b""
-        thread.join()
+        _join(thread, "the target")
 
 
 def test_tcp_rate_cap_slows_the_stream_without_losing_bytes(echo: TcpEcho) -> None:
@@ -360,7 +376,7 @@ def test_tcp_rate_cap_slows_the_stream_without_losing_bytes(echo: TcpEcho) -> No
         sender.start()
         back = _recv_exactly(c, len(payload))
         elapsed = time.monotonic() - start
-        sender.join()
+        _join(sender, "the sender")
     assert back == payload
     # 400 kB at 1 MB/s cannot cross in less than 0.4 s, whatever the machine.
     assert elapsed >= 0.4

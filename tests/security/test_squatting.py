@@ -81,7 +81,7 @@ class Streaming:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(10.0)
-        assert not self._thread.is_alive()
+        assert not self._thread.is_alive(), "the victim console's thread did not stop in 10 s"
 
 
 class Attacker:
