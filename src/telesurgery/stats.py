@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -48,11 +49,27 @@ class Samples:
 
 
 def summarize(values: FloatArray, scale: float = 1.0, digits: int = 3) -> dict[str, float]:
-    """p50, p99, p99.9, max and count of ``values`` times ``scale``; {} when empty."""
+    """p50, p99, p99.9, max and count of ``values`` times ``scale``; {} when empty.
+
+    Percentiles interpolate linearly between the two nearest ranks, as ``np.percentile``
+    does by default, from one sort: ``np.percentile`` costs about 0.7 ms a call on a busy
+    2-core machine whatever the size (40 samples included), and the live path figures
+    called it a dozen times a second per path, a sixth of the patient node's Python time.
+    """
     if values.size == 0:
         return {}
-    v = values * scale
-    out = {name: round(float(np.percentile(v, q)), digits) for name, q in PERCENTILES.items()}
-    out["max"] = round(float(v.max()), digits)
-    out["count"] = int(v.size)
+    ranked = np.sort(values * scale)
+    out = {name: round(_ranked_percentile(ranked, q), digits)
+           for name, q in PERCENTILES.items()}
+    out["max"] = round(float(ranked[-1]), digits)
+    out["count"] = int(ranked.size)
     return out
+
+
+def _ranked_percentile(ranked: FloatArray, q: float) -> float:
+    """The ``q``-th percentile [0, 100] of sorted ``ranked``, linearly interpolated."""
+    at = q / 100.0 * (ranked.size - 1)
+    lo = math.floor(at)
+    hi = min(lo + 1, ranked.size - 1)
+    low = float(ranked[lo])
+    return low + (float(ranked[hi]) - low) * (at - lo)
