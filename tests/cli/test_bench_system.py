@@ -32,7 +32,9 @@ def test_a_missing_playwright_is_one_line(tmp_path: Path) -> None:
     # A 'playwright' package without its sync API shadows the installed one.
     (tmp_path / "playwright").mkdir()
     (tmp_path / "playwright" / "__init__.py").write_text("")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join(filter(None, (str(tmp_path),
+                                                       os.environ.get("PYTHONPATH"))))}
     _one_line_error(_bench("--chromium", sys.executable, env=env), "needs Playwright")
 
 
