@@ -41,3 +41,7 @@ def test_a_missing_playwright_is_one_line(tmp_path: Path) -> None:
 def test_a_program_that_is_not_a_browser_is_one_line() -> None:
     pytest.importorskip("playwright.sync_api")
     _one_line_error(_bench("--chromium", "/bin/false"), "did not start")
+
+
+def test_an_unknown_link_profile_is_one_line() -> None:
+    _one_line_error(_bench("--link", "atlantis"), "atlantis")

@@ -40,6 +40,7 @@ from telesurgery.bench.page import HeadlessPage, find_chromium, open_console_pag
 from telesurgery.demo.monitor import Monitor
 from telesurgery.demo.run import DemoOptions, run_demo
 from telesurgery.errors import TelesurgeryError
+from telesurgery.link.profiles import load_profile
 
 Progress = Callable[[str], None]
 
@@ -189,6 +190,8 @@ def bench_system(opts: SystemOptions, stop: threading.Event,
     short. ``ConfigError`` (one line) for a missing Chromium or Playwright.
     """
     load_before = os.getloadavg()[0]
+    if opts.link is not None:
+        load_profile(opts.link)  # a wrong name fails here, before anything starts
     chromium = find_chromium(opts.chromium)
     progress(f"starting the demo (link {opts.link or 'none'}, hog {opts.hog}) and "
              f"Chromium ({chromium})")
