@@ -13,9 +13,8 @@ import zenoh
 from telesurgery.console.control import ControlClient, OwnerView, may_drive
 from telesurgery.errors import CodecError, OwnershipError
 from telesurgery.messages import ControlAction, ControlRequest, Message, Status
-from telesurgery.safety.checks import Reason
 from telesurgery.safety.ownership import Ownership, Party, Role
-from telesurgery.security.tags import CommandVerifier, TagKey, seal
+from telesurgery.security.tags import CommandVerifier, TagKey, TagReason, seal
 from telesurgery.transport.codec import TAG_SIZE, decode
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.qos import Stream
@@ -120,10 +119,10 @@ def test_secure_actions_are_sealed_and_pass_the_patients_tag_check(
         assert len(msg.tag) == TAG_SIZE
         assert verifier.check("main", data, msg) is None
         # The same bytes again are a replay; a bit flipped under the tag is a forgery.
-        assert verifier.check("main", data, msg) is Reason.REPLAYED
+        assert verifier.check("main", data, msg) is TagReason.REPLAYED
         forged = bytearray(data)
         forged[40] ^= 1
-        assert verifier.check("main", bytes(forged), decode(bytes(forged))) is Reason.BAD_TAG
+        assert verifier.check("main", bytes(forged), decode(bytes(forged))) is TagReason.BAD_TAG
 
 
 def test_what_a_console_may_not_send_is_refused_before_it_leaves(

@@ -76,7 +76,7 @@ def test_the_trail_records_the_session_and_verifies(events: list[SafetyEvent], t
     for ev in events[:3]:
         audit.safety_event(ev)
     t0 = 1000.0
-    stale = {Reason.STALE: 3, Reason.NOT_ALIGNED: 0}
+    stale = {Reason.STALE.value: 3, Reason.NOT_ALIGNED.value: 0}
     audit.poll(stale, now_s=t0)  # before the first period: nothing yet
     audit.poll(stale, now_s=t0 + 1e6)  # a period later, counts changed: one summary
     audit.poll(stale, now_s=t0 + 2e6)  # unchanged: nothing
@@ -85,7 +85,7 @@ def test_the_trail_records_the_session_and_verifies(events: list[SafetyEvent], t
     backup = Party(Role.BACKUP, "backup:bedside-team", 0xBAC)
     audit.handover_request(surgeon, "request", "waiting for the bedside")
     audit.handover(Handover(backup, surgeon, backup, "granted by backup:bedside-team", 7))
-    audit.close({Reason.STALE: 5}, {"final_state": "ENGAGED"})
+    audit.close({Reason.STALE.value: 5}, {"final_state": "ENGAGED"})
 
     [report] = AuditVerifier([audit.fingerprint]).verify_dir(tmp_path)
     assert report.ok, report.findings
@@ -111,6 +111,6 @@ def test_the_trail_records_the_session_and_verifies(events: list[SafetyEvent], t
 
 def test_unchanged_rejections_are_not_summarised_at_stop(tmp_path: Path) -> None:
     audit = PatientAudit(tmp_path, "or1", {})
-    audit.close({Reason.STALE: 0}, {})
+    audit.close({Reason.STALE.value: 0}, {})
     kinds = [json.loads(line)["kind"] for line in audit.path.read_text().splitlines()]
     assert kinds == ["session_start", "session_stop"]

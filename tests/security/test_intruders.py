@@ -37,6 +37,7 @@ from telesurgery.security.command_keys import ConsoleKeys
 from telesurgery.security.handshake import Initiator
 from telesurgery.security.node import NodeSecurity, Site, throwaway_site
 from telesurgery.security.pki import Identity, Role
+from telesurgery.security.tags import TagReason
 from telesurgery.transport.codec import TAG_SIZE, decode, encode
 from telesurgery.transport.dualpath import MultiPublisher
 from telesurgery.transport.keys import Keys
@@ -117,8 +118,13 @@ class Rig:
     def security(self, role: Role, name: str) -> NodeSecurity:
         return self.site.security(role, name)
 
-    def rejections(self) -> dict[Reason, int]:
-        return self.node.supervisor.rejections()
+    def rejections(self) -> dict[Reason | TagReason, int]:
+        """Commands refused so far: the tag gate's verdicts and the supervisor's."""
+        out: dict[Reason | TagReason, int] = dict.fromkeys(TagReason, 0)
+        if self.node.auth is not None:
+            out.update(self.node.auth.rejections().items())
+        out.update(self.node.supervisor.rejections().items())
+        return out
 
     def received(self) -> int:
         """Commands the patient node judged at all (accepted or refused for any reason)."""
@@ -320,7 +326,7 @@ def captured(rig: Rig) -> Iterator[Captured]:
 
 
 def _attack(rig: Rig, attack: Callable[[], None],
-            expected: int = 0) -> tuple[float, dict[Reason, int]]:
+            expected: int = 0) -> tuple[float, dict[Reason | TagReason, int]]:
     """Run ``attack`` on a held arm and wait until ``expected`` more commands were judged;
     how far the tool moved [m] and the new rejections by reason."""
     rig.held()
@@ -332,7 +338,7 @@ def _attack(rig: Rig, attack: Callable[[], None],
           f"{expected} commands to reach the patient node")
     rig.tip.wait_samples(20, rig.tip.mark())
     after = rig.rejections()
-    return rig.tip.moved_since(start), {r: after[r] - before[r] for r in Reason
+    return rig.tip.moved_since(start), {r: after[r] - before[r] for r in after
                                         if after[r] != before[r]}
 
 
@@ -411,7 +417,7 @@ def test_replayed_commands_are_refused_as_replays(rig: Rig, captured: Captured) 
     assert moved < STILL_M
     # Every command the patient had seen is a replay. One it never saw (dropped on the
     # way the first time) passes the window, but is refused as stale or out of order.
-    assert rejected.pop(Reason.REPLAYED) == captured.delivered
+    assert rejected.pop(TagReason.REPLAYED) == captured.delivered
     assert sum(rejected.values()) == len(captured.sent) - captured.delivered
     assert set(rejected) <= {Reason.STALE, Reason.OUT_OF_ORDER}
 
@@ -431,7 +437,7 @@ def test_restamped_replays_and_forged_tags_are_refused(rig: Rig, captured: Captu
 
     moved, rejected = _attack(rig, attack, len(restamped) + len(forged))
     assert moved < STILL_M
-    assert rejected == {Reason.BAD_TAG: len(restamped) + len(forged)}
+    assert rejected == {TagReason.BAD_TAG: len(restamped) + len(forged)}
 
 
 def test_untagged_commands_are_refused(rig: Rig, captured: Captured) -> None:
@@ -440,7 +446,7 @@ def test_untagged_commands_are_refused(rig: Rig, captured: Captured) -> None:
     moved, rejected = _attack(rig, lambda: intruder.send(
         _stamped(m, 3_000_000 + i, b"") for i, m in enumerate(untagged)), len(untagged))
     assert moved < STILL_M
-    assert rejected == {Reason.UNTAGGED: len(untagged)}
+    assert rejected == {TagReason.UNTAGGED: len(untagged)}
 
 
 def test_commands_of_a_previous_session_are_refused(rig: Rig, captured: Captured) -> None:
@@ -457,7 +463,7 @@ def test_commands_of_a_previous_session_are_refused(rig: Rig, captured: Captured
     finally:
         console.close()
     assert moved < STILL_M
-    assert rejected == {Reason.UNKNOWN_KEY: len(captured.sent)}
+    assert rejected == {TagReason.UNKNOWN_KEY: len(captured.sent)}
 
 
 def _revoked_console(rig: Rig, name: str) -> tuple[Console, NodeSecurity]:
@@ -490,11 +496,11 @@ def test_a_certificate_revoked_mid_session_loses_its_key_while_commanding(rig: R
         start = rig.tip.latest()
 
         def attack() -> None:
-            base = rig.rejections()[Reason.UNKNOWN_KEY]
+            base = rig.rejections()[TagReason.UNKNOWN_KEY]
             seq = 1
             deadline = now_ns() + int(WAIT_S * 1e9)
             # Clutched on the spot: accepted until noticed, and never a motion.
-            while rig.rejections()[Reason.UNKNOWN_KEY] == base:
+            while rig.rejections()[TagReason.UNKNOWN_KEY] == base:
                 assert now_ns() < deadline, "the revocation was never noticed"
                 sender.send(_sealed(console, [(start, True)] * 50, seq))
                 seq += 50
@@ -505,8 +511,8 @@ def test_a_certificate_revoked_mid_session_loses_its_key_while_commanding(rig: R
     assert moved < STILL_M
     # Before the revocation is noticed its commands are authentic, and refused only when
     # another console of this module's patient node holds control.
-    assert Reason.UNKNOWN_KEY in rejected
-    assert set(rejected) <= {Reason.UNKNOWN_KEY, Reason.WRONG_SESSION}
+    assert TagReason.UNKNOWN_KEY in rejected
+    assert set(rejected) <= {TagReason.UNKNOWN_KEY, Reason.WRONG_SESSION}
 
 
 def test_a_revoked_certificate_gets_no_new_key_and_its_old_one_is_forgotten(
@@ -529,7 +535,7 @@ def test_a_revoked_certificate_gets_no_new_key_and_its_old_one_is_forgotten(
     finally:
         console.close()
     assert moved < STILL_M
-    assert rejected == {Reason.UNKNOWN_KEY: len(stroke)}
+    assert rejected == {TagReason.UNKNOWN_KEY: len(stroke)}
 
 
 def test_a_surgeon_can_neither_take_control_nor_grant_it(rig: Rig) -> None:
@@ -543,7 +549,7 @@ def test_a_surgeon_can_neither_take_control_nor_grant_it(rig: Rig) -> None:
         control = rig.node.control
         handovers = control.ownership.handovers
         refused = dict(control.status()["refused"])
-        untagged = rig.rejections()[Reason.UNTAGGED]
+        untagged = rig.rejections()[TagReason.UNTAGGED]
         request, grant = (console.z.declare_publisher(k, reliability=zenoh.Reliability.RELIABLE)
                           for k in (KEYS.control_request, KEYS.control_grant))
         seq = itertools.count(1)
@@ -564,7 +570,7 @@ def test_a_surgeon_can_neither_take_control_nor_grant_it(rig: Rig) -> None:
             return int(control.status()["refused"].get(reason, 0)) - int(refused.get(reason, 0))
 
         _wait(lambda: (new("not_backup"), new("role_mismatch")) == (2, 1)
-              and rig.rejections()[Reason.UNTAGGED] == untagged + 1,
+              and rig.rejections()[TagReason.UNTAGGED] == untagged + 1,
               "the control actions to be refused")
         # The access control dropped the put on control/grant: it was never judged.
         assert new("role_mismatch") == 1

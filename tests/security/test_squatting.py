@@ -25,11 +25,10 @@ from telesurgery.clock import Rate, now_ns
 from telesurgery.demo.processes import free_port
 from telesurgery.errors import AuthError
 from telesurgery.messages import ControlAction, ControlRequest, KeyAccept, Message, ServoCP, Status
-from telesurgery.safety.checks import Reason
 from telesurgery.security.handshake import Initiator
 from telesurgery.security.node import throwaway_site
 from telesurgery.security.pki import Role
-from telesurgery.security.tags import TagKey, seal
+from telesurgery.security.tags import TagKey, TagReason, seal
 from telesurgery.transport.codec import decode, encode
 from telesurgery.transport.session import matching
 from telesurgery.types import Pose
@@ -211,10 +210,10 @@ def _squat_and_drive(rig: Rig, attacker: Attacker, victim: str) -> tuple[int, fl
     _wait(lambda: _taken(rig) == before + 1, "the squatting offer to be refused")
     # The best an attacker without an answer can do is a key of its own.
     key = attacker.key_from_answers(initiator) or os.urandom(32)
-    rejected = rig.rejections()[Reason.BAD_TAG]
+    rejected = rig.rejections()[TagReason.BAD_TAG]
     start = rig.tip.mark()
     sent = attacker.drive_as(session, key, rig.tip.latest())
-    _wait(lambda: rig.rejections()[Reason.BAD_TAG] >= rejected + sent,
+    _wait(lambda: rig.rejections()[TagReason.BAD_TAG] >= rejected + sent,
           f"the attacker's commands and grant to be refused as forged ({sent} sent; "
           f"refused so far: {rig.rejections()})")
     rig.tip.wait_samples(20, rig.tip.mark())

@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 
 from telesurgery.errors import CodecError
 from telesurgery.messages import JawServoJP, KeyAccept, KeyOffer, Message, ServoCP
-from telesurgery.safety.checks import Reason
 from telesurgery.security.tags import (
     CommandVerifier,
     ReplayWindow,
     TagKey,
+    TagReason,
     seal,
     tag_matches,
 )
@@ -80,20 +80,20 @@ def test_key_messages_round_trip_and_refuse_oversized_certificates() -> None:
 
 def test_verifier_verdicts() -> None:
     v = CommandVerifier()
-    assert v.check("direct", encode(_command(1)), _command(1)) is Reason.UNTAGGED
+    assert v.check("direct", encode(_command(1)), _command(1)) is TagReason.UNTAGGED
     data = seal(_command(1), TAG)
-    assert v.check("direct", data, decode(data)) is Reason.UNKNOWN_KEY
+    assert v.check("direct", data, decode(data)) is TagReason.UNKNOWN_KEY
     v.set_key(CONSOLE, KEY, "surgeon:a", 11)
     assert v.check("direct", data, decode(data)) is None
     # The very same bytes again on the same path: a replay.
-    assert v.check("direct", data, decode(data)) is Reason.REPLAYED
+    assert v.check("direct", data, decode(data)) is TagReason.REPLAYED
     # The same number on another path: dual-path redundancy, not a replay.
     assert v.check("5g", data, decode(data)) is None
     forged = seal(_command(2), OTHER_TAG)
-    assert v.check("direct", forged, decode(forged)) is Reason.BAD_TAG
+    assert v.check("direct", forged, decode(forged)) is TagReason.BAD_TAG
     # A tag copied onto a re-stamped command does not match.
     restamped = encode(replace(_command(3), tag=data[-TAG_SIZE:]))
-    assert v.check("direct", restamped, decode(restamped)) is Reason.BAD_TAG
+    assert v.check("direct", restamped, decode(restamped)) is TagReason.BAD_TAG
 
 
 def test_streams_are_told_apart_by_arm_and_kind() -> None:
@@ -110,7 +110,7 @@ def test_a_new_session_of_the_same_identity_ends_the_previous_one() -> None:
     v.set_key(CONSOLE, KEY, "surgeon:a", 11)
     v.set_key(CONSOLE + 1, OTHER_KEY, "surgeon:a", 11)
     old = seal(_command(9), TAG)
-    assert v.check("direct", old, decode(old)) is Reason.UNKNOWN_KEY
+    assert v.check("direct", old, decode(old)) is TagReason.UNKNOWN_KEY
     new = seal(_command(9, session=CONSOLE + 1), OTHER_TAG)
     assert v.check("direct", new, decode(new)) is None
 
@@ -157,4 +157,4 @@ def test_random_bytes_never_pass_as_a_tagged_command() -> None:
     good = seal(_command(1), TAG)
     for _ in range(200):
         data = good[:-TAG_SIZE] + os.urandom(TAG_SIZE)
-        assert v.check("direct", data, decode(data)) is Reason.BAD_TAG
+        assert v.check("direct", data, decode(data)) is TagReason.BAD_TAG

@@ -41,7 +41,6 @@ from typing import Any, Final
 from telesurgery.errors import RecordingError
 from telesurgery.messages import SafetyCause, SafetyEvent
 from telesurgery.record.audit import AuditKind, AuditWriter
-from telesurgery.safety.checks import Reason
 from telesurgery.safety.ownership import Handover, Party
 from telesurgery.security.command_keys import KeyEvent
 from telesurgery.transport.pathwatch import Alarm
@@ -136,17 +135,18 @@ class PatientAudit:
         self._append(AuditKind.KEY_AGREED if ev.reason is None else AuditKind.KEY_REFUSED,
                      ev.as_dict())
 
-    def poll(self, rejections: Mapping[Reason, int], now_s: float | None = None) -> None:
-        """Summarise the rejections if ``SUMMARY_PERIOD_S`` [s] passed and they changed
-        (housekeeping thread; ``now_s`` [s, time.monotonic])."""
+    def poll(self, rejections: Mapping[str, int], now_s: float | None = None) -> None:
+        """Summarise the rejections (counts by reason name, every layer's) if
+        ``SUMMARY_PERIOD_S`` [s] passed and they changed (housekeeping thread; ``now_s``
+        [s, time.monotonic])."""
         now = time.monotonic() if now_s is None else now_s
         if now < self._next_summary:
             return
         self._next_summary = now + self._period_s
         self._summarise(rejections, now)
 
-    def _summarise(self, rejections: Mapping[Reason, int], now: float) -> None:
-        counts = {r.value: n for r, n in rejections.items() if n}
+    def _summarise(self, rejections: Mapping[str, int], now: float) -> None:
+        counts = {r: n for r, n in rejections.items() if n}
         if counts == self._summarised:
             return
         new = {r: n - self._summarised.get(r, 0) for r, n in counts.items()
@@ -155,7 +155,7 @@ class PatientAudit:
             "period_s": round(now - self._summarised_at, 3), "new": new, "total": counts})
         self._summarised, self._summarised_at = counts, now
 
-    def close(self, rejections: Mapping[Reason, int], final: Mapping[str, Any]) -> None:
+    def close(self, rejections: Mapping[str, int], final: Mapping[str, Any]) -> None:
         """Last summary, then ``session_stop`` with the node's ``final`` figures."""
         self._summarise(rejections, time.monotonic())
         if self._writer is None:

@@ -15,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import zenoh
@@ -27,9 +28,11 @@ from telesurgery.patient.audit import PatientAudit
 from telesurgery.patient.control import PatientControl
 from telesurgery.patient.video import PatientVideo, start_video
 from telesurgery.robots.base import Robot
+from telesurgery.safety.checks import Reason
 from telesurgery.safety.supervisor import Supervisor
 from telesurgery.security.command_keys import PatientKeys
 from telesurgery.security.node import NodeSecurity, node_security, security_status
+from telesurgery.security.tags import TagReason
 from telesurgery.transport.dualpath import MultiPublisher
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.nodelink import PatientLink
@@ -116,7 +119,7 @@ class PatientNode:
         if self.security is not None:
             # Every command must carry a tag under a key agreed with a console certificate.
             self.auth = PatientKeys(z, keys, sid, self.security.credentials,
-                                    self.security.commanders(), self.supervisor.reject,
+                                    self.security.commanders(),
                                     self.audit.key_event if self.audit else None)
         self.control.start(z, keys, sid, self.supervisor, self.auth, self.audit)
         link.subscribe_commands([k for arm in cfg.arms
@@ -141,9 +144,9 @@ class PatientNode:
             house_stop.set()
             house.join(timeout=2.0)
             if self.audit is not None:
-                self.audit.close(self.supervisor.rejections(),
+                self.audit.close(self.rejections(),
                                  {"final_state": self.final_state.name,
-                                  "safety": self.supervisor.snapshot(LIVE_WINDOW)})
+                                  "safety": self._safety(LIVE_WINDOW)})
             token.undeclare()
             link.close()
             self.control.close()
@@ -220,7 +223,7 @@ class PatientNode:
                 if self.audit is not None:
                     self.audit.safety_event(ev)
             if self.audit is not None:
-                self.audit.poll(self.supervisor.rejections())
+                self.audit.poll(self.rejections())
             self.control.poll()
             if time.monotonic() >= next_status:
                 status.put(Status(self.status()))
@@ -243,7 +246,7 @@ class PatientNode:
             "session_id": f"{self.session_id:016x}",
             "uptime_s": round((now_ns() - self.loop.started_ns) * 1e-9, 3)
             if self.loop.started_ns else 0.0,
-            "safety": self.supervisor.snapshot(last),
+            "safety": self._safety(last),
             "undecodable": self.rejects.total,
             "link": self.link.status() if self.link is not None else {},
             "servo": {"rate_hz": self.config.servo_rate_hz,
@@ -260,6 +263,22 @@ class PatientNode:
             out["video"] = self.video.status()
         return out
 
+    def rejections(self) -> dict[str, int]:
+        """Commands refused so far, by reason name: the tag gate's verdicts and the
+        supervisor's, each counted by its own layer."""
+        gate = self.auth.rejections() if self.auth is not None else {}
+        return _by_name(self.supervisor.rejections(), gate)
+
+    def _safety(self, last: int | None) -> dict[str, Any]:
+        """The supervisor's figures with the tag gate's refusals counted in, so that
+        ``rejected`` and ``rejected_by_reason`` cover every refused command."""
+        out = self.supervisor.snapshot(last)
+        if self.auth is not None:
+            gate = self.auth.rejections()
+            out["rejected"] += sum(gate.values())
+            out["rejected_by_reason"] = _by_name(out["rejected_by_reason"], gate)
+        return out
+
     def report(self) -> dict[str, Any]:
         """Final figures after the loop ended."""
         out = self.status(last=None)
@@ -270,6 +289,18 @@ class PatientNode:
         if self.video is not None:
             out["video"] = self.video.report()
         return out
+
+
+def _by_name(*counts: Mapping[str, int] | Mapping[Reason, int] | Mapping[TagReason, int],
+             ) -> dict[str, int]:
+    """Counts keyed by reason (an enum or its name) summed by name; zeros left out."""
+    out: dict[str, int] = {}
+    for mapping in counts:
+        for reason, n in mapping.items():
+            if n:
+                name = reason if isinstance(reason, str) else reason.value
+                out[name] = out.get(name, 0) + n
+    return out
 
 
 def _flat(p: Pose) -> list[float]:

@@ -34,7 +34,8 @@ TOLERANCE_M = 1e-9
 
 
 class Reason(enum.Enum):
-    """Why a command was rejected; the value is the name used in status JSON."""
+    """Why the safety supervisor rejected a command; the value is the name used in status
+    JSON. (The tag gate in front of it counts its own verdicts, ``security.tags.TagReason``.)"""
 
     MALFORMED = "malformed"
     """Not a command body, a quaternion that is not unit, or a sample taken after sending."""
@@ -60,16 +61,6 @@ class Reason(enum.Enum):
     """The arm is held and the console has not clutched since."""
     NOT_ALIGNED = "not_aligned"
     """Clutch released with the hand's target too far from the tool: no jump allowed."""
-    UNTAGGED = "untagged"
-    """No authentication tag where the patient node requires one (``security.tags``)."""
-    BAD_TAG = "bad_tag"
-    """The authentication tag does not match: forged or altered on the way."""
-    UNKNOWN_KEY = "unknown_key"
-    """Tagged for a console session with no command key agreed with this patient node:
-    a command of a previous session, or of a console that never exchanged keys."""
-    REPLAYED = "replayed"
-    """A valid tag on a sequence number this path already brought, or one too old to
-    judge: a captured command sent again."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -531,12 +531,6 @@ class Supervisor:
                         reason.value, where)
         return REJECTED[reason]
 
-    def reject(self, reason: Reason, msg: Message | None = None) -> Verdict:
-        """Count a command that a check in front of the supervisor (the authentication
-        tag verifier) rejected, so that every rejection is counted in one place."""
-        with self._lock:
-            return self._reject(reason, msg)
-
     # ---- readings (any thread) ------------------------------------------------------
 
     def applied(self, arm: str) -> tuple[int, int]:

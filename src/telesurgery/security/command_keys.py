@@ -3,7 +3,8 @@
 ``PatientKeys`` answers key offers (``control/key/offer``, ``control/key/accept`` on the
 node's main session) and is the gate every command passes before the dual-path layer:
 a command with no tag, a forged tag, the key of an unknown or previous session, or a
-replay is refused and counted through ``on_reject`` (the supervisor's counters). Each
+replay is refused and counted here by ``TagReason`` (security's own verdicts: the
+supervisor counts its own; the patient node reports both side by side). Each
 console session id stays bound to the certificate and ephemeral key that first agreed a
 key for it (``handshake.Responder``); every agreement and every refused offer is handed
 to ``on_event`` (the audit trail).
@@ -27,7 +28,6 @@ import zenoh
 from telesurgery.clock import name_os_thread, now_ns
 from telesurgery.errors import AuthError
 from telesurgery.messages import KeyOffer, Message
-from telesurgery.safety.checks import Reason
 from telesurgery.security.handshake import (
     BINDING_REFUSALS,
     Credentials,
@@ -36,7 +36,7 @@ from telesurgery.security.handshake import (
     certificate_name,
 )
 from telesurgery.security.pki import Role
-from telesurgery.security.tags import CommandVerifier, TagKey, seal
+from telesurgery.security.tags import CommandVerifier, TagKey, TagReason, seal
 from telesurgery.transport.codec import encode
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.qos import Stream
@@ -75,14 +75,13 @@ class PatientKeys:
     """The patient node's end of command authentication.
 
     ``commanders``: who may agree keys, by role (the access-control roster; None: any
-    surgeon or backup of the site CA); ``on_reject(reason, message)`` counts each
-    refused command; ``on_event`` gets each :class:`KeyEvent` (first refusal per console
-    session and reason).
+    surgeon or backup of the site CA); ``on_event`` gets each :class:`KeyEvent` (first
+    refusal per console session and reason). Refused commands are counted by
+    :class:`~telesurgery.security.tags.TagReason` (:meth:`rejections`).
     """
 
     def __init__(self, z: zenoh.Session, keys: Keys, session_id: int, creds: Credentials,
                  commanders: Mapping[Role, Sequence[str]] | None,
-                 on_reject: Callable[[Reason, Message], object],
                  on_event: Callable[[KeyEvent], object] | None = None) -> None:
         self.verifier = CommandVerifier()
         self._on_event = on_event
@@ -90,8 +89,11 @@ class PatientKeys:
         self._creds = creds
         self._next_crl_check = 0
         self._responder = Responder(creds, keys.session, session_id, commanders)
-        self._on_reject = on_reject
         self._lock = threading.Lock()
+        # Apart from ``_lock``, which an offer holds through its signature checks: a
+        # refused command must never wait for a handshake.
+        self._count_lock = threading.Lock()
+        self._rejected: Counter[TagReason] = Counter()
         self.refused: Counter[str] = Counter()
         """Key offers refused, by reason (``AuthError.reason``)."""
         self.agreed = 0
@@ -151,8 +153,18 @@ class PatientKeys:
         reason = self.verifier.check(path, data, msg)
         if reason is None:
             return True
-        self._on_reject(reason, msg)
+        with self._count_lock:
+            self._rejected[reason] += 1
+            first = self._rejected[reason] == 1
+        if first:
+            log.warning("refused a command: %s (seq %d, session %016x); further ones are "
+                        "counted, not logged", reason.value, msg.seq, msg.session)
         return False
+
+    def rejections(self) -> dict[TagReason, int]:
+        """Commands refused so far, by reason."""
+        with self._count_lock:
+            return dict(self._rejected)
 
     def _check_revocations(self) -> None:
         revoked = self._creds.revoked

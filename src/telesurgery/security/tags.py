@@ -15,6 +15,7 @@ sequence numbers each path already brought.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 import threading
@@ -23,7 +24,6 @@ from collections.abc import Collection
 from dataclasses import dataclass, replace
 
 from telesurgery.messages import ControlRequest, JawServoJP, Message, ServoCP
-from telesurgery.safety.checks import Reason
 from telesurgery.transport.codec import FLAG_TAG, FLAGS_OFFSET, TAG_SIZE, encode
 
 KEY_SIZE = 32
@@ -34,6 +34,25 @@ commands at 1 kHz); anything older is refused as a replay. The supervisor's comm
 limit (100 ms) is far shorter, so nothing legitimate is ever that old."""
 MAX_SESSIONS = 8
 """Console sessions whose keys are kept; the oldest is forgotten beyond this."""
+
+
+class TagReason(enum.Enum):
+    """Why the tag gate refused a command (security's own verdicts; the safety
+    supervisor counts its own, ``safety.checks.Reason``); the value is the name used in
+    status JSON."""
+
+    UNTAGGED = "untagged"
+    """No authentication tag where the patient node requires one."""
+    BAD_TAG = "bad_tag"
+    """The authentication tag does not match: forged or altered on the way."""
+    UNKNOWN_KEY = "unknown_key"
+    """Tagged for a console session with no command key agreed with this patient node:
+    a command of a previous session, or of a console that never exchanged keys."""
+    REPLAYED = "replayed"
+    """A valid tag on a sequence number this path already brought, or one too old to
+    judge: a captured command sent again."""
+    MALFORMED = "malformed"
+    """A tagged message on a command key that is not a command or control request."""
 
 
 class TagKey:
@@ -170,20 +189,20 @@ class CommandVerifier:
         with self._lock:
             return self._keys.get(session)
 
-    def check(self, path: str, data: bytes, msg: Message) -> Reason | None:
+    def check(self, path: str, data: bytes, msg: Message) -> TagReason | None:
         """Why the command ``msg`` (decoded from ``data``, brought by ``path``) must be
         refused, or None when its tag is valid and it is no replay."""
         if not msg.tag:
-            return Reason.UNTAGGED
+            return TagReason.UNTAGGED
         body = msg.body
         if not isinstance(body, ServoCP | JawServoJP | ControlRequest):
-            return Reason.MALFORMED
+            return TagReason.MALFORMED
         with self._lock:
             entry = self._keys.get(msg.session)
             if entry is None:
-                return Reason.UNKNOWN_KEY
+                return TagReason.UNKNOWN_KEY
             if not tag_matches(data, entry.key):
-                return Reason.BAD_TAG
+                return TagReason.BAD_TAG
             # Streams by what the authenticated body says, not by the key it came on: a
             # command moved to another key expression is still the same command.
             stream = (msg.session, int(body.TYPE),
@@ -192,5 +211,5 @@ class CommandVerifier:
             if window is None:
                 window = self._windows[stream] = ReplayWindow(self._window)
             if not window.admit(path, msg.seq):
-                return Reason.REPLAYED
+                return TagReason.REPLAYED
         return None
