@@ -90,17 +90,21 @@ def test_a_camera_process_of_its_own_is_the_camera() -> None:
     assert (cores["camera"], cores["patient"]) == (0.3, 0.6)
 
 
-def test_lost_commands_are_neither_applied_nor_cut_off_by_the_stop() -> None:
-    summary = {"control": {"sent": 1000, "applied": 990, "unreceived_at_stop": 4,
-                           "rejected_by_reason": {"stale": 3}},
+def test_lost_commands_are_those_sent_and_never_applied_command_by_command() -> None:
+    summary = {"control": {"sent": 1000, "applied": 985, "unreceived_at_stop": 4,
+                           "rejected_by_reason": {"stale": 3, "not_engaged": 4}},
                "link": {"commands": {"lost": 3},
-                        "paths": {"fibre": {"missed": 5, "loss": 0.005, "late_copies": 2},
+                        "paths": {"fibre": {"missed": 5, "loss": 0.005, "late_copies": 2,
+                                            "superseded": 1},
                                   "5g": {"missed": 7, "loss": 0.007}}}}
     c = control_section(summary)
-    assert (c["sent"], c["applied"], c["lost"]) == (1000, 990, 6)
+    # 7 rejected, 3 no path brought, 1 superseded; late copies and the stop's tail never.
+    assert (c["sent"], c["applied"], c["lost"]) == (1000, 985, 11)
+    assert c["lost_by_difference"] == 1000 - 985 - 4
     assert c["paths"]["fibre"]["lost"] == 5
     assert c["paths"]["5g"]["lost"] == 7
     assert c["not_applied"]["no_path_brought"] == 3
+    assert control_section({})["lost_by_difference"] is None
 
 
 def test_a_display_that_showed_nothing_has_no_figures_and_says_why() -> None:

@@ -60,7 +60,8 @@ def test_commands_are_counted_and_timed(result: dict[str, Any]) -> None:
     c = result["control"]
     assert c["sent"] > 0
     assert c["applied"] > 0
-    assert 0 <= c["lost"] <= c["sent"] - c["applied"] + 1
+    assert 0 <= c["lost"] <= c["sent"]
+    assert isinstance(c["not_applied"]["rejected_by_reason"], dict)
     assert set(c["paths"]) == {"direct"}
     assert isinstance(c["paths"]["direct"]["lost"], int)
     _percentiles(c["latency_ms"], "p50", "p99", "p999", "max")

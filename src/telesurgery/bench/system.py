@@ -236,27 +236,39 @@ def bench_system(opts: SystemOptions, stop: threading.Event,
 
 
 def control_section(summary: dict[str, Any]) -> dict[str, Any]:
-    """Commands and their latency. ``lost``: sent, less applied (accepted by the safety
-    supervisor), less ``unreceived_at_stop`` (sent after the patient stopped listening);
-    a copy on a second path is not a command, so late copies never count. Per path,
-    ``lost`` is the copies that path never brought (``missed``)."""
+    """Commands and their latency.
+
+    ``lost`` counts, command by command, those sent and never applied: rejected by the
+    safety supervisor (any reason: stale, not engaged, clock skew, ...), numbers no path
+    brought, and first copies dropped because a newer number had come (superseded). A
+    late copy of a number another path brought is not a command, so it never counts; nor
+    does what was in flight when the nodes stopped (never judged). ``lost_by_difference``
+    is sent - applied - ``unreceived_at_stop``, the same figure by subtraction while the
+    summary counts only the stop's tail as unreceived. Per path, ``lost`` is the copies
+    that path never brought (``missed``).
+    """
     c = summary.get("control", {})
     link = summary.get("link", {})
+    paths = link.get("paths", {})
+    rejected = c.get("rejected_by_reason", {})
+    no_path = link.get("commands", {}).get("lost")
+    superseded = sum(int(p.get("superseded") or 0) for p in paths.values())
     unreceived = c.get("unreceived_at_stop")
     sent, applied = int(c.get("sent", 0)), int(c.get("applied", 0))
     return {
         "sent": sent,
         "applied": applied,
-        "lost": max(0, sent - applied - int(unreceived or 0)),
+        "lost": sum(int(n) for n in rejected.values()) + int(no_path or 0) + superseded,
+        "lost_by_difference": None if unreceived is None else sent - applied - unreceived,
         "unreceived_at_stop": unreceived,
-        "not_applied": {"rejected_by_reason": c.get("rejected_by_reason", {}),
-                        "undecodable": c.get("undecodable", 0),
-                        "no_path_brought": link.get("commands", {}).get("lost")},
+        "not_applied": {"rejected_by_reason": rejected, "no_path_brought": no_path,
+                        "superseded": superseded,
+                        "undecodable_messages": c.get("undecodable", 0)},
         "paths": {name: {"lost": p.get("missed"), "loss": p.get("loss"),
                          "first_arrivals": p.get("first_arrivals"),
                          "late_copies": p.get("late_copies"),
                          "superseded": p.get("superseded")}
-                  for name, p in link.get("paths", {}).items()},
+                  for name, p in paths.items()},
         "rate_hz": c.get("rate_hz"),
         "latency_ms": c.get("latency_ms", {}),
         "tick_wait_ms": c.get("tick_wait_ms", {}),
