@@ -22,8 +22,10 @@ x axis is the jaw hinge (the jaws open in the tip's y-z plane). Frame 3's origin
 is the instrument's back end, ``q3 - 0.4318`` along the shaft; the wrist-pitch
 axis is ``q3 - 0.0156`` past the RCM.
 
-Everything here is a pure function of floats: no MuJoCo state, no allocation
-beyond small numpy arrays.
+Everything here is a pure function of floats: no MuJoCo state. The per-tick functions
+(``fk``, ``ik``, ``clamp_joints``, ``in_limits``) are written out in Python floats, not
+numpy: for 3- and 6-element vectors numpy's per-call overhead (about a microsecond
+an operation) is most of the cost, and ``servo_cp`` runs ``ik`` for each arm at 1 kHz.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import Final
 import numpy as np
 
 from telesurgery.errors import KinematicsError
-from telesurgery.geometry import FloatArray, matrix_to_quat, quat_normalize
+from telesurgery.geometry import FloatArray, Mat3, Vec3, quat_normalize, rotation_to_quat
 from telesurgery.types import Pose
 
 
@@ -85,7 +87,12 @@ _SHAFT_TO_WRIST: Final = PSM_DH[2].offset + PSM_DH[3].d
 _WRIST_LENGTH: Final = PSM_DH[5].a
 _MAX_REACH: Final = JOINT_UPPER[2] + _SHAFT_TO_WRIST + _WRIST_LENGTH
 _LIMIT_TOL: Final = 1e-9
+_LOWER_TOL: Final = tuple(lo - _LIMIT_TOL for lo in JOINT_LOWER)
+_UPPER_TOL: Final = tuple(hi + _LIMIT_TOL for hi in JOINT_UPPER)
 _TWO_PI: Final = 2.0 * math.pi
+_OFFSETS: Final = tuple(link.offset for link in PSM_DH)
+
+
 def _wrist_offset(q4: float, q5: float) -> tuple[float, float, float]:
     """The wrist-yaw axis [m] from the wrist-pitch axis, in DH frame 3."""
     t5 = q5 + PSM_DH[4].offset
@@ -94,36 +101,42 @@ def _wrist_offset(q4: float, q5: float) -> tuple[float, float, float]:
             -_WRIST_LENGTH * math.sin(t5))
 
 
-def _fk(q: Sequence[float]) -> tuple[tuple[float, ...], tuple[float, float, float]]:
-    """Tool tip rotation (row-major 3x3) and position [m] in the base frame.
+def _fk(q: Sequence[float]) -> tuple[Mat3, Vec3]:
+    """Tool tip rotation (row-major) and position [m] in the base frame.
 
     Written out in floats rather than 4x4 products: it runs at every servo tick.
     """
-    t1, t2 = q[0] + PSM_DH[0].offset, q[1] + PSM_DH[1].offset
+    t1, t2 = q[0] + _OFFSETS[0], q[1] + _OFFSETS[1]
     c1, s1, c2, s2 = math.cos(t1), math.sin(t1), math.cos(t2), math.sin(t2)
-    r3 = ((c1 * c2, -s1, c1 * s2), (s2, 0.0, -c2), (s1 * c2, c1, s1 * s2))
-    t5, t6 = q[4] + PSM_DH[4].offset, q[5] + PSM_DH[5].offset
+    t5, t6 = q[4] + _OFFSETS[4], q[5] + _OFFSETS[5]
     c4, s4, c5, s5 = math.cos(q[3]), math.sin(q[3]), math.cos(t5), math.sin(t5)
     c6, s6 = math.cos(t6), math.sin(t6)
-    # Frame 5 in frame 3 is Rz(q4) Rx(-pi/2) Rz(t5); frame 6 adds Rx(-pi/2) Rz(t6).
-    r35 = ((c4 * c5, -c4 * s5, -s4), (s4 * c5, -s4 * s5, c4), (-s5, -c5, 0.0))
-    r36 = tuple((r[0] * c6 - r[2] * s6, -r[0] * s6 - r[2] * c6, r[1]) for r in r35)
-    r = tuple(tuple(a[0] * r36[0][j] + a[1] * r36[1][j] + a[2] * r36[2][j] for j in range(3))
-              for a in r3)
+    # Frame 6 in frame 3, m = Rz(q4) Rx(-pi/2) Rz(t5) Rx(-pi/2) Rz(t6), entry by entry.
+    c4c5, s4c5 = c4 * c5, s4 * c5
+    m00, m01, m02 = c4c5 * c6 + s4 * s6, -c4c5 * s6 + s4 * c6, -c4 * s5
+    m10, m11, m12 = s4c5 * c6 - c4 * s6, -s4c5 * s6 - c4 * c6, -s4 * s5
+    m20, m21, m22 = -s5 * c6, s5 * s6, -c5
+    # Frame 3 in the base: rows (c1 c2, -s1, c1 s2), (s2, 0, -c2), (s1 c2, c1, s1 s2).
+    c1c2, c1s2, s1c2, s1s2 = c1 * c2, c1 * s2, s1 * c2, s1 * s2
     # The tool-tip offset: tip x = -z6, tip y = -x6, tip z = y6.
-    rot = (-r[0][2], -r[0][0], r[0][1], -r[1][2], -r[1][0], r[1][1],
-           -r[2][2], -r[2][0], r[2][1])
-    w = _wrist_offset(q[3], q[4])
-    along = w[2] + q[2] + _SHAFT_TO_WRIST
-    pos = tuple(a[0] * w[0] + a[1] * w[1] + a[2] * along for a in r3)
-    return rot, (pos[0], pos[1], pos[2])
+    rot = (-(c1c2 * m02 - s1 * m12 + c1s2 * m22), -(c1c2 * m00 - s1 * m10 + c1s2 * m20),
+           c1c2 * m01 - s1 * m11 + c1s2 * m21,
+           -(s2 * m02 - c2 * m22), -(s2 * m00 - c2 * m20), s2 * m01 - c2 * m21,
+           -(s1c2 * m02 + c1 * m12 + s1s2 * m22), -(s1c2 * m00 + c1 * m10 + s1s2 * m20),
+           s1c2 * m01 + c1 * m11 + s1s2 * m21)
+    # The wrist-yaw axis in frame 3 (``_wrist_offset``, its sines and cosines reused).
+    w0, w1 = _WRIST_LENGTH * c4 * c5, _WRIST_LENGTH * s4 * c5
+    along = -_WRIST_LENGTH * s5 + q[2] + _SHAFT_TO_WRIST
+    pos = (c1c2 * w0 - s1 * w1 + c1s2 * along, s2 * w0 - c2 * along,
+           s1c2 * w0 + c1 * w1 + s1s2 * along)
+    return rot, pos
 
 
 def _check_joints(q: Sequence[float]) -> None:
     if len(q) != len(PSM_DH):
         raise KinematicsError(f"expected {len(PSM_DH)} joint values "
                               f"({', '.join(JOINT_NAMES)}), got {len(q)}")
-    if not all(math.isfinite(v) for v in q):
+    if not all(map(math.isfinite, q)):
         raise KinematicsError(f"joint values {tuple(q)} are not all finite; send finite "
                               "positions [rad, m]")
 
@@ -142,7 +155,7 @@ def fk(q: Sequence[float]) -> Pose:
     """Tool tip pose in the base (RCM) frame [m] for joints ``q`` [rad, m]."""
     _check_joints(q)
     rot, pos = _fk(q)
-    return Pose(pos, matrix_to_quat(np.array(rot)))
+    return Pose(pos, rotation_to_quat(rot))
 
 
 def tip_rcm_distance(pose: Pose) -> float:
@@ -153,15 +166,16 @@ def tip_rcm_distance(pose: Pose) -> float:
 
 def in_limits(q: Sequence[float]) -> bool:
     """True when every joint of ``q`` is within its limits."""
-    return all(lo - _LIMIT_TOL <= v <= hi + _LIMIT_TOL
-               for v, lo, hi in zip(q, JOINT_LOWER, JOINT_UPPER, strict=True))
+    return all(lo <= v <= hi for v, lo, hi in zip(q, _LOWER_TOL, _UPPER_TOL, strict=True))
 
 
 def clamp_joints(q: Sequence[float]) -> tuple[float, ...]:
     """``q`` with every joint clamped to its limits [rad, m]."""
     _check_joints(q)
-    return tuple(min(hi, max(lo, float(v)))
-                 for v, lo, hi in zip(q, JOINT_LOWER, JOINT_UPPER, strict=True))
+    # min(hi, max(lo, v)) as conditionals (lo < hi): half the cost of the builtins, and
+    # this runs at every servo tick.
+    return tuple([(v if v < hi else hi) if v > lo else lo
+                  for v, lo, hi in zip(map(float, q), JOINT_LOWER, JOINT_UPPER, strict=True)])
 
 
 def clamp_insertion_for_rcm(q: Sequence[float]) -> tuple[float, ...]:
@@ -196,10 +210,6 @@ def _wrap(angle: float) -> float:
     return a - math.pi
 
 
-def _dot(a: Sequence[float], b: Sequence[float]) -> float:
-    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
-
-
 def _solutions(pose: Pose, q_hint: Sequence[float],
                within_limits: bool) -> list[tuple[float, ...]]:
     """Joint vectors reaching ``pose``, one per wrist branch, the roll turned (by whole
@@ -208,52 +218,58 @@ def _solutions(pose: Pose, q_hint: Sequence[float],
     In floats rather than matrix products: it runs at every servo tick.
     """
     w, x, y, z = quat_normalize(pose.orientation)
-    p = pose.position
-    # Axes of DH frame 6 from the tool tip's: x6 = -y_tip, y6 = z_tip, z6 = -x_tip.
-    x6 = (-2.0 * (x * y - w * z), -(1.0 - 2.0 * (x * x + z * z)), -2.0 * (y * z + w * x))
-    y6 = (2.0 * (x * z + w * y), 2.0 * (y * z - w * x), 1.0 - 2.0 * (x * x + y * y))
-    z6 = (-(1.0 - 2.0 * (y * y + z * z)), -2.0 * (x * y + w * z), -2.0 * (x * z - w * y))
+    px, py, pz = pose.position
+    # Axes of DH frame 6 from the tool tip's: x6 = -y_tip, y6 = z_tip, z6 = -x_tip. Kept
+    # as scalars: tuples and zip cost more than the arithmetic here.
+    x6x, x6y, x6z = -2.0 * (x * y - w * z), -(1.0 - 2.0 * (x * x + z * z)), -2.0 * (y * z + w * x)
+    y6x, y6y, y6z = 2.0 * (x * z + w * y), 2.0 * (y * z - w * x), 1.0 - 2.0 * (x * x + y * y)
+    z6x, z6y, z6z = -(1.0 - 2.0 * (y * y + z * z)), -2.0 * (x * y + w * z), -2.0 * (x * z - w * y)
     # The RCM seen from the yaw frame lies on the shaft line, which is orthogonal to
     # the wrist-pitch axis: that fixes the wrist-yaw angle up to a half turn.
-    rcm_x, rcm_y = -_dot(x6, p), -_dot(y6, p)
+    rcm_x = -(x6x * px + x6y * py + x6z * pz)
+    rcm_y = -(y6x * px + y6y * py + y6z * pz)
     out: list[tuple[float, ...]] = []
     if math.hypot(rcm_x, rcm_y) < 1e-12:
         return out
+    lo, hi = _LOWER_TOL, _UPPER_TOL
     base_t6 = math.atan2(-rcm_y, rcm_x)
     for t6 in (base_t6, base_t6 + math.pi):
         # The two branches differ by a half turn of the wrist yaw, whose range is less
         # than that: at most one is within limits, and q6 alone tells which.
-        q6 = _wrap(t6 - PSM_DH[5].offset)
-        if within_limits and not JOINT_LOWER[5] - _LIMIT_TOL <= q6 <= JOINT_UPPER[5] + _LIMIT_TOL:
+        q6 = _wrap(t6 - _OFFSETS[5])
+        if within_limits and not lo[5] <= q6 <= hi[5]:
             continue
         c6, s6 = math.cos(t6), math.sin(t6)
-        x5 = tuple(c6 * a - s6 * b for a, b in zip(x6, y6, strict=True))
-        pitch = tuple(pi - _WRIST_LENGTH * xi for pi, xi in zip(p, x5, strict=True))
-        along = math.sqrt(_dot(pitch, pitch))
+        x5x, x5y, x5z = c6 * x6x - s6 * y6x, c6 * x6y - s6 * y6y, c6 * x6z - s6 * y6z
+        ax = px - _WRIST_LENGTH * x5x
+        ay = py - _WRIST_LENGTH * x5y
+        az = pz - _WRIST_LENGTH * x5z
+        along = math.sqrt(ax * ax + ay * ay + az * az)
         if along < 1e-9:
             continue
-        u = (pitch[0] / along, pitch[1] / along, pitch[2] / along)
-        q1 = math.atan2(u[0], -u[2])
-        q2 = math.asin(max(-1.0, min(1.0, -u[1])))
+        ux, uy, uz = ax / along, ay / along, az / along
+        q1 = math.atan2(ux, -uz)
+        q2 = math.asin(max(-1.0, min(1.0, -uy)))
         q3 = along - _SHAFT_TO_WRIST
-        if within_limits and not in_limits((q1, q2, q3, 0.0, 0.0, 0.0)):
+        if within_limits and not (lo[0] <= q1 <= hi[0] and lo[1] <= q2 <= hi[1]
+                                  and lo[2] <= q3 <= hi[2]):
             continue
         # R3^T R6 Rz(-t6) Rx(pi/2) = Rz(q4) Rx(-pi/2) Rz(t5), whose columns are those of
-        # R3 (x3, y3, u) dotted with (x5, z6, -(s6 x6 + c6 y6)).
-        t1, t2 = q1 + PSM_DH[0].offset, q2 + PSM_DH[1].offset
-        x3 = (math.cos(t1) * math.cos(t2), math.sin(t2), math.sin(t1) * math.cos(t2))
-        y3 = (-math.sin(t1), 0.0, math.cos(t1))
-        b2 = tuple(-(s6 * a + c6 * b) for a, b in zip(x6, y6, strict=True))
-        q4 = math.atan2(-_dot(x3, b2), _dot(y3, b2))
+        # R3 (x3, y3, u) dotted with (x5, z6, b = -(s6 x6 + c6 y6)); y3 = (-s1, 0, c1).
+        t1, t2 = q1 + _OFFSETS[0], q2 + _OFFSETS[1]
+        c1, s1, c2 = math.cos(t1), math.sin(t1), math.cos(t2)
+        bx, by, bz = -(s6 * x6x + c6 * y6x), -(s6 * x6y + c6 * y6y), -(s6 * x6z + c6 * y6z)
+        q4 = math.atan2(-(c1 * c2 * bx + math.sin(t2) * by + s1 * c2 * bz), -s1 * bx + c1 * bz)
         q4 += _TWO_PI * round((q_hint[3] - q4) / _TWO_PI)
         if q4 > JOINT_UPPER[3]:
             q4 -= _TWO_PI
         elif q4 < JOINT_LOWER[3]:
             q4 += _TWO_PI
-        t5 = math.atan2(-_dot(u, x5), -_dot(u, z6))
-        q = (q1, q2, q3, q4, _wrap(t5 - PSM_DH[4].offset), q6)
-        if not within_limits or in_limits(q):
-            out.append(q)
+        t5 = math.atan2(-(ux * x5x + uy * x5y + uz * x5z), -(ux * z6x + uy * z6y + uz * z6z))
+        q5 = _wrap(t5 - _OFFSETS[4])
+        # With limits, the others were checked above: only q4 and q5 remain.
+        if not within_limits or (lo[3] <= q4 <= hi[3] and lo[4] <= q5 <= hi[4]):
+            out.append((q1, q2, q3, q4, q5, q6))
     return out
 
 
@@ -313,12 +329,16 @@ def ik_nearest(pose: Pose, q_hint: Sequence[float]) -> tuple[float, ...]:
         return ik(pose, q_hint)
     except KinematicsError:
         pass
-    target = np.array(pose.position, dtype=np.float64)
-    dist = float(np.linalg.norm(target))
+    target = pose.position
+    dist = tip_rcm_distance(pose)
     if dist < MIN_TIP_RCM_DISTANCE_M:
-        direction = target / dist if dist > 1e-12 else np.array([0.0, 0.0, -1.0])
-        target = direction * MIN_TIP_RCM_DISTANCE_M
-        pose = Pose((float(target[0]), float(target[1]), float(target[2])), pose.orientation)
+        if dist > 1e-12:
+            target = (target[0] / dist * MIN_TIP_RCM_DISTANCE_M,
+                      target[1] / dist * MIN_TIP_RCM_DISTANCE_M,
+                      target[2] / dist * MIN_TIP_RCM_DISTANCE_M)
+        else:
+            target = (0.0, 0.0, -MIN_TIP_RCM_DISTANCE_M)
+        pose = Pose(target, pose.orientation)
     solutions = _solutions(pose, q_hint, within_limits=False)
     if solutions:
         wrist = min(solutions, key=lambda q: (_violation(q[3:], 3), _distance(q, q_hint)))[3:]
@@ -329,7 +349,7 @@ def ik_nearest(pose: Pose, q_hint: Sequence[float]) -> tuple[float, ...]:
     return clamp_joints((*outer, q4, q5, q6))
 
 
-def _outer_for_position(p: FloatArray, q4: float, q5: float, q6: float,
+def _outer_for_position(p: Vec3, q4: float, q5: float, q6: float,
                         q_hint: Sequence[float]) -> tuple[float, float, float]:
     """Outer yaw, pitch and insertion putting the tip at ``p`` with the wrist fixed.
 
@@ -339,7 +359,7 @@ def _outer_for_position(p: FloatArray, q4: float, q5: float, q6: float,
     """
     wx, wy, wz = _wrist_offset(q4, q5)
     lateral2 = wx * wx + wy * wy
-    dist2 = float(p @ p)
+    dist2 = p[0] * p[0] + p[1] * p[1] + p[2] * p[2]
     if dist2 <= lateral2:
         return (q_hint[0], q_hint[1], q_hint[2])
     q3 = math.sqrt(dist2 - lateral2) - wz - _SHAFT_TO_WRIST
@@ -348,11 +368,11 @@ def _outer_for_position(p: FloatArray, q4: float, q5: float, q6: float,
     # Row 2 of R3 @ u = p_y gives t2; rows 1 and 3 are a planar rotation by t1.
     radius = math.hypot(wx, uz)
     phi = math.atan2(uz, wx)
-    ratio = max(-1.0, min(1.0, float(p[1]) / radius)) if radius > 1e-12 else 0.0
+    ratio = max(-1.0, min(1.0, p[1] / radius)) if radius > 1e-12 else 0.0
     best: tuple[float, float, float] | None = None
     for t2 in (phi + math.asin(ratio), phi + math.pi - math.asin(ratio)):
         k = math.cos(t2) * wx + math.sin(t2) * uz
-        t1 = math.atan2(float(p[2]), float(p[0])) - math.atan2(wy, k)
+        t1 = math.atan2(p[2], p[0]) - math.atan2(wy, k)
         q1 = _wrap(t1 - PSM_DH[0].offset)
         q2 = _wrap(t2 - PSM_DH[1].offset)
         cand = (q1, q2, q3)
