@@ -23,7 +23,7 @@ import mujoco
 import numpy as np
 
 from telesurgery.errors import KinematicsError, RobotError
-from telesurgery.geometry import FloatArray, Vec3
+from telesurgery.geometry import FloatArray, Vec3, quat_to_rotation
 from telesurgery.robots.base import Arm, Robot
 from telesurgery.robots.sim.kinematics import (
     JOINT_NAMES,
@@ -92,23 +92,28 @@ class SimArm(Arm):
         self.name = name
         self._robot = robot
         m = robot.model
-        self._qpos = np.array([m.joint(j).qposadr[0] for j in joint_names(name)])
-        self._qvel = np.array([m.joint(j).dofadr[0] for j in joint_names(name)])
-        self._act = np.array([m.actuator(j).id for j in joint_names(name)])
-        fingers = finger_joint_names(name)
-        self._finger_qpos = np.array([m.joint(j).qposadr[0] for j in fingers])
-        self._finger_qvel = np.array([m.joint(j).dofadr[0] for j in fingers])
-        self._finger_act = np.array([m.actuator(j).id for j in fingers])
-        self._is_tool = np.zeros(m.nbody, dtype=bool)
-        self._is_tool[[m.body(b).id for b in tool_body_names(name)]] = True
+        # Slices of qpos, qvel and ctrl rather than index arrays: cheaper to read, and
+        # one write sets every actuator of the arm (six joints, then the two fingers).
+        joints, fingers = joint_names(name), finger_joint_names(name)
+        self._qpos = _span(name, "qpos", [int(m.joint(j).qposadr[0]) for j in joints])
+        self._qvel = _span(name, "qvel", [int(m.joint(j).dofadr[0]) for j in joints])
+        self._finger_qpos = _span(name, "qpos", [int(m.joint(j).qposadr[0]) for j in fingers])
+        self._finger_qvel = _span(name, "qvel", [int(m.joint(j).dofadr[0]) for j in fingers])
+        self._ctrl = _span(name, "ctrl", [m.actuator(j).id for j in (*joints, *fingers)])
+        is_tool = np.zeros(m.nbody, dtype=bool)
+        is_tool[[m.body(b).id for b in tool_body_names(name)]] = True
+        self._tool_geom = is_tool[m.geom_bodyid]
+        self._force6 = np.zeros(6)
         self._base = robot.layout.base_pose(name)
-        self._base_rot_t = self._base.matrix()[:3, :3].T
+        self._base_rot = quat_to_rotation(self._base.orientation)
         self._registration = robot.layout.camera.pose_opencv().inverse().compose(self._base)
         self._q_sp = ik(robot.layout.home_tip(name), (0.0,) * len(JOINT_NAMES))
         self._cp_sp: Pose | None = None
         self._jaw_sp = 0.0
         self._move: _Move | None = None
+        # Reads that hold until the next physics step (``_invalidate``).
         self._measured: Pose | None = None
+        self._wrench: Wrench | None = None
 
     # -- reads ------------------------------------------------------------------------
 
@@ -134,32 +139,50 @@ class SimArm(Arm):
     def measured_cf(self) -> Wrench:
         """Sum of the contact wrenches on the instrument (wrist and jaws), about the tool
         tip, in the base frame [N, N m]; what a grasped ring weighs shows here."""
+        if self._wrench is None:
+            self._wrench = self._contact_wrench()
+        return self._wrench
+
+    def _contact_wrench(self) -> Wrench:
+        # In floats, one contact at a time: a tool has a few contacts, and numpy's small
+        # temporaries (np.cross, 3x3 products) cost 10 us and more a contact.
         m, d = self._robot.model, self._robot.data
-        on_tool = self._is_tool[m.geom_bodyid[d.contact.geom]]
+        on_tool = self._tool_geom[d.contact.geom]
         touching = np.flatnonzero(on_tool[:, 0] != on_tool[:, 1])
         if touching.size == 0:
             return Wrench()
-        tip_world = np.asarray(self._base.compose(self.measured_cp()).position)
-        force = np.zeros(3)
-        torque = np.zeros(3)
-        f6 = np.zeros(6)
-        for i in touching:
-            mujoco.mj_contactForce(m, d, int(i), f6)
-            # The contact force acts on geom2 along the normal from geom1 to geom2.
-            f_world = d.contact.frame[i].reshape(3, 3).T @ f6[:3]
-            if on_tool[i, 0]:
-                f_world = -f_world
-            force += f_world
-            torque += np.cross(d.contact.pos[i] - tip_world, f_world)
-        f = self._base_rot_t @ force
-        t = self._base_rot_t @ torque
-        return Wrench((float(f[0]), float(f[1]), float(f[2])),
-                      (float(t[0]), float(t[1]), float(t[2])))
+        tx, ty, tz = self._base.compose(self.measured_cp()).position
+        f6 = self._force6
+        fx = fy = fz = mx = my = mz = 0.0
+        for i, tool_first, frame, (px, py, pz) in zip(
+                touching.tolist(), on_tool[touching, 0].tolist(),
+                d.contact.frame[touching].tolist(), d.contact.pos[touching].tolist(),
+                strict=True):
+            mujoco.mj_contactForce(m, d, i, f6)
+            n, t1, t2 = f6[:3].tolist()
+            # The contact force acts on geom2 along the normal from geom1 to geom2; the
+            # frame's rows are the normal and the two tangents, in the world.
+            s = -1.0 if tool_first else 1.0
+            wx = s * (frame[0] * n + frame[3] * t1 + frame[6] * t2)
+            wy = s * (frame[1] * n + frame[4] * t1 + frame[7] * t2)
+            wz = s * (frame[2] * n + frame[5] * t1 + frame[8] * t2)
+            rx, ry, rz = px - tx, py - ty, pz - tz
+            fx, fy, fz = fx + wx, fy + wy, fz + wz
+            mx += ry * wz - rz * wy
+            my += rz * wx - rx * wz
+            mz += rx * wy - ry * wx
+        r = self._base_rot
+        return Wrench((r[0] * fx + r[3] * fy + r[6] * fz, r[1] * fx + r[4] * fy + r[7] * fz,
+                       r[2] * fx + r[5] * fy + r[8] * fz),
+                      (r[0] * mx + r[3] * my + r[6] * mz, r[1] * mx + r[4] * my + r[7] * mz,
+                       r[2] * mx + r[5] * my + r[8] * mz))
 
     def jaw_measured_js(self) -> JointState:
+        """The jaw opening [rad] and its rate [rad/s]: the two fingers' sum."""
         d = self._robot.data
-        return JointState(("jaw",), (float(d.qpos[self._finger_qpos].sum()),),
-                          (float(d.qvel[self._finger_qvel].sum()),))
+        a, b = d.qpos[self._finger_qpos].tolist()
+        va, vb = d.qvel[self._finger_qvel].tolist()
+        return JointState(("jaw",), (a + b,), (va + vb,))
 
     def jaw_setpoint(self) -> float:
         """Jaw opening [rad] the servo tracks."""
@@ -236,12 +259,12 @@ class SimArm(Arm):
             self._set_joints(q)
             if done:
                 self._move = None
-        d = self._robot.data
-        d.ctrl[self._act] = self._q_sp
-        d.ctrl[self._finger_act] = self._jaw_sp / 2.0
+        self._robot.data.ctrl[self._ctrl] = (*self._q_sp, self._jaw_sp / 2.0,
+                                             self._jaw_sp / 2.0)
 
     def _invalidate(self) -> None:
         self._measured = None
+        self._wrench = None
 
 
 class SimRobot(Robot):
@@ -350,6 +373,16 @@ class SimRobot(Robot):
         s = self.peg_transfer()
         return {"name": "peg_transfer", "completed": s.completed, "on_target": s.on_target,
                 "time_s": round(s.last_completed_s, 3), "sim_time_s": round(s.time_s, 3)}
+
+
+def _span(arm: str, what: str, indices: list[int]) -> slice:
+    """The slice of ``what`` that ``indices`` cover; RobotError unless they are contiguous
+    and in order (``model.py`` writes each arm's joints and actuators that way)."""
+    first = indices[0]
+    if indices != list(range(first, first + len(indices))):
+        raise RobotError(f"{arm}'s {what} entries {indices} are not contiguous; the model "
+                         "must list each arm's joints then fingers together")
+    return slice(first, first + len(indices))
 
 
 def _vec(a: FloatArray) -> Vec3:
