@@ -125,6 +125,19 @@ def _unique_paths(v: list[PathConfig]) -> list[PathConfig]:
     return v
 
 
+ALL_ARMS = "arms"
+"""The pseudo-arm of keys that carry every arm at once (``transport.keys``)."""
+
+
+def _arm_names(v: list[str]) -> list[str]:
+    if not v:
+        raise ValueError("at least one arm is needed, e.g. ['psm1']")
+    if ALL_ARMS in v:
+        raise ValueError(f"no arm may be called {ALL_ARMS!r}: the key space uses it for "
+                         "every arm at once; name it otherwise, e.g. 'psm3'")
+    return [_key_chunk(a, "arm") for a in v]
+
+
 class SecurityConfig(_Strict):
     """Mutual TLS, access control and command authentication of a node (docs/security.md).
 
@@ -209,12 +222,7 @@ class PatientConfig(_Strict):
     def _session(cls, v: str) -> str:
         return _key_chunk(v, "session")
 
-    @field_validator("arms")
-    @classmethod
-    def _arms(cls, v: list[str]) -> list[str]:
-        if not v:
-            raise ValueError("at least one arm is needed, e.g. ['psm1']")
-        return [_key_chunk(a, "arm") for a in v]
+    _arms = field_validator("arms")(_arm_names)
 
 
 class TremorConfig(_Strict):
@@ -264,6 +272,7 @@ class ConsoleConfig(_Strict):
     security: SecurityConfig = SecurityConfig()
 
     _paths = field_validator("paths")(_unique_paths)
+    _arms = field_validator("arms")(_arm_names)
 
     @field_validator("session")
     @classmethod

@@ -31,6 +31,7 @@ class MessageType(enum.IntEnum):
     KEY_OFFER = 11
     KEY_ACCEPT = 12
     CONTROL_REQUEST = 13
+    COMMAND_BUNDLE = 14
 
 
 class ControlAction(enum.IntEnum):
@@ -68,6 +69,34 @@ class JawServoJP:
     arm: str
     angle: float
     sample_ns: int
+
+
+Command = ServoCP | JawServoJP
+"""One arm's command: a ``servo_cp`` or a ``jaw/servo_jp``."""
+
+MAX_BUNDLED = 16
+"""The most commands one bundle carries (eight arms, pose and jaw each)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandBundle:
+    """One console tick's commands for every arm it drives, in one message.
+
+    Each command is its own ``servo_cp`` or ``jaw/servo_jp`` body with its CRTK meaning.
+
+    Four commands a tick in four messages cost four network samples, four receive
+    callbacks, four tag checks and four first-arrival checks on every path; a bundle costs
+    one of each. Each command takes the bundle's header (session, sequence number, send
+    time): its arm's streams are numbered by bundle (``Message.commands``).
+    """
+
+    TYPE: ClassVar[MessageType] = MessageType.COMMAND_BUNDLE
+    commands: tuple[Command, ...]
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.commands) <= MAX_BUNDLED:
+            raise ValueError(f"a command bundle carries 1 to {MAX_BUNDLED} commands, got "
+                             f"{len(self.commands)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +304,8 @@ class ControlRequest:
 
 
 AnyBody = (ServoCP | JawServoJP | MeasuredCP | MeasuredJS | MeasuredCF | SafetyEvent | Status
-           | VideoFrame | SyncRequest | SyncReply | KeyOffer | KeyAccept | ControlRequest)
+           | VideoFrame | SyncRequest | SyncReply | KeyOffer | KeyAccept | ControlRequest
+           | CommandBundle)
 """Every message body."""
 
 
@@ -292,9 +322,23 @@ class Message:
     body: AnyBody
     tag: bytes = b""
 
+    def commands(self) -> tuple[Message, ...]:
+        """The arm commands this message carries, one message each, under this header
+        and without the tag (checked on the whole): a bundle's, or this command alone;
+        nothing for any other body."""
+        body = self.body
+        if isinstance(body, CommandBundle):
+            return tuple(Message(self.session, self.seq, self.sent_ns, c)
+                         for c in body.commands)
+        if isinstance(body, ServoCP | JawServoJP):
+            return (self,)
+        return ()
+
 
 __all__ = [
     "AnyBody",
+    "Command",
+    "CommandBundle",
     "ControlAction",
     "ControlRequest",
     "JawServoJP",

@@ -7,26 +7,25 @@ from telesurgery.demo.summary import unreceived_at_stop
 _SESSION = "00000000000000aa"
 
 
-def _arm(servo: int, jaw: int, session: str | None = _SESSION) -> dict[str, object]:
-    return {"mode": "following", "session": session, "last_servo_seq": servo,
-            "last_jaw_seq": jaw}
+def _arm(received: int, session: str | None = _SESSION) -> dict[str, object]:
+    return {"mode": "following", "session": session, "received": received}
 
 
-def test_commands_numbered_above_the_last_received_are_unheard() -> None:
+def test_commands_sent_but_never_received_are_unheard() -> None:
     console = {"session_id": _SESSION, "sent": 4000}
-    safety = {"arms": {"PSM1": _arm(1000, 998), "PSM2": _arm(999, 999)}}
+    safety = {"arms": {"PSM1": _arm(1998), "PSM2": _arm(1998)}}
     assert unreceived_at_stop(console, safety) == 4
 
 
 def test_an_arm_that_last_heard_another_console_leaves_it_unknown() -> None:
     console = {"session_id": _SESSION, "sent": 4000}
-    safety = {"arms": {"PSM1": _arm(1000, 1000), "PSM2": _arm(5, 5, "00000000000000bb")}}
+    safety = {"arms": {"PSM1": _arm(2000), "PSM2": _arm(10, "00000000000000bb")}}
     assert unreceived_at_stop(console, safety) is None
 
 
 def test_nothing_heard_means_everything_sent_is_unheard() -> None:
     console = {"session_id": _SESSION, "sent": 12}
-    safety = {"arms": {"PSM1": _arm(0, 0, None)}}
+    safety = {"arms": {"PSM1": _arm(0, None)}}
     assert unreceived_at_stop(console, safety) is None
-    safety = {"arms": {"PSM1": _arm(0, 0)}}
+    safety = {"arms": {"PSM1": _arm(0)}}
     assert unreceived_at_stop(console, safety) == 12

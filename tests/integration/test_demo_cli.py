@@ -48,7 +48,8 @@ def test_ctrl_c_stops_every_node_and_writes_the_summary(tmp_path: Path) -> None:
     # The nodes stop together: what the console sent after the patient stopped listening
     # was never lost on the way, only unheard; of the rest nothing may go missing.
     unheard = control["unreceived_at_stop"]
-    assert unheard is not None and 0 <= unheard < control["sent"]
+    assert unheard is not None
+    assert 0 <= unheard < control["sent"]
     assert control["applied"] >= 0.99 * (control["sent"] - unheard), json.dumps(control)
     assert b"summary written to" in err
     # The console page's URL, with the console's secret, as the console printed it; the

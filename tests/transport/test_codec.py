@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from telesurgery.errors import CodecError, CodecReason
 from telesurgery.messages import (
+    MAX_BUNDLED,
+    CommandBundle,
     ControlAction,
     ControlRequest,
     JawServoJP,
@@ -103,6 +105,15 @@ FIXTURES = {
         Message(9, 9, 9, Status({"a": 1})),
     "5453010d0000030000000000000007000000000000000b00000000000000033412000000000000066261636b"
     "7570": Message(3, 7, 11, ControlRequest(ControlAction.GRANT, "backup", 0x1234)),
+    # 2 commands: SERVO_CP (arm, clutch pressed, sample 9 [ns], pose), then JAW_SERVO_JP
+    # (arm, sample 9 [ns], angle 0.25 rad).
+    "5453010e0000030000000000000008000000000000000c00000000000000" "02"
+    "01" "0470736d31" "01" "0900000000000000"
+    "000000000000e03f" "0000000000000000" "000000000000d0bf"
+    "000000000000f03f" "0000000000000000" "0000000000000000" "0000000000000000"
+    "02" "0470736d31" "0900000000000000" "000000000000d03f": Message(3, 8, 12, CommandBundle((
+        ServoCP("psm1", Pose((0.5, 0.0, -0.25), (1.0, 0.0, 0.0, 0.0)), 9, True),
+        JawServoJP("psm1", 0.25, 9)))),
 }
 
 
@@ -158,6 +169,12 @@ BOMB = b"[" * 5000
          "SAFETY_EVENT names no arm but modes 0 and 0", CodecReason.BAD_FIELD),
         (b"TS\x01\x06" + bytes(26) + b"\x01\x02\x01\x06\x02\xff\x04psm1\x00",
          "SAFETY_EVENT.mode_after 255 is unknown; valid: 0=HELD", CodecReason.BAD_FIELD),
+        (b"TS\x01\x0e" + bytes(26) + b"\x00", "COMMAND_BUNDLE announces 0 commands",
+         CodecReason.BAD_FIELD),
+        (b"TS\x01\x0e" + bytes(26) + b"\x11", "COMMAND_BUNDLE announces 17 commands",
+         CodecReason.BAD_FIELD),
+        (b"TS\x01\x0e" + bytes(26) + b"\x01\x03", "COMMAND_BUNDLE holds a message of type 3",
+         CodecReason.BAD_FIELD),
         (_status(b"[]"), "STATUS body must be a JSON object", CodecReason.BAD_BODY),
         (_status(b"{"), "STATUS body is not valid JSON", CodecReason.BAD_BODY),
         (_status(b"\xff\xfe\x00"), "STATUS body is not valid JSON", CodecReason.BAD_BODY),
@@ -229,6 +246,9 @@ bodies = st.one_of(
               st.text(max_size=60), arms, st.sampled_from(ArmMode), st.sampled_from(ArmMode)),
     st.builds(Status, st.dictionaries(st.text(max_size=8), st.integers(-5, 5), max_size=4)),
     st.builds(ControlRequest, st.sampled_from(ControlAction), st.text(max_size=12), u64),
+    st.lists(st.one_of(st.builds(ServoCP, arms, poses, i64, st.booleans()),
+                       st.builds(JawServoJP, arms, any_float, i64)),
+             min_size=1, max_size=MAX_BUNDLED).map(lambda c: CommandBundle(tuple(c))),
 )
 messages = st.builds(Message, u64, u64, i64, bodies)
 

@@ -32,7 +32,7 @@ from telesurgery.console.display import SurgeonDisplay, start_display
 from telesurgery.console.teleop import Teleop
 from telesurgery.errors import ConfigError, TelesurgeryError
 from telesurgery.input.base import InputDevice
-from telesurgery.messages import MeasuredCP, Message, ServoCP, Status
+from telesurgery.messages import Command, CommandBundle, MeasuredCP, Message, ServoCP, Status
 from telesurgery.security.acl import NODE_OF_ROLE
 from telesurgery.security.command_keys import ConsoleKeys
 from telesurgery.security.node import NodeSecurity, node_security, security_status
@@ -200,9 +200,9 @@ class ConsoleNode:
         control = self.control = ControlClient(
             z, keys, sid, self.config.role, seal,
             (lambda: auth.ready) if auth is not None else (lambda: True), self.rejects)
-        pubs = {arm: (link.command_publisher(keys.servo_cp(arm), seal),
-                      link.command_publisher(keys.jaw_servo_jp(arm), seal))
-                for arm in self.config.arms}
+        # One message a tick for every arm: a sample, a callback, a tag and a first-arrival
+        # check on each path for the whole tick rather than for each arm's pose and jaw.
+        commands = link.command_publisher(keys.arms_servo, seal)
         link.subscribe_state([keys.measured_cp(arm) for arm in self.config.arms],
                              self._on_measured, self.rejects)
         subs = [subscribe(z, keys.status("patient"), self._on_status, self.rejects)]
@@ -213,9 +213,9 @@ class ConsoleNode:
         try:
             worker.start()
             self.display = start_display(z, self)
-            if self._wait_for_patient(pubs, stop):
+            if self._wait_for_patient(commands, stop):
                 self._ready.set()
-                self._loop(pubs, status, stop, duration_s)
+                self._loop(commands, status, stop, duration_s)
         finally:
             self._closing.set()
             self._actions.put(None)
@@ -236,18 +236,16 @@ class ConsoleNode:
     def _zenoh_security(self) -> dict[str, str] | None:
         return None if self.security is None else self.security.zenoh_settings()
 
-    def _wait_for_patient(self, pubs: dict[str, tuple[MultiPublisher, MultiPublisher]],
-                          stop: threading.Event) -> bool:
+    def _wait_for_patient(self, commands: MultiPublisher, stop: threading.Event) -> bool:
         """Block until the patient node subscribes to every command key, has announced who
         holds control and, secure, a command key is agreed with it (or ``stop``).
 
         Commands sent before anyone listens would be lost and counted as sent.
         """
         log.info("waiting for the patient node on session %s", self.config.session)
-        everything = [p for pair in pubs.values() for p in pair]
         control = self.control
         while not stop.is_set():
-            if (all(p.matched for p in everything) and (self.auth is None or self.auth.ready)
+            if (commands.matched and (self.auth is None or self.auth.ready)
                     and control is not None and control.owner is not None):
                 log.info("patient node present; control with %s", control.owner.owner or
                          "nobody yet")
@@ -269,8 +267,8 @@ class ConsoleNode:
             if isinstance(v, list) and len(v) == 7:
                 self.teleop.register(arm, Pose((v[0], v[1], v[2]), (v[3], v[4], v[5], v[6])))
 
-    def _loop(self, pubs: dict[str, tuple[MultiPublisher, MultiPublisher]], status: Publisher,
-              stop: threading.Event, duration_s: float | None) -> None:
+    def _loop(self, commands: MultiPublisher, status: Publisher, stop: threading.Event,
+              duration_s: float | None) -> None:
         next_status = 0
         control = self.control
         assert control is not None
@@ -288,6 +286,7 @@ class ConsoleNode:
             if drive and last:
                 self.driving_ns += now - last
             last = now
+            bodies: list[Command] = []
             for arm in self.teleop.arms:
                 sample = samples.get(arm)
                 if sample is None:
@@ -296,14 +295,11 @@ class ConsoleNode:
                     # Clutched in software: the hand re-anchors when control comes back.
                     self.teleop.step_arm(arm, replace(sample, clutch=True))
                     continue
-                cp, jaw = pubs[arm]
-                for body in self.teleop.step_arm(arm, sample):
-                    if isinstance(body, ServoCP):
-                        cp.put(body)
-                        self.sent_servo_cp += 1
-                    else:
-                        jaw.put(body)
-                    self.sent += 1
+                bodies += self.teleop.step_arm(arm, sample)
+            if bodies:
+                commands.put(CommandBundle(tuple(bodies)))
+                self.sent += len(bodies)
+                self.sent_servo_cp += sum(1 for b in bodies if isinstance(b, ServoCP))
             if now >= next_status:
                 status.put(Status(self.status()))
                 next_status = now + int(STATUS_PERIOD_S * 1e9)

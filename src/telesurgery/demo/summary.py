@@ -18,9 +18,9 @@ def build_summary(duration_s: float, patient: dict[str, Any], console: dict[str,
     could drive: ``driving_s``); the safety
     ``state`` is the supervisor's when the run ended (before the robot was disabled).
     ``link`` is ``link_section`` of the patient's path figures. ``unreceived_at_stop``:
-    the console's commands numbered above the last the patient received from it, those
-    in flight or sent after the patient stopped listening (the nodes stop together); None
-    when the arms last heard another console.
+    the console's commands the patient never received, those in flight or sent after it
+    stopped listening (the nodes stop together); None when the arms last heard another
+    console.
     """
     safety = patient.get("safety", {})
     arms = max(1, len(patient.get("registration", {})))
@@ -61,18 +61,17 @@ def build_summary(duration_s: float, patient: dict[str, Any], console: dict[str,
 
 
 def unreceived_at_stop(console: dict[str, Any], safety: dict[str, Any]) -> int | None:
-    """Commands the console numbered above the last the supervisor received from it.
+    """Commands the console sent that the supervisor never received from it.
 
-    Each stream (one per arm and command type) is numbered 1, 2, ... per session, so the
-    console's ``sent`` less the last numbers received is what never reached the patient
-    by the end: in flight or sent after it stopped. None when any arm last heard another
-    session (a take-over), whose numbers are not this console's."""
+    Each arm counts the commands of its current console session that reached it
+    (``received``), so the console's ``sent`` less their sum is what never reached the
+    patient by the end: in flight or sent after it stopped. None when any arm last heard
+    another session (a take-over), whose commands are not this console's."""
     arms = safety.get("arms", {})
     session = console.get("session_id")
     if not arms or session is None or any(a.get("session") != session for a in arms.values()):
         return None
-    received = sum(int(a.get("last_servo_seq", 0)) + int(a.get("last_jaw_seq", 0))
-                   for a in arms.values())
+    received = sum(int(a.get("received", 0)) for a in arms.values())
     return max(0, int(console.get("sent", 0)) - received)
 
 

@@ -122,8 +122,10 @@ class PatientNode:
                                     self.security.commanders(),
                                     self.audit.key_event if self.audit else None)
         self.control.start(z, keys, sid, self.supervisor, self.auth, self.audit)
-        link.subscribe_commands([k for arm in cfg.arms
-                                 for k in (keys.servo_cp(arm), keys.jaw_servo_jp(arm))],
+        # Consoles stream bundles (every arm, one message a tick); the per-arm CRTK keys
+        # stay open to tools that command one arm.
+        link.subscribe_commands([keys.arms_servo, *(k for arm in cfg.arms
+                                 for k in (keys.servo_cp(arm), keys.jaw_servo_jp(arm)))],
                                 self._on_command, self.rejects,
                                 self.auth.gate if self.auth is not None else None)
         link.start()
@@ -158,7 +160,9 @@ class PatientNode:
         return None if self.security is None else self.security.zenoh_settings()
 
     def _on_command(self, msg: Message, received_ns: int) -> None:
-        self.supervisor.submit(msg, received_ns)
+        # Anything but a command is still the supervisor's to refuse (and count).
+        for command in msg.commands() or (msg,):
+            self.supervisor.submit(command, received_ns)
 
     def security_status(self) -> dict[str, Any]:
         """Mutual TLS or not, whether commands must carry tags, ``owner``: the console

@@ -26,7 +26,7 @@ from mcap.stream_reader import CRCValidationError
 from zstandard import ZstdError
 
 from telesurgery.errors import CodecError, RecordingError
-from telesurgery.messages import Message
+from telesurgery.messages import CommandBundle, Message, ServoCP
 from telesurgery.record.layout import recording_paths
 from telesurgery.record.schema import (
     MESSAGE_SCHEMAS,
@@ -35,6 +35,7 @@ from telesurgery.record.schema import (
     message_of,
 )
 from telesurgery.transport.codec import MAX_STATUS_DEPTH, untrusted_json
+from telesurgery.transport.keys import Keys
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +202,9 @@ class Recording:
                                    obj)
 
     def messages(self, keys: Iterable[str] | None = None) -> Iterator[RecordedMessage]:
-        """The recorded wire messages on ``keys`` (all when None), decoded, in file order."""
+        """The recorded wire messages on ``keys`` (all when None), decoded, in file order;
+        a command bundle as its commands, each on its arm's CRTK key (``servo_cp``,
+        ``jaw/servo_jp``) under the bundle's header, as if sent one by one."""
         for rec in self.json(keys):
             if rec.schema not in MESSAGE_SCHEMAS or "type" not in rec.obj:
                 continue
@@ -210,7 +213,10 @@ class Recording:
             except (CodecError, KeyError, ValueError, TypeError) as exc:
                 self._skip(rec.topic, f"does not hold a valid message ({exc})")
                 continue
-            yield RecordedMessage(rec.topic, rec.log_ns, msg)
+            if isinstance(msg.body, CommandBundle):
+                yield from _commands(rec.topic, rec.log_ns, msg, msg.body)
+            else:
+                yield RecordedMessage(rec.topic, rec.log_ns, msg)
 
     def undecodable(self) -> Iterator[RecordedJson]:
         """Bytes received on session keys that were not valid messages."""
@@ -223,3 +229,12 @@ class Recording:
 
 
 __all__ = ["FileExtent", "RecordedJson", "RecordedMessage", "Recording", "extent"]
+
+
+def _commands(topic: str, receive_ns: int, msg: Message,
+              bundle: CommandBundle) -> Iterator[RecordedMessage]:
+    keys = Keys(topic.split("/")[1])
+    for m, body in zip(msg.commands(), bundle.commands, strict=True):
+        key = (keys.servo_cp(body.arm) if isinstance(body, ServoCP)
+               else keys.jaw_servo_jp(body.arm))
+        yield RecordedMessage(key, receive_ns, m)

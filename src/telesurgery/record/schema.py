@@ -172,9 +172,27 @@ def _field(hint: Any) -> _Field:
         return _optional(_field(next(a for a in args if a is not type(None))))
     if origin is tuple and args == (float, Ellipsis):
         return _Field(_floats, _floats_of, {"type": "array", "items": _NUMBER})
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return _bodies(typing.get_args(args[0]) or (args[0],))
     if origin is dict:
         return _Field(dict, _strict(dict), {"type": "object"})
     raise TypeError(f"no JSON view for field type {hint!r}; add one to record/schema.py")
+
+
+def _bodies(classes: tuple[type[AnyBody], ...]) -> _Field:
+    """A list of bodies of ``classes`` (a bundle's commands), each with its ``type``."""
+    views = {cls.TYPE.name: _body_view(cls) for cls in classes}
+
+    def to_json(items: tuple[AnyBody, ...]) -> list[JsonObject]:
+        return [views[b.TYPE.name].body_json(b) for b in items]
+
+    def of_json(v: Any) -> tuple[AnyBody, ...]:
+        return tuple(views[_strict(str)(o["type"])].body_of(o) for o in _strict(list)(v))
+
+    items = [{"type": "object", "properties": {k: p for k, p in view.properties.items()
+                                               if k not in _HEADER_PROPERTIES}}
+             for view in views.values()]
+    return _Field(to_json, of_json, {"type": "array", "items": {"oneOf": items}})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -188,16 +206,27 @@ class _BodyView:
     def to_json(self, msg: Message) -> JsonObject:
         """Header and body fields of ``msg`` as JSON values."""
         out: JsonObject = {"session": f"{msg.session:016x}", "seq": msg.seq,
-                           "sent_ns": msg.sent_ns, "type": msg.body.TYPE.name}
-        body = msg.body
+                           "sent_ns": msg.sent_ns}
+        out.update(self.body_json(msg.body))
+        return out
+
+    def body_json(self, body: AnyBody) -> JsonObject:
+        """The ``type`` and fields of ``body`` as JSON values."""
+        out: JsonObject = {"type": body.TYPE.name}
         out.update((name, f.to_json(getattr(body, name))) for name, f in self.fields)
         return out
 
     def of_json(self, obj: JsonObject) -> Message:
         """The message behind ``obj``; ``KeyError``, ``TypeError`` or ``ValueError`` if none."""
-        body = self.cls(**{name: f.of_json(obj[name]) for name, f in self.fields})
         return Message(int(_strict(str)(obj["session"]), 16), _integer(obj["seq"]),
-                       _integer(obj["sent_ns"]), body)
+                       _integer(obj["sent_ns"]), self.body_of(obj))
+
+    def body_of(self, obj: JsonObject) -> AnyBody:
+        """The body whose fields ``obj`` holds."""
+        return self.cls(**{name: f.of_json(obj[name]) for name, f in self.fields})
+
+
+_HEADER_PROPERTIES = ("session", "seq", "sent_ns")
 
 
 def _body_view(cls: type[AnyBody]) -> _BodyView:

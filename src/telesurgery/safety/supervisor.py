@@ -95,6 +95,7 @@ class _ArmState:
         "last_valid_ns",
         "mode",
         "name",
+        "received",
         "session",
         "setpoint",
     )
@@ -106,6 +107,8 @@ class _ArmState:
         self.session: int | None = None
         self.last_servo_seq: int | None = None
         self.last_jaw_seq: int | None = None
+        self.received = 0
+        """Commands of ``session`` for this arm that reached the session's checks."""
         self.last_valid_ns = 0
         self.hold_pending = False
         self.goal: Pose | None = None
@@ -300,6 +303,7 @@ class Supervisor:
                 return self._reject(Reason.WRONG_SESSION, msg)
             if msg.session != st.session:
                 self._new_session(st, msg.session)
+            st.received += 1
             is_servo = isinstance(body, ServoCP)
             reason = check_sequence(st.last_servo_seq if is_servo else st.last_jaw_seq,
                                     msg.seq)
@@ -498,6 +502,7 @@ class Supervisor:
         previous = st.session
         st.session = session
         st.last_servo_seq = st.last_jaw_seq = None
+        st.received = 0
         if previous is None:
             log.info("%s: commands from console session %016x", st.name, session)
         elif st.mode is not ArmMode.HELD:
@@ -568,8 +573,7 @@ class Supervisor:
                 "arms": {st.name: {"mode": st.mode.label, "applied_seq": st.applied_seq,
                                    "session": None if st.session is None
                                    else f"{st.session:016x}",
-                                   "last_servo_seq": st.last_servo_seq or 0,
-                                   "last_jaw_seq": st.last_jaw_seq or 0}
+                                   "received": st.received}
                          for st in self._arms.values()},
             }
         out["latency_ms"] = self.latency_ns.summary(1e-6, last=last)

@@ -23,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 
-from telesurgery.messages import ControlRequest, JawServoJP, Message, ServoCP
+from telesurgery.messages import CommandBundle, ControlRequest, JawServoJP, Message, ServoCP
 from telesurgery.transport.codec import FLAG_TAG, FLAGS_OFFSET, TAG_SIZE, encode
 
 KEY_SIZE = 32
@@ -195,7 +195,7 @@ class CommandVerifier:
         if not msg.tag:
             return TagReason.UNTAGGED
         body = msg.body
-        if not isinstance(body, ServoCP | JawServoJP | ControlRequest):
+        if not isinstance(body, ServoCP | JawServoJP | CommandBundle | ControlRequest):
             return TagReason.MALFORMED
         with self._lock:
             entry = self._keys.get(msg.session)
@@ -206,7 +206,7 @@ class CommandVerifier:
             # Streams by what the authenticated body says, not by the key it came on: a
             # command moved to another key expression is still the same command.
             stream = (msg.session, int(body.TYPE),
-                      "" if isinstance(body, ControlRequest) else body.arm)
+                      body.arm if isinstance(body, ServoCP | JawServoJP) else "")
             window = self._windows.get(stream)
             if window is None:
                 window = self._windows[stream] = ReplayWindow(self._window)

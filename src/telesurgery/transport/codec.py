@@ -31,7 +31,10 @@ from typing import Any, TypeVar
 
 from telesurgery.errors import CodecError, CodecReason
 from telesurgery.messages import (
+    MAX_BUNDLED,
     AnyBody,
+    Command,
+    CommandBundle,
     ControlAction,
     ControlRequest,
     JawServoJP,
@@ -455,6 +458,37 @@ def _unpack_control_request(r: _Reader) -> ControlRequest:
 
 
 
+# COMMAND_BUNDLE body: u8 count (1..MAX_BUNDLED), then per command its type byte
+# (SERVO_CP or JAW_SERVO_JP) and that type's body layout.
+_BUNDLED: dict[int, tuple[Callable[[Any], bytes], Callable[[_Reader], Command]]] = {
+    int(MessageType.SERVO_CP): (_pack_servo_cp, _unpack_servo_cp),
+    int(MessageType.JAW_SERVO_JP): (_pack_jaw_servo_jp, _unpack_jaw_servo_jp),
+}
+
+
+def _pack_command_bundle(b: CommandBundle) -> bytes:
+    return _U8.pack(len(b.commands)) + b"".join(
+        _U8.pack(int(c.TYPE)) + _BUNDLED[int(c.TYPE)][0](c) for c in b.commands)
+
+
+def _unpack_command_bundle(r: _Reader) -> CommandBundle:
+    (n,) = r.take(_U8)
+    if not 0 < n <= MAX_BUNDLED:
+        raise CodecError(f"COMMAND_BUNDLE announces {n} commands; 1 to {MAX_BUNDLED} are "
+                         "allowed", CodecReason.BAD_FIELD)
+    commands = []
+    for _ in range(n):
+        (kind,) = r.take(_U8)
+        layout = _BUNDLED.get(kind)
+        if layout is None:
+            raise CodecError(f"COMMAND_BUNDLE holds a message of type {kind}; only SERVO_CP "
+                             f"({int(MessageType.SERVO_CP)}) and JAW_SERVO_JP "
+                             f"({int(MessageType.JAW_SERVO_JP)}) are bundled",
+                             CodecReason.BAD_FIELD)
+        commands.append(layout[1](r))
+    return CommandBundle(tuple(commands))
+
+
 _Packer = Callable[[Any], bytes]
 _Unpacker = Callable[[_Reader], AnyBody]
 _LAYOUTS: dict[MessageType, tuple[_Packer, _Unpacker]] = {
@@ -471,6 +505,7 @@ _LAYOUTS: dict[MessageType, tuple[_Packer, _Unpacker]] = {
     MessageType.KEY_OFFER: (_pack_key_offer, _unpack_key_offer),
     MessageType.KEY_ACCEPT: (_pack_key_accept, _unpack_key_accept),
     MessageType.CONTROL_REQUEST: (_pack_control_request, _unpack_control_request),
+    MessageType.COMMAND_BUNDLE: (_pack_command_bundle, _unpack_command_bundle),
 }
 """How each message type's body is laid out: its packer and its unpacker."""
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from telesurgery.config import ALL_ARMS
+
 ROOT = "telesurgery"
 
 
@@ -30,6 +32,12 @@ class Keys:
     def servo_cp(self, arm: str) -> str:
         """Tool-tip pose commands."""
         return self.arm(arm, "servo_cp")
+
+    @property
+    def arms_servo(self) -> str:
+        """Every arm's commands of one console tick in one message (``CommandBundle``),
+        under the pseudo-arm ``arms``: what a console streams."""
+        return self.arm(ALL_ARMS, "servo_cp")
 
     def jaw_servo_jp(self, arm: str) -> str:
         """Jaw commands."""
