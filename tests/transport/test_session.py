@@ -14,6 +14,7 @@ from telesurgery.transport.keys import Keys
 from telesurgery.transport.qos import Stream
 from telesurgery.transport.session import Publisher, RejectCounter, open_session, subscribe
 from telesurgery.types import Pose
+from tests.waiting import wait_until
 
 TIMEOUT_S = 10.0
 
@@ -131,3 +132,24 @@ def test_a_handler_failing_on_valid_messages_is_counted_and_logged_once(
     failures = [r for r in caplog.records if "failed on Status" in r.getMessage()]
     assert len(failures) == 1
     assert rejects.total == 0
+
+
+def test_an_on_demand_publisher_is_wanted_only_while_someone_subscribes(
+        zenoh_pair: tuple[zenoh.Session, zenoh.Session]) -> None:
+    a, b = zenoh_pair
+    key = Keys("t4").measured_js("psm1")
+    pub = Publisher(b, key, Stream.STATE, session_id=5, on_demand=True)
+    always = Publisher(b, Keys("t4").measured_cf("psm1"), Stream.STATE, session_id=5)
+    try:
+        assert not pub.wanted
+        assert always.wanted
+        got: list[Message] = []
+        sub = subscribe(a, key, lambda msg, _t: got.append(msg), RejectCounter())
+        wait_until(lambda: pub.wanted, "the subscriber to be matched", TIMEOUT_S)
+        pub.put(Status({"n": 1}))
+        wait_until(lambda: len(got) == 1, "the message", TIMEOUT_S)
+        sub.undeclare()
+        wait_until(lambda: not pub.wanted, "the subscriber to be gone", TIMEOUT_S)
+    finally:
+        pub.close()
+        always.close()

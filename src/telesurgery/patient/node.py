@@ -109,8 +109,8 @@ class PatientNode:
                                        self._zenoh_security())
         state_pubs = {
             arm: (link.state_publisher(keys.measured_cp(arm)),
-                  Publisher(z, keys.measured_js(arm), Stream.STATE, sid),
-                  Publisher(z, keys.measured_cf(arm), Stream.STATE, sid))
+                  Publisher(z, keys.measured_js(arm), Stream.STATE, sid, on_demand=True),
+                  Publisher(z, keys.measured_cf(arm), Stream.STATE, sid, on_demand=True))
             for arm in cfg.arms
         }
         # Enabled before anyone can send: a console streams as soon as it sees our subscribers.
@@ -205,10 +205,14 @@ class PatientNode:
             jaw = arm.jaw_measured_js()
             cp.put(MeasuredCP(name, arm.measured_cp(), arm.setpoint_cp(), jaw.position[0],
                               seq, sample_ns, op, self.supervisor.mode(name)))
-            j = arm.measured_js()
-            js.put(MeasuredJS(name, (*j.position, *jaw.position),
-                              (*j.velocity, *jaw.velocity)))
-            cf.put(MeasuredCF(name, arm.measured_cf()))
+            # Joints and wrench are read by recorders and tools, not by the console: while
+            # nobody subscribes they are neither computed nor sent.
+            if js.wanted:
+                j = arm.measured_js()
+                js.put(MeasuredJS(name, (*j.position, *jaw.position),
+                                  (*j.velocity, *jaw.velocity)))
+            if cf.wanted:
+                cf.put(MeasuredCF(name, arm.measured_cf()))
 
     def _housekeeping(self, z: zenoh.Session, stop: threading.Event) -> None:
         name_os_thread()
