@@ -27,6 +27,8 @@ TRAJECTORY = Path(__file__).parents[2] / "configs" / "trajectories" / "circle_re
 ARMS = ("psm1", "psm2")
 WAIT_S = 60.0
 """Generous: router, patient and console processes on a shared two-core machine [s]."""
+LOADED_SLACK_MS = 30.0
+"""How late [ms] a hold may be published after the watchdog's limit on a loaded machine."""
 MOVED_M = 0.003
 """How far [m] a driven arm must have gone to count as moved."""
 
@@ -83,9 +85,12 @@ def test_killed_console_holds_and_the_bedside_console_re_engages_without_a_jump(
     killed = now_ns()
     os.kill(first.proc.pid, signal.SIGKILL)
     hold = trace.wait_state(SafetyState.HOLD, after=killed, timeout_s=10.0)
-    # The event's send time bounds the transition from above (it is published after it).
+    # The event's send time bounds the transition from above (it is published after it);
+    # a servo tick may be late, and more so on a loaded machine (65 ms seen at a load of
+    # 15 on two cores): the same room as the link test's both-paths cut.
     waited_ms = (hold.sent_ns - killed) * 1e-6
-    assert waited_ms <= SAFETY.watchdog_ms + 10.0, f"HOLD {waited_ms:.1f} ms after SIGKILL"
+    assert waited_ms <= SAFETY.watchdog_ms + LOADED_SLACK_MS, (
+        f"HOLD {waited_ms:.1f} ms after SIGKILL")
     assert isinstance(hold.body, SafetyEvent)
     assert "watchdog" in hold.body.reason
 

@@ -285,22 +285,25 @@ def test_clock_offset_under_asymmetric_delay_is_half_the_asymmetry(tmp_path: Pat
     linked = Linked(tmp_path, ASYMMETRIC)
     try:
         linked.all_up()
-        # Until the clock filter chooses from a full window and the live figures cover as
-        # many exchanges as they keep, with a second of commands for the latency figure.
+        # A second of commands for the latency figure, then until the clock filter chooses
+        # from a full window and the live figures cover as many exchanges as they keep.
         up = linked.fresh_status()
         linked.wait_commands("commands for the latency", None, SECOND, up)
         linked.wait_status("a full clock window", lambda s: bool(
             s["link"]["clock"].get("samples", 0) >= SYNC_WINDOW
             and s["link"]["paths"]["asym"]["rtt_ms"].get("count", 0) >= LIVE_EXCHANGES))
+        # The filter keeps the quickest exchange of its window: on a loaded machine a
+        # window may hold none as quick as the emulated 40 ms, so wait for one that does
+        # (its bound is then half of it, within the jitter).
+        clock = linked.wait_status("an estimate on a quick exchange", lambda s: bool(
+            abs(s["link"]["clock"]["bound_ms"] - 20.0) <= 2.0))["link"]["clock"]
     finally:
         report = linked.stop()
-    clock = report["link"]["clock"]
     path = report["link"]["paths"]["asym"]
     latency = report["safety"]["latency_ms"]
     print({"clock": clock, "one_way_ms": path["one_way_ms"], "latency_ms": latency})
     # One clock: the true offset is 0, and it lies within the stated bound (RTT / 2).
     assert abs(clock["offset_ms"]) <= clock["bound_ms"]
-    assert clock["bound_ms"] == pytest.approx(20.0, abs=2.0)
     # What the asymmetry does: (30 - 10) / 2 = 10 ms, within the jitter of the exchange
     # the filter kept.
     assert clock["offset_ms"] == pytest.approx(10.0, abs=1.5)
