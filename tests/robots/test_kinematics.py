@@ -189,3 +189,49 @@ def test_insertion_clamp_keeps_the_tip_45_mm_from_the_rcm(q: tuple[float, ...]) 
         assert out == q
     else:
         assert out[2] > q[2]
+
+
+@settings(max_examples=300, deadline=None)
+@given(joints())
+def test_fk_pose_is_the_fk_matrix(q: tuple[float, ...]) -> None:
+    np.testing.assert_allclose(kin.fk(q).matrix(), kin.fk_matrix(q), rtol=0, atol=1e-12)
+
+
+quats = st.tuples(*(st.floats(-1.0, 1.0),) * 4).filter(lambda v: sum(c * c for c in v) > 1e-2)
+"""Quaternions of any sign, not yet unit."""
+positions = st.tuples(*(st.floats(-0.3, 0.3),) * 3)
+
+
+@settings(max_examples=500, deadline=None)
+@given(positions, quats, joints())
+def test_ik_nearest_is_ik_where_it_succeeds_and_within_limits_everywhere(
+        p: tuple[float, float, float], o: tuple[float, float, float, float],
+        hint: tuple[float, ...]) -> None:
+    norm = math.sqrt(sum(c * c for c in o))
+    pose = Pose(p, (o[0] / norm, o[1] / norm, o[2] / norm, o[3] / norm))
+    q = kin.ik_nearest(pose, hint)
+    assert kin.in_limits(q)
+    assert kin.tip_rcm_distance(kin.fk(q)) >= kin.MIN_TIP_RCM_DISTANCE_M - 1e-9
+    try:
+        exact = kin.ik(pose, hint)
+    except KinematicsError:
+        return
+    assert q == exact
+
+
+values = st.tuples(*(st.floats(-6.0, 6.0),) * 6)
+
+
+@settings(max_examples=500, deadline=None)
+@given(values)
+def test_clamp_and_in_limits_match_their_definitions(q: tuple[float, ...]) -> None:
+    clamped = kin.clamp_joints([np.float64(v) for v in q])
+    assert clamped == tuple(min(hi, max(lo, v))
+                            for v, lo, hi in zip(q, kin.JOINT_LOWER, kin.JOINT_UPPER, strict=True))
+    assert all(type(v) is float for v in clamped)  # not numpy scalars
+    assert kin.in_limits(clamped)
+    assert kin.in_limits(q) == all(lo - 1e-9 <= v <= hi + 1e-9 for v, lo, hi in zip(
+        q, kin.JOINT_LOWER, kin.JOINT_UPPER, strict=True))
+    # Within the 1e-9 tolerance counts as within.
+    assert kin.in_limits(tuple(hi + 5e-10 for hi in kin.JOINT_UPPER))
+    assert not kin.in_limits(tuple(lo - 2e-9 for lo in kin.JOINT_LOWER))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from telesurgery.errors import KinematicsError, RobotError
+from telesurgery.geometry import FloatArray
 from telesurgery.robots.sim.kinematics import (
     JAW_UPPER,
     JOINT_LOWER,
@@ -18,7 +19,12 @@ from telesurgery.robots.sim.kinematics import (
     in_limits,
     tip_rcm_distance,
 )
-from telesurgery.robots.sim.model import JAW_GRASP_DEPTH_M
+from telesurgery.robots.sim.model import (
+    JAW_GRASP_DEPTH_M,
+    finger_joint_names,
+    joint_names,
+    tool_body_names,
+)
 from telesurgery.robots.sim.robot import SimArm, SimRobot
 from telesurgery.robots.sim.scene import JAWS_DOWN
 from telesurgery.types import OperatingState, Pose
@@ -245,3 +251,66 @@ def test_the_jaws_grasp_a_ring_and_carry_it_to_another_peg(robot: SimRobot) -> N
     assert robot.task_status() == {"name": "peg_transfer", "completed": 1, "on_target": 1,
                                    "time_s": round(done.last_completed_s, 3),
                                    "sim_time_s": round(done.time_s, 3)}
+
+
+def _wrench_by_numpy(robot: SimRobot, arm: SimArm) -> tuple[FloatArray, FloatArray, int, int]:
+    """The tool-tip wrench [N, N m, base frame] as measured_cf first computed it, contact by
+    contact in numpy; with how many tool contacts have the tool as geom1, and as geom2."""
+    m, d = robot.model, robot.data
+    is_tool = np.zeros(m.nbody, dtype=bool)
+    is_tool[[m.body(b).id for b in tool_body_names(arm.name)]] = True
+    on_tool = is_tool[m.geom_bodyid[d.contact.geom]]
+    touching = np.flatnonzero(on_tool[:, 0] != on_tool[:, 1])
+    base = robot.layout.base_pose(arm.name)
+    tip = np.asarray(base.compose(arm.measured_cp()).position)
+    force, torque, f6 = np.zeros(3), np.zeros(3), np.zeros(6)
+    for i in touching:
+        mujoco.mj_contactForce(m, d, int(i), f6)
+        f_world = d.contact.frame[i].reshape(3, 3).T @ f6[:3]
+        if on_tool[i, 0]:
+            f_world = -f_world
+        force += f_world
+        torque += np.cross(d.contact.pos[i] - tip, f_world)
+    rot_t = base.matrix()[:3, :3].T
+    first = int(np.count_nonzero(on_tool[touching, 0]))
+    return rot_t @ force, rot_t @ torque, first, touching.size - first
+
+
+def test_measured_cf_sums_every_tool_contact_about_the_tip(robot: SimRobot) -> None:
+    lay = robot.layout
+    arm = robot.arms["psm2"]
+    tab = np.add(lay.ring_on_peg(0), lay.ring.tab_offset())
+    tab_top = float(tab[2] + lay.ring.tab_half[2])
+    first = second = 0
+    # Jaws open astride ring 0's tab, then down until the wrist touches the tab (a capsule
+    # before a box: the tool is geom1) and the jaws the board and the ring (geom2).
+    for below_top, seconds in ((-0.03, 0.8), (0.0015, 0.5), (0.0055, 0.5)):
+        glide(robot, arm, (float(tab[0]), float(tab[1]), tab_top - below_top), 0.8, seconds)
+        force, torque, n1, n2 = _wrench_by_numpy(robot, arm)
+        first, second = first + n1, second + n2
+        cf = arm.measured_cf()
+        np.testing.assert_allclose(cf.force, force, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(cf.torque, torque, rtol=1e-12, atol=1e-12)
+        assert arm.measured_cf() is cf  # the same wrench until the physics steps
+    assert first > 0
+    assert second > 0
+    assert any(f != 0.0 for f in cf.force)
+    robot.step(DT)
+    assert arm.measured_cf() is not cf
+
+
+def test_joint_reads_are_the_model_joints(robot: SimRobot) -> None:
+    arm = robot.arms["psm2"]
+    arm.jaw_servo_jp(0.6)
+    arm.servo_jp((0.1, -0.2, 0.12, 0.3, 0.2, -0.1))
+    run(robot, 0.05)
+    m, d = robot.model, robot.data
+    js, jaw = arm.measured_js(), arm.jaw_measured_js()
+    assert js.position == tuple(float(d.qpos[m.joint(j).qposadr[0]]) for j in joint_names("psm2"))
+    assert js.velocity == tuple(float(d.qvel[m.joint(j).dofadr[0]]) for j in joint_names("psm2"))
+    a, b = (m.joint(j) for j in finger_joint_names("psm2"))
+    assert jaw.position == (float(d.qpos[a.qposadr[0]] + d.qpos[b.qposadr[0]]),)
+    assert jaw.velocity == (float(d.qvel[a.dofadr[0]] + d.qvel[b.dofadr[0]]),)
+    assert any(v != 0.0 for v in js.velocity)
+    assert d.ctrl[m.actuator(joint_names("psm2")[2]).id] == arm.setpoint_js()[2]
+    assert d.ctrl[m.actuator(finger_joint_names("psm2")[0]).id] == 0.3

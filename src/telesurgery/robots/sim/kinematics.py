@@ -310,8 +310,8 @@ def ik(pose: Pose, q_hint: Sequence[float]) -> tuple[float, ...]:
     if not candidates:
         raise KinematicsError(f"pose {pose} needs a joint outside its limits; turn the "
                               "wrist less or move the target toward the shaft axis")
-    best = min(candidates, key=lambda q: _distance(q, q_hint))
-    return clamp_joints(best)
+    # Within the limits only one wrist branch remains (see ``_solutions``).
+    return clamp_joints(candidates[0])
 
 
 def ik_nearest(pose: Pose, q_hint: Sequence[float]) -> tuple[float, ...]:
