@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import gc
 import logging
 import os
@@ -32,7 +33,9 @@ _OS_NAME_BYTES = 15
 SWITCH_INTERVAL_S = 2e-4
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
+    # Found once: ``find_library`` runs ``ldconfig`` in a subprocess, milliseconds a call.
     libc_name = ctypes.util.find_library("c")
     return None if libc_name is None else ctypes.CDLL(libc_name, use_errno=True)
 
