@@ -36,8 +36,8 @@ class Pose:
 
     def is_finite(self) -> bool:
         """True when every number is finite and the quaternion is close to unit norm."""
-        # Unrolled: 0.2 us a call against 1.7 us with generators, and the console and the
-        # supervisor check every pose they take in.
+        # Unrolled: 0.22 us a call against 0.87 us with generators (timeit), and the
+        # console and the supervisor check every pose they take in.
         x, y, z = self.position
         w, i, j, k = self.orientation
         if not (isfinite(x) and isfinite(y) and isfinite(z) and isfinite(w) and isfinite(i)
