@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from mcap.reader import make_reader
 
-from telesurgery.messages import MeasuredCP, Message, ServoCP
+from telesurgery.messages import JawServoJP, MeasuredCP, Message, ServoCP
 from telesurgery.record.layout import audit_dir, recording_paths
 from telesurgery.record.mcap_writer import McapRecording
 from telesurgery.record.reader import Recording
@@ -82,17 +82,22 @@ def test_the_recording_reads_back_with_the_official_reader_and_its_schemas(run: 
                 assert schema.name == "telesurgery." + _camel(obj["type"])
             topics[channel.topic] += 1
     for arm in ARMS:
-        for name in ("servo_cp", "jaw/servo_jp", "measured_cp", "measured_js", "measured_cf"):
+        for name in ("measured_cp", "measured_js", "measured_cf"):
             assert topics[f"telesurgery/or1/{arm}/{name}"] > 1000, (arm, name, topics)
     for key in ("safety/state", "patient/status", "console/status", "recorder/stats"):
         assert topics[f"telesurgery/or1/{key}"] > 0, key
+    # The console sends a tick's commands for both arms as one bundle.
+    assert topics["telesurgery/or1/arms/servo_cp"] > 1000, topics
     # The recorder sees a copy of the commands through the router, at normal priority
     # beside the real-time nodes: on an idle machine it holds about 99 % of them, on one
     # whose cores are taken by other work far fewer (the report counts the gaps). Most of
-    # them must be there whatever the load.
-    commands = sum(topics[f"telesurgery/or1/{a}/{n}"] for a in ARMS
-                   for n in ("servo_cp", "jaw/servo_jp"))
-    assert commands >= 0.5 * run.summary["control"]["sent"]
+    # them must be there whatever the load; read back, a bundle is its commands on each
+    # arm's CRTK keys.
+    commands = Counter(m.key for m in Recording(run.record).messages()
+                       if isinstance(m.message.body, ServoCP | JawServoJP))
+    assert set(commands) == {f"telesurgery/or1/{a}/{n}" for a in ARMS
+                             for n in ("servo_cp", "jaw/servo_jp")}
+    assert sum(commands.values()) >= 0.5 * run.summary["control"]["sent"]
     section = run.summary["record"]
     assert section["recordings"] == ["recording.mcap"]
     assert section["bytes"] == files[0].stat().st_size
