@@ -23,6 +23,7 @@ A figure that could not be measured is None beside a ``reason``, never filled in
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -38,6 +39,7 @@ from telesurgery.bench import cpu
 from telesurgery.bench.machine import machine_info
 from telesurgery.bench.page import HeadlessPage, find_chromium, open_console_page
 from telesurgery.demo.monitor import Monitor
+from telesurgery.demo.processes import SURGEON_SITE, site_cpus
 from telesurgery.demo.run import DemoOptions, run_demo
 from telesurgery.errors import TelesurgeryError
 from telesurgery.link.profiles import load_profile
@@ -75,6 +77,9 @@ class SystemOptions:
     """Busy processes beside the system, started before it and stopped after it."""
     chromium: Path | None = None
     log_level: str = "warning"
+    pin_sites: bool = False
+    """Each site on its own half of the CPUs (``DemoOptions.pin_sites``), the browser with
+    the surgeon's console."""
 
 
 class Hogs:
@@ -182,6 +187,21 @@ def _holds(monitor: Monitor) -> int | None:
     return int(holds) if isinstance(holds, int | float) else None
 
 
+def _launch(browser: HeadlessPage, stack: contextlib.ExitStack, pin_sites: bool
+            ) -> HeadlessPage:
+    """Start ``browser`` (closed with ``stack``); pinned, on the surgeon's CPUs: this thread
+    takes them while the browser starts, so that it and every process it starts later
+    (renderers, the GPU process) inherit them, then gets all of its own back."""
+    if not pin_sites:
+        return stack.enter_context(browser)
+    own = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, site_cpus(SURGEON_SITE))
+    try:
+        return stack.enter_context(browser)
+    finally:
+        os.sched_setaffinity(0, own)
+
+
 def bench_system(opts: SystemOptions, stop: threading.Event,
                  progress: Progress = lambda _line: None) -> dict[str, Any]:
     """Run the flagship with its page for ``opts.duration_s`` [s] measured; the JSON.
@@ -196,10 +216,12 @@ def bench_system(opts: SystemOptions, stop: threading.Event,
     progress(f"starting the demo (link {opts.link or 'none'}, hog {opts.hog}) and "
              f"Chromium ({chromium})")
     browser = HeadlessPage(chromium)  # before anything starts: Playwright may be missing
-    with Hogs(opts.hog) as hogs, browser as page:
+    with Hogs(opts.hog) as hogs, contextlib.ExitStack() as stack:
+        page = _launch(browser, stack, opts.pin_sites)
         window = Window(opts.duration_s, page, stop, progress)
         summary = run_demo(DemoOptions(duration_s=None, link=opts.link, video=True,
-                                       log_level=opts.log_level), stop, on_tick=window.tick)
+                                       log_level=opts.log_level, pin_sites=opts.pin_sites),
+                           stop, on_tick=window.tick)
         hog_pids = hogs.pids
     if window.first is None or window.last is None:
         raise TelesurgeryError("stopped before the measured window ended; nothing measured")
@@ -217,6 +239,7 @@ def bench_system(opts: SystemOptions, stop: threading.Event,
         "duration_s": opts.duration_s,
         "measured_s": round((window.last.at_ns - window.first.at_ns) * 1e-9, 3),
         "hog": opts.hog,
+        "pin_sites": opts.pin_sites,
         "control": control_section(summary),
         "safety": safety_section(summary.get("safety", {}), window.holds),
         "page": display_section(displays.get("page"), rtt_p50, window.page_reason

@@ -100,6 +100,9 @@ def system(
              "bench).", min=0)] = 0,
     chromium: Annotated[Path | None, typer.Option(help="Chromium executable (default: "
                                                   "the first on PATH).")] = None,
+    pin_sites: Annotated[bool, typer.Option(
+        help="Each site on its own half of the CPUs, as on two machines (the browser with "
+             "the surgeon's console).")] = False,
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
 ) -> None:
     """The flagship as a user sees it: the demo with video and its console page open in
@@ -109,7 +112,7 @@ def system(
     from telesurgery.bench.system import SystemOptions, bench_system
 
     opts = SystemOptions(link=None if link == "none" else link, duration_s=duration, hog=hog,
-                         chromium=chromium, log_level=log_level)
+                         chromium=chromium, log_level=log_level, pin_sites=pin_sites)
     started = time.monotonic()
 
     def progress(line: str) -> None:

@@ -62,6 +62,10 @@ def demo(
         "(implies --backup).")] = None,
     backup_web_port: Annotated[int | None, typer.Option(
         help="Port of the backup console page (default: a free port).")] = None,
+    pin_sites: Annotated[bool, typer.Option(
+        help="Run each site on its own half of the CPUs, as on two machines: the patient's "
+             "(router, patient node, recorder, bedside console) and the surgeon's "
+             "(console).")] = False,
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
 ) -> None:
     """Run patient node, surgeon console (autopilot surgeon) and a Zenoh router together,
@@ -81,7 +85,8 @@ def demo(
                        log_level=log_level, link=link,
                        cuts=tuple(Cut.parse(c) for c in cut or ()), record=record,
                        video=video, web_port=port, insecure=insecure, backup=backup,
-                       backup_web_port=backup_port, takeover_at_s=takeover_at)
+                       backup_web_port=backup_port, takeover_at_s=takeover_at,
+                       pin_sites=pin_sites)
     opts.check()
     check_link_options(opts.link, opts.cuts)
     # Before anything starts: a folder that cannot be had is one line.

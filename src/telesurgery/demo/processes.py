@@ -26,13 +26,45 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+PATIENT_SITE = 0
+SURGEON_SITE = 1
+"""The two sites of a session run on one machine: the patient's (router, patient node,
+recorder, bedside console) and the surgeon's (console, its browser); the emulated network
+belongs to neither."""
+
+
+def site_cpus(site: int, cpus: frozenset[int] | None = None) -> frozenset[int]:
+    """The CPUs ``site`` is pinned to: its half of ``cpus`` (default: this process's), the
+    patient's site the lower half; both sites share a single CPU."""
+    have = sorted(os.sched_getaffinity(0) if cpus is None else cpus)
+    half = max(1, len(have) // 2)
+    mine = have[:half] if site == PATIENT_SITE else have[half:] or have
+    return frozenset(mine)
+
+
+def pin(pid: int, cpus: frozenset[int]) -> None:
+    """Run every thread of process ``pid`` on ``cpus`` (threads it starts later inherit it
+    from theirs); a process or thread gone meanwhile is skipped."""
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        tids = [pid]
+    for tid in tids:
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except (ProcessLookupError, PermissionError):
+            continue
+
+
 @dataclass
 class NodeProcess:
-    """One ``telesurgery <verb>`` child, its log file and its report file."""
+    """One ``telesurgery <verb>`` child, its log file and its report file; ``cpus``: the
+    CPUs it runs on (None: any)."""
 
     name: str
     args: list[str]
     workdir: Path
+    cpus: frozenset[int] | None = None
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
     report_path: Path = field(init=False)
@@ -50,6 +82,10 @@ class NodeProcess:
         fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        if self.cpus is not None:
+            # Right after the exec, before the interpreter starts the threads that inherit it
+            # (``pin`` also catches any already there).
+            pin(self.proc.pid, self.cpus)
         log.debug("started %s: %s", self.name, " ".join(cmd))
 
     def alive(self) -> bool:

@@ -38,7 +38,13 @@ from typing import Any
 from telesurgery.clock import now_ns
 from telesurgery.demo.linkrig import Cut, CutSchedule, LinkRig, paths_toml
 from telesurgery.demo.monitor import Monitor
-from telesurgery.demo.processes import NodeProcess, free_port
+from telesurgery.demo.processes import (
+    PATIENT_SITE,
+    SURGEON_SITE,
+    NodeProcess,
+    free_port,
+    site_cpus,
+)
 from telesurgery.demo.recording import DemoRecording, wait_present
 from telesurgery.demo.summary import backup_section, build_summary, security_section
 from telesurgery.errors import ConfigError, TelesurgeryError
@@ -86,6 +92,10 @@ class DemoOptions:
     holds still)."""
     takeover_at_s: float | None = None
     """The drill: the backup console takes control this many seconds [s] into the run."""
+    pin_sites: bool = False
+    """Each site on its own half of the CPUs, as two machines would be: the patient's
+    (router, patient node, recorder, bedside console) and the surgeon's (console); the
+    emulated network floats."""
 
     def check(self) -> None:
         """``ConfigError`` for options that do not go together."""
@@ -155,31 +165,37 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
     schedule = CutSchedule(rig, opts.cuts)
     path_args = {n: ["--config", str(workdir / f"{n}-paths.toml")] if rig else []
                  for n in ("patient", "console")}
+    cpus = ({n: site_cpus(n) for n in (PATIENT_SITE, SURGEON_SITE)} if opts.pin_sites
+            else dict.fromkeys((PATIENT_SITE, SURGEON_SITE)))
     recording = (DemoRecording(opts.record, opts.session, router_ep, workdir, opts.log_level,
-                               _security_args(site, Role.RECORDER, "recorder"))
+                               _security_args(site, Role.RECORDER, "recorder"),
+                               cpus[PATIENT_SITE])
                  if opts.record else None)
     if recording is not None:
         path_args["patient"] += recording.patient_args
     router = NodeProcess("router", ["router", "--listen", router_ep,
                                     "--log-level", opts.log_level,
-                                    *_security_args(site, Role.ROUTER, "site")], workdir)
+                                    *_security_args(site, Role.ROUTER, "site")], workdir,
+                         cpus[PATIENT_SITE])
     patient = NodeProcess("patient", ["patient", *common, "--mode", "peer", "--listen",
                                       patient_ep, "--connect", router_ep,
                                       *path_args["patient"],
-                                      *_security_args(site, Role.ROBOT, "patient")], workdir)
+                                      *_security_args(site, Role.ROBOT, "patient")], workdir,
+                          cpus[PATIENT_SITE])
     console = NodeProcess("console", ["console", *common, "--mode", "peer",
                                       "--connect", router_ep, "--device", opts.device,
                                       "--web-port", str(opts.web_port),
                                       *path_args["console"],
                                       *_security_args(site, Role.SURGEON, DEMO_SURGEON)],
-                          workdir)
+                          workdir, cpus[SURGEON_SITE])
     consoles = [console]
     if opts.backup:
         consoles.append(NodeProcess("backup", ["backup", *common, "--mode", "peer",
                                                "--connect", router_ep,
                                                *_backup_args(opts, workdir),
                                                *_security_args(site, Role.BACKUP,
-                                                               DEMO_BACKUP)], workdir))
+                                                               DEMO_BACKUP)], workdir,
+                                            cpus[PATIENT_SITE]))
     nodes = [router, patient, *consoles]
     drill = None if opts.takeover_at_s is None else consoles[-1]
     took_over_s: float | None = None
