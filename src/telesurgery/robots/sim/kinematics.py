@@ -26,8 +26,8 @@ Everything here is a pure function of floats: no MuJoCo state. The per-tick func
 (``fk``, ``ik`` and the ``clamp_joints`` it ends with) are written out in Python floats,
 with no numpy and no generators: for 3- and 6-element vectors their per-call overhead
 (about a microsecond an operation) is most of the cost, and ``servo_cp`` runs ``ik``
-for each arm at 1 kHz. So written, ``fk`` costs 2.8 us (10.5 us with a numpy matrix
-to quaternion step and generator products) and ``ik`` 5 us (16 us) (timeit, 2-core
+for each arm at 1 kHz. So written, ``fk`` costs 2.8 us (8.4 us with a numpy matrix
+to quaternion step and generator products) and ``ik`` 5 us (14.6 us) (timeit, 2-core
 machine).
 """
 
