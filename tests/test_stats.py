@@ -30,7 +30,7 @@ def test_an_empty_buffer_reports_nothing() -> None:
 
 
 def test_live_window_covers_the_last_samples_only() -> None:
-    s = Samples(capacity=16)
+    s = Samples()
     for x in range(100):
         s.add(float(x))
     assert s.summary(last=10) == {"p50": 94.5, "p99": 98.91, "p999": 98.991, "max": 99.0,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import array
 import math
-import threading
 
 import numpy as np
 
@@ -13,29 +13,29 @@ PERCENTILES = {"p50": 50.0, "p99": 99.0, "p999": 99.9}
 
 
 class Samples:
-    """A growable, thread-safe buffer of samples (any unit), with percentile summaries."""
+    """A growable, thread-safe buffer of samples (any unit), with percentile summaries.
 
-    def __init__(self, capacity: int = 65_536) -> None:
-        self._buf: FloatArray = np.empty(max(capacity, 16))
-        self._n = 0
-        self._lock = threading.Lock()
+    An ``array`` of doubles: appending is one C call, atomic under the GIL, so no lock is
+    taken (a lock and a NumPy element store cost about 7 % of the patient node's Python
+    time at the ~9,000 samples a second its loops and command checks add).
+    """
+
+    def __init__(self) -> None:
+        self._buf = array.array("d")
 
     def __len__(self) -> int:
-        return self._n
+        return len(self._buf)
 
     def add(self, value: float) -> None:
         """Append one sample."""
-        with self._lock:
-            if self._n == self._buf.size:
-                self._buf = np.concatenate([self._buf, np.empty(self._buf.size)])
-            self._buf[self._n] = value
-            self._n += 1
+        self._buf.append(value)
 
     def values(self, last: int | None = None) -> FloatArray:
         """A copy of the samples so far, or of the ``last`` ones."""
-        with self._lock:
-            start = 0 if last is None else max(0, self._n - last)
-            return self._buf[start: self._n].copy()
+        # Slicing copies under the GIL: a consistent snapshot while other threads append.
+        buf = self._buf
+        part = buf[:] if last is None else buf[max(0, len(buf) - last):]
+        return np.frombuffer(part, dtype=np.float64)
 
     def summary(self, scale: float = 1.0, digits: int = 3,
                 last: int | None = None) -> dict[str, float]:

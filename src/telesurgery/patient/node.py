@@ -23,7 +23,15 @@ import zenoh
 from telesurgery.clock import FixedRateLoop, name_os_thread, now_ns, set_realtime_thread
 from telesurgery.config import PatientConfig
 from telesurgery.errors import ConfigError
-from telesurgery.messages import MeasuredCF, MeasuredCP, MeasuredJS, Message, SafetyEvent, Status
+from telesurgery.messages import (
+    CommandBundle,
+    MeasuredCF,
+    MeasuredCP,
+    MeasuredJS,
+    Message,
+    SafetyEvent,
+    Status,
+)
 from telesurgery.patient.audit import PatientAudit
 from telesurgery.patient.control import PatientControl
 from telesurgery.patient.video import PatientVideo, start_video
@@ -160,9 +168,13 @@ class PatientNode:
         return None if self.security is None else self.security.zenoh_settings()
 
     def _on_command(self, msg: Message, received_ns: int) -> None:
-        # Anything but a command is still the supervisor's to refuse (and count).
-        for command in msg.commands() or (msg,):
-            self.supervisor.submit(command, received_ns)
+        body = msg.body
+        if isinstance(body, CommandBundle):
+            for command in body.commands:
+                self.supervisor.submit(msg, received_ns, command)
+        else:
+            # Anything but a command is still the supervisor's to refuse (and count).
+            self.supervisor.submit(msg, received_ns)
 
     def security_status(self) -> dict[str, Any]:
         """Mutual TLS or not, whether commands must carry tags, ``owner``: the console

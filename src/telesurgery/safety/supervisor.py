@@ -32,7 +32,14 @@ from telesurgery.clock import now_ns as clock_now_ns
 from telesurgery.config import SafetyConfig
 from telesurgery.errors import SafetyError, TelesurgeryError
 from telesurgery.geometry import quat_normalize
-from telesurgery.messages import JawServoJP, Message, SafetyCause, SafetyEvent, ServoCP
+from telesurgery.messages import (
+    AnyBody,
+    JawServoJP,
+    Message,
+    SafetyCause,
+    SafetyEvent,
+    ServoCP,
+)
 from telesurgery.robots.base import Arm, Robot
 from telesurgery.safety.checks import (
     ACCEPTED,
@@ -281,10 +288,16 @@ class Supervisor:
 
     # ---- commands (transport threads) ---------------------------------------------
 
-    def submit(self, msg: Message, received_ns: int) -> Verdict:
+    def submit(self, msg: Message, received_ns: int, body: AnyBody | None = None) -> Verdict:
         """Check a decoded command received at ``received_ns`` [ns, local clock]; on
-        acceptance its clamped target becomes the arm's goal for the next tick."""
-        body = msg.body
+        acceptance its clamped target becomes the arm's goal for the next tick.
+
+        ``body``: one command of the bundle ``msg``, checked under its header (default:
+        ``msg``'s own body); a bundle's commands are not copied into messages of their own,
+        a few microseconds each, four times a millisecond.
+        """
+        if body is None:
+            body = msg.body
         if not isinstance(body, ServoCP | JawServoJP):
             with self._lock:
                 return self._reject(Reason.MALFORMED, msg)
