@@ -81,6 +81,11 @@ class ChildProcess:
             )
         self.ready = ready
 
+    @property
+    def pid(self) -> int | None:
+        """The child's process id while it runs (to read its figures from ``/proc``)."""
+        return self._proc.pid if self._proc is not None else None
+
     def stop(self, timeout_s: float = 5.0) -> dict[str, Any]:
         """Stop the child (SIGINT, then kill); its final figures ({} if it wrote none)."""
         proc, self._proc = self._proc, None

@@ -5,12 +5,22 @@ the side that connects to it towards the target, *reverse* the way back. Each
 direction has its own ``ImpairmentModel``.
 
 Accuracy: the emulator runs on ``precise_loop()`` (``select()`` with a 1 ns timer
-slack), stamps each packet when it is read, and keeps every pending release in
-one heap with a single loop timer armed for the earliest, so a packet leaves
-within tens of microseconds of its release time; it records that lateness and
-the applied delay (release minus arrival) per direction. Run it as its own
-process (``telesurgery link``): in a thread beside busy Python code it would
-wait for the interpreter lock.
+slack), takes each datagram's arrival time from the kernel (``SO_TIMESTAMPNS``), and
+keeps every pending release in one heap with a single loop timer armed for the
+earliest, so a packet leaves within tens of microseconds of its release time; it
+records that lateness and the applied delay (release minus arrival) per direction.
+Run it as its own process (``telesurgery link``): in a thread beside busy Python
+code it would wait for the interpreter lock.
+
+Cost: on a 2-core VM every wake-up of the loop costs ~20-30 us of CPU (most of it the
+kernel's context switch), more than the Python work on a datagram, and reading each
+datagram as it arrives meant two wake-ups per datagram (~100 us). Since the arrival
+time comes from the kernel, a datagram can wait in its socket as long as it is read
+before it is due: while releases are pending, the emulator reads its sockets when
+the release timer fires (at least every ``POLL_MAX_MS``, and well inside the
+shortest delay the direction's delay and jitter can give) and is woken by arrivals
+only when nothing is pending, so a busy path costs about one wake-up per datagram.
+A direction with under ``POLL_MIN_MS`` to spare is read on arrival.
 
 UDP: one upstream socket per client address, so replies find their way back;
 flows idle for ``FLOW_IDLE_S`` are forgotten. Every impairment applies.
@@ -39,7 +49,10 @@ import heapq
 import json
 import logging
 import random
+import select
 import socket
+import struct
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -47,7 +60,7 @@ import numpy as np
 
 from telesurgery.clock import now_ns
 from telesurgery.errors import TransportError
-from telesurgery.link.impairment import NS_PER_S, Impairment, ImpairmentModel, Verdict
+from telesurgery.link.impairment import NS_PER_MS, NS_PER_S, Impairment, ImpairmentModel
 from telesurgery.link.locator import Locator
 from telesurgery.link.profiles import PathSpec
 from telesurgery.stats import summarize
@@ -61,8 +74,20 @@ MAX_FLOWS = 256
 """UDP clients served at once; datagrams from more are dropped and counted."""
 TCP_HOLD_BYTES = 4 * 1024 * 1024
 """Bytes of one TCP direction held for release before reading pauses, when there is no cap."""
-_READ_BURST = 64
+POLL_MIN_MS = 1.0
+"""A direction whose datagrams may wait less than this [ms] in the socket is read on arrival."""
+POLL_MAX_MS = 20.0
+"""The longest a datagram waits in the socket before it is read [ms], however long the delay."""
+SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
+"""Receive and send buffer of each forwarding socket [bytes] (the kernel caps it at
+``net.core.rmem_max`` / ``wmem_max`` for unprivileged users): a poll interval of traffic and a
+burst of video fragments fit many times over, so that a command never meets a full buffer."""
+_READ_BURST = 256
 _MAX_DATAGRAM = 65_535
+_SO_TIMESTAMPNS = 35
+"""Linux's SO_TIMESTAMPNS (socket.h), which Python 3.11's socket module does not name."""
+_TIMESPEC = struct.Struct("@qq")
+_ANC_BYTES = socket.CMSG_SPACE(_TIMESPEC.size)
 _SAMPLE_WINDOW = 100_000
 
 
@@ -123,14 +148,27 @@ _Item = tuple[int, int, int, bytes, _Send, DirectionStats | None]
 
 
 class _Releaser:
-    """Pending releases in one heap, with one loop timer armed for the earliest."""
+    """Pending releases in one heap, with one loop timer armed for the earliest.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    With ``poll`` the emulator reads lazily (see ``Emulator``): each firing ends with
+    ``poll`` (which reads what arrived and pushes it, and says whether it left some unread),
+    the timer fires at least every ``poll_ns`` while anything is pending (at once while
+    something is left unread), and ``watch(True)`` / ``watch(False)`` are called
+    when the heap empties / stops being empty, so that arrivals wake the loop only while
+    nothing else will.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, poll: Callable[[], bool] | None = None,
+                 poll_ns: int = 0, watch: Callable[[bool], None] | None = None) -> None:
         self._loop = loop
         self._heap: list[_Item] = []
         self._seq = 0
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self._firing = False
+        self._poll = poll
+        self._poll_ns = poll_ns
+        self._watch = watch
 
     def push(self, release_ns: int, arrival_ns: int, data: bytes, send: _Send,
              stats: DirectionStats | None) -> None:
@@ -139,8 +177,11 @@ class _Releaser:
             return
         self._seq += 1
         item = (release_ns, self._seq, arrival_ns, data, send, stats)
-        heapq.heappush(self._heap, item)
-        if self._heap[0] is item:
+        heap = self._heap
+        heapq.heappush(heap, item)
+        if heap[0] is item and not self._firing:
+            if len(heap) == 1 and self._watch is not None:
+                self._watch(False)
             self._arm()
 
     def close(self) -> None:
@@ -150,13 +191,22 @@ class _Releaser:
             self._timer.cancel()
         self._heap.clear()
 
-    def _arm(self) -> None:
+    def _arm(self, soon: bool = False) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = self._loop.call_at(self._heap[0][0] / NS_PER_S, self._fire)
+            self._timer = None
+        if not self._heap:
+            if self._watch is not None and not self._closed:
+                self._watch(True)
+            return
+        when = self._heap[0][0]
+        if self._poll_ns:
+            when = min(when, now_ns() + (0 if soon else self._poll_ns))
+        self._timer = self._loop.call_at(when / NS_PER_S, self._fire)
 
     def _fire(self) -> None:
         self._timer = None
+        self._firing = True
         heap = self._heap
         while heap and heap[0][0] <= now_ns():
             release_ns, _, arrival_ns, data, send, stats = heapq.heappop(heap)
@@ -164,8 +214,10 @@ class _Releaser:
             send(data)
             if stats is not None:
                 stats.released(arrival_ns, release_ns, sent)
-        if heap:
-            self._arm()
+        # After the releases, so that reading never delays them.
+        unread = self._poll is not None and self._poll()
+        self._firing = False
+        self._arm(unread)
 
 
 class _Gate:
@@ -338,6 +390,10 @@ class Emulator:
         self._conns: set[_TcpConn] = set()
         self._tcp_limit: dict[Direction, int] = {}
         self._listen_sock: socket.socket | None = None
+        self._lazy: dict[int, tuple[socket.socket, _UdpFlow | None]] = {}
+        """The sockets read when the release timer fires (by file descriptor)."""
+        self._lazy_directions: set[Direction] = set()
+        self._watching = True
         self._expiry: asyncio.TimerHandle | None = None
 
     @property
@@ -366,9 +422,13 @@ class Emulator:
         """Bind the listening (and control) endpoints; ``TransportError`` if one is taken."""
         loop = asyncio.get_running_loop()
         self._loop = loop
-        self._releaser = _Releaser(loop)
         start = now_ns()
         specs = {Direction.FORWARD: self.path.forward, Direction.REVERSE: self.path.reverse}
+        polls = {d: _poll_interval_ns(specs[d]) for d in Direction}
+        self._lazy_directions = {d for d in Direction if polls[d] and not self.reliable}
+        self._releaser = _Releaser(
+            loop, self._poll, min(polls[d] for d in self._lazy_directions), self._watch
+        ) if self._lazy_directions else _Releaser(loop)
         self._models = {
             d: ImpairmentModel(specs[d], seed=self._seeds[d], start_ns=start,
                                reliable=self.reliable)
@@ -383,8 +443,9 @@ class Emulator:
                 port = self._server.sockets[0].getsockname()[1]
             else:
                 sock = self._bind_udp(self._listen)
+                _forwarding(sock)
                 self._listen_sock = sock
-                loop.add_reader(sock, self._udp_from_client)
+                self._read_from(sock, None, Direction.FORWARD)
                 port = sock.getsockname()[1]
                 self._expiry = loop.call_later(FLOW_IDLE_S / 4, self._expire_flows)
             self._listen = self._listen.with_port(port)
@@ -412,6 +473,7 @@ class Emulator:
             sock.close()
         self._sockets.clear()
         self._flows.clear()
+        self._lazy.clear()
         for conn in list(self._conns):
             conn.close()
         self._conns.clear()
@@ -440,7 +502,8 @@ class Emulator:
                     direction.value if direction else "both ways")
 
     def stats(self) -> dict[str, Any]:
-        """What the emulator did so far, per direction (delays in [ms] over recent packets)."""
+        """What the emulator did so far, per direction (delays in [ms] over recent packets), and
+        the CPU time [s] its process has used (``cpu_s``)."""
         return {
             "path": self.name,
             "protocol": self._listen.protocol,
@@ -448,6 +511,7 @@ class Emulator:
             "forward": str(self.forward),
             "control": str(self._control) if self._control else None,
             "connections": len(self._conns) if self.reliable else len(self._flows),
+            "cpu_s": time.process_time(),
             "directions": {
                 d.value: {"cut": self._models[d].cut, "delay_ms": self._models[d].spec.delay_ms,
                           **self.stats_by_direction[d].summary()}
@@ -468,23 +532,77 @@ class Emulator:
         self._sockets.append(sock)
         return sock
 
-    def _udp_from_client(self) -> None:
-        sock = self._listen_sock
-        assert sock is not None
+    def _read_from(self, sock: socket.socket, flow: _UdpFlow | None,
+                   direction: Direction) -> None:
+        """Read ``sock`` from now on: on arrival, or lazily if ``direction`` allows it."""
+        assert self._loop is not None
+        if direction in self._lazy_directions:
+            self._lazy[sock.fileno()] = (sock, flow)
+            if not self._watching:
+                return
+        self._loop.add_reader(sock, self._udp_read, sock, flow)
+
+    def _watch(self, on: bool) -> None:
+        """Let arrivals on the lazily read sockets wake the loop (``on``) or not."""
+        assert self._loop is not None
+        self._watching = on
+        for sock, flow in self._lazy.values():
+            if on:
+                self._loop.add_reader(sock, self._udp_read, sock, flow)
+            else:
+                self._loop.remove_reader(sock)
+
+    def _poll(self) -> bool:
+        """Read the lazily read sockets that hold datagrams (one ``select()`` for them all);
+        True when one was left with more than a burst unread."""
+        ready, _, _ = select.select(list(self._lazy), [], [], 0)
+        unread = False
+        for fd in ready:
+            unread |= self._udp_read(*self._lazy[fd])
+        return unread
+
+    def _udp_read(self, sock: socket.socket, flow: _UdpFlow | None) -> bool:
+        """Admit what ``sock`` holds, ``_READ_BURST`` datagrams at most (True when that left
+        some): the listening socket (``flow`` None: forward, by client address) or
+        ``flow``'s upstream socket (reverse)."""
+        direction = Direction.FORWARD if flow is None else Direction.REVERSE
+        model = self._models[direction]
+        stats = self.stats_by_direction[direction]
+        # Kernel stamps are CLOCK_REALTIME; this turns them into the monotonic clock.
+        realtime_ahead = time.time_ns() - now_ns()
         for _ in range(_READ_BURST):
             try:
-                data, addr = sock.recvfrom(_MAX_DATAGRAM)
+                data, anc, _, addr = sock.recvmsg(_MAX_DATAGRAM, _ANC_BYTES)
             except (BlockingIOError, InterruptedError):
-                return
+                return False
             except OSError:
+                # ICMP port unreachable from a target that is not listening yet.
                 continue
             t = now_ns()
-            flow = self._flows.get(addr) or self._new_flow(addr)
+            if anc:
+                sec, nsec = _TIMESPEC.unpack_from(anc[0][2])
+                t = min(t, sec * NS_PER_S + nsec - realtime_ahead)
+            stats.packets += 1
+            stats.bytes += len(data)
             if flow is None:
-                self._count_in(Direction.FORWARD, data).dropped["too_many_flows"] += 1
+                client = self._flows.get(addr) or self._new_flow(addr)
+                if client is None:
+                    stats.dropped["too_many_flows"] += 1
+                    continue
+                client.last_ns = t
+                send = client.send_up
+            else:
+                send = flow.send_down
+            verdict = model.decide(t, len(data))
+            if verdict.dropped is not None:
+                stats.dropped[verdict.dropped.value] += 1
                 continue
-            flow.last_ns = t
-            self._udp_admit(Direction.FORWARD, t, data, flow.send_up)
+            releases = verdict.releases_ns
+            if len(releases) > 1:
+                stats.duplicated += len(releases) - 1
+            for release in releases:
+                self._releaser.push(release, t, data, send, stats)
+        return True
 
     def _new_flow(self, addr: tuple[Any, ...]) -> _UdpFlow | None:
         if len(self._flows) >= MAX_FLOWS or self._loop is None or self._listen_sock is None:
@@ -492,6 +610,7 @@ class Emulator:
         up = socket.socket(self.forward.family, socket.SOCK_DGRAM)
         try:
             up.setblocking(False)
+            _forwarding(up)
             up.connect(self.forward.address)
         except OSError as exc:
             up.close()
@@ -500,35 +619,8 @@ class Emulator:
         flow = _UdpFlow(self, addr, up, self._listen_sock)
         self._flows[addr] = flow
         self._sockets.append(up)
-        self._loop.add_reader(up, self._udp_from_target, flow)
+        self._read_from(up, flow, Direction.REVERSE)
         return flow
-
-    def _udp_from_target(self, flow: _UdpFlow) -> None:
-        for _ in range(_READ_BURST):
-            try:
-                data = flow.up.recv(_MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                # ICMP port unreachable from a target that is not listening yet.
-                continue
-            self._udp_admit(Direction.REVERSE, now_ns(), data, flow.send_down)
-
-    def _udp_admit(self, direction: Direction, t: int, data: bytes, send: _Send) -> None:
-        stats = self._count_in(direction, data)
-        verdict: Verdict = self._models[direction].decide(t, len(data))
-        if verdict.dropped is not None:
-            stats.dropped[verdict.dropped.value] += 1
-            return
-        stats.duplicated += len(verdict.releases_ns) - 1
-        for release in verdict.releases_ns:
-            self._releaser.push(release, t, data, send, stats)
-
-    def _count_in(self, direction: Direction, data: bytes) -> DirectionStats:
-        stats = self.stats_by_direction[direction]
-        stats.packets += 1
-        stats.bytes += len(data)
-        return stats
 
     def _expire_flows(self) -> None:
         assert self._loop is not None
@@ -536,6 +628,7 @@ class Emulator:
         for addr, flow in list(self._flows.items()):
             if flow.last_ns < horizon:
                 self._loop.remove_reader(flow.up)
+                self._lazy.pop(flow.up.fileno(), None)
                 self._sockets.remove(flow.up)
                 flow.up.close()
                 del self._flows[addr]
@@ -571,7 +664,9 @@ class Emulator:
     def _tcp_admit(self, direction: Direction, data: bytes) -> tuple[int, int]:
         """Count a chunk read from a TCP socket; its release and arrival times [ns]."""
         t = now_ns()
-        self._count_in(direction, data)
+        stats = self.stats_by_direction[direction]
+        stats.packets += 1
+        stats.bytes += len(data)
         (release,) = self._models[direction].decide(t, len(data)).releases_ns
         return release, t
 
@@ -603,6 +698,21 @@ class Emulator:
             return {"ok": False, "error": f"unknown command {text.strip()!r}; use "
                                           "'cut [forward|reverse]', 'restore [...]' or 'stats'"}
         return {"ok": True, **self.stats()}
+
+
+def _poll_interval_ns(spec: Impairment) -> int:
+    """How long [ns] a datagram of a direction with ``spec`` may wait in its socket: half the
+    shortest delay it plausibly gets (the delay less five jitter deviations), at most
+    ``POLL_MAX_MS``; 0 (read on arrival) when that is under ``POLL_MIN_MS``."""
+    spare_ms = min((spec.delay_ms - 5.0 * spec.jitter_ms) / 2.0, POLL_MAX_MS)
+    return round(spare_ms * NS_PER_MS) if spare_ms >= POLL_MIN_MS else 0
+
+
+def _forwarding(sock: socket.socket) -> None:
+    """Ask the kernel for arrival stamps and large buffers on a forwarding socket."""
+    sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)
 
 
 def _hold_limit(spec: Impairment) -> int:
