@@ -2,8 +2,9 @@
 the software clutch while another console is in control.
 
 Driven as the console node drives it (``console/node.py``, ``ConsoleNode._loop``): one
-``Teleop.step_arm`` per arm and tick, in the pipeline's arm order; not in control, each
-sample clutched in software and nothing sent.
+``Teleop.step_arm`` per arm and tick, in the pipeline's arm order, the bodies of all arms
+sent together (one bundle); not in control, each sample clutched in software and nothing
+sent.
 """
 
 from __future__ import annotations
@@ -50,11 +51,11 @@ def device(tmp_path: Path) -> RecordingDevice:
 
 def tick(teleop: Teleop, samples: Mapping[str, HandSample],
          drive: bool = True) -> list[ServoCP | JawServoJP]:
-    """One tick of the console node's loop: the bodies it sends. Each arm of the pipeline
-    that has a sample goes through ``step_arm``; a console not in control (``drive``
-    False) clutches every sample in software, so the hand re-anchors when control comes
-    back, and sends nothing. Mirrors ``ConsoleNode._loop``, which has no seam of its own
-    to call."""
+    """One tick of the console node's loop: the bodies it sends (as one bundle). Each arm
+    of the pipeline that has a sample goes through ``step_arm``; a console not in control
+    (``drive`` False) clutches every sample in software, so the hand re-anchors when
+    control comes back, and sends nothing. Mirrors ``ConsoleNode._loop``, which has no
+    seam of its own to call."""
     out: list[ServoCP | JawServoJP] = []
     for arm in teleop.arms:
         sample = samples.get(arm)
@@ -175,20 +176,6 @@ def test_a_person_is_not_re_clutched_behind_their_back(device: RecordingDevice) 
     for k in range(2, 10):
         assert not _servo(tick(teleop, device.read(k * 1_000_000)), "psm1").clutch
     assert teleop.held("psm1")
-
-
-def test_one_arm_at_a_time_the_first_arms_bodies_before_the_second_is_computed(
-        device: RecordingDevice) -> None:
-    teleop = Teleop(device, tremor=None)
-    for arm in teleop.arms:
-        teleop.register(arm, REGISTRATION)
-        teleop.observe(arm, TOOL, 0.4, ArmMode.FOLLOWING)
-    samples = device.read(0)
-    first = teleop.step_arm("psm1", samples["psm1"])
-    assert [b.arm for b in first] == ["psm1", "psm1"]
-    assert [arm for arm, _, _ in device.seen] == ["psm1"]  # psm2 not computed yet
-    second = teleop.step_arm("psm2", samples["psm2"])
-    assert [b.arm for b in second] == ["psm2", "psm2"]
 
 
 def test_not_in_control_sends_nothing_and_resumes_where_the_tool_is(
