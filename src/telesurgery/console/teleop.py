@@ -9,18 +9,18 @@ each stores one immutable value, which the loop reads as the latest.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import replace
 
 from telesurgery.config import TremorConfig
 from telesurgery.console.mapping import DEFAULT_SCALE, TeleopMapping
 from telesurgery.input.base import HandSample, InputDevice
-from telesurgery.messages import JawServoJP, ServoCP
+from telesurgery.messages import Command
 from telesurgery.types import ArmMode, Pose
 
 
 class Teleop:
-    """One ``TeleopMapping`` per arm of ``device``; ``step`` once per tick at ``rate_hz`` [Hz].
+    """One ``TeleopMapping`` per arm of ``device``; ``step_arm`` for each arm once per tick
+    at ``rate_hz`` [Hz].
 
     An arm whose registration or measured pose is still unknown gets clutched
     heartbeats (``ServoCP`` with ``clutch=True``, target unchanged), so the
@@ -87,18 +87,9 @@ class Teleop:
             return replace(sample, clutch=True)
         return sample
 
-    def step(self, samples: Mapping[str, HandSample]) -> list[ServoCP | JawServoJP]:
-        """The bodies to send this tick, for each arm that has a sample in ``samples``."""
-        out: list[ServoCP | JawServoJP] = []
-        for arm in self._mappings:
-            sample = samples.get(arm)
-            if sample is not None:
-                out.extend(self.step_arm(arm, sample))
-        return out
-
-    def step_arm(self, arm: str, sample: HandSample) -> list[ServoCP | JawServoJP]:
-        """The bodies to send this tick for one arm (so the first arm's commands can leave
-        before the second arm is computed)."""
+    def step_arm(self, arm: str, sample: HandSample) -> list[Command]:
+        """The commands to send this tick for one arm (the console bundles every arm's);
+        a hold command until the arm's registration and measured pose are known."""
         mapping = self._mappings[arm]
         registration = self._registrations.get(arm)
         measured = self._measured.get(arm)
