@@ -76,8 +76,10 @@ TCP_HOLD_BYTES = 4 * 1024 * 1024
 """Bytes of one TCP direction held for release before reading pauses, when there is no cap."""
 POLL_MIN_MS = 1.0
 """A direction whose datagrams may wait less than this [ms] in the socket is read on arrival."""
-POLL_MAX_MS = 20.0
-"""The longest a datagram waits in the socket before it is read [ms], however long the delay."""
+POLL_MAX_MS = 5.0
+"""The longest a datagram waits in the socket before it is read [ms], however long the delay:
+at 1 kHz a read finds ~5 datagrams, so the ``select()`` and the empty read that end it cost
+little per datagram, and a batch holds the next release up by well under 0.1 ms."""
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 """Receive and send buffer of each forwarding socket [bytes] (the kernel caps it at
 ``net.core.rmem_max`` / ``wmem_max`` for unprivileged users): a poll interval of traffic and a
@@ -150,12 +152,12 @@ _Item = tuple[int, int, int, bytes, _Send, DirectionStats | None]
 class _Releaser:
     """Pending releases in one heap, with one loop timer armed for the earliest.
 
-    With ``poll`` the emulator reads lazily (see ``Emulator``): each firing ends with
-    ``poll`` (which reads what arrived and pushes it, and says whether it left some unread),
-    the timer fires at least every ``poll_ns`` while anything is pending (at once while
-    something is left unread), and ``watch(True)`` / ``watch(False)`` are called
-    when the heap empties / stops being empty, so that arrivals wake the loop only while
-    nothing else will.
+    With ``poll`` the emulator reads lazily (see ``Emulator``): while anything is pending,
+    the timer also fires ``poll_ns`` after the last read, and a firing that finds the last
+    read that old ends with ``poll`` (which reads what arrived, pushes it, and says whether it
+    left some unread: then the timer fires again at once); ``watch(True)`` /
+    ``watch(False)`` are called when the heap empties / stops being empty, so that arrivals
+    wake the loop only while nothing else will.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, poll: Callable[[], bool] | None = None,
@@ -168,6 +170,7 @@ class _Releaser:
         self._firing = False
         self._poll = poll
         self._poll_ns = poll_ns
+        self._polled_ns = 0
         self._watch = watch
 
     def push(self, release_ns: int, arrival_ns: int, data: bytes, send: _Send,
@@ -181,7 +184,9 @@ class _Releaser:
         heapq.heappush(heap, item)
         if heap[0] is item and not self._firing:
             if len(heap) == 1 and self._watch is not None:
+                # Called from the read on arrival, which empties the socket.
                 self._watch(False)
+                self._polled_ns = now_ns()
             self._arm()
 
     def close(self) -> None:
@@ -191,7 +196,7 @@ class _Releaser:
             self._timer.cancel()
         self._heap.clear()
 
-    def _arm(self, soon: bool = False) -> None:
+    def _arm(self, unread: bool = False) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -200,8 +205,8 @@ class _Releaser:
                 self._watch(True)
             return
         when = self._heap[0][0]
-        if self._poll_ns:
-            when = min(when, now_ns() + (0 if soon else self._poll_ns))
+        if self._poll is not None:
+            when = min(when, 0 if unread else self._polled_ns + self._poll_ns)
         self._timer = self._loop.call_at(when / NS_PER_S, self._fire)
 
     def _fire(self) -> None:
@@ -215,7 +220,11 @@ class _Releaser:
             if stats is not None:
                 stats.released(arrival_ns, release_ns, sent)
         # After the releases, so that reading never delays them.
-        unread = self._poll is not None and self._poll()
+        unread = False
+        now = now_ns()
+        if self._poll is not None and now >= self._polled_ns + self._poll_ns:
+            self._polled_ns = now
+            unread = self._poll()
         self._firing = False
         self._arm(unread)
 
@@ -486,6 +495,7 @@ class Emulator:
 
     def cut(self, direction: Direction | None = None) -> None:
         """Cut the path (both directions, or one): nothing more crosses until ``restore``."""
+        self._catch_up()
         for d in (direction,) if direction is not None else tuple(Direction):
             self._models[d].set_cut(True)
             for conn in self._conns:
@@ -494,6 +504,7 @@ class Emulator:
 
     def restore(self, direction: Direction | None = None) -> None:
         """Undo ``cut``."""
+        self._catch_up()
         for d in (direction,) if direction is not None else tuple(Direction):
             self._models[d].set_cut(False)
             for conn in self._conns:
@@ -560,6 +571,12 @@ class Emulator:
         for fd in ready:
             unread |= self._udp_read(*self._lazy[fd])
         return unread
+
+    def _catch_up(self) -> None:
+        """Read every lazily read socket empty, so that what arrived before a cut or a restore
+        is judged as it was then."""
+        while self._lazy and self._poll():
+            pass
 
     def _udp_read(self, sock: socket.socket, flow: _UdpFlow | None) -> bool:
         """Admit what ``sock`` holds, ``_READ_BURST`` datagrams at most (True when that left
