@@ -32,6 +32,7 @@ class MessageType(enum.IntEnum):
     KEY_ACCEPT = 12
     CONTROL_REQUEST = 13
     COMMAND_BUNDLE = 14
+    STATE_BUNDLE = 15
 
 
 class ControlAction(enum.IntEnum):
@@ -75,7 +76,7 @@ Command = ServoCP | JawServoJP
 """One arm's command: a ``servo_cp`` or a ``jaw/servo_jp``."""
 
 MAX_BUNDLED = 16
-"""The most commands one bundle carries (eight arms, pose and jaw each)."""
+"""The most bodies one bundle carries (eight arms' pose and jaw commands)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,20 @@ class MeasuredCP:
     applied_sample_ns: int
     operating_state: OperatingState
     mode: ArmMode
+
+
+@dataclass(frozen=True, slots=True)
+class StateBundle:
+    """One state tick's ``measured_cp`` of every arm, in one message: what a console reads
+    at the state rate, one sample and one callback on each path for all arms."""
+
+    TYPE: ClassVar[MessageType] = MessageType.STATE_BUNDLE
+    states: tuple[MeasuredCP, ...]
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.states) <= MAX_BUNDLED:
+            raise ValueError(f"a state bundle carries 1 to {MAX_BUNDLED} arms' states, got "
+                             f"{len(self.states)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +320,7 @@ class ControlRequest:
 
 AnyBody = (ServoCP | JawServoJP | MeasuredCP | MeasuredJS | MeasuredCF | SafetyEvent | Status
            | VideoFrame | SyncRequest | SyncReply | KeyOffer | KeyAccept | ControlRequest
-           | CommandBundle)
+           | CommandBundle | StateBundle)
 """Every message body."""
 
 
@@ -352,6 +367,7 @@ __all__ = [
     "SafetyCause",
     "SafetyEvent",
     "ServoCP",
+    "StateBundle",
     "Status",
     "SyncReply",
     "SyncRequest",

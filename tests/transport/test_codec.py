@@ -26,6 +26,7 @@ from telesurgery.messages import (
     SafetyCause,
     SafetyEvent,
     ServoCP,
+    StateBundle,
     Status,
     SyncReply,
     SyncRequest,
@@ -114,6 +115,16 @@ FIXTURES = {
     "02" "0470736d31" "0900000000000000" "000000000000d03f": Message(3, 8, 12, CommandBundle((
         ServoCP("psm1", Pose((0.5, 0.0, -0.25), (1.0, 0.0, 0.0, 0.0)), 9, True),
         JawServoJP("psm1", 0.25, 9)))),
+    # 1 arm, then its MEASURED_CP body as above.
+    "5453010f0000020000000000000009000000000000000400000000000000" "01" "0470736d31"
+    "000000000000e03f" "0000000000000000" "000000000000d0bf"
+    "000000000000f03f" "0000000000000000" "0000000000000000" "0000000000000000"
+    "000000000000e03f" "0000000000000000" "000000000000e0bf"
+    "0000000000000000" "000000000000f03f" "0000000000000000" "0000000000000000"
+    "000000000000d03f" "0700000000000000" "0800000000000000" "0102": Message(2, 9, 4, StateBundle(
+        (MeasuredCP("psm1", Pose((0.5, 0.0, -0.25), (1.0, 0.0, 0.0, 0.0)),
+                    Pose((0.5, 0.0, -0.5), (0.0, 1.0, 0.0, 0.0)), 0.25, 7, 8,
+                    OperatingState.ENABLED, ArmMode.FOLLOWING),))),
 }
 
 
@@ -174,6 +185,8 @@ BOMB = b"[" * 5000
         (b"TS\x01\x0e" + bytes(26) + b"\x11", "COMMAND_BUNDLE announces 17 commands",
          CodecReason.BAD_FIELD),
         (b"TS\x01\x0e" + bytes(26) + b"\x01\x03", "COMMAND_BUNDLE holds a message of type 3",
+         CodecReason.BAD_FIELD),
+        (b"TS\x01\x0f" + bytes(26) + b"\x00", "STATE_BUNDLE announces 0 arms",
          CodecReason.BAD_FIELD),
         (_status(b"[]"), "STATUS body must be a JSON object", CodecReason.BAD_BODY),
         (_status(b"{"), "STATUS body is not valid JSON", CodecReason.BAD_BODY),
@@ -249,6 +262,9 @@ bodies = st.one_of(
     st.lists(st.one_of(st.builds(ServoCP, arms, poses, i64, st.booleans()),
                        st.builds(JawServoJP, arms, any_float, i64)),
              min_size=1, max_size=MAX_BUNDLED).map(lambda c: CommandBundle(tuple(c))),
+    st.lists(st.builds(MeasuredCP, arms, poses, poses, any_float, u64, i64,
+                       st.sampled_from(OperatingState), st.sampled_from(ArmMode)),
+             min_size=1, max_size=MAX_BUNDLED).map(lambda m: StateBundle(tuple(m))),
 )
 messages = st.builds(Message, u64, u64, i64, bodies)
 

@@ -32,7 +32,7 @@ from telesurgery.console.display import SurgeonDisplay, start_display
 from telesurgery.console.teleop import Teleop
 from telesurgery.errors import ConfigError, TelesurgeryError
 from telesurgery.input.base import InputDevice
-from telesurgery.messages import Command, CommandBundle, MeasuredCP, Message, ServoCP, Status
+from telesurgery.messages import Command, CommandBundle, Message, ServoCP, StateBundle, Status
 from telesurgery.security.acl import NODE_OF_ROLE
 from telesurgery.security.command_keys import ConsoleKeys
 from telesurgery.security.node import NodeSecurity, node_security, security_status
@@ -203,8 +203,7 @@ class ConsoleNode:
         # One message a tick for every arm: a sample, a callback, a tag and a first-arrival
         # check on each path for the whole tick rather than for each arm's pose and jaw.
         commands = link.command_publisher(keys.arms_servo, seal)
-        link.subscribe_state([keys.measured_cp(arm) for arm in self.config.arms],
-                             self._on_measured, self.rejects)
+        link.subscribe_state([keys.arms_measured], self._on_measured, self.rejects)
         subs = [subscribe(z, keys.status("patient"), self._on_status, self.rejects)]
         token = z.liveliness().declare_token(keys.presence(self.name))
         status = Publisher(z, keys.status(self.name), Stream.STATUS, sid)
@@ -256,8 +255,9 @@ class ConsoleNode:
     def _on_measured(self, msg: Message, _received_ns: int) -> None:
         if self.auth is not None:
             self.auth.observe_patient(msg.session)
-        if isinstance(msg.body, MeasuredCP):
-            self.teleop.observe(msg.body.arm, msg.body.measured, msg.body.jaw, msg.body.mode)
+        if isinstance(msg.body, StateBundle):
+            for state in msg.body.states:
+                self.teleop.observe(state.arm, state.measured, state.jaw, state.mode)
 
     def _on_status(self, msg: Message, _received_ns: int) -> None:
         if not isinstance(msg.body, Status):

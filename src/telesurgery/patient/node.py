@@ -16,6 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import zenoh
@@ -30,6 +31,7 @@ from telesurgery.messages import (
     MeasuredJS,
     Message,
     SafetyEvent,
+    StateBundle,
     Status,
 )
 from telesurgery.patient.audit import PatientAudit
@@ -115,12 +117,15 @@ class PatientNode:
                                        self.supervisor.set_clock_offset,
                                        self.audit.link_alarm if self.audit else None,
                                        self._zenoh_security())
-        state_pubs = {
-            arm: (link.state_publisher(keys.measured_cp(arm)),
-                  Publisher(z, keys.measured_js(arm), Stream.STATE, sid, on_demand=True),
-                  Publisher(z, keys.measured_cf(arm), Stream.STATE, sid, on_demand=True))
-            for arm in cfg.arms
-        }
+        # The console reads every arm's pose in one bundle a state tick on its paths; the
+        # per-arm CRTK keys, on the main session for observers, recorders and tools, are
+        # built and sent only while someone subscribes to them.
+        state = _StatePublishers(
+            link.state_publisher(keys.arms_measured),
+            {arm: tuple(Publisher(z, key, Stream.STATE, sid, on_demand=True)
+                        for key in (keys.measured_cp(arm), keys.measured_js(arm),
+                                    keys.measured_cf(arm)))
+             for arm in cfg.arms})
         # Enabled before anyone can send: a console streams as soon as it sees our subscribers.
         self.robot.enable()
         self.supervisor.enable()
@@ -144,7 +149,7 @@ class PatientNode:
         house.start()
         try:
             self.video = start_video(z, self)
-            self._servo_loop(state_pubs, stop, duration_s)
+            self._servo_loop(state, stop, duration_s)
         finally:
             if self.video is not None:
                 self.video.stop()
@@ -191,8 +196,8 @@ class PatientNode:
             out |= self.auth.status()
         return out
 
-    def _servo_loop(self, state_pubs: dict[str, tuple[MultiPublisher, Publisher, Publisher]],
-                    stop: threading.Event, duration_s: float | None) -> None:
+    def _servo_loop(self, state: _StatePublishers, stop: threading.Event,
+                    duration_s: float | None) -> None:
         cfg = self.config
         dt = 1.0 / cfg.servo_rate_hz
         state_every = max(1, round(cfg.servo_rate_hz / cfg.state_rate_hz))
@@ -203,28 +208,36 @@ class PatientNode:
             self.supervisor.tick(now)
             self.robot.step(dt)
             if tick % state_every == 0:
-                self._publish_state(state_pubs)
+                self._publish_state(state)
             tick += 1
 
         self.loop.run(servo, stop, duration_s)
 
-    def _publish_state(self,
-                       pubs: dict[str, tuple[MultiPublisher, Publisher, Publisher]]) -> None:
+    def _publish_state(self, pubs: _StatePublishers) -> None:
         op = self.robot.operating_state()
-        for name, (cp, js, cf) in pubs.items():
+        states = []
+        for name, (cp, js, cf) in pubs.arms.items():
             arm = self.robot.arms[name]
             seq, sample_ns = self.supervisor.applied(name)
             jaw = arm.jaw_measured_js()
-            cp.put(MeasuredCP(name, arm.measured_cp(), arm.setpoint_cp(), jaw.position[0],
-                              seq, sample_ns, op, self.supervisor.mode(name)))
-            # Joints and wrench are read by recorders and tools, not by the console: while
-            # nobody subscribes they are neither computed nor sent.
+            state = MeasuredCP(name, arm.measured_cp(), arm.setpoint_cp(), jaw.position[0],
+                               seq, sample_ns, op, self.supervisor.mode(name))
+            states.append(state)
+            if cp.wanted:
+                cp.put(state)
+            else:
+                cp.skip()
             if js.wanted:
                 j = arm.measured_js()
                 js.put(MeasuredJS(name, (*j.position, *jaw.position),
                                   (*j.velocity, *jaw.velocity)))
+            else:
+                js.skip()
             if cf.wanted:
                 cf.put(MeasuredCF(name, arm.measured_cf()))
+            else:
+                cf.skip()
+        pubs.bundle.put(StateBundle(tuple(states)))
 
     def _housekeeping(self, z: zenoh.Session, stop: threading.Event) -> None:
         name_os_thread()
@@ -321,6 +334,15 @@ def _by_name(*counts: Mapping[str, int] | Mapping[Reason, int] | Mapping[TagReas
                 name = reason if isinstance(reason, str) else reason.value
                 out[name] = out.get(name, 0) + n
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class _StatePublishers:
+    """The state bundle on the control paths, and each arm's on-demand ``measured_cp``,
+    ``measured_js`` and ``measured_cf``."""
+
+    bundle: MultiPublisher
+    arms: dict[str, tuple[Publisher, ...]]
 
 
 def _flat(p: Pose) -> list[float]:

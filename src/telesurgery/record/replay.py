@@ -383,7 +383,17 @@ def _pin(seqs: IntArray, ticks: IntArray, a: _Anchors) -> IntArray:
     j = np.searchsorted(order, seqs, side="left") - 1
     earliest = np.where(j >= 0, f_ticks[np.maximum(j, 0)] + 1, 0)
     pinned: IntArray = np.where(earliest <= latest, np.clip(ticks, earliest, latest), ticks)
-    return pinned
+    # A command released just before a clutch or a hold is accepted and never applied (the
+    # tick after it finds the arm no longer following), so the anchors after the pause say
+    # nothing of it: never move a command across an anchor where the arm was not following.
+    stopped = a.ticks[~a.following]
+    if not stopped.size:
+        return pinned
+    lo, hi = np.minimum(ticks, pinned), np.maximum(ticks, pinned)
+    k = np.searchsorted(stopped, lo, side="right")
+    crosses = (k < stopped.size) & (stopped[np.minimum(k, stopped.size - 1)] <= hi)
+    kept: IntArray = np.where(crosses, ticks, pinned)
+    return kept
 
 
 def _released(msg: Message) -> bool:

@@ -48,6 +48,7 @@ from telesurgery.messages import (
     SafetyCause,
     SafetyEvent,
     ServoCP,
+    StateBundle,
     Status,
     SyncReply,
     SyncRequest,
@@ -489,6 +490,19 @@ def _unpack_command_bundle(r: _Reader) -> CommandBundle:
     return CommandBundle(tuple(commands))
 
 
+# STATE_BUNDLE body: u8 count (1..MAX_BUNDLED), then each arm's MEASURED_CP body.
+def _pack_state_bundle(b: StateBundle) -> bytes:
+    return _U8.pack(len(b.states)) + b"".join(_pack_measured_cp(m) for m in b.states)
+
+
+def _unpack_state_bundle(r: _Reader) -> StateBundle:
+    (n,) = r.take(_U8)
+    if not 0 < n <= MAX_BUNDLED:
+        raise CodecError(f"STATE_BUNDLE announces {n} arms; 1 to {MAX_BUNDLED} are allowed",
+                         CodecReason.BAD_FIELD)
+    return StateBundle(tuple(_unpack_measured_cp(r) for _ in range(n)))
+
+
 _Packer = Callable[[Any], bytes]
 _Unpacker = Callable[[_Reader], AnyBody]
 _LAYOUTS: dict[MessageType, tuple[_Packer, _Unpacker]] = {
@@ -506,6 +520,7 @@ _LAYOUTS: dict[MessageType, tuple[_Packer, _Unpacker]] = {
     MessageType.KEY_ACCEPT: (_pack_key_accept, _unpack_key_accept),
     MessageType.CONTROL_REQUEST: (_pack_control_request, _unpack_control_request),
     MessageType.COMMAND_BUNDLE: (_pack_command_bundle, _unpack_command_bundle),
+    MessageType.STATE_BUNDLE: (_pack_state_bundle, _unpack_state_bundle),
 }
 """How each message type's body is laid out: its packer and its unpacker."""
 

@@ -47,6 +47,12 @@ class Keys:
         """Measured tool-tip pose, with the command it follows."""
         return self.arm(arm, "measured_cp")
 
+    @property
+    def arms_measured(self) -> str:
+        """Every arm's ``measured_cp`` of one state tick in one message (``StateBundle``):
+        what a console reads."""
+        return self.arm(ALL_ARMS, "measured_cp")
+
     def measured_js(self, arm: str) -> str:
         """Measured joints."""
         return self.arm(arm, "measured_js")

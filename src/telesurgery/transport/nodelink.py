@@ -1,8 +1,8 @@
 """What the patient node and the console each do over their control paths, in one object each.
 
-``PatientLink``: commands in on every path, first arrival wins; measured state out
-on every path (and on the main session, for observers and recorders); clock sync
-and path statistics (``PathWatch``). ``ConsoleLink``: commands out on every path;
+``PatientLink``: commands in on every path, first arrival wins; the consoles' measured
+state out on every path (observers and recorders read each arm's on the main session);
+clock sync and path statistics (``PathWatch``). ``ConsoleLink``: commands out on every path;
 state in on every path, newest first arrival wins; sync requests answered
 (``SyncResponder``). With no dedicated path both work over the main session alone,
 as one path called ``direct``.
@@ -23,9 +23,6 @@ from telesurgery.transport.keys import Keys
 from telesurgery.transport.pathwatch import Alarm, PathWatch, SyncResponder
 from telesurgery.transport.qos import Stream
 from telesurgery.transport.session import RejectCounter, Security
-
-MAIN = "main"
-"""The name of the main session among the sessions state is published on."""
 
 
 class _Link:
@@ -73,11 +70,8 @@ class PatientLink(_Link):
                                                   gate)
 
     def state_publisher(self, key: str) -> MultiPublisher:
-        """A publisher of measured state on every path and on the main session."""
-        sessions = dict(self.paths.sessions)
-        if self.paths.dedicated:
-            sessions[MAIN] = self.paths.main
-        pub = MultiPublisher(sessions, key, Stream.STATE, self._session_id)
+        """A publisher of measured state for the consoles, on every control path."""
+        pub = MultiPublisher(self.paths.sessions, key, Stream.STATE, self._session_id)
         self._pubs.append(pub)
         return pub
 

@@ -142,6 +142,13 @@ class Publisher:
             self._pub.put(encode(msg))
         return msg
 
+    def skip(self) -> None:
+        """Number a message not sent (an on-demand stream nobody wants now): the numbers
+        keep counting the stream's ticks, so a subscriber that comes later can tell when
+        each message was taken, as from the start."""
+        with self._lock:
+            self._seq += 1
+
     def close(self) -> None:
         """Undeclare the publisher (and its matching listener)."""
         if self._listener is not None:
