@@ -12,15 +12,18 @@ records that lateness and the applied delay (release minus arrival) per directio
 Run it as its own process (``telesurgery link``): in a thread beside busy Python
 code it would wait for the interpreter lock.
 
-Cost: on a 2-core VM every wake-up of the loop costs ~20-30 us of CPU (most of it the
-kernel's context switch), more than the Python work on a datagram, and reading each
-datagram as it arrives meant two wake-ups per datagram (~100 us). Since the arrival
-time comes from the kernel, a datagram can wait in its socket as long as it is read
-before it is due: while releases are pending, the emulator reads its sockets when
-the release timer fires (at least every ``POLL_MAX_MS``, and well inside the
-shortest delay the direction's delay and jitter can give) and is woken by arrivals
-only when nothing is pending, so a busy path costs about one wake-up per datagram.
-A direction with under ``POLL_MIN_MS`` to spare is read on arrival.
+Cost: on the 2-core VM a wake-up of the loop costs ~40 us of CPU (~20 us the kernel's
+context switch, ~20 us asyncio), more than the Python work on a datagram (~15 us, the
+impairment decision 2-3.5 us of it), and reading each datagram as it arrived meant two
+wake-ups per datagram (102-134 us a datagram in all). Since the arrival time comes
+from the kernel, a datagram may wait in its socket as long as it is read before it is
+due: while releases are pending, a direction with room in its delay is read when the
+release timer fires, every ``POLL_MAX_MS`` at most (and well inside the shortest delay
+its delay and jitter can give), and arrivals wake the loop only while nothing is
+pending: one wake-up per datagram, 82-104 us a datagram (``python -m
+telesurgery.link.cost``). A direction with under ``POLL_MIN_MS`` to spare is read on
+arrival; a cut or restore first reads what has arrived, so that it is judged as it
+was then.
 
 UDP: one upstream socket per client address, so replies find their way back;
 flows idle for ``FLOW_IDLE_S`` are forgotten. Every impairment applies.
@@ -82,7 +85,7 @@ at 1 kHz a read finds ~5 datagrams, so the ``select()`` and the empty read that 
 little per datagram, and a batch holds the next release up by well under 0.1 ms."""
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 """Receive and send buffer of each forwarding socket [bytes] (the kernel caps it at
-``net.core.rmem_max`` / ``wmem_max`` for unprivileged users): a poll interval of traffic and a
+``net.core.rmem_max`` / ``wmem_max``): a poll interval of traffic and a
 burst of video fragments fit many times over, so that a command never meets a full buffer."""
 _READ_BURST = 256
 _MAX_DATAGRAM = 65_535
