@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from telesurgery.console.teleop import Teleop
 from telesurgery.geometry import rotvec_to_quat
 from telesurgery.input.base import HandSample
 from telesurgery.input.scripted import COLUMNS, ScriptedDevice
-from telesurgery.messages import JawServoJP, ServoCP
+from telesurgery.messages import Command, JawServoJP, ServoCP
 from telesurgery.types import ArmMode, Pose
 
 REGISTRATION = Pose((0.02, -0.01, 0.18), rotvec_to_quat((2.5, 0.4, -0.3)))
@@ -50,26 +49,13 @@ def device(tmp_path: Path) -> RecordingDevice:
 
 
 def tick(teleop: Teleop, samples: Mapping[str, HandSample],
-         drive: bool = True) -> list[ServoCP | JawServoJP]:
-    """One tick of the console node's loop: the bodies it sends (as one bundle). Each arm
-    of the pipeline that has a sample goes through ``step_arm``; a console not in control
-    (``drive`` False) clutches every sample in software, so the hand re-anchors when
-    control comes back, and sends nothing. Mirrors ``ConsoleNode._loop``, which has no
-    seam of its own to call."""
-    out: list[ServoCP | JawServoJP] = []
-    for arm in teleop.arms:
-        sample = samples.get(arm)
-        if sample is None:
-            continue
-        if not drive:
-            teleop.step_arm(arm, replace(sample, clutch=True))
-            continue
-        out.extend(teleop.step_arm(arm, sample))
-    return out
+         drive: bool = True) -> list[Command]:
+    """One tick of the console node's loop: what it sends as one bundle."""
+    return teleop.tick(samples, drive)
 
 
-def by_arm(bodies: list[ServoCP | JawServoJP]) -> dict[str, list[ServoCP | JawServoJP]]:
-    out: dict[str, list[ServoCP | JawServoJP]] = {}
+def by_arm(bodies: list[Command]) -> dict[str, list[Command]]:
+    out: dict[str, list[Command]] = {}
     for b in bodies:
         out.setdefault(b.arm, []).append(b)
     return out
@@ -139,7 +125,7 @@ def test_non_finite_measurement_holds_counts_and_gives_no_feedback(
     assert device.seen == []
 
 
-def _servo(bodies: list[ServoCP | JawServoJP], arm: str) -> ServoCP:
+def _servo(bodies: list[Command], arm: str) -> ServoCP:
     return next(b for b in bodies if isinstance(b, ServoCP) and b.arm == arm)
 
 

@@ -163,9 +163,8 @@ def replay(dev: ScriptedDevice, seconds: float) -> dict[str, list[tuple[bool, Se
     out: dict[str, list[tuple[bool, ServoCP, float]]] = {arm: [] for arm in dev.arms}
     for k in range(int(seconds * 1000)):
         samples = dev.read(k * 1_000_000)
-        # One arm at a time, as the console node steps them (always in control here).
-        bodies = [b for arm in teleop.arms if arm in samples
-                  for b in teleop.step_arm(arm, samples[arm])]
+        # As the console node steps them (always in control here).
+        bodies = teleop.tick(samples, drive=True)
         servos = {b.arm: b for b in bodies if isinstance(b, ServoCP)}
         jaws = {b.arm: b.angle for b in bodies if isinstance(b, JawServoJP)}
         assert set(servos) == set(jaws) == set(dev.arms)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from dataclasses import replace
 from typing import Any, Final, Literal
 
 import zenoh
@@ -32,7 +31,7 @@ from telesurgery.console.display import SurgeonDisplay, start_display
 from telesurgery.console.teleop import Teleop
 from telesurgery.errors import ConfigError, TelesurgeryError
 from telesurgery.input.base import InputDevice
-from telesurgery.messages import Command, CommandBundle, Message, ServoCP, StateBundle, Status
+from telesurgery.messages import CommandBundle, Message, ServoCP, StateBundle, Status
 from telesurgery.security.acl import NODE_OF_ROLE
 from telesurgery.security.command_keys import ConsoleKeys
 from telesurgery.security.node import NodeSecurity, node_security, security_status
@@ -286,16 +285,7 @@ class ConsoleNode:
             if drive and last:
                 self.driving_ns += now - last
             last = now
-            bodies: list[Command] = []
-            for arm in self.teleop.arms:
-                sample = samples.get(arm)
-                if sample is None:
-                    continue
-                if not drive:
-                    # Clutched in software: the hand re-anchors when control comes back.
-                    self.teleop.step_arm(arm, replace(sample, clutch=True))
-                    continue
-                bodies += self.teleop.step_arm(arm, sample)
+            bodies = self.teleop.tick(samples, drive)
             if bodies:
                 commands.put(CommandBundle(tuple(bodies)))
                 self.sent += len(bodies)

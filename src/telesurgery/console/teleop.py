@@ -9,6 +9,7 @@ each stores one immutable value, which the loop reads as the latest.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 from telesurgery.config import TremorConfig
@@ -19,8 +20,7 @@ from telesurgery.types import ArmMode, Pose
 
 
 class Teleop:
-    """One ``TeleopMapping`` per arm of ``device``; ``step_arm`` for each arm once per tick
-    at ``rate_hz`` [Hz].
+    """One ``TeleopMapping`` per arm of ``device``; ``tick`` once per tick at ``rate_hz`` [Hz].
 
     An arm whose registration or measured pose is still unknown gets clutched
     heartbeats (``ServoCP`` with ``clutch=True``, target unchanged), so the
@@ -87,9 +87,25 @@ class Teleop:
             return replace(sample, clutch=True)
         return sample
 
-    def step_arm(self, arm: str, sample: HandSample) -> list[Command]:
-        """The commands to send this tick for one arm (the console bundles every arm's);
-        a hold command until the arm's registration and measured pose are known."""
+    def tick(self, samples: Mapping[str, HandSample], drive: bool) -> list[Command]:
+        """Every arm's commands this tick, in arm order (the console sends them as one
+        bundle), for the arms with a sample in ``samples``. Not in control (``drive``
+        False): each sample is clutched in software, so the hand re-anchors on the tool
+        when control comes back, and there is nothing to send."""
+        out: list[Command] = []
+        for arm in self._mappings:
+            sample = samples.get(arm)
+            if sample is None:
+                continue
+            if drive:
+                out += self._step_arm(arm, sample)
+            else:
+                self._step_arm(arm, replace(sample, clutch=True))
+        return out
+
+    def _step_arm(self, arm: str, sample: HandSample) -> list[Command]:
+        """One arm's commands this tick; a hold command until the arm's registration and
+        measured pose are known."""
         mapping = self._mappings[arm]
         registration = self._registrations.get(arm)
         measured = self._measured.get(arm)
