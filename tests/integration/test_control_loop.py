@@ -14,7 +14,7 @@ import pytest
 from telesurgery.clock import now_ns
 from telesurgery.config import SafetyConfig
 from telesurgery.demo.run import DemoOptions, run_demo
-from telesurgery.messages import SafetyEvent
+from telesurgery.messages import SafetyCause, SafetyEvent
 from telesurgery.security.pki import Role
 from telesurgery.types import SafetyState
 
@@ -92,7 +92,7 @@ def test_killed_console_holds_and_the_bedside_console_re_engages_without_a_jump(
     assert waited_ms <= SAFETY.watchdog_ms + LOADED_SLACK_MS, (
         f"HOLD {waited_ms:.1f} ms after SIGKILL")
     assert isinstance(hold.body, SafetyEvent)
-    assert "watchdog" in hold.body.reason
+    assert hold.body.cause is SafetyCause.WATCHDOG, hold.body
 
     # The dead owner's control passes to the bedside (after safety.owner_lost_ms): a new
     # surgeon console would need the bedside's grant; the bedside console drives at once.

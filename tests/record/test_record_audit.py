@@ -263,7 +263,8 @@ def test_appends_from_many_threads_form_one_valid_chain(tmp_path: Path) -> None:
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=60)
+        assert not t.is_alive(), f"{t.name} did not finish appending"
     writer.close()
     report = verify(tmp_path)
     assert report.ok, problems(report)

@@ -69,7 +69,8 @@ class Commands:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join()
+        self._thread.join(timeout=30)
+        assert not self._thread.is_alive(), "the publishing thread did not stop"
 
 
 @pytest.fixture

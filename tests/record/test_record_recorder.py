@@ -116,7 +116,8 @@ def test_offers_from_many_threads_are_all_written(
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=60)
+        assert not t.is_alive(), f"{t.name} did not finish offering"
     stats = recorder.stop()
     assert (stats.written, stats.dropped) == (2000, 0)
     per_key = Counter(m.key for m in Recording(recorder.path).messages())

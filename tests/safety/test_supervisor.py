@@ -429,8 +429,10 @@ def test_concurrent_submits_and_ticks_keep_counts_exact() -> None:
         t.start()
     for t in senders:
         t.join(timeout=60)
+        assert not t.is_alive(), f"{t.name} did not finish sending"
     stop.set()
     ticker.join(timeout=60)
+    assert not ticker.is_alive(), "the ticking thread did not stop"
     snap = r.sup.snapshot()
     accepted = sum(sum(v) for v in verdicts)
     assert accepted + snap["rejected"] == per_thread * threads
