@@ -334,7 +334,10 @@ def test_demo_over_rome_beijing_reports_the_link_section(tmp_path: Path) -> None
     assert link["rtt_ms"]["p99"] >= link["rtt_ms"]["p50"]
     for p in link["paths"].values():
         assert 0.0 <= p["loss"] <= 1.0
-        assert p["first_arrivals"] > 0
+        # Each path carried the commands; the 5G path, 7 ms slower, brings them first only
+        # when a fibre copy is late or lost, which a healthy run may never see.
+        assert p["first_arrivals"] + p["late_copies"] > 0, p
+    assert link["paths"]["fibre"]["first_arrivals"] > 0
     # On one machine the true offset is 0: the estimate must be within its stated bound.
     assert abs(link["clock"]["offset_ms"]) <= link["clock"]["bound_ms"]
     assert summary["control"]["sent"] > 0
