@@ -102,7 +102,7 @@ def system(
                                                   "the first on PATH).")] = None,
     pin_sites: Annotated[bool, typer.Option(
         help="Each site on its own half of the CPUs, as on two machines (the browser with "
-             "the surgeon's console).")] = False,
+             "the surgeon's console), as the demo runs.")] = True,
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
 ) -> None:
     """The flagship as a user sees it: the demo with video and its console page open in

@@ -65,7 +65,7 @@ def demo(
     pin_sites: Annotated[bool, typer.Option(
         help="Run each site on its own half of the CPUs, as on two machines: the patient's "
              "(router, patient node, recorder, bedside console) and the surgeon's "
-             "(console).")] = False,
+             "(console); the emulated network floats.")] = True,
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
 ) -> None:
     """Run patient node, surgeon console (autopilot surgeon) and a Zenoh router together,

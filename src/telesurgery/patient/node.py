@@ -153,6 +153,9 @@ class PatientNode:
         finally:
             if self.video is not None:
                 self.video.stop()
+            # Deaf before disabled: a console still streaming as the nodes stop together
+            # is not heard (its commands count as unreceived) rather than refused.
+            link.close()
             self.final_state = self.supervisor.state
             self.supervisor.disable()
             self.robot.disable()
@@ -163,7 +166,6 @@ class PatientNode:
                                  {"final_state": self.final_state.name,
                                   "safety": self._safety(LIVE_WINDOW)})
             token.undeclare()
-            link.close()
             self.control.close()
             if self.auth is not None:
                 self.auth.close()
