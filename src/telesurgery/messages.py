@@ -79,6 +79,11 @@ MAX_BUNDLED = 16
 """The most bodies one bundle carries (eight arms' pose and jaw commands)."""
 
 
+def _check_bundled(count: int, what: str) -> None:
+    if not 0 < count <= MAX_BUNDLED:
+        raise ValueError(f"a {what} carries 1 to {MAX_BUNDLED} bodies, got {count}")
+
+
 @dataclass(frozen=True, slots=True)
 class CommandBundle:
     """One console tick's commands for every arm it drives, in one message.
@@ -95,9 +100,7 @@ class CommandBundle:
     commands: tuple[Command, ...]
 
     def __post_init__(self) -> None:
-        if not 0 < len(self.commands) <= MAX_BUNDLED:
-            raise ValueError(f"a command bundle carries 1 to {MAX_BUNDLED} commands, got "
-                             f"{len(self.commands)}")
+        _check_bundled(len(self.commands), "command bundle")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +129,7 @@ class StateBundle:
     states: tuple[MeasuredCP, ...]
 
     def __post_init__(self) -> None:
-        if not 0 < len(self.states) <= MAX_BUNDLED:
-            raise ValueError(f"a state bundle carries 1 to {MAX_BUNDLED} arms' states, got "
-                             f"{len(self.states)}")
+        _check_bundled(len(self.states), "state bundle")
 
 
 @dataclass(frozen=True, slots=True)
