@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from telesurgery.types import ArmMode, OperatingState, Pose, SafetyState, Wrench
+from telesurgery.types import ArmMode, LabelledEnum, OperatingState, Pose, SafetyState, Wrench
 
 
 class MessageType(enum.IntEnum):
@@ -151,7 +151,7 @@ class MeasuredCF:
     wrench: Wrench
 
 
-class SafetyCause(enum.IntEnum):
+class SafetyCause(LabelledEnum):
     """Why the safety supervisor changed its state or an arm's mode (wire id).
 
     Each is what one supervisor transition says; the supervisor emits no other."""
@@ -178,11 +178,6 @@ class SafetyCause(enum.IntEnum):
     """The console's clutch: a held arm is armed, a following arm clutched."""
     ALIGNED_ENGAGE = 11
     """Clutch released with the hand aligned on the tool: the arm follows."""
-
-    @property
-    def label(self) -> str:
-        """Lower-case name, as the audit trail and status JSON spell it."""
-        return self.name.lower()
 
 
 @dataclass(frozen=True, slots=True)

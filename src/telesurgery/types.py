@@ -119,7 +119,16 @@ class SafetyState(enum.IntEnum):
     ESTOP = 3
 
 
-class ArmMode(enum.IntEnum):
+class LabelledEnum(enum.IntEnum):
+    """A wire enum whose members are also spelled in lower case (status JSON, audit)."""
+
+    @property
+    def label(self) -> str:
+        """Lower-case name, as status JSON, the audit trail and event texts spell it."""
+        return self.name.lower()
+
+
+class ArmMode(LabelledEnum):
     """What one arm does with commands, as the safety supervisor decides."""
 
     HELD = 0
@@ -131,10 +140,6 @@ class ArmMode(enum.IntEnum):
     CLUTCHED = 3
     """Engaged, clutch pressed: brakes to rest while the console re-anchors the hand."""
 
-    @property
-    def label(self) -> str:
-        """Lower-case name, as status JSON and event reasons spell it."""
-        return self.name.lower()
 
-
-__all__ = ["ArmMode", "JointState", "OperatingState", "Pose", "SafetyState", "Wrench"]
+__all__ = ["ArmMode", "JointState", "LabelledEnum", "OperatingState", "Pose", "SafetyState",
+           "Wrench"]
