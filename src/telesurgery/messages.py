@@ -93,7 +93,7 @@ class CommandBundle:
     Four commands a tick in four messages cost four network samples, four receive
     callbacks, four tag checks and four first-arrival checks on every path; a bundle costs
     one of each. Each command takes the bundle's header (session, sequence number, send
-    time): its arm's streams are numbered by bundle (``Message.commands``).
+    time): its arm's streams are numbered by bundle.
     """
 
     TYPE: ClassVar[MessageType] = MessageType.COMMAND_BUNDLE
@@ -332,18 +332,6 @@ class Message:
     sent_ns: int
     body: AnyBody
     tag: bytes = b""
-
-    def commands(self) -> tuple[Message, ...]:
-        """The arm commands this message carries, one message each, under this header
-        and without the tag (checked on the whole): a bundle's, or this command alone;
-        nothing for any other body."""
-        body = self.body
-        if isinstance(body, CommandBundle):
-            return tuple(Message(self.session, self.seq, self.sent_ns, c)
-                         for c in body.commands)
-        if isinstance(body, ServoCP | JawServoJP):
-            return (self,)
-        return ()
 
 
 __all__ = [

@@ -233,8 +233,9 @@ __all__ = ["FileExtent", "RecordedJson", "RecordedMessage", "Recording", "extent
 
 def _commands(topic: str, receive_ns: int, msg: Message,
               bundle: CommandBundle) -> Iterator[RecordedMessage]:
+    # Each command under the bundle's header, without the tag (it covered the whole).
     keys = Keys(topic.split("/")[1])
-    for m, body in zip(msg.commands(), bundle.commands, strict=True):
+    for body in bundle.commands:
         key = (keys.servo_cp(body.arm) if isinstance(body, ServoCP)
                else keys.jaw_servo_jp(body.arm))
-        yield RecordedMessage(key, receive_ns, m)
+        yield RecordedMessage(key, receive_ns, Message(msg.session, msg.seq, msg.sent_ns, body))
