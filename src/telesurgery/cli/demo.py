@@ -64,8 +64,8 @@ def demo(
         help="Port of the backup console page (default: a free port).")] = None,
     pin_sites: Annotated[bool, typer.Option(
         help="Run each site on its own half of the CPUs, as on two machines: the patient's "
-             "(router, patient node, recorder, bedside console) and the surgeon's "
-             "(console); the emulated network floats.")] = True,
+             "(router, patient node, bedside console) and the surgeon's (console); the "
+             "emulated network and the recorder float.")] = True,
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
 ) -> None:
     """Run patient node, surgeon console (autopilot surgeon) and a Zenoh router together,

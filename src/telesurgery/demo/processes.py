@@ -29,8 +29,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 PATIENT_SITE = 0
 SURGEON_SITE = 1
 """The two sites of a session run on one machine: the patient's (router, patient node,
-recorder, bedside console) and the surgeon's (console, its browser); the emulated network
-belongs to neither."""
+bedside console) and the surgeon's (console, its browser); the emulated network and the
+recorder belong to neither."""
 
 
 def site_cpus(site: int, cpus: frozenset[int] | None = None) -> frozenset[int]:

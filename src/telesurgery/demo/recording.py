@@ -34,8 +34,7 @@ class DemoRecording:
     """The recorder child of one demo run, recording session ``session`` into ``directory``."""
 
     def __init__(self, directory: Path, session: str, router_ep: str, workdir: Path,
-                 log_level: str, security_args: list[str],
-                 cpus: frozenset[int] | None = None) -> None:
+                 log_level: str, security_args: list[str]) -> None:
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -44,7 +43,7 @@ class DemoRecording:
         self.directory = directory.resolve()
         self.process = NodeProcess("recorder", [
             "record", "--out", str(self.directory), "--session", session,
-            "--connect", router_ep, "--log-level", log_level, *security_args], workdir, cpus)
+            "--connect", router_ep, "--log-level", log_level, *security_args], workdir)
 
     @property
     def patient_args(self) -> list[str]:

@@ -94,8 +94,8 @@ class DemoOptions:
     """The drill: the backup console takes control this many seconds [s] into the run."""
     pin_sites: bool = False
     """Each site on its own half of the CPUs, as two machines would be: the patient's
-    (router, patient node, recorder, bedside console) and the surgeon's (console); the
-    emulated network floats."""
+    (router, patient node, bedside console) and the surgeon's (console); the emulated
+    network and the recorder float."""
 
     def check(self) -> None:
         """``ConfigError`` for options that do not go together."""
@@ -167,9 +167,11 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
                  for n in ("patient", "console")}
     cpus = ({n: site_cpus(n) for n in (PATIENT_SITE, SURGEON_SITE)} if opts.pin_sites
             else dict.fromkeys((PATIENT_SITE, SURGEON_SITE)))
+    # The recorder floats with the network: pinned beside the patient site's real-time
+    # loops (patient node, bedside console) it fell behind and dropped a quarter of what
+    # it received, and a recording is kept whole or it is no record.
     recording = (DemoRecording(opts.record, opts.session, router_ep, workdir, opts.log_level,
-                               _security_args(site, Role.RECORDER, "recorder"),
-                               cpus[PATIENT_SITE])
+                               _security_args(site, Role.RECORDER, "recorder"))
                  if opts.record else None)
     if recording is not None:
         path_args["patient"] += recording.patient_args
