@@ -21,6 +21,7 @@ from telesurgery.bench.link import TARGET_P99_MS, bench_link
 from telesurgery.clock import now_ns
 from telesurgery.config import ZenohConfig
 from telesurgery.demo.processes import free_port
+from telesurgery.errors import TransportError
 from telesurgery.link.control import EmulatorProcess
 from telesurgery.link.emulator import SOCKET_BUFFER_BYTES
 from telesurgery.transport.session import open_session
@@ -199,6 +200,37 @@ def test_udp_cut_and_restore_through_the_control_port(sink: UdpSink) -> None:
         stats = emu.stats()["directions"]["forward"]
     assert sorted(s for s, _ in sink.got) == [*range(50), *range(100, 150)]
     assert stats["dropped_by"] == {"cut": 50}
+
+
+def test_udp_set_and_reset_impairments_through_the_control_port(sink: UdpSink) -> None:
+    with EmulatorProcess("udp/127.0.0.1:0", sink.endpoint,
+                         ["--delay-ms", "5", "--seed", "3"]) as emu:
+        with _client(emu) as c:
+            _send(c, range(100), 0.0005)
+            after = emu.retune({"loss": 1.0, "duplicate": 0.5}, "forward")
+            assert after["directions"]["forward"]["impairment"]["loss"] == 1.0
+            assert after["directions"]["reverse"]["impairment"]["loss"] == 0.0
+            _send(c, range(100, 200), 0.0005)
+            assert emu.reset()["directions"]["forward"]["impairment"]["loss"] == 0.0
+            assert emu.retune({"duplicate": 1.0})["directions"]["forward"]["delay_ms"] == 5.0
+            _send(c, range(200, 300), 0.0005)
+        sink.wait_for(lambda got: len(got) >= 300)
+        stats = emu.stats()["directions"]["forward"]
+    got = sorted(s for s, _ in sink.got)
+    assert got == [*range(100), *sorted([*range(200, 300)] * 2)]
+    assert stats["dropped_by"] == {"loss": 100}
+
+
+@pytest.mark.parametrize("command", ["set", "set loss=2", "set seed=1", "reset sideways",
+                                     "cut loss=0.1", "stats forward"])
+def test_control_port_refuses_bad_commands_and_changes_nothing(sink: UdpSink,
+                                                               command: str) -> None:
+    with EmulatorProcess("udp/127.0.0.1:0", sink.endpoint, ["--delay-ms", "5"]) as emu:
+        with pytest.raises(TransportError):
+            emu.command(command)
+        fwd = emu.stats()["directions"]["forward"]
+    assert fwd["impairment"]["loss"] == 0.0
+    assert fwd["cut"] is False
 
 
 def test_udp_bandwidth_cap_paces_and_tail_drops(sink: UdpSink) -> None:

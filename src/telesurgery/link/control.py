@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -28,8 +28,9 @@ from telesurgery.link.locator import Locator
 
 
 def send_control(address: Locator | str, command: str, timeout_s: float = 1.0) -> dict[str, Any]:
-    """Send ``command`` (``cut [forward|reverse]``, ``restore [...]``, ``stats``) to an
-    emulator's control port and return its reply; ``TransportError`` on no reply or refusal."""
+    """Send ``command`` (``cut [forward|reverse]``, ``restore [...]``, ``set [...]
+    NAME=VALUE ...``, ``reset [...]``, ``stats``) to an emulator's control port and return
+    its reply; ``TransportError`` on no reply or refusal."""
     where = address if isinstance(address, Locator) else Locator.parse(address, ("udp",))
     with socket.socket(where.family, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout_s)
@@ -148,6 +149,18 @@ class EmulatorProcess(ChildProcess):
     def restore(self, direction: str | None = None) -> dict[str, Any]:
         """Restore the path."""
         return self.command(f"restore {direction or ''}".strip())
+
+    def retune(self, changes: Mapping[str, float | bool], direction: str | None = None
+               ) -> dict[str, Any]:
+        """Change impairments (``emulator.RETUNABLE``: ``loss``, ``jitter_ms``, ...) of the
+        path (both ways, or ``forward`` / ``reverse``) from now on."""
+        words = [f"{k}={str(v).lower() if isinstance(v, bool) else v}"
+                 for k, v in changes.items()]
+        return self.command(" ".join(["set", *([direction] if direction else []), *words]))
+
+    def reset(self, direction: str | None = None) -> dict[str, Any]:
+        """Back to the profile's impairments (undo ``retune``)."""
+        return self.command(f"reset {direction or ''}".strip())
 
     def stats(self) -> dict[str, Any]:
         """Per-direction statistics so far."""

@@ -36,10 +36,14 @@ direction's sockets (the data waits in the senders' buffers, as it would behind
 a dead link) and a restore resumes; what was already in flight is delivered. A
 full queue in front of a bandwidth cap also stops reading until it drains.
 
-Live control: ``cut()`` / ``restore()`` here, or text commands on the optional
-UDP control port (bind it to loopback): ``cut``, ``cut forward``,
-``restore``, ``restore reverse``, ``stats``; each reply is the JSON of
-``stats()`` with ``"ok": true``, or ``{"ok": false, "error": ...}``.
+Live control: ``cut()`` / ``restore()`` / ``retune()`` / ``reset()`` here, or text
+commands on the optional UDP control port (bind it to loopback): ``cut``, ``cut forward``,
+``restore``, ``restore reverse``, ``set [forward|reverse] NAME=VALUE ...`` (the
+impairments in ``RETUNABLE``, e.g. ``set loss=0.1 duplicate=0.05``), ``reset
+[forward|reverse]`` (back to the profile), ``stats``; each reply is the JSON of
+``stats()`` with ``"ok": true``, or ``{"ok": false, "error": ...}``. A retune keeps the
+read schedule the profile set: a direction given more jitter than its delay absorbs
+may release a datagram up to ``POLL_MAX_MS`` late.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from telesurgery.clock import now_ns
 from telesurgery.errors import TransportError
@@ -94,6 +99,10 @@ _SO_TIMESTAMPNS = 35
 _TIMESPEC = struct.Struct("@qq")
 _ANC_BYTES = socket.CMSG_SPACE(_TIMESPEC.size)
 _SAMPLE_WINDOW = 100_000
+RETUNABLE = ("delay_ms", "jitter_ms", "jitter_correlation_ms", "reorder", "loss", "duplicate",
+             "rate_mbit_s", "queue_ms")
+"""The impairments ``set`` changes while the emulator runs (scheduled outages and bursty loss
+stay as the profile has them)."""
 
 
 class Direction(enum.Enum):
@@ -515,6 +524,35 @@ class Emulator:
         log.warning("link %s: restored %s", self.name,
                     direction.value if direction else "both ways")
 
+    def retune(self, changes: dict[str, str], direction: Direction | None = None) -> None:
+        """Change impairments (names in ``RETUNABLE``, values as text) of both directions, or
+        one, from the next datagram on; ``ValueError`` naming what is wrong, nothing changed."""
+        unknown = sorted(set(changes) - set(RETUNABLE))
+        if unknown:
+            raise ValueError(f"cannot set {', '.join(unknown)}; choose among "
+                             f"{', '.join(RETUNABLE)}")
+        directions = (direction,) if direction is not None else tuple(Direction)
+        try:
+            specs = {d: Impairment.model_validate({**self._models[d].spec.model_dump(),
+                                                   **changes}) for d in directions}
+        except ValidationError as exc:
+            raise ValueError(" ".join(str(exc).split())[:200]) from None
+        self._catch_up()
+        for d, spec in specs.items():
+            self._models[d].retune(spec)
+        log.warning("link %s: set %s on %s", self.name,
+                    " ".join(f"{k}={v}" for k, v in changes.items()),
+                    direction.value if direction else "both ways")
+
+    def reset(self, direction: Direction | None = None) -> None:
+        """Undo every ``retune``: the profile's impairments again."""
+        specs = {Direction.FORWARD: self.path.forward, Direction.REVERSE: self.path.reverse}
+        self._catch_up()
+        for d in (direction,) if direction is not None else tuple(Direction):
+            self._models[d].retune(specs[d])
+        log.warning("link %s: reset %s", self.name, direction.value if direction else
+                    "both ways")
+
     def stats(self) -> dict[str, Any]:
         """What the emulator did so far, per direction (delays in [ms] over recent packets), and
         the CPU time [s] its process has used (``cpu_s``)."""
@@ -528,6 +566,8 @@ class Emulator:
             "cpu_s": time.process_time(),
             "directions": {
                 d.value: {"cut": self._models[d].cut, "delay_ms": self._models[d].spec.delay_ms,
+                          "impairment": self._models[d].spec.model_dump(
+                              include=set(RETUNABLE)),
                           **self.stats_by_direction[d].summary()}
                 for d in self._models
             },
@@ -702,21 +742,31 @@ class Emulator:
             sock.sendto(json.dumps(reply).encode(), addr)
 
     def command(self, text: str) -> dict[str, Any]:
-        """Run one control command (``cut [dir]``, ``restore [dir]``, ``stats``)."""
+        """Run one control command (``cut [dir]``, ``restore [dir]``, ``set [dir]
+        NAME=VALUE ...``, ``reset [dir]``, ``stats``)."""
         words = text.split()
-        verb, arg = (words[0] if words else ""), (words[1] if len(words) > 1 else None)
+        verb = words[0] if words else ""
+        named = [w for w in words[1:] if "=" not in w]
+        settings = dict(w.split("=", 1) for w in words[1:] if "=" in w)
         try:
-            directions = Direction.parse(arg)
+            directions = Direction.parse(named[0] if named else None)
+            one = directions[0] if len(directions) == 1 else None
+            if len(named) > 1 or (settings and verb != "set"):
+                verb = "?"
+            if verb == "cut":
+                self.cut(one)
+            elif verb == "restore":
+                self.restore(one)
+            elif verb == "set" and settings:
+                self.retune(settings, one)
+            elif verb == "reset":
+                self.reset(one)
+            elif verb != "stats" or len(words) > 1:
+                return {"ok": False, "error": f"unknown command {text.strip()!r}; use "
+                        "'cut [forward|reverse]', 'restore [...]', 'set [...] NAME=VALUE ...', "
+                        "'reset [...]' or 'stats'"}
         except ValueError as exc:
             return {"ok": False, "error": str(exc)}
-        one = directions[0] if len(directions) == 1 else None
-        if verb == "cut" and len(words) <= 2:
-            self.cut(one)
-        elif verb == "restore" and len(words) <= 2:
-            self.restore(one)
-        elif verb != "stats" or len(words) > 1:
-            return {"ok": False, "error": f"unknown command {text.strip()!r}; use "
-                                          "'cut [forward|reverse]', 'restore [...]' or 'stats'"}
         return {"ok": True, **self.stats()}
 
 

@@ -126,12 +126,24 @@ class ImpairmentModel:
 
     def __init__(self, spec: Impairment, *, seed: int | None = None, start_ns: int = 0,
                  reliable: bool = False) -> None:
-        self.spec = spec
         self.reliable = reliable
         self._rng = random.Random(seed)
         self._start_ns = start_ns
+        self.retune(spec)
+        self._cut = False
+        self._bad = False
+        self._link_free_ns = 0
+        self._last_release_ns = 0
+        self._jitter_state: float | None = None
+        self._jitter_at_ns = 0
+
+    def retune(self, spec: Impairment) -> None:
+        """Apply ``spec`` from the next packet on; the random stream, the cut, the queue and
+        the order of releases carry over, so a retuned direction never releases a packet
+        before one it released already (unless ``spec`` allows reordering)."""
+        self.spec = spec
         self._outages_ns = tuple(
-            (start_ns + round(s * NS_PER_S), start_ns + round((s + d) * NS_PER_S))
+            (self._start_ns + round(s * NS_PER_S), self._start_ns + round((s + d) * NS_PER_S))
             for s, d in spec.outages
         )
         self._delay_ns = round(spec.delay_ms * NS_PER_MS)
@@ -139,12 +151,6 @@ class ImpairmentModel:
         self._tau_ns = spec.jitter_correlation_ms * NS_PER_MS
         self._queue_ns = spec.queue_ms * NS_PER_MS
         self._ns_per_byte = 8e3 / spec.rate_mbit_s if spec.rate_mbit_s > 0.0 else 0.0
-        self._cut = False
-        self._bad = False
-        self._link_free_ns = 0
-        self._last_release_ns = 0
-        self._jitter_state: float | None = None
-        self._jitter_at_ns = 0
 
     @property
     def delay_ns(self) -> int:
