@@ -121,6 +121,70 @@ def system(
     _emit(bench_system(opts, stop_on_signals(), progress), json_path)
 
 
+@bench_app.command("holds")
+def holds(
+    json_path: JsonOpt = None,
+    trials: Annotated[int, typer.Option(help="Holds of both arms per cause, free and in "
+                                        "contact (>= 100 for the figures of "
+                                        "docs/safety.md).", min=1)] = 100,
+    observe: Annotated[float, typer.Option(help="Seconds watched after each hold.",
+                                           min=0.2)] = 2.0,
+    seed: Annotated[int, typer.Option(help="Random seed of the goals and hold times.")] = 0,
+) -> None:
+    """How far each tool tip travels after a hold (watchdog, take-over, e-stop, operator
+    hold) at the speed and acceleration limits, and how far it drifts afterwards, in
+    free space and pressed on the board: the safety supervisor over the MuJoCo robot on
+    simulated time. Exit 1 past the bounds of docs/safety.md."""
+    setup_logging("error")  # every trial logs its holds as warnings
+    from telesurgery.bench.holds import bench_holds
+
+    result = bench_holds(trials, observe, seed)
+    _emit(result, json_path)
+    if not result["passed"]:
+        raise typer.Exit(1)
+
+
+@bench_app.command("faults")
+def faults(
+    json_path: JsonOpt = None,
+    fault: Annotated[list[str] | None, typer.Option(
+        help="A fault to run (repeat; default: the whole matrix).")] = None,
+    link: Annotated[str, typer.Option(
+        help="Link profile between console and patient (name or .toml file).")
+    ] = "rome-beijing",
+    before: Annotated[float, typer.Option(
+        help="Seconds from every node up to the fault.", min=1.0)] = 6.0,
+    after: Annotated[float, typer.Option(
+        help="Seconds from the fault's end to the demo's stop.", min=1.0)] = 12.0,
+    recovery: Annotated[float, typer.Option(
+        help="Seconds after the fault within which every arm must follow again.",
+        min=0.5)] = 10.0,
+    workdir: Annotated[Path | None, typer.Option(
+        help="Keep each run's logs, recording and audit trail here (default: a temporary "
+             "folder, removed).")] = None,
+    log_level: Annotated[str, typer.Option("--log-level")] = "warning",
+) -> None:
+    """The fault matrix on the real processes: each fault injected by the bench into a fresh
+    demo run over emulated paths, judged (speed bound, held drift, recovery, audit trail,
+    recording) with its criteria beside its result."""
+    setup_logging(log_level)
+    from telesurgery.bench.faults.inject import FAULTS, fault_named
+    from telesurgery.bench.faults.run import FaultOptions, bench_faults
+
+    if after < recovery:
+        raise ConfigError(f"--after {after:g} is shorter than --recovery {recovery:g}: the run "
+                          "would stop before recovery could be seen; raise --after")
+    chosen = tuple(fault_named(n) for n in fault) if fault else FAULTS
+    opts = FaultOptions(faults=chosen, link=link, before_s=before, after_s=after,
+                        recovery_s=recovery, workdir=workdir, log_level=log_level)
+    started = time.monotonic()
+
+    def progress(line: str) -> None:
+        typer.echo(f"bench faults [{time.monotonic() - started:5.1f} s]: {line}", err=True)
+
+    _emit(bench_faults(opts, stop_on_signals(), progress), json_path)
+
+
 @bench_app.command("security")
 def security(
     json_path: JsonOpt = None,
@@ -137,6 +201,42 @@ def security(
     if duration > 0:
         out["tls"] = bench_tls(duration)
     _emit(out, json_path)
+
+
+@bench_app.command("soak")
+def soak(
+    json_path: JsonOpt = None,
+    duration: Annotated[float, typer.Option(help="Seconds the demo runs.")] = 3600.0,
+    loss: Annotated[float, typer.Option(
+        help="Random loss probability on every emulated path, both ways.", min=0.0,
+        max=1.0)] = 0.01,
+    link: Annotated[str, typer.Option(
+        help="Link profile between console and patient (name or .toml file).")
+    ] = "rome-beijing",
+    video: Annotated[bool, typer.Option(help="Endoscope video from patient to console.")
+                     ] = True,
+    every: Annotated[float | None, typer.Option(
+        help="Seconds between samples of each node's memory and descriptors (default: 5, "
+             "less for runs under 100 s).", min=0.1)] = None,
+    pin_sites: Annotated[bool, typer.Option(
+        help="Each site on its own half of the CPUs, as the demo runs.")] = True,
+    log_level: Annotated[str, typer.Option("--log-level")] = "warning",
+) -> None:
+    """The demo over lossy emulated paths for a long run: each node's memory and
+    descriptors over time, loop deadline misses over 5 ms set beside the machine's own
+    stalls (a probe in this process), holds and lost commands."""
+    setup_logging(log_level)
+    check_duration(duration)
+    from telesurgery.bench.soak import SoakOptions, bench_soak
+
+    opts = SoakOptions(duration_s=duration, loss=loss, link=link, video=video, every_s=every,
+                       pin_sites=pin_sites, log_level=log_level)
+    started = time.monotonic()
+
+    def progress(line: str) -> None:
+        typer.echo(f"bench soak [{time.monotonic() - started:6.1f} s]: {line}", err=True)
+
+    _emit(bench_soak(opts, stop_on_signals(), progress), json_path)
 
 
 def _size(text: str) -> tuple[int, int]:

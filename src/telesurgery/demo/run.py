@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,9 @@ class DemoOptions:
     log_level: str = "warning"
     link: str | None = None
     """Link profile (name or .toml file) to emulate between console and patient."""
+    loss: float | None = None
+    """Random loss probability (0 to 1) on every emulated path, both ways, in place of the
+    profile's (None: the profile's); needs ``link``."""
     cuts: tuple[Cut, ...] = ()
     record: Path | None = None
     """Session directory to record into (MCAP and the patient's audit trail)."""
@@ -103,9 +106,26 @@ class DemoOptions:
             raise ConfigError("--takeover-at needs the backup console: add --backup")
         if self.takeover_at_s is not None and self.takeover_at_s < 0:
             raise ConfigError(f"--takeover-at must be 0 s or more, got {self.takeover_at_s}")
+        if self.loss is not None and self.link is None:
+            raise ConfigError("--loss needs --link PROFILE: only emulated paths lose packets")
+        if self.loss is not None and not 0.0 <= self.loss <= 1.0:
+            raise ConfigError(f"--loss is a probability from 0 to 1, got {self.loss}")
         if self.backup and self.link is not None:
             raise ConfigError("--backup cannot go with --link yet: the bedside console would "
                               "need a path of its own to the patient node; run them apart")
+
+
+@dataclass
+class DemoNodes:
+    """The processes of a running demo, handed to ``run_demo``'s ``on_start``: the fault
+    bench stops and restarts them and cuts the paths. A node named in ``down`` was stopped
+    on purpose, and its absence does not end the run."""
+
+    router: NodeProcess
+    patient: NodeProcess
+    consoles: list[NodeProcess]
+    rig: LinkRig | None
+    down: set[str] = field(default_factory=set)
 
 
 def _security_args(site: Site | None, role: Role, name: str) -> list[str]:
@@ -146,11 +166,13 @@ def writable_dir(path: Path | None, flag: str) -> Path:
 
 
 def run_demo(opts: DemoOptions, stop: threading.Event,
-             on_tick: Callable[[Monitor, float], None] | None = None) -> dict[str, Any]:
+             on_tick: Callable[[Monitor, float], None] | None = None,
+             on_start: Callable[[DemoNodes, Monitor], None] | None = None) -> dict[str, Any]:
     """Start router, patient and console; run; stop them all; return the summary.
 
     ``on_tick(monitor, elapsed_s)`` is called about four times a second (the live view);
-    ``monitor.pages`` has the consoles' page URLs once they printed them.
+    ``monitor.pages`` has the consoles' page URLs once they printed them. ``on_start``
+    is called once, when every node is up, with the nodes and the monitor.
     """
     opts.check()
     workdir = writable_dir(opts.workdir, "--workdir")
@@ -161,7 +183,7 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
     members = DEMO_MEMBERS_WITH_BACKUP if opts.backup else DEMO_MEMBERS
     site = None if opts.insecure else throwaway_site(workdir / "security", opts.session,
                                                      members)
-    rig = LinkRig(opts.link, workdir) if opts.link else None
+    rig = LinkRig(opts.link, workdir, loss=opts.loss) if opts.link else None
     schedule = CutSchedule(rig, opts.cuts)
     path_args = {n: ["--config", str(workdir / f"{n}-paths.toml")] if rig else []
                  for n in ("patient", "console")}
@@ -227,10 +249,14 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
             dead = [n for n in (patient, *consoles) if not n.alive()]
             why = "; ".join(f"{n.name}: {n.last_log_line()}" for n in dead) or "timed out"
             raise TelesurgeryError(f"the nodes did not come up ({why}); logs in {workdir}")
+        running = DemoNodes(router, patient, consoles, rig)
+        if on_start is not None:
+            on_start(running, monitor)
         started = now_ns()
         end = None if opts.duration_s is None else started + int(opts.duration_s * 1e9)
         while not stop.is_set() and (end is None or now_ns() < end):
-            gone = next((n for n in (patient, *consoles) if not n.alive()), None)
+            gone = next((n for n in (patient, *consoles)
+                         if not n.alive() and n.name not in running.down), None)
             if gone is not None:
                 raise TelesurgeryError(f"{gone.name} stopped unexpectedly: "
                                        f"{gone.last_log_line()}; log in {gone.log_path}")

@@ -1,0 +1,168 @@
+"""The faults, each injected by the bench into a running demo and undone when it ends.
+
+An injection blocks for the fault's duration (``Fault.duration_s``), waiting on ``abort``
+so that a stopped bench ends it at once, and always leaves the system as it found it
+(paths restored, impairments reset, nodes running again).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from telesurgery.bench.system import Hogs
+from telesurgery.demo.linkrig import LinkRig
+from telesurgery.demo.processes import NodeProcess
+from telesurgery.demo.run import DemoNodes
+from telesurgery.errors import ConfigError
+
+FLAP_S: Final = 0.5
+"""A flapping path is up and down for this long [s] each."""
+JITTER_BURST_S: Final = 1.0
+"""A burst of jitter lasts this long [s], then as long without."""
+HOGS: Final = 4
+"""Busy processes beside the nodes under CPU starvation (two per core of the 2-core CI)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Injection:
+    """What the fault is given: the demo's ``nodes`` and an ``abort`` event."""
+
+    nodes: DemoNodes
+    abort: threading.Event
+
+    @property
+    def rig(self) -> LinkRig:
+        """The emulated paths (every fault runs over a link profile)."""
+        if self.nodes.rig is None:
+            raise ConfigError("bench faults needs a link profile with emulated paths; pass "
+                              "--link PROFILE")
+        return self.nodes.rig
+
+    def hold(self, seconds: float) -> None:
+        """Let the fault last ``seconds`` [s] (less if aborted)."""
+        self.abort.wait(seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One fault of the matrix: its ``name``, what it does in words, how long it lasts
+    [s], and whether it kills the patient node (whose audit trail then stays open)."""
+
+    name: str
+    what: str
+    duration_s: float
+    inject: Callable[[Injection, float], None]
+    kills_patient: bool = False
+    expect_no_hold: bool = False
+    """The second path must keep the arms following: a hold is a failure."""
+
+
+def _cut(paths: Callable[[LinkRig], list[str]]) -> Callable[[Injection, float], None]:
+    def inject(ctx: Injection, duration_s: float) -> None:
+        names = paths(ctx.rig)
+        for name in names:
+            ctx.rig.cut(name)
+        try:
+            ctx.hold(duration_s)
+        finally:
+            for name in names:
+                ctx.rig.restore(name)
+    return inject
+
+
+def _flap(ctx: Injection, duration_s: float) -> None:
+    path = ctx.rig.names[0]
+    for _ in range(round(duration_s / (2 * FLAP_S))):
+        if ctx.abort.is_set():
+            return
+        ctx.rig.cut(path)
+        try:
+            ctx.hold(FLAP_S)
+        finally:
+            ctx.rig.restore(path)
+        ctx.hold(FLAP_S)
+
+
+def _retune(changes: Mapping[str, float | bool]) -> Callable[[Injection, float], None]:
+    def inject(ctx: Injection, duration_s: float) -> None:
+        emulators = list(ctx.rig.emulators.values())
+        for emu in emulators:
+            emu.retune(changes)
+        try:
+            ctx.hold(duration_s)
+        finally:
+            for emu in emulators:
+                emu.reset()
+    return inject
+
+
+def _jitter_bursts(ctx: Injection, duration_s: float) -> None:
+    burst = _retune({"jitter_ms": 50.0})
+    for _ in range(round(duration_s / (2 * JITTER_BURST_S))):
+        if ctx.abort.is_set():
+            return
+        burst(ctx, JITTER_BURST_S)
+        ctx.hold(JITTER_BURST_S)
+
+
+def _restart(which: Callable[[DemoNodes], NodeProcess], with_report: bool = True
+             ) -> Callable[[Injection, float], None]:
+    """SIGKILL the node, leave it dead ``duration_s`` [s], start it again as it was."""
+    def inject(ctx: Injection, duration_s: float) -> None:
+        node = which(ctx.nodes)
+        ctx.nodes.down.add(node.name)
+        node.signal(signal.SIGKILL)
+        node.wait(5.0)
+        try:
+            ctx.hold(duration_s)
+        finally:
+            # The first life's log is kept beside the second's.
+            if node.log_path.exists():
+                node.log_path.replace(node.log_path.with_suffix(".killed.log"))
+            node.start(with_report=with_report)
+            ctx.nodes.down.discard(node.name)
+    return inject
+
+
+def _starve(ctx: Injection, duration_s: float) -> None:
+    with Hogs(HOGS):
+        ctx.hold(duration_s)
+
+
+FAULTS: Final = (
+    Fault("path_cut", "the first path cut both ways for 5 s, then restored",
+          5.0, _cut(lambda rig: rig.names[:1]), expect_no_hold=True),
+    Fault("both_paths_cut", "every path cut both ways for 5 s, then restored",
+          5.0, _cut(lambda rig: rig.names)),
+    Fault("path_flap", f"the first path {FLAP_S:g} s down, {FLAP_S:g} s up, for 10 s",
+          10.0, _flap, expect_no_hold=True),
+    Fault("console_sigkill", "the surgeon console SIGKILLed mid-motion, restarted 3 s later",
+          3.0, _restart(lambda n: n.consoles[0])),
+    Fault("loss_10pct", "10 % random loss on every path both ways for 10 s",
+          10.0, _retune({"loss": 0.1}), expect_no_hold=True),
+    Fault("duplicates", "every path duplicates 20 % of datagrams both ways for 10 s",
+          10.0, _retune({"duplicate": 0.2}), expect_no_hold=True),
+    Fault("reordering", "every path reorders (5 ms jitter, overtaking allowed) for 10 s",
+          10.0, _retune({"reorder": True, "jitter_ms": 5.0}), expect_no_hold=True),
+    Fault("jitter_bursts", f"50 ms jitter on every path in {JITTER_BURST_S:g} s bursts, "
+          f"{JITTER_BURST_S:g} s apart, for 10 s", 10.0, _jitter_bursts),
+    Fault("patient_restart", "the patient node SIGKILLed mid-motion, restarted 3 s later",
+          3.0, _restart(lambda n: n.patient), kills_patient=True),
+    Fault("router_restart", "the site's Zenoh router SIGKILLed, restarted 3 s later",
+          3.0, _restart(lambda n: n.router, with_report=False)),
+    Fault("cpu_starvation", f"{HOGS} busy processes beside the nodes for 10 s",
+          10.0, _starve),
+)
+"""The matrix, in the order it runs."""
+
+
+def fault_named(name: str) -> Fault:
+    """The fault called ``name``; ``ConfigError`` listing the names otherwise."""
+    for f in FAULTS:
+        if f.name == name:
+            return f
+    raise ConfigError(f"no fault {name!r}; choose among {', '.join(f.name for f in FAULTS)}")
