@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any, Final
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,38 @@ class Rate:
         return late
 
 
+LATE_TICK_NS: Final = 5_000_000
+"""A tick whose period ran this much [ns] over the nominal is a deadline miss worth naming
+(``LateTicks``): beyond the 3-4 ms stalls a virtual machine has anyway."""
+LATE_TICKS_KEPT: Final = 10_000
+"""How many late ticks keep their time (the count goes on): a bound on a loop's memory."""
+
+
+class LateTicks:
+    """The ticks of a loop that came more than ``LATE_TICK_NS`` after their period: how
+    many, and when (monotonic [ns], the clock every process on the machine shares), so
+    that a benchmark can set them beside the machine's own stalls."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.at_ns: list[int] = []
+        """When each late tick started [ns], the first ``LATE_TICKS_KEPT``."""
+        self.error_ns: list[int] = []
+        """How far each one's period ran over the nominal [ns]."""
+
+    def add(self, at_ns: int, error_ns: int) -> None:
+        """Count a tick at ``at_ns`` [ns] whose period ran ``error_ns`` [ns] over."""
+        self.count += 1
+        if len(self.at_ns) < LATE_TICKS_KEPT:
+            self.at_ns.append(at_ns)
+            self.error_ns.append(error_ns)
+
+    def report(self) -> dict[str, Any]:
+        """The threshold [ms], the count, and each kept tick's start [ns] and excess [ms]."""
+        return {"over_ms": LATE_TICK_NS * 1e-6, "count": self.count, "at_ns": self.at_ns,
+                "error_ms": [round(e * 1e-6, 3) for e in self.error_ns]}
+
+
 class FixedRateLoop:
     """Calls ``body(now_ns)`` at ``rate_hz`` until stopped; measures itself.
 
@@ -191,7 +224,8 @@ class FixedRateLoop:
     ``name``: the OS name the calling thread takes while it runs the loop (``top -H``
     and ``bench system`` tell the loop from the process's other threads by it).
     After ``run``: ``period_error_ns`` (actual period minus nominal, every tick),
-    ``elapsed_s`` [s] and ``cpu_cores`` (process CPU time over wall time).
+    ``late`` (the ticks over ``LATE_TICK_NS``), ``elapsed_s`` [s] and ``cpu_cores``
+    (process CPU time over wall time).
     """
 
     def __init__(self, rate_hz: float, *, realtime: bool = True, name: str | None = None
@@ -202,6 +236,7 @@ class FixedRateLoop:
         self.name = name
         self.realtime = realtime
         self.period_error_ns = Samples()
+        self.late = LateTicks()
         self.started_ns = 0
         self.elapsed_s = 0.0
         self.cpu_cores = 0.0
@@ -228,7 +263,10 @@ class FixedRateLoop:
             if end is not None and start >= end:
                 break
             if last:
-                self.period_error_ns.add(start - last - rate.period_ns)
+                error = start - last - rate.period_ns
+                self.period_error_ns.add(error)
+                if error > LATE_TICK_NS:
+                    self.late.add(start, error)
             last = start
             body(start)
             rate.sleep()

@@ -10,6 +10,7 @@ import pytest
 
 from telesurgery.config import PathConfig, PatientConfig, ZenohConfig, load
 from telesurgery.demo.linkrig import Cut, CutSchedule, paths_toml
+from telesurgery.demo.run import DemoOptions
 from telesurgery.demo.summary import link_section
 from telesurgery.errors import ConfigError
 
@@ -79,6 +80,7 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         (("demo", "--duration", "1", "--cut", "fibre"), "PATH@T or PATH@T:DURATION"),
         (("demo", "--duration", "1", "--link", "rome-beijing", "--cut", "copper@1"),
          "--cut copper: the profile has no such path; choose one of fibre, 5g"),
+        (("demo", "--duration", "1", "--loss", "0.01"), "--loss needs --link PROFILE"),
     ],
 )
 def test_link_mistakes_are_one_line(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
@@ -87,3 +89,9 @@ def test_link_mistakes_are_one_line(tmp_path: Path, args: tuple[str, ...], messa
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, result.stderr
     assert message in lines[0]
+
+
+def test_a_loss_override_is_a_probability() -> None:
+    with pytest.raises(ConfigError, match=r"--loss is a probability from 0 to 1, got 1\.5"):
+        DemoOptions(link="rome-beijing", loss=1.5).check()
+    DemoOptions(link="rome-beijing", loss=0.01).check()

@@ -409,28 +409,31 @@ def cpu_cores(procs: list[cpu.ProcessCpu], roles: dict[int, str]) -> dict[str, A
         cores["patient"] -= camera
     cores["ours"] = sum(cores[r] for r in OURS)
     out: dict[str, Any] = {k: round(v, 3) for k, v in cores.items()}
-    out["emulators_each"] = {_label(p): round(p.cores, 3) for p in procs
-                             if roles[p.pid] == "emulators"}
+    out["emulators_each"] = {process_label(p.cmdline, p.comm): round(p.cores, 3)
+                             for p in procs if roles[p.pid] == "emulators"}
     out["camera_in"] = camera_in
     return out
 
 
-def _label(p: cpu.ProcessCpu) -> str:
-    """A process's name for people: ``link fibre`` for an emulator, its verb for our
-    other nodes, else its OS name (Chromium rewrites its children's command lines)."""
-    args = list(p.cmdline)
+def process_label(cmdline: Iterable[str], comm: str) -> str:
+    """A process's name for people, from its command line and OS name: ``link fibre`` for
+    an emulator, its verb for our other nodes, else ``comm`` (Chromium rewrites its
+    children's command lines)."""
+    args = list(cmdline)
     verb = telesurgery_verb(args)
     if verb == "link" and "--path" in args[:-1]:
         return f"link {args[args.index('--path') + 1]}"
-    return verb if verb is not None else p.comm
+    return verb if verb is not None else comm
 
 
 def process_entry(p: cpu.ProcessCpu, role: str) -> dict[str, Any]:
     """One process's cores and its threads' by OS name (busiest first)."""
-    return {"role": role, "name": _label(p), "pid": p.pid, "cores": round(p.cores, 3),
+    return {"role": role, "name": process_label(p.cmdline, p.comm), "pid": p.pid,
+            "cores": round(p.cores, 3),
             "threads": {name: {"cores": round(t.cores, 3), "count": t.count}
                         for name, t in p.threads.items()}}
 
 
 __all__ = ["OURS", "Hogs", "SystemOptions", "Window", "bench_system", "classify",
-           "control_section", "cpu_cores", "display_section", "telesurgery_verb"]
+           "control_section", "cpu_cores", "display_section", "process_label",
+           "telesurgery_verb"]

@@ -35,6 +35,9 @@ def demo(
         help="Emulate this link profile between console and patient: one emulator per "
              "path of the profile (e.g. rome-beijing: fibre and 5g). Default: one direct "
              "path. `telesurgery link --list-profiles` lists them.")] = None,
+    loss: Annotated[float | None, typer.Option(
+        help="Random loss probability (0 to 1) on every emulated path, both ways, in place "
+             "of the profile's (needs --link).")] = None,
     cut: Annotated[list[str] | None, typer.Option(
         help="Cut a path during the run: PATH@T or PATH@T:DURATION in seconds, e.g. "
              "fibre@5:2 (repeat). The live view also shows each path's control port for "
@@ -82,7 +85,7 @@ def demo(
     if backup and not headless:
         backup_port = backup_web_port if backup_web_port is not None else 0
     opts = DemoOptions(duration_s=duration, session=session, workdir=workdir,
-                       log_level=log_level, link=link,
+                       log_level=log_level, link=link, loss=loss,
                        cuts=tuple(Cut.parse(c) for c in cut or ()), record=record,
                        video=video, web_port=port, insecure=insecure, backup=backup,
                        backup_web_port=backup_port, takeover_at_s=takeover_at,

@@ -324,6 +324,7 @@ class ConsoleNode:
         out = self.status(last=None)
         out["cpu_cores"] = round(self.loop.cpu_cores, 3)
         out["streaming_s"] = round(self.loop.elapsed_s, 3)
+        out["loop"]["late"] = self.loop.late.report()
         if self.display is not None:
             out["video"] = self.display.report()
         return out

@@ -63,16 +63,18 @@ class Cut:
 
 class LinkRig:
     """One ``telesurgery link`` child per path of ``profile`` (a name or a .toml file), over
-    ``protocol``.
+    ``protocol``; ``loss`` (a probability, 0 to 1): every path's random loss both ways in
+    place of the profile's (None: the profile's).
 
     Use as a context manager; ``patient_paths()`` and ``console_paths()`` are the
     nodes' path configurations. Raises ``ConfigError`` for an unknown profile.
     """
 
-    def __init__(self, profile: str, workdir: Path, protocol: Literal["udp", "tcp"] = "udp"
-                 ) -> None:
+    def __init__(self, profile: str, workdir: Path, protocol: Literal["udp", "tcp"] = "udp",
+                 loss: float | None = None) -> None:
         self.profile = load_profile(profile)
         self._arg = profile
+        self._overrides = [] if loss is None else ["--loss", str(loss)]
         self._workdir = workdir
         self._protocol = protocol
         # QUIC (the only TLS on datagrams in Zenoh 1.10) queues commands on a lossy path
@@ -93,7 +95,8 @@ class LinkRig:
         try:
             for name, target in self._targets.items():
                 emu = EmulatorProcess(f"{self._protocol}/127.0.0.1:0", target,
-                                      ["--profile", self._arg, "--path", name],
+                                      ["--profile", self._arg, "--path", name,
+                                       *self._overrides],
                                       log_path=self._workdir / f"link-{name}.log")
                 self.emulators[name] = emu
                 emu.start()

@@ -319,6 +319,7 @@ class PatientNode:
         out = self.status(last=None)
         out["cpu_cores"] = round(self.loop.cpu_cores, 3)
         out["final_state"] = self.final_state.name
+        out["servo"]["late"] = self.loop.late.report()
         if self.link is not None:
             out["link"] = self.link.report()
         if self.video is not None:
