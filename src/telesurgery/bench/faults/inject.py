@@ -7,17 +7,25 @@ so that a stopped bench ends it at once, and always leaves the system as it foun
 
 from __future__ import annotations
 
+import asyncio
+import json
 import signal
 import threading
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+import aiohttp
+
+from telesurgery.bench.faults.observe import Observation
 from telesurgery.bench.system import Hogs
+from telesurgery.console.web.protocol import Action
 from telesurgery.demo.linkrig import LinkRig
 from telesurgery.demo.processes import NodeProcess
 from telesurgery.demo.run import DemoNodes
-from telesurgery.errors import ConfigError
+from telesurgery.errors import ConfigError, TransportError
+from telesurgery.security.node import DEMO_SURGEON
 
 FLAP_S: Final = 0.5
 """A flapping path is up and down for this long [s] each."""
@@ -25,14 +33,19 @@ JITTER_BURST_S: Final = 1.0
 """A burst of jitter lasts this long [s], then as long without."""
 HOGS: Final = 4
 """Busy processes beside the nodes under CPU starvation (two per core of the 2-core CI)."""
+GRANT_WAIT_S: Final = 30.0
+"""How long [s] the bedside team tries to hand control back to a restarted console."""
+SURGEON: Final = f"surgeon:{DEMO_SURGEON}"
 
 
 @dataclass(frozen=True, slots=True)
 class Injection:
-    """What the fault is given: the demo's ``nodes`` and an ``abort`` event."""
+    """What the fault is given: the demo's ``nodes``, an ``abort`` event and what the
+    observer has ``seen``."""
 
     nodes: DemoNodes
     abort: threading.Event
+    seen: Observation
 
     @property
     def rig(self) -> LinkRig:
@@ -59,6 +72,42 @@ class Fault:
     kills_patient: bool = False
     expect_no_hold: bool = False
     """The second path must keep the arms following: a hold is a failure."""
+    bedside: bool = False
+    """Run with the bedside console (with its page) and without emulated paths: the demo
+    cannot run both yet."""
+    recover: Callable[[Injection], None] | None = None
+    """What the team does once the fault ended, to get the arms moving again."""
+
+
+def press(page_url: str, action: Action) -> None:
+    """Press ``action``'s button on the console page at ``page_url`` (over its WebSocket,
+    with the secret the URL carries); ``TransportError`` when the page is not there."""
+    page = urllib.parse.urlsplit(page_url)
+
+    async def send() -> None:
+        async with aiohttp.ClientSession() as http, \
+                http.ws_connect(f"ws://{page.netloc}/ws?{page.query}") as ws:
+            await ws.send_str(json.dumps({"t": "action", "a": action.value}))
+
+    try:
+        asyncio.run(send())
+    except (aiohttp.ClientError, OSError) as exc:
+        raise TransportError(f"console page {page.netloc}: {exc}; is the console "
+                             "running?") from exc
+
+
+def _bedside_grants(ctx: Injection) -> None:
+    """The restarted surgeon console asks for control from its page and the bedside grants
+    it from its own, until the surgeon is announced owner (or ``GRANT_WAIT_S``)."""
+    surgeon, bedside = ctx.nodes.consoles
+    for _ in range(round(GRANT_WAIT_S / 0.5)):
+        if ctx.abort.is_set() or ctx.seen.owner() == SURGEON:
+            return
+        asked, granter = surgeon.page_url(), bedside.page_url()
+        if asked is not None and granter is not None:
+            press(asked, Action.REQUEST_CONTROL)
+            press(granter, Action.GRANT_CONTROL)
+        ctx.hold(0.5)
 
 
 def _cut(paths: Callable[[LinkRig], list[str]]) -> Callable[[Injection, float], None]:
@@ -140,8 +189,10 @@ FAULTS: Final = (
           5.0, _cut(lambda rig: rig.names)),
     Fault("path_flap", f"the first path {FLAP_S:g} s down, {FLAP_S:g} s up, for 10 s",
           10.0, _flap, expect_no_hold=True),
-    Fault("console_sigkill", "the surgeon console SIGKILLed mid-motion, restarted 3 s later",
-          3.0, _restart(lambda n: n.consoles[0])),
+    Fault("console_sigkill", "the surgeon console SIGKILLed mid-motion, restarted 3 s later; "
+          "its page asks for control back and the bedside's grants it (no emulated paths: "
+          "the demo runs the bedside console only without them)",
+          3.0, _restart(lambda n: n.consoles[0]), bedside=True, recover=_bedside_grants),
     Fault("loss_10pct", "10 % random loss on every path both ways for 10 s",
           10.0, _retune({"loss": 0.1}), expect_no_hold=True),
     Fault("duplicates", "every path duplicates 20 % of datagrams both ways for 10 s",

@@ -121,13 +121,17 @@ def mode_at(samples: Sequence[TipSample], t_ns: int) -> ArmMode | None:
 
 def recovery_s(samples: Sequence[TipSample], fault_end_ns: int) -> float | None:
     """Seconds from the fault's end until the arm follows a command newer than the one it
-    followed then (commands applied again); None if it never did."""
+    had before, for good: after its last held sample (``NOT_MOVING``) if the hold came after
+    the fault's end, else after the fault's end. None if it never did."""
     ordered = _ordered(samples)
-    last = next((s for s in reversed(ordered) if s.sent_ns < fault_end_ns), None)
-    for s in ordered:
-        if s.sent_ns < fault_end_ns or s.mode is not ArmMode.FOLLOWING:
-            continue
-        if last is None or s.sender != last.sender or s.applied_seq != last.applied_seq:
+    held = [i for i, s in enumerate(ordered) if s.mode in NOT_MOVING]
+    first_after = next((i for i, s in enumerate(ordered) if s.sent_ns >= fault_end_ns),
+                       len(ordered))
+    start = max(first_after, held[-1] + 1 if held else 0)
+    before = ordered[start - 1] if start > 0 else None
+    for s in ordered[start:]:
+        if s.mode is ArmMode.FOLLOWING and (before is None or s.sender != before.sender
+                                            or s.applied_seq != before.applied_seq):
             return round(max(0, s.sent_ns - fault_end_ns) * 1e-9, 3)
     return None
 

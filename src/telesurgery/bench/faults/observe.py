@@ -33,6 +33,11 @@ class Observation:
         with self.lock:
             return list(self.tips.get(arm, []))
 
+    def owner(self) -> str | None:
+        """The owner announced last (None before any, or nobody)."""
+        with self.lock:
+            return self.owners[-1][1] if self.owners else None
+
     def seen(self, origin_ns: int) -> dict[str, Any]:
         """What the surgeon's and the bedside's screens showed: holds by cause and when
         [s from ``origin_ns``], owner changes and link alarms (both consoles show the same

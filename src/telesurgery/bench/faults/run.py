@@ -120,13 +120,17 @@ class _Driver:
             self.abort.set()
 
     def _run(self, nodes: DemoNodes) -> None:
+        assert self.observer is not None  # made by ``start``, which starts this thread
         try:
             if self.abort.wait(self.opts.before_s):
                 return
+            ctx = Injection(nodes, self.abort, self.observer.seen)
             begin = now_ns()
-            self.fault.inject(Injection(nodes, self.abort), self.fault.duration_s)
+            self.fault.inject(ctx, self.fault.duration_s)
             self.fault_ns = (begin, now_ns())
-            self.abort.wait(self.opts.after_s)
+            if self.fault.recover is not None:
+                self.fault.recover(ctx)
+            self.abort.wait(max(0.0, self.opts.after_s - (now_ns() - self.fault_ns[1]) * 1e-9))
         except BaseException as exc:  # reported by ``join`` on the bench's thread
             self.error = exc
         finally:
@@ -152,9 +156,12 @@ def run_fault(fault: Fault, opts: FaultOptions, workdir: Path, halt: threading.E
     driver = _Driver(fault, opts, arms, halt)
     started = time.monotonic()
     try:
-        summary = run_demo(DemoOptions(duration_s=None, link=opts.link, video=False,
-                                       record=record, workdir=workdir,
-                                       log_level=opts.log_level, pin_sites=opts.pin_sites),
+        summary = run_demo(DemoOptions(duration_s=None,
+                                       link=None if fault.bedside else opts.link,
+                                       video=False, record=record, workdir=workdir,
+                                       log_level=opts.log_level, pin_sites=opts.pin_sites,
+                                       backup=fault.bedside,
+                                       backup_web_port=0 if fault.bedside else None),
                            driver.done, on_tick=driver.tick, on_start=driver.start)
     finally:
         driver.join()
@@ -171,8 +178,8 @@ def run_fault(fault: Fault, opts: FaultOptions, workdir: Path, halt: threading.E
         per_arm[arm] = {"motion": asdict(motion(tips, speed)),
                         "held_drift_mm": held_drift_mm(tips),
                         "recovery_s": recovery_s(tips, end),
-                        "mode_at_fault": at_fault.label if at_fault else None,
-                        "mode_at_end": at_end.label if at_end else None}
+                        "mode_at_fault": None if at_fault is None else at_fault.label,
+                        "mode_at_end": None if at_end is None else at_end.label}
     audit = _audit(record, fault.kills_patient)
     losses, recording = _recording(record, Keys(DemoOptions().session), arms, summary)
     verdict = judge(per_arm, audit["ok"], losses, MAX_RECORDER_LOSS_S, opts.recovery_s)
@@ -195,7 +202,8 @@ def run_fault(fault: Fault, opts: FaultOptions, workdir: Path, halt: threading.E
         "arms": per_arm,
         "seen": {**shown, "safety": summary.get("safety", {}),
                  "handovers": summary.get("security", {}).get("handovers"),
-                 "patient_link_alarms": summary.get("link", {}).get("alarms")},
+                 "patient_link_alarms": summary.get("link", {}).get("alarms"),
+                 "bedside": summary.get("backup")},
         "control": _control(summary),
         "link": {name: {k: p.get(k) for k in ("first_arrivals", "missed", "outages", "down_s")}
                  for name, p in summary.get("link", {}).get("paths", {}).items()},

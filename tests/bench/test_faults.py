@@ -1,0 +1,137 @@
+"""``bench faults``: the judging on synthetic traces (a jump, a drifting hold, no recovery,
+recording gaps must fail), then two faults through the real processes and the JSON contract."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from telesurgery.bench.faults.inject import FAULTS, fault_named
+from telesurgery.bench.faults.judge import (
+    TipSample,
+    held_drift_mm,
+    judge,
+    motion,
+    recording_losses,
+    recovery_s,
+)
+from telesurgery.bench.faults.run import FaultOptions, bench_faults
+from telesurgery.errors import ConfigError
+from telesurgery.types import ArmMode, Pose
+
+SPEED = 0.25  # m/s, SafetyConfig's default
+PERIOD_NS = 2_000_000  # 500 Hz state
+F, H = ArmMode.FOLLOWING, ArmMode.HELD
+
+
+def trace(xs_mm: list[float], modes: list[ArmMode] | None = None, sender: int = 1,
+          applied: list[int] | None = None) -> list[TipSample]:
+    """Samples at 500 Hz with the tip at ``xs_mm`` [mm] along x."""
+    modes = modes or [F] * len(xs_mm)
+    applied = applied or list(range(len(xs_mm)))
+    return [TipSample(sender, i, i * PERIOD_NS, Pose((x * 1e-3, 0.0, 0.0)), m, a)
+            for i, (x, m, a) in enumerate(zip(xs_mm, modes, applied, strict=True))]
+
+
+def arm_figures(samples: list[TipSample], end_ns: int) -> dict[str, object]:
+    return {"motion": dataclasses.asdict(motion(samples, SPEED)),
+            "held_drift_mm": held_drift_mm(samples), "recovery_s": recovery_s(samples, end_ns)}
+
+
+def test_a_smooth_trace_passes_every_check() -> None:
+    # 0.1 mm a sample at 500 Hz: 0.05 m/s, a fifth of the bound.
+    samples = trace([0.1 * i for i in range(100)])
+    verdict = judge({"psm1": arm_figures(samples, 50 * PERIOD_NS)}, True,
+                    recording_losses([(1, i, i * PERIOD_NS) for i in range(100)]), 1.0, 5.0)
+    assert verdict.passed, verdict.failed
+
+
+def test_a_jump_fails_the_speed_bound() -> None:
+    xs = [0.1 * i for i in range(100)]
+    xs[60:] = [x + 5.0 for x in xs[60:]]  # 5 mm in one 2 ms sample: 2.5 m/s
+    samples = trace(xs)
+    m = motion(samples, SPEED)
+    assert m.over_bound == 1
+    assert m.worst_excess_mm > 4.0
+    verdict = judge({"psm1": arm_figures(samples, 50 * PERIOD_NS)}, True, None, 1.0, 5.0)
+    assert not verdict.passed
+    assert verdict.failed == ["speed_bound"]
+
+
+def test_a_restarted_sender_is_not_a_jump() -> None:
+    samples = [*trace([0.0] * 10), *trace([50.0] * 10, sender=2)]
+    samples = [dataclasses.replace(s, sent_ns=s.sent_ns + (10 * PERIOD_NS if s.sender == 2
+                                                           else 0)) for s in samples]
+    m = motion(samples, SPEED)
+    assert (m.over_bound, m.restarts) == (0, 1)
+
+
+def test_a_held_arm_that_drifts_fails() -> None:
+    xs = [0.0] * 10 + [0.0, 1.0, 2.0, 3.0] + [3.0] * 10  # held, yet 3 mm away
+    modes = [F] * 10 + [H] * 14
+    samples = trace(xs, modes)
+    assert held_drift_mm(samples) == pytest.approx(3.0)
+    verdict = judge({"psm1": arm_figures(samples, 0)}, True, None, 1.0, 5.0)
+    assert "held_still" in verdict.failed
+
+
+def test_recovery_needs_a_new_command_after_the_last_hold() -> None:
+    # Held from sample 10 on, the same command applied throughout: never recovers.
+    stuck = trace([0.0] * 30, [F] * 10 + [H] * 20, applied=[5] * 30)
+    assert recovery_s(stuck, 15 * PERIOD_NS) is None
+    # Following the old command again is not enough; a newer one is.
+    back = trace([0.0] * 30, [F] * 10 + [H] * 10 + [F] * 10, applied=[5] * 25 + [6] * 5)
+    assert recovery_s(back, 15 * PERIOD_NS) == pytest.approx(10 * PERIOD_NS * 1e-9)
+    assert "recovered" in judge({"a": arm_figures(stuck, 15 * PERIOD_NS)}, True, None,
+                                1.0, 5.0).failed
+
+
+def test_recording_gaps_count_missing_numbers_not_restarts() -> None:
+    seqs = [(1, i, i * PERIOD_NS) for i in range(10)]
+    seqs += [(1, i, i * PERIOD_NS) for i in range(700, 710)]  # 690 missing: 1.382 s
+    seqs += [(2, i, 10**10 + i * PERIOD_NS) for i in range(10)]  # a new sender from 0
+    losses = recording_losses(seqs)
+    assert (losses.recorded, losses.lost) == (30, 690)
+    assert losses.longest_s == pytest.approx(1.382)
+    assert judge({}, True, losses, 1.0, 5.0).failed == ["recorder_loss"]
+
+
+def test_an_unverified_audit_trail_fails() -> None:
+    assert judge({}, False, None, 1.0, 5.0).failed == ["audit_verifies"]
+
+
+def test_unknown_fault_names_the_valid_ones() -> None:
+    with pytest.raises(ConfigError, match="path_cut"):
+        fault_named("meteor")
+    assert len({f.name for f in FAULTS}) == len(FAULTS)
+
+
+@pytest.mark.integration
+def test_two_faults_through_the_real_processes(tmp_path: Path) -> None:
+    faults = (dataclasses.replace(fault_named("path_cut"), duration_s=2.0),
+              fault_named("console_sigkill"))
+    out = bench_faults(FaultOptions(faults=faults, before_s=4.0, after_s=25.0,
+                                    recovery_s=20.0, workdir=tmp_path),
+                       threading.Event())
+    json.dumps(out, allow_nan=False)  # the contract is plain JSON
+    assert [e["name"] for e in out["faults"]] == ["path_cut", "console_sigkill"]
+    for e in out["faults"]:
+        assert isinstance(e["passed"], bool)
+        assert e["passed"] == all(e["checks"].values())
+        assert "m/s" in e["criteria"] and "audit" in e["criteria"]
+        # Whatever else a fault does, no arm may jump and the trail must verify.
+        assert e["checks"]["speed_bound"], e["arms"]
+        assert e["checks"]["audit_verifies"], e["audit"]
+        assert e["recording"]["recorded"] > 0
+        for arm in e["arms"].values():
+            assert arm["motion"]["samples"] > 100
+    cut, kill = out["faults"]
+    assert cut["link"]["fibre"]["outages"] >= 1
+    assert cut["seen"]["link_alarms"].get("fibre DOWN", 0) >= 1
+    # The surgeon console's death hands control to the bedside; the grant brings it back.
+    assert "bedside" in kill["seen"]["owners"]
+    assert kill["seen"]["owners"][-1] == "surgeon:dr-rossi"
