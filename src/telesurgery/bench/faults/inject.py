@@ -8,12 +8,14 @@ so that a stopped bench ends it at once, and always leaves the system as it foun
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import signal
 import threading
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 import aiohttp
@@ -40,12 +42,13 @@ SURGEON: Final = f"surgeon:{DEMO_SURGEON}"
 
 @dataclass(frozen=True, slots=True)
 class Injection:
-    """What the fault is given: the demo's ``nodes``, an ``abort`` event and what the
-    observer has ``seen``."""
+    """What the fault is given: the demo's ``nodes``, an ``abort`` event, what the
+    observer has ``seen`` and the ``record`` folder (recording and audit trail)."""
 
     nodes: DemoNodes
     abort: threading.Event
     seen: Observation
+    record: Path
 
     @property
     def rig(self) -> LinkRig:
@@ -77,6 +80,8 @@ class Fault:
     cannot run both yet."""
     recover: Callable[[Injection], None] | None = None
     """What the team does once the fault ended, to get the arms moving again."""
+    disk_mb: int | None = None
+    """Record onto a tmpfs this large [MiB] of its own (mounting it needs root)."""
 
 
 def press(page_url: str, action: Action) -> None:
@@ -177,6 +182,24 @@ def _restart(which: Callable[[DemoNodes], NodeProcess], with_report: bool = True
     return inject
 
 
+def _fill_disk(ctx: Injection, duration_s: float) -> None:
+    """Fill the recording's file system to the last byte, then free it."""
+    filler = ctx.record / "disk-full.filler"
+    chunk = bytes(1 << 20)
+    try:
+        with filler.open("wb") as f:
+            while True:
+                f.write(chunk)
+                f.flush()
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+    try:
+        ctx.hold(duration_s)
+    finally:
+        filler.unlink(missing_ok=True)
+
+
 def _starve(ctx: Injection, duration_s: float) -> None:
     with Hogs(HOGS):
         ctx.hold(duration_s)
@@ -207,6 +230,8 @@ FAULTS: Final = (
           3.0, _restart(lambda n: n.router, with_report=False)),
     Fault("cpu_starvation", f"{HOGS} busy processes beside the nodes for 10 s",
           10.0, _starve),
+    Fault("disk_full", "the recording's disk (a 64 MiB tmpfs) full for 5 s, then freed",
+          5.0, _fill_disk, disk_mb=64),
 )
 """The matrix, in the order it runs."""
 

@@ -12,11 +12,13 @@ own summary, the emulators, the recording and the audit trail.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -97,14 +99,16 @@ class _Driver:
     ``after_s``, stops the demo (``done``). Times are the monotonic clock [ns]."""
 
     def __init__(self, fault: Fault, opts: FaultOptions, arms: tuple[str, ...],
-                 halt: threading.Event) -> None:
+                 halt: threading.Event, record: Path) -> None:
         self.fault = fault
+        self.record = record
         self.opts = opts
         self.arms = arms
         self.halt = halt
         self.done = threading.Event()
         self.abort = threading.Event()
         self.observer: Observer | None = None
+        self.began_ns: int | None = None
         self.fault_ns: tuple[int, int] | None = None
         self.error: BaseException | None = None
         self._thread: threading.Thread | None = None
@@ -124,8 +128,8 @@ class _Driver:
         try:
             if self.abort.wait(self.opts.before_s):
                 return
-            ctx = Injection(nodes, self.abort, self.observer.seen)
-            begin = now_ns()
+            ctx = Injection(nodes, self.abort, self.observer.seen, self.record)
+            self.began_ns = begin = now_ns()
             self.fault.inject(ctx, self.fault.duration_s)
             self.fault_ns = (begin, now_ns())
             if self.fault.recover is not None:
@@ -148,12 +152,49 @@ class _Driver:
             raise TelesurgeryError(f"fault {self.fault.name}: {self.error}") from self.error
 
 
+@contextlib.contextmanager
+def _small_disk(path: Path, size_mb: int | None) -> Iterator[None]:
+    """``path`` a tmpfs of ``size_mb`` [MiB] of its own while in the context (None: as it
+    is); ``RecordingError`` when it cannot be mounted."""
+    if size_mb is None:
+        yield
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs",
+                           str(path)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RecordingError(f"cannot mount a tmpfs on {path}: {done.stderr.strip()[:200]}")
+    try:
+        yield
+    finally:
+        # Lazily: a node still closing a file there must not keep the bench from going on.
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+
+
+def not_measured(fault: Fault, reason: str) -> dict[str, Any]:
+    """The entry of a fault this machine cannot inject: ``passed`` None and why."""
+    return {"name": fault.name, "passed": None, "what": fault.what,
+            "reason": f"not measured: {reason}"}
+
+
 def run_fault(fault: Fault, opts: FaultOptions, workdir: Path, halt: threading.Event
               ) -> dict[str, Any]:
     """One demo run with ``fault`` injected; its entry of the matrix."""
-    arms = tuple(PatientConfig().arms)
     record = workdir / "record"
-    driver = _Driver(fault, opts, arms, halt)
+    if fault.disk_mb is not None and os.geteuid() != 0:
+        return not_measured(fault, "needs root, to mount a small tmpfs for the recording")
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(_small_disk(record, fault.disk_mb))
+        except RecordingError as exc:
+            return not_measured(fault, str(exc))
+        return _run(fault, opts, workdir, record, halt)
+
+
+def _run(fault: Fault, opts: FaultOptions, workdir: Path, record: Path,
+         halt: threading.Event) -> dict[str, Any]:
+    arms = tuple(PatientConfig().arms)
+    driver = _Driver(fault, opts, arms, halt, record)
     started = time.monotonic()
     try:
         summary = run_demo(DemoOptions(duration_s=None,
@@ -163,6 +204,12 @@ def run_fault(fault: Fault, opts: FaultOptions, workdir: Path, halt: threading.E
                                        backup=fault.bedside,
                                        backup_web_port=0 if fault.bedside else None),
                            driver.done, on_tick=driver.tick, on_start=driver.start)
+    except TelesurgeryError as exc:
+        if driver.began_ns is None or halt.is_set():
+            raise
+        # A node that died of the fault fails it; the matrix goes on.
+        return {"name": fault.name, "passed": False, "criteria": criteria(fault, opts),
+                "failed": ["ran_to_the_end"], "what": fault.what, "error": str(exc)}
     finally:
         driver.join()
     if halt.is_set() or driver.fault_ns is None or driver.observer is None:
@@ -262,8 +309,8 @@ def bench_faults(opts: FaultOptions, halt: threading.Event,
             workdir = root / fault.name
             workdir.mkdir(parents=True, exist_ok=True)
             entry = run_fault(fault, opts, workdir, halt)
-            progress(f"{fault.name}: {'passed' if entry['passed'] else 'FAILED'} "
-                     f"{', '.join(entry['failed'])}")
+            verdict = {True: "passed", False: "FAILED", None: "not measured"}[entry["passed"]]
+            progress(f"{fault.name}: {verdict} {', '.join(entry.get('failed', []))}")
             entries.append(entry)
     finally:
         if opts.workdir is None:
@@ -276,8 +323,9 @@ def bench_faults(opts: FaultOptions, halt: threading.Event,
         "link": opts.link,
         "before_s": opts.before_s,
         "after_s": opts.after_s,
-        "passed": sum(1 for e in entries if e["passed"]),
-        "failed": [e["name"] for e in entries if not e["passed"]],
+        "passed": sum(1 for e in entries if e["passed"] is True),
+        "failed": [e["name"] for e in entries if e["passed"] is False],
+        "not_measured": [e["name"] for e in entries if e["passed"] is None],
         "wall_s": round(time.monotonic() - started, 1),
         "faults": entries,
     }
