@@ -15,17 +15,61 @@ import ctypes.util
 import functools
 import gc
 import logging
+import math
 import os
+import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
+
+from telesurgery.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 now_ns = time.monotonic_ns
 """The monotonic clock [ns] that stamps every message, sample and event."""
+
+CLOCK_STEP_ENV = "TELESURGERY_TEST_CLOCK_STEP"
+"""Tests and benches only (``bench faults``): ``SECONDS`` in this variable makes each SIGUSR2
+step the process's clock by ``SECONDS`` [s] (see ``install_test_clock_step``)."""
+
+
+def install_test_clock_step(environ: Mapping[str, str] = os.environ) -> float | None:
+    """A fault-injection hook for tests and benches: with ``CLOCK_STEP_ENV`` set to a number
+    of seconds, ``now_ns`` becomes the monotonic clock plus an offset that each SIGUSR2 adds
+    that step to, as if this node's clock stepped; the step [s], or None without the
+    variable, when nothing changes and the clock costs what it always did.
+
+    Modules take ``now_ns`` by name when imported, so the command line calls this before it
+    imports any of them. ``ConfigError`` when the value is not a finite number.
+    """
+    # The hook exists to rebind the one clock every later import takes by name.
+    global now_ns  # noqa: PLW0603
+    text = environ.get(CLOCK_STEP_ENV)
+    if text is None:
+        return None
+    try:
+        step = float(text)
+    except ValueError:
+        step = math.nan
+    if not math.isfinite(step):
+        raise ConfigError(f"{CLOCK_STEP_ENV}={text!r}: write a number of seconds, e.g. -1.0, "
+                          "or unset it")
+    monotonic_ns = time.monotonic_ns
+    offset_ns = [0]
+
+    def stepped_ns() -> int:
+        return monotonic_ns() + offset_ns[0]
+
+    def on_step(_signum: int, _frame: object) -> None:
+        offset_ns[0] += round(step * 1e9)
+        log.warning("clock stepped by %+.3f s (test hook %s)", step, CLOCK_STEP_ENV)
+
+    signal.signal(signal.SIGUSR2, on_step)
+    now_ns = stepped_ns
+    return step
 
 _PR_SET_NAME = 15
 _PR_SET_TIMERSLACK = 29

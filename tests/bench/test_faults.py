@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +24,7 @@ from telesurgery.bench.faults.judge import (
     recovery_s,
 )
 from telesurgery.bench.faults.run import FaultOptions, bench_faults
+from telesurgery.clock import CLOCK_STEP_ENV, install_test_clock_step
 from telesurgery.errors import ConfigError
 from telesurgery.types import ArmMode, Pose
 
@@ -108,6 +113,36 @@ def test_unknown_fault_names_the_valid_ones() -> None:
     with pytest.raises(ConfigError, match="path_cut"):
         fault_named("meteor")
     assert len({f.name for f in FAULTS}) == len(FAULTS)
+
+
+STEP_PROBE = """
+import os, signal, time
+from telesurgery import clock
+assert clock.install_test_clock_step() == {step}
+from telesurgery.clock import now_ns
+before = now_ns()
+os.kill(os.getpid(), signal.SIGUSR2)
+time.sleep(0.01)  # the handler runs at the next bytecode; the sleep makes sure
+print(now_ns() - before)
+"""
+
+
+@pytest.mark.parametrize("step", [1.0, -1.0])
+def test_the_clock_step_hook_steps_a_process_clock_on_sigusr2(step: float) -> None:
+    out = subprocess.run([sys.executable, "-c", STEP_PROBE.format(step=step)],
+                         env={**os.environ, CLOCK_STEP_ENV: str(step)}, capture_output=True,
+                         text=True, check=True, timeout=60).stdout
+    elapsed_ns = int(out) - round(step * 1e9)
+    assert 0 <= elapsed_ns < 10 * 10**9  # the sleep, whatever the load
+
+
+def test_without_the_variable_the_clock_is_the_monotonic_clock() -> None:
+    from telesurgery import clock
+
+    assert install_test_clock_step({}) is None
+    assert clock.now_ns is time.monotonic_ns
+    with pytest.raises(ConfigError, match=CLOCK_STEP_ENV):
+        install_test_clock_step({CLOCK_STEP_ENV: "soon"})
 
 
 @pytest.mark.integration

@@ -28,8 +28,12 @@ def _register() -> None:
 
 def main() -> None:
     """Entry point: run the app, turning our errors into one line and exit status 2."""
-    _register()
     try:
+        # Before any verb's module takes ``now_ns`` by name (a test and bench hook).
+        from telesurgery.clock import install_test_clock_step
+
+        install_test_clock_step()
+        _register()
         app()
     except TelesurgeryError as exc:
         print(f"telesurgery: error: {exc}", file=sys.stderr)

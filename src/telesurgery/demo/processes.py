@@ -59,12 +59,13 @@ def pin(pid: int, cpus: frozenset[int]) -> None:
 @dataclass
 class NodeProcess:
     """One ``telesurgery <verb>`` child, its log file and its report file; ``cpus``: the
-    CPUs it runs on (None: any)."""
+    CPUs it runs on (None: any); ``env``: variables added to its environment."""
 
     name: str
     args: list[str]
     workdir: Path
     cpus: frozenset[int] | None = None
+    env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
     report_path: Path = field(init=False)
@@ -81,7 +82,8 @@ class NodeProcess:
         # Only this user may read the log: a console prints its page's secret there.
         fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                         env={**os.environ, **self.env} if self.env else None)
         if self.cpus is not None:
             # Right after the exec, before the interpreter starts the threads that inherit it
             # (``pin`` also catches any already there).

@@ -99,6 +99,8 @@ class DemoOptions:
     """Each site on its own half of the CPUs, as two machines would be: the patient's
     (router, patient node, bedside console) and the surgeon's (console); the emulated
     network and the recorder float."""
+    console_env: tuple[tuple[str, str], ...] = ()
+    """Variables added to the surgeon console's environment (test and bench hooks)."""
 
     def check(self) -> None:
         """``ConfigError`` for options that do not go together."""
@@ -211,7 +213,7 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
                                       "--web-port", str(opts.web_port),
                                       *path_args["console"],
                                       *_security_args(site, Role.SURGEON, DEMO_SURGEON)],
-                          workdir, cpus[SURGEON_SITE])
+                          workdir, cpus[SURGEON_SITE], env=dict(opts.console_env))
     consoles = [console]
     if opts.backup:
         consoles.append(NodeProcess("backup", ["backup", *common, "--mode", "peer",

@@ -22,6 +22,7 @@ import aiohttp
 
 from telesurgery.bench.faults.observe import Observation
 from telesurgery.bench.system import Hogs
+from telesurgery.clock import CLOCK_STEP_ENV
 from telesurgery.console.web.protocol import Action
 from telesurgery.demo.linkrig import LinkRig
 from telesurgery.demo.processes import NodeProcess
@@ -82,6 +83,8 @@ class Fault:
     """What the team does once the fault ended, to get the arms moving again."""
     disk_mb: int | None = None
     """Record onto a tmpfs this large [MiB] of its own (mounting it needs root)."""
+    console_env: tuple[tuple[str, str], ...] = ()
+    """Variables added to the surgeon console's environment (the clock-step hook)."""
 
 
 def press(page_url: str, action: Action) -> None:
@@ -200,6 +203,13 @@ def _fill_disk(ctx: Injection, duration_s: float) -> None:
         filler.unlink(missing_ok=True)
 
 
+def _step_console_clock(ctx: Injection, duration_s: float) -> None:
+    """Step the surgeon console's clock once (``clock.install_test_clock_step``), then watch
+    for ``duration_s`` [s]: the step is never undone, as a real one would not be."""
+    ctx.nodes.consoles[0].signal(signal.SIGUSR2)
+    ctx.hold(duration_s)
+
+
 def _starve(ctx: Injection, duration_s: float) -> None:
     with Hogs(HOGS):
         ctx.hold(duration_s)
@@ -230,6 +240,10 @@ FAULTS: Final = (
           3.0, _restart(lambda n: n.router, with_report=False)),
     Fault("cpu_starvation", f"{HOGS} busy processes beside the nodes for 10 s",
           10.0, _starve),
+    *(Fault(f"clock_step_{sign}", f"the surgeon console's clock steps by {step:+g} s "
+            "mid-motion, for good (judged over the next 5 s and after)", 5.0,
+            _step_console_clock, console_env=((CLOCK_STEP_ENV, str(step)),))
+      for sign, step in (("plus", 1.0), ("minus", -1.0))),
     Fault("disk_full", "the recording's disk (a 64 MiB tmpfs) full for 5 s, then freed",
           5.0, _fill_disk, disk_mb=64),
 )

@@ -202,7 +202,8 @@ def _run(fault: Fault, opts: FaultOptions, workdir: Path, record: Path,
                                        video=False, record=record, workdir=workdir,
                                        log_level=opts.log_level, pin_sites=opts.pin_sites,
                                        backup=fault.bedside,
-                                       backup_web_port=0 if fault.bedside else None),
+                                       backup_web_port=0 if fault.bedside else None,
+                                       console_env=fault.console_env),
                            driver.done, on_tick=driver.tick, on_start=driver.start)
     except TelesurgeryError as exc:
         if driver.began_ns is None or halt.is_set():
