@@ -84,6 +84,12 @@ def test_a_held_arm_that_drifts_fails() -> None:
     assert "held_still" in verdict.failed
 
 
+def test_holds_apart_are_not_one_drift() -> None:
+    # Two holds under different commands, the samples between them lost: no drift.
+    samples = trace([0.0] * 5 + [3.0] * 5, [H] * 10, applied=[5] * 5 + [9] * 5)
+    assert held_drift_mm(samples) == 0.0
+
+
 def test_recovery_needs_a_new_command_after_the_last_hold() -> None:
     # Held from sample 10 on, the same command applied throughout: never recovers.
     stuck = trace([0.0] * 30, [F] * 10 + [H] * 20, applied=[5] * 30)

@@ -100,12 +100,14 @@ def motion(samples: Sequence[TipSample], max_speed_m_s: float) -> Motion:
 
 
 def held_drift_mm(samples: Sequence[TipSample]) -> float:
-    """The most the arm moved [mm] while held (``NOT_MOVING``), from where each run of held
-    samples of one sender began."""
+    """The most the arm moved [mm] while held (``NOT_MOVING``), from where each hold began:
+    a run of held samples of one sender under one applied command (a held arm applies
+    none, so a newer one means it followed in between, in samples that were lost)."""
     worst = 0.0
     origin: TipSample | None = None
     for s in _ordered(samples):
-        if s.mode not in NOT_MOVING or (origin is not None and origin.sender != s.sender):
+        if s.mode not in NOT_MOVING or (origin is not None and (
+                origin.sender != s.sender or origin.applied_seq != s.applied_seq)):
             origin = None
         if s.mode in NOT_MOVING:
             origin = origin or s
