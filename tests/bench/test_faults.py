@@ -78,7 +78,7 @@ def test_a_restarted_sender_is_not_a_jump() -> None:
 def test_a_held_arm_that_drifts_fails() -> None:
     xs = [0.0] * 10 + [0.0, 1.0, 2.0, 3.0] + [3.0] * 10  # held, yet 3 mm away
     modes = [F] * 10 + [H] * 14
-    samples = trace(xs, modes)
+    samples = trace(xs, modes, applied=[*range(10), *[10] * 14])
     assert held_drift_mm(samples) == pytest.approx(3.0)
     verdict = judge({"psm1": arm_figures(samples, 0)}, True, None, 1.0, 5.0)
     assert "held_still" in verdict.failed
