@@ -239,6 +239,32 @@ def soak(
     _emit(bench_soak(opts, stop_on_signals(), progress), json_path)
 
 
+@bench_app.command("fuzz")
+def fuzz(
+    json_path: JsonOpt = None,
+    count: Annotated[int, typer.Option(help="Messages fed.", min=2)] = 1_000_000,
+    seed: Annotated[int, typer.Option(help="Seed of both sources (same seed, same run).")
+                    ] = 0,
+    log_level: Annotated[str, typer.Option("--log-level")] = "error",
+) -> None:
+    """Bad input at scale: fuzzed messages (Hypothesis-built and mutated real ones) through
+    the codec and the safety supervisor over the MuJoCo robot with every arm held;
+    crashes, motions and every refusal counted (needs Hypothesis)."""
+    # The supervisor logs the first refusal of each reason as a warning: a fuzz run makes
+    # them all, on purpose.
+    setup_logging(log_level)
+    from telesurgery.bench.fuzz import bench_fuzz
+
+    started = time.monotonic()
+
+    def progress(line: str) -> None:
+        typer.echo(f"bench fuzz [{time.monotonic() - started:6.1f} s]: {line}", err=True)
+
+    result = bench_fuzz(count, seed, progress)
+    result["command"] = f"telesurgery bench fuzz --count {count} --seed {seed}"
+    _emit(result, json_path)
+
+
 def _size(text: str) -> tuple[int, int]:
     w, sep, h = text.lower().partition("x")
     if not (sep and w.isdigit() and h.isdigit()):

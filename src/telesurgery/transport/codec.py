@@ -116,7 +116,11 @@ class _Reader:
 
 
 def _text(value: str, field: str) -> bytes:
-    raw = value.encode("utf-8")
+    try:
+        raw = value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate has no UTF-8
+        raise CodecError(f"{field} is not valid Unicode text ({exc.reason}); send text that "
+                         "UTF-8 can encode", CodecReason.BAD_FIELD) from exc
     if len(raw) > 255:
         raise CodecError(f"{field} is {len(raw)} bytes long; at most 255 fit",
                          CodecReason.TOO_LARGE)
@@ -277,7 +281,12 @@ def _unpack_safety_event(r: _Reader) -> SafetyEvent:
 
 
 def _pack_status(b: Status) -> bytes:
-    raw = json.dumps(b.data, separators=(",", ":"), allow_nan=False).encode()
+    try:
+        raw = json.dumps(b.data, separators=(",", ":"), allow_nan=False).encode()
+    except (ValueError, TypeError, RecursionError) as exc:  # NaN, a set, a cycle, too deep
+        raise CodecError(f"STATUS cannot be sent as JSON ({exc}); report finite numbers "
+                         "(None for one not measured) in plain objects and lists",
+                         CodecReason.BAD_BODY) from exc
     if len(raw) > MAX_STATUS_BYTES:
         raise CodecError(f"STATUS is {len(raw)} bytes; at most {MAX_STATUS_BYTES} fit",
                          CodecReason.TOO_LARGE)
