@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 import zenoh
 
 from telesurgery.clock import now_ns
-from telesurgery.console.video import ConsoleVideo
+from telesurgery.console.video import ConsoleVideo, VideoAge, video_age
 from telesurgery.console.web.access import announcement
 from telesurgery.console.web.protocol import Action, HandInput
 from telesurgery.console.web.server import WebConsole
@@ -44,8 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-VIDEO_STALL_MS: Final = 500.0
-"""No frame for this long [ms] after the first is an alarm."""
 PATIENT_SILENT_S: Final = 2.0
 """No patient status for this long [s] is an alarm."""
 ALARM_MEMORY_S: Final = 30.0
@@ -243,9 +241,13 @@ class SurgeonDisplay:
             alarms.append("patient node silent")
         if self.video is not None:
             v = self.video.status()
-            age = v.get("age_ms")
-            if age is not None and age > VIDEO_STALL_MS:
-                alarms.append(f"video stalled: last frame {age / 1000:.1f} s ago")
+            newest, now = self.video.newest_capture_ns, now_ns()
+            age, old_ms = video_age(newest, now), (now - newest) * 1e-6
+            if age is VideoAge.FROZEN:
+                alarms.append(f"video frozen: newest frame {old_ms:.0f} ms old; instruments "
+                              "clutched until it comes back")
+            elif age is VideoAge.LATE:
+                alarms.append(f"video late: newest frame {old_ms:.0f} ms old")
             if v["decoder"]["waiting_for_keyframe"] and self.video.received:
                 alarms.append("video: waiting for a keyframe")
         if self.web is not None and self.web.rejects.total:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from dataclasses import replace
 from typing import Any, Final, Literal
 
 import zenoh
@@ -29,6 +30,7 @@ from telesurgery.config import ConsoleConfig
 from telesurgery.console.control import ControlClient
 from telesurgery.console.display import SurgeonDisplay, start_display
 from telesurgery.console.teleop import Teleop
+from telesurgery.console.video import PictureCheck, VideoAge
 from telesurgery.errors import ConfigError, TelesurgeryError
 from telesurgery.input.base import InputDevice
 from telesurgery.messages import CommandBundle, Message, ServoCP, StateBundle, Status
@@ -84,6 +86,8 @@ class ConsoleNode:
         self.sent_servo_cp = 0
         self.driving_ns = 0
         """Time [ns] spent streaming commands (the rest: not in control)."""
+        self.video_freezes = 0
+        """Times the picture froze (``VideoAge.FROZEN``) and the arms were clutched."""
         self.loop = FixedRateLoop(config.rate_hz, realtime=config.realtime, name="teleop")
         self.patient_status: dict[str, Any] = {}
         self.link: ConsoleLink | None = None
@@ -273,6 +277,8 @@ class ConsoleNode:
         assert control is not None
         driving = False
         last = 0
+        video = self.display.video if self.display is not None else None
+        picture = PictureCheck()
 
         def teleop(now: int) -> None:
             nonlocal next_status, driving, last
@@ -282,6 +288,16 @@ class ConsoleNode:
                 driving = drive
                 log.warning("%s commands", "streaming" if drive else
                             "not in control: holding back")
+            if video is not None:
+                was = picture.verdict
+                age = picture.update(video.newest_capture_ns, now)
+                if age is not was:
+                    self._picture_changed(was, age, now - video.newest_capture_ns)
+                if age is VideoAge.FROZEN:
+                    # The surgeon cannot see what the tools do: every hand is clutched, so
+                    # the supervisor brakes the tools and the hands re-anchor on them once
+                    # a fresh frame comes.
+                    samples = {arm: replace(s, clutch=True) for arm, s in samples.items()}
             if drive and last:
                 self.driving_ns += now - last
             last = now
@@ -295,6 +311,17 @@ class ConsoleNode:
                 next_status = now + int(STATUS_PERIOD_S * 1e9)
 
         self.loop.run(teleop, stop, duration_s)
+
+    def _picture_changed(self, was: VideoAge, now: VideoAge, age_ns: int) -> None:
+        if now is VideoAge.FROZEN:
+            self.video_freezes += 1
+            log.warning("video frozen (newest frame %.0f ms old): every arm clutched until "
+                        "a fresh frame arrives", age_ns * 1e-6)
+        elif now is VideoAge.LATE and was is VideoAge.FRESH:
+            log.warning("video late: newest frame %.0f ms old", age_ns * 1e-6)
+        elif was is VideoAge.FROZEN:
+            log.warning("video back (newest frame %.0f ms old): the hands re-anchor on the "
+                        "tools", age_ns * 1e-6)
 
     def status(self, last: int | None = 5000) -> dict[str, Any]:
         """Telemetry: commands sent and loop timing over the ``last`` ticks (None: all)."""
@@ -310,6 +337,7 @@ class ConsoleNode:
             if self.loop.started_ns else 0.0,
             # Of which in control, streaming commands [s].
             "driving_s": round(self.driving_ns * 1e-9, 3),
+            "video_freezes": self.video_freezes,
             "control": self.control.status() if self.control is not None else {},
             "undecodable": self.rejects.total,
             "link": self.link.status() if self.link is not None else {},

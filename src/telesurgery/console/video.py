@@ -20,7 +20,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import Any, Protocol
+from enum import Enum
+from typing import Any, Final, Protocol
 
 import zenoh
 
@@ -37,6 +38,68 @@ from telesurgery.video.latency import LatencyBook
 from telesurgery.video.pipeline import KEYFRAME_REQUEST_SUFFIX, VideoReceiver, keyframe_request
 
 log = logging.getLogger(__name__)
+
+VIDEO_LATE_MS: Final = 300.0
+"""The newest frame older than this [ms] since its capture: the surgeon is warned. Xu et
+al. 2014 (dV-Trainer): every subject judged up to 300 ms of latency safe."""
+VIDEO_FROZEN_MS: Final = 500.0
+"""The newest frame older than this [ms]: the picture is too old to operate on, and the
+console clutches every arm in software until a fresh frame arrives (the supervisor
+brakes the instruments and keeps them there). Xu et al. 2014: 400-500 ms acceptable but
+tiring, beyond it only simple low-risk work."""
+
+
+class VideoAge(Enum):
+    """How old the surgeon's picture is: what the console does about it."""
+
+    FRESH = "fresh"
+    LATE = "late"
+    """Older than ``VIDEO_LATE_MS``: an alarm on the page."""
+    FROZEN = "frozen"
+    """Older than ``VIDEO_FROZEN_MS``: an alarm, and the arms clutched."""
+
+
+def video_age(newest_capture_ns: int, now: int) -> VideoAge:
+    """The verdict on a picture whose newest frame was captured at ``newest_capture_ns``
+    [ns, console clock; 0: no frame yet, which is not judged: the console drives without
+    video as with ``--no-video``]."""
+    if newest_capture_ns == 0:
+        return VideoAge.FRESH
+    age_ms = (now - newest_capture_ns) * 1e-6
+    if age_ms > VIDEO_FROZEN_MS:
+        return VideoAge.FROZEN
+    return VideoAge.LATE if age_ms > VIDEO_LATE_MS else VideoAge.FRESH
+
+
+VIDEO_BACK_S: Final = 1.0
+"""After a freeze, the picture must stay fresh this long [s] before the hands drive again:
+on a starved machine frames come and go, and the instruments would otherwise be clutched
+and released several times a second."""
+
+
+class PictureCheck:
+    """``video_age`` with the hysteresis of ``VIDEO_BACK_S``: once FROZEN, the verdict stays
+    FROZEN until the picture has been FRESH that long. One per console loop."""
+
+    def __init__(self) -> None:
+        self.verdict = VideoAge.FRESH
+        self._fresh_since: int | None = None
+
+    def update(self, newest_capture_ns: int, now: int) -> VideoAge:
+        """The verdict at ``now`` [ns] on a picture whose newest frame was captured at
+        ``newest_capture_ns`` [ns, console clock; 0: none yet]."""
+        age = video_age(newest_capture_ns, now)
+        if self.verdict is VideoAge.FROZEN and age is not VideoAge.FROZEN:
+            if age is not VideoAge.FRESH:
+                self._fresh_since = None
+                return self.verdict
+            if self._fresh_since is None:
+                self._fresh_since = now
+            if now - self._fresh_since < VIDEO_BACK_S * 1e9:
+                return self.verdict
+        self._fresh_since = None
+        self.verdict = age
+        return age
 
 
 class FrameSink(Protocol):
@@ -71,6 +134,8 @@ class ConsoleVideo:
         self.received = 0
         self.last_received_ns = 0
         self.first_received_ns = 0
+        self.newest_capture_ns = 0
+        """Capture time [ns, console clock] of the newest frame received (0: none yet)."""
         self.queue_ns = Samples()
         self.error: str | None = None
         self._queue: queue.SimpleQueue[tuple[Message, int] | None] = queue.SimpleQueue()
@@ -115,6 +180,7 @@ class ConsoleVideo:
         self.first_received_ns = self.first_received_ns or received_ns
         self.last_received_ns = received_ns
         capture = body.capture_ns - self.clock_offset_ns
+        self.newest_capture_ns = max(self.newest_capture_ns, capture)
         published = msg.sent_ns - self.clock_offset_ns
         if self.sink is not None:
             self.sink.encoded(body, capture, published, received_ns)
