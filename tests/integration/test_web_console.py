@@ -18,7 +18,6 @@ import json
 import math
 import socket
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -48,6 +47,8 @@ from telesurgery.transport.session import RejectCounter, open_session, subscribe
 from telesurgery.types import Pose
 from telesurgery.video.quality import psnr
 
+from ..waiting import wait_until
+
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
 
@@ -66,12 +67,7 @@ if not CHROMIUM.exists():
 
 def _wait(condition: Callable[[], bool], what: str | Callable[[], str],
           timeout_s: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for "
-                        f"{what() if callable(what) else what}")
-        time.sleep(0.05)
+    wait_until(condition, what, timeout_s)
 
 
 @dataclass

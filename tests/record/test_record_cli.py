@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ from telesurgery.record.reader import Recording
 from telesurgery.transport.codec import encode
 from telesurgery.types import Pose
 
+from ..waiting import wait_until
+
 TIMEOUT_S = 30.0  # generous: a loaded 2-core machine
 RATE_HZ = 200.0  # below the chunk size: only the time-based flush saves the data
 # The verb alone, as the ``telesurgery`` command registers it.
@@ -33,12 +34,7 @@ RUNNER = ("import typer; from telesurgery.cli import record; app = typer.Typer()
 
 
 def wait_for(condition: Callable[[], bool], what: str) -> None:
-    """Poll ``condition`` until it holds, failing after ``TIMEOUT_S``."""
-    deadline = time.monotonic() + TIMEOUT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    wait_until(condition, what, TIMEOUT_S)
 
 
 class Commands:

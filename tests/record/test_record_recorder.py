@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -21,16 +20,13 @@ from telesurgery.record.recorder import Recorder
 from telesurgery.transport.codec import encode
 from telesurgery.types import Pose
 
+from ..waiting import wait_until
+
 TIMEOUT_S = 20.0  # generous: a loaded 2-core machine
 
 
 def wait_for(condition: Callable[[], bool], what: str) -> None:
-    """Poll ``condition`` until it holds, failing after ``TIMEOUT_S``."""
-    deadline = time.monotonic() + TIMEOUT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.01)
+    wait_until(condition, what, TIMEOUT_S)
 
 
 def reliable_publisher(z: Any, key: str) -> Any:

@@ -35,6 +35,7 @@ from telesurgery.video import (
 )
 from telesurgery.video.quality import psnr
 
+from ..waiting import wait_until
 from .scene import move_tools
 
 WAIT_S = 60.0  # generous: a shared 2-core machine rendering in software
@@ -44,10 +45,7 @@ KEYFRAME_KEY = f"{KEYS.video}/{KEYFRAME_REQUEST_SUFFIX}"
 
 
 def _wait(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {WAIT_S} s waiting for {what}"
-        time.sleep(0.01)
+    wait_until(condition, what, WAIT_S)
 
 
 @pytest.fixture
