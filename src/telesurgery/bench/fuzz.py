@@ -75,6 +75,7 @@ NOW_NS: Final = 10**15
 PERIOD_NS: Final = 1_000_000
 CONSOLE: Final = 0x0C0450_1E
 """The session id of the real messages' console."""
+PROGRESS_EVERY: Final = 100_000
 KEPT: Final = 20
 """Crashes and motions kept with their input (the counts go on)."""
 INTERESTING_F64: Final = (float("nan"), float("inf"), float("-inf"), 1e308, -1e308, 0.0, -0.0,
@@ -491,27 +492,37 @@ def run_structured(judge: HeldSupervisor, count: int, seed: int) -> None:
                           "run again with another --seed")
 
 
-def run_mutated(judge: HeldSupervisor, count: int, seed: int) -> None:
-    """Feed ``count`` mutations of the real messages (reproducible from ``seed``)."""
+def run_mutated(judge: HeldSupervisor, count: int, seed: int,
+                progress: Callable[[str], None] = lambda _line: None) -> None:
+    """Feed ``count`` mutations of the real messages (reproducible from ``seed``); a
+    progress line every ``PROGRESS_EVERY`` messages."""
     rng = random.Random(seed)
     corpus = [encode(m) for m in seed_messages(judge.robot, judge.sup)]
-    for _ in range(count):
+    for i in range(1, count + 1):
         judge.tally.mutated += 1
         judge.bytes_in(mutate(rng, rng.choice(corpus), corpus))
+        if i % PROGRESS_EVERY == 0:
+            t = judge.tally
+            progress(f"{i}/{count} mutated; crashes {t.crashes.total()}, motions {t.motions}")
 
 
 # ---- the benchmark ----------------------------------------------------------------------
 
 
 def bench_fuzz(count: int, seed: int = 0,
-               progress: Callable[[str], None] = lambda _line: None) -> dict[str, Any]:
-    """Fuzz ``count`` messages (half structured, half mutated) through the codec and the
-    supervisor over the MuJoCo robot; the JSON (see the module's docstring).
+               progress: Callable[[str], None] = lambda _line: None,
+               structured_share: float = STRUCTURED_SHARE) -> dict[str, Any]:
+    """Fuzz ``count`` messages (``structured_share`` of them built by Hypothesis, the rest
+    mutated) through the codec and the supervisor over the MuJoCo robot; the JSON (see
+    the module's docstring).
 
-    ``ConfigError`` (one line) when Hypothesis is not installed.
+    ``ConfigError`` (one line) for a count under 2, a share outside 0 to 1, or no
+    Hypothesis installed.
     """
     if count < 2:
         raise ConfigError(f"--count must be 2 or more, got {count}")
+    if not 0.0 <= structured_share <= 1.0:
+        raise ConfigError(f"--structured is a share from 0 to 1, got {structured_share}")
     try:
         import hypothesis  # noqa: F401 - checked here, used in run_structured
     except ImportError as exc:
@@ -520,11 +531,11 @@ def bench_fuzz(count: int, seed: int = 0,
     started = time.monotonic()
     tally = Tally()
     judge = HeldSupervisor(SimRobot(), tally)
-    structured = round(count * STRUCTURED_SHARE)
+    structured = round(count * structured_share)
     progress(f"{structured} structured messages (Hypothesis, seed {seed})")
     run_structured(judge, structured, seed)
     progress(f"{count - structured} mutations of real messages (seed {seed})")
-    run_mutated(judge, count - structured, seed)
+    run_mutated(judge, count - structured, seed, progress)
     wall = time.monotonic() - started
     own = judge.supervisor_refusals()
     codec_refused = sum(tally.encode_refused.values()) + sum(tally.decode_refused.values())
