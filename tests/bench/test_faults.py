@@ -99,6 +99,10 @@ def test_recovery_needs_a_new_command_after_the_last_hold() -> None:
     assert recovery_s(back, 15 * PERIOD_NS) == pytest.approx(10 * PERIOD_NS * 1e-9)
     assert "recovered" in judge({"a": arm_figures(stuck, 15 * PERIOD_NS)}, True, None,
                                 1.0, 5.0).failed
+    # A hold that begins after the horizon is not the fault's.
+    late = trace([0.0] * 30, [F] * 25 + [H] * 5, applied=[*range(25), *[24] * 5])
+    assert recovery_s(late, 15 * PERIOD_NS) is None
+    assert recovery_s(late, 15 * PERIOD_NS, 20 * PERIOD_NS) == 0.0
 
 
 def test_recording_gaps_count_missing_numbers_not_restarts() -> None:

@@ -121,12 +121,16 @@ def mode_at(samples: Sequence[TipSample], t_ns: int) -> ArmMode | None:
     return max(before, key=lambda s: (s.sent_ns, s.seq)).mode if before else None
 
 
-def recovery_s(samples: Sequence[TipSample], fault_end_ns: int) -> float | None:
+def recovery_s(samples: Sequence[TipSample], fault_end_ns: int,
+               horizon_ns: int = 2**63) -> float | None:
     """Seconds from the fault's end until the arm follows a command newer than the one it
-    had before, for good: after its last held sample (``NOT_MOVING``) if the hold came after
-    the fault's end, else after the fault's end. None if it never did."""
+    had before: after its last held sample (``NOT_MOVING``) sent before ``horizon_ns``
+    [ns] if that came after the fault's end, else after the fault's end. None if it never
+    did. A hold that begins after the horizon is not the fault's (it is still counted
+    among the holds seen)."""
     ordered = _ordered(samples)
-    held = [i for i, s in enumerate(ordered) if s.mode in NOT_MOVING]
+    held = [i for i, s in enumerate(ordered) if s.mode in NOT_MOVING
+            and s.sent_ns < horizon_ns]
     first_after = next((i for i, s in enumerate(ordered) if s.sent_ns >= fault_end_ns),
                        len(ordered))
     start = max(first_after, held[-1] + 1 if held else 0)

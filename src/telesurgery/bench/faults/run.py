@@ -84,7 +84,7 @@ def criteria(fault: Fault, opts: FaultOptions) -> str:
            f"{STEP_MARGIN_M * 1e3:g} mm between state samples",
            f"a held arm drifts <= {HELD_DRIFT_M * 1e3:g} mm",
            f"every arm follows a new command within {opts.recovery_s:g} s of the fault's "
-           "end",
+           "end, after any hold begun by then",
            "every audit trail verifies" + (" (the killed node's left open)"
                                            if fault.kills_patient else ""),
            f"the recording misses <= {MAX_RECORDER_LOSS_S:g} s of measured poses in a row"]
@@ -133,8 +133,10 @@ class _Driver:
             self.fault.inject(ctx, self.fault.duration_s)
             self.fault_ns = (begin, now_ns())
             if self.fault.recover is not None:
+                # The team's action may take long on a loaded machine: what follows it is
+                # watched for the whole ``after_s`` all the same.
                 self.fault.recover(ctx)
-            self.abort.wait(max(0.0, self.opts.after_s - (now_ns() - self.fault_ns[1]) * 1e-9))
+            self.abort.wait(self.opts.after_s)
         except BaseException as exc:  # reported by ``join`` on the bench's thread
             self.error = exc
         finally:
@@ -225,7 +227,8 @@ def _run(fault: Fault, opts: FaultOptions, workdir: Path, record: Path,
         at_fault, at_end = mode_at(tips, begin), mode_at(tips, 2**63)
         per_arm[arm] = {"motion": asdict(motion(tips, speed)),
                         "held_drift_mm": held_drift_mm(tips),
-                        "recovery_s": recovery_s(tips, end),
+                        "recovery_s": recovery_s(tips, end,
+                                                 end + round(opts.recovery_s * 1e9)),
                         "mode_at_fault": None if at_fault is None else at_fault.label,
                         "mode_at_end": None if at_end is None else at_end.label}
     audit = _audit(record, fault.kills_patient)
