@@ -229,6 +229,8 @@ def _run(fault: Fault, opts: FaultOptions, workdir: Path, record: Path,
                         "held_drift_mm": held_drift_mm(tips),
                         "recovery_s": recovery_s(tips, end,
                                                  end + round(opts.recovery_s * 1e9)),
+                        "seen_after_end_s": round((max((t.sent_ns for t in tips),
+                                                       default=end) - end) * 1e-9, 3),
                         "mode_at_fault": None if at_fault is None else at_fault.label,
                         "mode_at_end": None if at_end is None else at_end.label}
     audit = _audit(record, fault.kills_patient)
