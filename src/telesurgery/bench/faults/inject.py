@@ -36,7 +36,7 @@ JITTER_BURST_S: Final = 1.0
 """A burst of jitter lasts this long [s], then as long without."""
 HOGS: Final = 4
 """Busy processes beside the nodes under CPU starvation (two per core of the 2-core CI)."""
-GRANT_WAIT_S: Final = 30.0
+GRANT_WAIT_S: Final = 60.0
 """How long [s] the bedside team tries to hand control back to a restarted console."""
 SURGEON: Final = f"surgeon:{DEMO_SURGEON}"
 
