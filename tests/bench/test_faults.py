@@ -16,6 +16,7 @@ import pytest
 
 from telesurgery.bench.faults.inject import FAULTS, fault_named
 from telesurgery.bench.faults.judge import (
+    Losses,
     TipSample,
     held_drift_mm,
     judge,
@@ -31,6 +32,7 @@ from telesurgery.types import ArmMode, Pose
 SPEED = 0.25  # m/s, SafetyConfig's default
 PERIOD_NS = 2_000_000  # 500 Hz state
 F, H = ArmMode.FOLLOWING, ArmMode.HELD
+NO_LOSS = Losses(1000, 0, 0.0)
 
 
 def trace(xs_mm: list[float], modes: list[ArmMode] | None = None, sender: int = 1,
@@ -62,7 +64,7 @@ def test_a_jump_fails_the_speed_bound() -> None:
     m = motion(samples, SPEED)
     assert m.over_bound == 1
     assert m.worst_excess_mm > 4.0
-    verdict = judge({"psm1": arm_figures(samples, 50 * PERIOD_NS)}, True, None, 1.0, 5.0)
+    verdict = judge({"psm1": arm_figures(samples, 50 * PERIOD_NS)}, True, NO_LOSS, 1.0, 5.0)
     assert not verdict.passed
     assert verdict.failed == ["speed_bound"]
 
@@ -80,7 +82,7 @@ def test_a_held_arm_that_drifts_fails() -> None:
     modes = [F] * 10 + [H] * 14
     samples = trace(xs, modes, applied=[*range(10), *[10] * 14])
     assert held_drift_mm(samples) == pytest.approx(3.0)
-    verdict = judge({"psm1": arm_figures(samples, 0)}, True, None, 1.0, 5.0)
+    verdict = judge({"psm1": arm_figures(samples, 0)}, True, NO_LOSS, 1.0, 5.0)
     assert "held_still" in verdict.failed
 
 
@@ -97,8 +99,8 @@ def test_recovery_needs_a_new_command_after_the_last_hold() -> None:
     # Following the old command again is not enough; a newer one is.
     back = trace([0.0] * 30, [F] * 10 + [H] * 10 + [F] * 10, applied=[5] * 25 + [6] * 5)
     assert recovery_s(back, 15 * PERIOD_NS) == pytest.approx(10 * PERIOD_NS * 1e-9)
-    assert "recovered" in judge({"a": arm_figures(stuck, 15 * PERIOD_NS)}, True, None,
-                                1.0, 5.0).failed
+    assert judge({"a": arm_figures(stuck, 15 * PERIOD_NS)}, True, NO_LOSS,
+                 1.0, 5.0).failed == ["recovered"]
     # A hold that begins after the horizon is not the fault's.
     late = trace([0.0] * 30, [F] * 25 + [H] * 5, applied=[*range(25), *[24] * 5])
     assert recovery_s(late, 15 * PERIOD_NS) is None
@@ -115,8 +117,9 @@ def test_recording_gaps_count_missing_numbers_not_restarts() -> None:
     assert judge({}, True, losses, 1.0, 5.0).failed == ["recorder_loss"]
 
 
-def test_an_unverified_audit_trail_fails() -> None:
-    assert judge({}, False, None, 1.0, 5.0).failed == ["audit_verifies"]
+def test_an_unverified_audit_trail_or_an_unreadable_recording_fails() -> None:
+    assert judge({}, False, NO_LOSS, 1.0, 5.0).failed == ["audit_verifies"]
+    assert judge({}, True, None, 1.0, 5.0).failed == ["recorder_loss"]
 
 
 def test_unknown_fault_names_the_valid_ones() -> None:

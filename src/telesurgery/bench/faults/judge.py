@@ -190,16 +190,16 @@ class Verdict:
 def judge(arms: dict[str, dict[str, Any]], audit_ok: bool | None, losses: Losses | None,
           max_recorder_loss_s: float, recovery_limit_s: float) -> Verdict:
     """The checks of one fault from each arm's figures (``motion``, ``held_drift_mm``,
-    ``recovery_s``), the audit verdict and the recording's losses."""
+    ``recovery_s``), the audit verdict and the recording's losses (None: unreadable)."""
     checks = {
         "speed_bound": all(a["motion"]["over_bound"] == 0 for a in arms.values()),
         "held_still": all(a["held_drift_mm"] <= HELD_DRIFT_M * 1e3 for a in arms.values()),
         "recovered": all(a["recovery_s"] is not None and a["recovery_s"] <= recovery_limit_s
                          for a in arms.values()),
         "audit_verifies": audit_ok is True,
+        # An unreadable recording (None) lost everything.
+        "recorder_loss": losses is not None and losses.longest_s <= max_recorder_loss_s,
     }
-    if losses is not None:
-        checks["recorder_loss"] = losses.longest_s <= max_recorder_loss_s
     return Verdict(checks)
 
 
