@@ -3,6 +3,8 @@ bounds of docs/safety.md, at full speed and pressed on the board, for every caus
 
 from __future__ import annotations
 
+import pytest
+
 from telesurgery.bench.holds import (
     CAUSES,
     CREEP_BOUND_M,
@@ -13,6 +15,7 @@ from telesurgery.bench.holds import (
     hold_trials,
 )
 from telesurgery.config import SafetyConfig
+from telesurgery.errors import ConfigError
 
 
 def test_every_cause_stops_the_tools_within_the_bounds_free_and_in_contact() -> None:
@@ -43,3 +46,8 @@ def test_the_bench_judges_against_its_bounds_and_reports_every_case() -> None:
                                   and case["creep_mm"]["max"] <= result["bounds"]["creep_mm"]
                                   and case["stop_ms"]["max"] <= result["bounds"]["stop_ms"])
     assert result["passed"] is all(c["passed"] for c in result["cases"].values())
+
+
+def test_a_window_too_short_to_judge_creep_is_refused_with_the_minimum() -> None:
+    with pytest.raises(ConfigError, match=r"at least 1\.1 s"):
+        next(hold_trials(1, observe_s=0.5))

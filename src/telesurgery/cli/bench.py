@@ -127,8 +127,8 @@ def holds(
     trials: Annotated[int, typer.Option(help="Holds of both arms per cause, free and in "
                                         "contact (>= 100 for the figures of "
                                         "docs/safety.md).", min=1)] = 100,
-    observe: Annotated[float, typer.Option(help="Seconds watched after each hold.",
-                                           min=0.2)] = 2.0,
+    observe: Annotated[float, typer.Option(help="Seconds watched after each hold (the "
+                                           "last second judges creep).", min=1.1)] = 2.0,
     seed: Annotated[int, typer.Option(help="Random seed of the goals and hold times.")] = 0,
 ) -> None:
     """How far each tool tip travels after a hold (watchdog, take-over, e-stop, operator
