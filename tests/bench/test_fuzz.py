@@ -59,11 +59,15 @@ def test_the_judge_sees_a_held_arm_move(judge: fuzz.HeldSupervisor) -> None:
     assert judge.tally.motions == 1
 
 
-def test_a_clutch_arms_the_arm_and_the_judge_holds_it_again(judge: fuzz.HeldSupervisor
-                                                             ) -> None:
+def test_the_clutch_cycle_engages_and_the_judge_holds_the_arm_again(
+        judge: fuzz.HeldSupervisor) -> None:
     judge.bytes_in(_servo(judge, clutch=True))
     t = judge.tally
-    assert (t.accepted, t.re_held, t.motions) == (1, 1, 0)
+    assert (t.accepted, t.engaged, t.motions) == (1, 0, 0)
+    assert judge.sup.mode("psm1") is ArmMode.ARMED
+    # The real release on the tool, numbered after the clutch: aligned, so it engages.
+    judge.bytes_in(_servo(judge, clutch=False))
+    assert (t.accepted, t.engaged, t.motions) == (2, 1, 0)
     assert all(judge.sup.mode(a) is ArmMode.HELD for a in judge.robot.arms)
 
 
