@@ -25,7 +25,7 @@ from typing import Any, Final
 import numpy as np
 
 from telesurgery.geometry import FloatArray
-from telesurgery.stats import Samples, summarize
+from telesurgery.stats import Samples
 
 MAX_SPAN_NS: Final = 100_000_000
 """Longest stretch between two shown frames' newest commands filled in with commands [ns]."""
@@ -46,23 +46,6 @@ def commands_first_shown(previous_ns: int, newest_ns: int, period_ns: int,
     return np.arange(newest_ns, previous_ns, -max(1, period_ns), dtype=float)
 
 
-class _Chunks:
-    """Arrays of samples appended whole (a frame brings tens of commands at once)."""
-
-    def __init__(self) -> None:
-        self._parts: list[FloatArray] = []
-        self._lock = threading.Lock()
-
-    def extend(self, values: FloatArray) -> None:
-        if values.size:
-            with self._lock:
-                self._parts.append(values)
-
-    def values(self) -> FloatArray:
-        with self._lock:
-            return np.concatenate(self._parts) if self._parts else np.empty(0)
-
-
 class CommandWait:
     """Patient side: input sample -> scene snapshot of every command a frame shows first.
 
@@ -73,7 +56,7 @@ class CommandWait:
     def __init__(self, period_ns: int) -> None:
         self.period_ns = period_ns
         self._last = 0
-        self._waits = _Chunks()
+        self._waits = Samples()
 
     def frame(self, snapshot_ns: int, applied_sample_ns: int) -> None:
         """One captured frame: its snapshot time and the newest applied command's sample."""
@@ -84,7 +67,7 @@ class CommandWait:
 
     def summary(self) -> dict[str, float]:
         """p50/p99/p99.9/max [ms] and count."""
-        return summarize(self._waits.values(), 1e-6)
+        return self._waits.summary(1e-6)
 
 
 class LatencyBook:
@@ -100,7 +83,7 @@ class LatencyBook:
         self.glass_to_glass = Samples()
         self.newest_command = Samples()
         """Motion-to-photon of each frame's newest command only (the shortest case)."""
-        self._motion_to_photon = _Chunks()
+        self._motion_to_photon = Samples()
         self._stages: dict[str, Samples] = {}
         self._last_applied = 0
         self._first_shown_ns = 0
@@ -146,7 +129,7 @@ class LatencyBook:
             "frames": len(self),
             "fps": self.fps(),
             "glass_to_glass_ms": self.glass_to_glass.summary(1e-6),
-            "motion_to_photon_ms": summarize(self._motion_to_photon.values(), 1e-6),
+            "motion_to_photon_ms": self._motion_to_photon.summary(1e-6),
             "motion_to_photon_newest_ms": self.newest_command.summary(1e-6),
             "stages_ms": stages,
         }
