@@ -157,3 +157,22 @@ def test_an_on_demand_publisher_is_wanted_only_while_someone_subscribes(
     finally:
         pub.close()
         always.close()
+
+
+def test_telemetry_the_codec_refuses_is_counted_and_the_next_goes_out(
+        zenoh_pair: tuple[zenoh.Session, zenoh.Session]) -> None:
+    a, b = zenoh_pair
+    key = Keys("t5").status("patient")
+    got: list[Message] = []
+    sub = subscribe(a, key, lambda m, _r: got.append(m), RejectCounter())
+    pub = Publisher(b, key, Stream.STATUS, session_id=5)
+    _wait_matched(pub)
+    # A figure that came out not finite: JSON cannot carry it, so the codec refuses it.
+    assert pub.offer(Status({"rtt_ms": float("nan")})) is None
+    assert pub.refused[CodecReason.BAD_BODY] == 1
+    sent = pub.offer(Status({"rtt_ms": 1.5}))
+    assert sent is not None
+    wait_until(lambda: len(got) == 1, "the next status", TIMEOUT_S)
+    assert isinstance(got[0].body, Status)
+    assert got[0].body.data == {"rtt_ms": 1.5}
+    sub.undeclare()

@@ -225,7 +225,7 @@ class ConsoleNode:
                 worker.join(timeout=2.0)
             if self.display is not None:
                 self.display.close()
-            status.put(Status(self.status()))
+            status.offer(Status(self.status()))
             token.undeclare()
             for s in subs:
                 s.undeclare()
@@ -265,6 +265,11 @@ class ConsoleNode:
     def _on_status(self, msg: Message, _received_ns: int) -> None:
         if not isinstance(msg.body, Status):
             return
+        if self.auth is not None:
+            # The status comes over the main session: a restarted patient node shows here
+            # while the control paths to it still wait out the dead one's lease, so the new
+            # command key is agreed by the time they carry commands again.
+            self.auth.observe_patient(msg.session)
         self.patient_status = msg.body.data
         for arm, v in msg.body.data.get("registration", {}).items():
             if isinstance(v, list) and len(v) == 7:
@@ -307,7 +312,7 @@ class ConsoleNode:
                 self.sent += len(bodies)
                 self.sent_servo_cp += sum(1 for b in bodies if isinstance(b, ServoCP))
             if now >= next_status:
-                status.put(Status(self.status()))
+                status.offer(Status(self.status()))
                 next_status = now + int(STATUS_PERIOD_S * 1e9)
 
         self.loop.run(teleop, stop, duration_s)

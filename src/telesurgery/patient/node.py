@@ -261,10 +261,10 @@ class PatientNode:
                 self.audit.poll(self.rejections())
             self.control.poll()
             if time.monotonic() >= next_status:
-                status.put(Status(self.status()))
+                status.offer(Status(self.status()))
                 next_status += STATUS_PERIOD_S
             if stop.is_set() and self._events.empty():
-                status.put(Status(self.status()))
+                status.offer(Status(self.status()))
                 break
 
     def _audit_start(self) -> dict[str, Any]:

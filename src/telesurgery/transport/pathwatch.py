@@ -296,7 +296,7 @@ class PathWatch:
         self._check_health(now)
         if publish:
             for name, data in self.snapshot(now, tick=True)["paths"].items():
-                self._stats[name].put(Status(data))
+                self._stats[name].offer(Status(data))
 
     def _check_health(self, now: int) -> None:
         alarms = []

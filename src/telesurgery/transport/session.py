@@ -111,6 +111,8 @@ class Publisher:
         self._lock = threading.Lock()
         self._pub = declare_publisher(session, key, stream)
         self._wanted = True
+        self.refused: Counter[CodecReason] = Counter()
+        """Bodies ``offer`` did not publish, by the codec's reason."""
         self._listener: zenoh.MatchingListener[None] | None = None
         if on_demand:
             self._listener = self._pub.declare_matching_listener(self._on_matching)
@@ -141,6 +143,20 @@ class Publisher:
             msg = Message(self._session_id, self._seq, now_ns(), body)
             self._pub.put(encode(msg))
         return msg
+
+    def offer(self, body: AnyBody) -> Message | None:
+        """``put`` for telemetry a bad figure must not stop: a body the codec refuses (a
+        non-finite number in a status, say) is counted in ``refused``, logged once per
+        reason, and None is returned, so the thread that publishes it (the patient's
+        housekeeping, which also publishes the safety events; the console's loop) goes on."""
+        try:
+            return self.put(body)
+        except CodecError as exc:
+            self.refused[exc.reason] += 1
+            if self.refused[exc.reason] == 1:
+                log.error("%s: not published, the codec refuses it (%s); the figures that "
+                          "follow are published as they come", self.key, exc)
+            return None
 
     def skip(self) -> None:
         """Number a message not sent (an on-demand stream nobody wants now): the numbers
