@@ -56,7 +56,7 @@ from ..waiting import wait_until
 pytestmark = pytest.mark.integration
 
 SESSION = "handover"
-WAIT_S = 60.0  # generous: three real-time processes on a shared two-core machine
+WAIT_S = 120.0  # generous: three real-time processes and a browser on a shared two-core machine
 ARMS = ("psm1", "psm2")
 SURGEON = f"surgeon:{DEMO_SURGEON}"
 BEDSIDE = f"backup:{DEMO_BACKUP}"
