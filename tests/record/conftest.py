@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
+import subprocess
 from collections.abc import Callable, Iterator
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import av
@@ -106,3 +110,46 @@ def sample_messages(h264_frames: list[tuple[bytes, bool]]) -> list[tuple[str, Me
         ("telesurgery/or1/ecm/video", Message(4, 1, t + 7, VideoFrame(
             "ecm", w, h, key, 0, t + 6, 5, t - 100, frame))),
     ]
+
+
+class SmallDisk:
+    """A tmpfs of its own (``path``) that a filler file fills to the last byte and frees."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._filler = path / "filler"
+
+    def fill(self) -> None:
+        """Write the filler until the file system refuses (ENOSPC), page by page, then byte
+        by byte, so that nothing is left for anyone."""
+        with open(self._filler, "ab", buffering=0) as f:
+            for size in (65536, 4096, 1):
+                block = bytes(size)
+                try:
+                    while True:
+                        f.write(block)
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+
+    def free(self) -> None:
+        """Remove the filler: the file system has room again."""
+        self._filler.unlink()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    """A 1 MiB tmpfs at ``tmp_path/disk``, unmounted afterwards: a real full disk (ENOSPC)
+    needs a file system of its own, and mounting one needs root."""
+    if os.geteuid() != 0:
+        pytest.skip("a real full disk needs root, to mount a small tmpfs")
+    path = tmp_path / "disk"
+    path.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs for a full disk: {done.stderr.strip()[:200]}")
+    try:
+        yield SmallDisk(path)
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)

@@ -275,6 +275,7 @@ def test_appends_from_many_threads_form_one_valid_chain(tmp_path: Path) -> None:
 def test_a_record_is_on_disk_once_synced(tmp_path: Path) -> None:
     writer = AuditWriter(tmp_path, "backup", "or1")
     record = writer.append(AuditKind.HANDOVER, {"from": "surgeon", "to": "backup"})
+    assert record is not None
     assert writer.sync(timeout=30.0)
     on_disk = lines(writer)
     assert on_disk[-1] == record.to_json()

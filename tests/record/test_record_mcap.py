@@ -10,6 +10,7 @@ from pathlib import Path
 import av
 import pytest
 from mcap.reader import make_reader
+from mcap.writer import CompressionType
 
 from telesurgery.errors import RecordingError
 from telesurgery.messages import Message, ServoCP, VideoFrame
@@ -20,6 +21,7 @@ from telesurgery.record.schema import COMPRESSED_VIDEO_SCHEMA_NAME, UNDECODABLE_
 from telesurgery.record.throughput import measure, synthetic_session
 from telesurgery.transport.codec import encode
 from telesurgery.types import Pose
+from tests.record.conftest import SmallDisk
 
 
 def _write(path: Path, items: list[tuple[str, Message]], repeat: int = 1) -> list[int]:
@@ -195,3 +197,36 @@ def test_the_throughput_measurement_records_its_synthetic_session(tmp_path: Path
     items = list(synthetic_session(0.2))
     got = [(m.key, encode(m.message)) for m in Recording(tmp_path / "throughput.mcap").messages()]
     assert got == [(k, w) for k, w, _t in items]
+
+
+def test_a_full_disk_stops_the_recording_readable_up_to_its_last_chunk(
+        small_disk: SmallDisk) -> None:
+    path = small_disk.path / "recording.mcap"
+    rec = McapRecording(path, compression=CompressionType.NONE)
+    sent = []
+    stopped: RecordingError | None = None
+    for i in range(600):
+        if i == 200:
+            small_disk.fill()  # after two chunks on disk
+        msg = Message(1, i + 1, i, ServoCP("psm1", Pose((i * 1e-4, 0.0, -0.1)), i))
+        try:
+            rec.write_message("telesurgery/or1/psm1/servo_cp", msg, encode(msg), 1_000 + i)
+            if i % 100 == 99:
+                rec.flush()  # a chunk of about 20 kB: more than a page, so the write tears
+        except RecordingError as exc:
+            stopped = exc
+            break
+        sent.append(msg)
+    assert stopped is not None
+    assert "stopped" in str(stopped)
+    assert "\n" not in str(stopped)  # one line
+    with pytest.raises(RecordingError, match="stopped"):
+        rec.write_message("telesurgery/or1/psm1/servo_cp", sent[0], encode(sent[0]), 1)
+    small_disk.free()
+    # Room again, but the stopped recording writes no footer over the chunk that failed.
+    with pytest.raises(RecordingError, match="stopped"):
+        rec.close()
+    back = Recording(path)
+    assert not back.complete
+    got = [m.message for m in back.messages()]
+    assert got == sent[:200]

@@ -79,9 +79,11 @@ def classify(ev: SafetyEvent) -> tuple[AuditKind, dict[str, Any]]:
 class PatientAudit:
     """One patient node run's signed trail in ``<record_dir>/audit``.
 
-    A write failure (disk full) is logged once and ends the trail; the robot keeps
-    running under its supervisor, and ``lost`` counts the records that could not
-    be written.
+    A write failure (disk full) never stops the robot nor blocks a caller: the
+    writer keeps the records in memory, tries again and, once the disk has room,
+    writes them with an ``audit_interrupted`` record (see ``AuditWriter``). ``lost``
+    counts the records that could not be kept (over the writer's bound, or after
+    the trail ended).
     """
 
     def __init__(self, record_dir: Path, session: str, start_data: Mapping[str, Any],
@@ -90,7 +92,7 @@ class PatientAudit:
                                                        start_data=start_data)
         self.fingerprint = self._writer.fingerprint
         self.path = self._writer.path
-        self.lost = 0
+        self._lost = 0
         self._period_s = summary_period_s
         self._next_summary = time.monotonic() + summary_period_s
         self._summarised: dict[str, int] = {}
@@ -100,16 +102,21 @@ class PatientAudit:
         print(f"audit trail {self.path} signed by {self.fingerprint}", file=sys.stderr,
               flush=True)
 
+    @property
+    def lost(self) -> int:
+        """Records that are not in the trail (see the class docstring)."""
+        return self._lost + (self._writer.lost if self._writer is not None else 0)
+
     def _append(self, kind: AuditKind, data: Mapping[str, Any]) -> None:
         if self._writer is None:
-            self.lost += 1
+            self._lost += 1
             return
         try:
             self._writer.append(kind, data)
         except RecordingError as exc:
             log.error("audit trail stopped, further records are lost: %s", exc)
+            self._lost += 1 + self._writer.lost
             self._writer = None
-            self.lost += 1
 
     def safety_event(self, ev: SafetyEvent) -> None:
         """Record one supervisor transition (housekeeping thread)."""
@@ -164,6 +171,7 @@ class PatientAudit:
             self._writer.close({**final, "lost_records": self.lost})
         except RecordingError as exc:
             log.error("audit trail not closed: %s", exc)
+        self._lost += self._writer.lost
         self._writer = None
 
 

@@ -21,6 +21,16 @@ Durability: ``append`` chains and signs at once (tens of microseconds) and a
 writer thread writes and fsyncs each batch, so records are on disk within one
 fsync of being appended; ``sync()`` waits for that.
 
+A full disk (or any write error) never leaves part of a record: the writer cuts
+the file back to the end of its last complete, fsynced record, keeps what is not
+yet written in memory (at most ``MAX_BACKLOG`` records; newer ones are counted
+as lost and never chained, so the chain stays whole) and tries again every
+``RETRY_S``. Once writing works again it appends ``audit_interrupted``, chained
+and signed like any record, saying from when to when and how many records were
+lost. A trail whose disk never came back before ``close()`` ends at its last
+complete record without ``session_stop``, which ``AuditVerifier`` reports as a
+trail that ended early.
+
 Keys and the residual risk: by default each run signs with a fresh key held
 only in memory, so once a trail is closed nobody (an attacker on the disk, or
 the node's own operator) can sign another record with that key. The key file
@@ -37,6 +47,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import enum
 import hashlib
 import json
@@ -67,6 +78,10 @@ SIGNATURE_CONTEXT = b"telesurgery-audit-v1\x00"
 ALGORITHM = "ed25519"
 MAX_RECORD_DEPTH = 64
 """The deepest a record may nest (objects and lists); deeper is damage, not a record."""
+MAX_BACKLOG = 10_000
+"""Records kept in memory while the trail cannot be written; more are lost (counted)."""
+RETRY_S = 1.0
+"""How often [s] a trail that cannot be written is tried again."""
 
 
 class AuditKind(enum.StrEnum):
@@ -88,6 +103,7 @@ class AuditKind(enum.StrEnum):
     LINK_ALARM = "link_alarm"
     KEY_AGREED = "key_agreed"
     KEY_REFUSED = "key_refused"
+    AUDIT_INTERRUPTED = "audit_interrupted"
 
 
 def record_object(line: str | bytes) -> dict[str, Any] | None:
@@ -206,12 +222,14 @@ class AuditWriter:
     ``close()`` writes ``session_stop``. ``key``: the node's signing key (default:
     a fresh one, never stored). ``on_record``: called with each record as it is
     appended (e.g. to publish it, so a copy lives elsewhere); it must be quick.
+    ``max_backlog``, ``retry_s``: see ``MAX_BACKLOG`` and ``RETRY_S``.
     """
 
     def __init__(self, session_dir: Path, node: str, session: str, *,
                  key: Ed25519PrivateKey | None = None, run: str | None = None,
                  start_data: Mapping[str, Any] | None = None,
-                 on_record: Callable[[AuditRecord], None] | None = None) -> None:
+                 on_record: Callable[[AuditRecord], None] | None = None,
+                 max_backlog: int = MAX_BACKLOG, retry_s: float = RETRY_S) -> None:
         self.node = _check_name(node, "node name")
         run = _check_name(run, "run id") if run else os.urandom(4).hex()
         self._key = key or Ed25519PrivateKey.generate()
@@ -222,6 +240,8 @@ class AuditWriter:
         self.path = directory / (stem + TRAIL_SUFFIX)
         self.key_path = directory / (stem + KEY_SUFFIX)
         self._on_record = on_record
+        self._max_backlog = max_backlog
+        self._retry_s = retry_s
         self._lock = threading.Lock()
         self._durable = threading.Condition()
         self._pending: list[bytes] = []
@@ -230,6 +250,17 @@ class AuditWriter:
         self._closed = self._closing = False
         self._next_index = 0
         self._prev_hash = GENESIS
+        # The file ends here after the last complete, fsynced record: a failed write is
+        # cut back to it, so no partial record ever stays in the trail.
+        self._good_offset = 0
+        # While the trail cannot be written: when that began (wall, monotonic [ns]), the
+        # error, and how many records were lost over the backlog bound.
+        self._outage: tuple[str, int, str] | None = None
+        self._outage_lost = 0
+        self._lost = 0
+        self._attempts = 0
+        self._retry_now = False
+        self._failing = False
         public_b64 = base64.b64encode(public_key_bytes(public)).decode("ascii")
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -260,17 +291,46 @@ class AuditWriter:
         with self._lock:
             return self._next_index - 1, self._prev_hash
 
-    def append(self, kind: AuditKind, data: Mapping[str, Any] | None = None) -> AuditRecord:
+    @property
+    def lost(self) -> int:
+        """Records appended while the trail could not be written, beyond the backlog
+        bound: never chained, never written (``audit_interrupted`` counts them)."""
+        with self._durable:
+            return self._lost
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether the trail cannot be written now (records wait in memory)."""
+        with self._durable:
+            return self._outage is not None
+
+    def append(self, kind: AuditKind, data: Mapping[str, Any] | None = None
+               ) -> AuditRecord | None:
         """Chain, sign and queue one record; it is on disk within one fsync.
 
-        Raises ``RecordingError`` if the trail is closed or writing failed, and
-        ``ConfigError`` if ``data`` is not JSON (finite numbers, string keys).
+        Never waits on the disk. Returns None when the record is lost: the trail
+        cannot be written and ``max_backlog`` records already wait (``lost`` counts
+        it). Raises ``RecordingError`` if the trail is closed, and ``ConfigError``
+        if ``data`` is not JSON (finite numbers, string keys).
         """
+        return self._append(kind, data, bounded=kind is not AuditKind.SESSION_STOP)
+
+    def _append(self, kind: AuditKind, data: Mapping[str, Any] | None, *, bounded: bool
+                ) -> AuditRecord | None:
         with self._lock:
             if self._failure is not None:
                 raise self._failure
             if self._closed:
                 raise RecordingError(f"audit trail {self.path} is closed; open a new one")
+            if bounded:
+                with self._durable:
+                    held = self._appended - self._written
+                    if self._outage is not None and held >= self._max_backlog:
+                        # Lost before it is chained: the chain on disk stays whole, and
+                        # audit_interrupted says how many are missing.
+                        self._lost += 1
+                        self._outage_lost += 1
+                        return None
             record = AuditRecord(self._next_index, datetime.now(UTC).isoformat(), now_ns(),
                                  self.node, str(kind), dict(data or {}), self._prev_hash)
             try:
@@ -295,27 +355,97 @@ class AuditWriter:
         name_os_thread()
         while True:
             with self._durable:
+                if self._outage is not None:
+                    # Every append notifies: wait for the retry time (or close()'s last
+                    # try), not for the next append, so a full disk is not hammered.
+                    self._durable.wait_for(lambda: self._retry_now or self._closed,
+                                           self._retry_s)
+                    self._retry_now = False
+                    if self._closed:
+                        self._give_up(self._outage[2])
+                        return
                 while not self._pending and not self._closed:
                     self._durable.wait()
                 batch, self._pending = self._pending, []
-                if not batch and self._closed:
+                closing = self._closed
+                if not batch and closing:
                     return
-            try:
-                os.write(self._fd, b"".join(batch))
-                os.fsync(self._fd)
-            except OSError as exc:
-                with self._durable:
-                    self._failure = RecordingError(
-                        f"cannot write audit trail {self.path}: {exc.strerror}; the records "
-                        "already written stay valid")
-                    self._durable.notify_all()
-                return
+            error = self._write(b"".join(batch))
             with self._durable:
-                self._written += len(batch)
+                self._attempts += 1
+                self._failing = error is not None
+                if error is None:
+                    self._written += len(batch)
+                    outage = self._outage
+                else:
+                    # Kept in order ahead of what was appended meanwhile, to be tried again.
+                    self._pending[:0] = batch
+                    if self._outage is None:
+                        self._outage = (datetime.now(UTC).isoformat(), now_ns(), error)
+                        log.error("cannot write audit trail %s (%s): holding up to %d records "
+                                  "in memory, trying again every %g s", self.path, error,
+                                  self._max_backlog, self._retry_s)
+                    outage = None
+                    if closing:
+                        self._give_up(error)
+                        return
                 self._durable.notify_all()
+            if error is None and outage is not None:
+                self._resume(outage)
+
+    def _write(self, data: bytes) -> str | None:
+        """Append ``data`` and fsync; on failure cut the file back to its last complete
+        record. Returns the error in words, or None once ``data`` is on disk."""
+        try:
+            if os.fstat(self._fd).st_size != self._good_offset:
+                # A cut that failed last time (or bytes of a torn write): cut again first,
+                # or the next record would follow a partial one.
+                os.ftruncate(self._fd, self._good_offset)
+            view = memoryview(data)
+            while view:
+                # A write may take only part of the bytes when the disk fills up.
+                view = view[os.write(self._fd, view):]
+            os.fsync(self._fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._good_offset)
+            return exc.strerror or str(exc)
+        self._good_offset += len(data)
+        return None
+
+    def _resume(self, outage: tuple[str, int, str]) -> None:
+        """Say in the trail that it was interrupted, then mark it writable again."""
+        since_wall, since_ns, error = outage
+        with self._durable:
+            lost, self._outage_lost = self._outage_lost, 0
+        try:
+            self._append(AuditKind.AUDIT_INTERRUPTED, {
+                "since": since_wall, "until": datetime.now(UTC).isoformat(),
+                "duration_s": round((now_ns() - since_ns) * 1e-9, 3), "error": error,
+                "lost_records": lost}, bounded=False)
+        except RecordingError:
+            pass  # closed meanwhile: the trail ends early, as close() reports
+        finally:
+            with self._durable:
+                # Cleared only now, so close() waits for this record before session_stop.
+                self._outage = None
+                self._durable.notify_all()
+        log.warning("audit trail %s written again after %s; %d records lost", self.path,
+                    since_wall, lost)
+
+    def _give_up(self, error: str) -> None:
+        """Closing while the trail still cannot be written (``_durable`` held)."""
+        waiting = len(self._pending)
+        self._lost += waiting
+        self._pending = []
+        self._failure = RecordingError(
+            f"cannot write audit trail {self.path}: {error}; it ends at its last complete "
+            f"record, {waiting} records were not written and {self._lost} lost in all")
+        self._durable.notify_all()
 
     def sync(self, timeout: float | None = None) -> bool:
-        """Wait until every record appended so far is on disk; False on timeout [s]."""
+        """Wait until every record appended so far is on disk; False on timeout [s] (as
+        while the disk is full)."""
         with self._durable:
             target = self._appended
             done = self._durable.wait_for(
@@ -325,17 +455,36 @@ class AuditWriter:
             return done
 
     def close(self, data: Mapping[str, Any] | None = None) -> None:
-        """Append ``session_stop`` (with ``data``), write everything, close (idempotent)."""
+        """Append ``session_stop`` (with ``data``), write everything, close (idempotent).
+
+        While the trail cannot be written, the writer tries once more; if that fails
+        the trail ends at its last complete record, without ``session_stop``, and
+        ``RecordingError`` says so.
+        """
         with self._lock:
             if self._closing:
                 return
             self._closing = True
-        self.append(AuditKind.SESSION_STOP, {"records": self._next_index + 1, **(data or {})})
+        with self._durable:
+            if self._outage is not None:
+                attempts = self._attempts
+                self._retry_now = True
+                self._durable.notify_all()
+                # One more try, at once: session_stop follows audit_interrupted or nothing.
+                self._durable.wait_for(lambda: self._outage is None
+                                       or (self._attempts > attempts and self._failing))
+            stuck = self._outage is not None
+        if not stuck:
+            self._append(AuditKind.SESSION_STOP, {"records": self._next_index + 1,
+                                                  **(data or {})}, bounded=False)
         with self._lock, self._durable:
             self._closed = True
             self._durable.notify_all()
         self._thread.join()
         os.close(self._fd)
+        if self._failure is None and stuck:
+            with self._durable:
+                self._give_up("the disk came back only as the trail closed")
         if self._failure is not None:
             raise self._failure
 

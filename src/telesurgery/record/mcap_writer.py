@@ -11,10 +11,19 @@ with SIGKILL) loses at most that much; the operating system writes them to
 disk on its own schedule (``close`` fsyncs). A file cut short is still read
 by ``telesurgery.record.reader`` up to its last complete chunk. Not
 thread-safe: one thread (the recorder's writer) owns a recording.
+
+A write that fails (disk full) stops the recording for good: the file is cut
+back to the end of its last complete record and closed without a footer, so
+it reads up to its last complete chunk; every later write, and ``close``,
+raises ``RecordingError`` saying so in one line. The file is written
+unbuffered (each chunk is one write anyway): a buffer would keep bytes of the
+failed chunk and write them later, after a hole, under a footer that claims a
+whole file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -22,7 +31,6 @@ from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
 from mcap.writer import CompressionType, Writer
 
@@ -51,6 +59,32 @@ UNDECODABLE_TOPIC_SUFFIX = "/_undecodable"
 _U32 = 0xFFFF_FFFF
 
 
+class _Sink:
+    """The file under the MCAP writer, unbuffered; ``tell`` counts the bytes written."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._pos = 0
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        while view:
+            # A write may take only part of the bytes when the disk fills up.
+            n = os.write(self._fd, view)
+            self._pos += n
+            view = view[n:]
+        return len(data)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def flush(self) -> None:
+        """Nothing is buffered here."""
+
+    def fileno(self) -> int:
+        return self._fd
+
+
 def _dumps(obj: JsonObject) -> bytes:
     return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
@@ -70,11 +104,16 @@ class McapRecording:
         self.path = path
         try:
             # Exclusive creation: a recording of an operation is never overwritten.
-            self._file: IO[bytes] = open(path, "xb")  # noqa: SIM115 (closed in close())
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except OSError as exc:
             raise RecordingError(f"cannot create recording {path}: {exc.strerror}; choose a "
                                  "new file in a writable directory") from exc
-        self._writer = Writer(self._file, chunk_size=chunk_size, compression=compression)
+        self._file = _Sink(fd)
+        self._writer = Writer(self._file, chunk_size=chunk_size,  # type: ignore[arg-type]
+                              compression=compression)
+        # The end of the last complete record written: a failed write is cut back to it.
+        self._good = 0
+        self._failure: RecordingError | None = None
         self._schemas: dict[str, int] = {}
         self._channels: dict[tuple[str, str], int] = {}
         self._flush_ns = round(flush_interval_s * 1e9)
@@ -85,10 +124,30 @@ class McapRecording:
         try:
             self._writer.start(PROFILE, f"telesurgery {__version__}")
             self._writer.add_metadata(METADATA_NAME, {**clock_metadata(), **(metadata or {})})
-            self._file.flush()
         except OSError as exc:
-            self._file.close()
+            os.close(fd)
             raise RecordingError(f"cannot write recording {path}: {exc.strerror}") from exc
+        self._good = self._file.tell()
+
+    def _check(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+        if self._closed:
+            raise RecordingError(f"recording {self.path} is closed; open a new one")
+
+    def _stop(self, exc: OSError) -> RecordingError:
+        """Stop for good after a failed write: cut the file back to its last complete record
+        (cutting frees room, so it works on a full disk) and close it without a footer."""
+        self._failure = RecordingError(
+            f"recording {self.path} stopped: cannot write ({exc.strerror}; is the disk "
+            f"full?); it ends at its last complete chunk ({self._good} bytes)")
+        self._closed = True
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._file.fileno(), self._good)
+            os.fsync(self._file.fileno())
+        with contextlib.suppress(OSError):
+            os.close(self._file.fileno())
+        return self._failure
 
     def _channel(self, topic: str, schema_name: str, schema: JsonObject) -> int:
         ident = self._channels.get((topic, schema_name))
@@ -105,16 +164,15 @@ class McapRecording:
     def write_json(self, topic: str, schema_name: str, schema: JsonObject, obj: JsonObject,
                    log_ns: int, *, publish_ns: int | None = None, sequence: int = 0) -> None:
         """Write one JSON object on ``topic`` at ``log_ns`` [ns] (the base of every write)."""
-        if self._closed:
-            raise RecordingError(f"recording {self.path} is closed; open a new one")
-        channel = self._channel(topic, schema_name, schema)
+        self._check()
         try:
+            channel = self._channel(topic, schema_name, schema)
             self._writer.add_message(channel, log_ns, _dumps(obj),
                                      log_ns if publish_ns is None else publish_ns,
                                      sequence & _U32)
         except OSError as exc:
-            raise RecordingError(f"cannot write recording {self.path}: {exc.strerror}; is the "
-                                 "disk full?") from exc
+            raise self._stop(exc) from exc
+        self._good = self._file.tell()
         self.counts[topic] += 1
         self.flush_if_due(log_ns)
 
@@ -152,11 +210,12 @@ class McapRecording:
 
     def add_metadata(self, name: str, data: Mapping[str, str]) -> None:
         """Write a metadata record now (outside chunks, so it is on its way to disk at once)."""
+        self._check()
         try:
             self._writer.add_metadata(name, dict(data))
-            self._file.flush()
         except OSError as exc:
-            raise RecordingError(f"cannot write recording {self.path}: {exc.strerror}") from exc
+            raise self._stop(exc) from exc
+        self._good = self._file.tell()
 
     def flush_if_due(self, now: int) -> bool:
         """Hand the open chunk to the operating system if the flush interval has passed."""
@@ -167,27 +226,28 @@ class McapRecording:
 
     def flush(self) -> None:
         """Close the open chunk and hand everything written so far to the operating system."""
+        self._check()
         try:
             self._writer.flush()  # type: ignore[no-untyped-call]
         except OSError as exc:
-            raise RecordingError(f"cannot write recording {self.path}: {exc.strerror}; is the "
-                                 "disk full?") from exc
+            raise self._stop(exc) from exc
+        self._good = self._file.tell()
         self._next_flush = now_ns() + self._flush_ns
 
     def close(self) -> None:
-        """Write the summary and index, fsync and close the file (idempotent)."""
+        """Write the summary and index, fsync and close the file (idempotent, but a
+        recording stopped by a failed write raises that failure again)."""
+        if self._failure is not None:
+            raise self._failure
         if self._closed:
             return
-        self._closed = True
         try:
             self._writer.finish()  # type: ignore[no-untyped-call]
-            self._file.flush()
             os.fsync(self._file.fileno())
         except OSError as exc:
-            raise RecordingError(f"cannot finish recording {self.path}: {exc.strerror}; the "
-                                 "data written so far stays readable") from exc
-        finally:
-            self._file.close()
+            raise self._stop(exc) from exc
+        self._closed = True
+        os.close(self._file.fileno())
 
     def __enter__(self) -> McapRecording:
         return self
