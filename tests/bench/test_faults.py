@@ -18,6 +18,7 @@ from telesurgery.bench.faults.inject import FAULTS, fault_named
 from telesurgery.bench.faults.judge import (
     Losses,
     TipSample,
+    growth,
     held_drift_mm,
     judge,
     motion,
@@ -120,6 +121,14 @@ def test_recording_gaps_count_missing_numbers_not_restarts() -> None:
 def test_an_unverified_audit_trail_or_an_unreadable_recording_fails() -> None:
     assert judge({}, False, NO_LOSS, 1.0, 5.0).failed == ["audit_verifies"]
     assert judge({}, True, None, 1.0, 5.0).failed == ["recorder_loss"]
+
+
+def test_a_count_grows_from_its_last_sample_before_to_its_first_after() -> None:
+    counts = [(t * PERIOD_NS, c) for t, c in ((0, 3), (10, 5), (20, 9), (30, 12))]
+    assert growth(counts, 15 * PERIOD_NS, 20 * PERIOD_NS) == 4
+    # Without a sample on one side the window is not judged from the count.
+    assert growth(counts, 15 * PERIOD_NS, 31 * PERIOD_NS) is None
+    assert growth(counts[2:], 15 * PERIOD_NS, 20 * PERIOD_NS) is None
 
 
 def test_unknown_fault_names_the_valid_ones() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import os
 import signal
 import threading
 import urllib.parse
@@ -19,16 +20,23 @@ from pathlib import Path
 from typing import Final
 
 import aiohttp
+import zenoh
 
 from telesurgery.bench.faults.observe import Observation
 from telesurgery.bench.system import Hogs
-from telesurgery.clock import CLOCK_STEP_ENV
+from telesurgery.clock import CLOCK_STEP_ENV, now_ns
+from telesurgery.config import ZenohConfig
 from telesurgery.console.web.protocol import Action
 from telesurgery.demo.linkrig import LinkRig
 from telesurgery.demo.processes import NodeProcess
 from telesurgery.demo.run import DemoNodes
 from telesurgery.errors import ConfigError, TransportError
-from telesurgery.security.node import DEMO_SURGEON
+from telesurgery.messages import VideoFrame
+from telesurgery.security.node import DEMO_SURGEON, Site
+from telesurgery.security.pki import Pki, Role
+from telesurgery.transport.keys import Keys
+from telesurgery.transport.qos import Stream
+from telesurgery.transport.session import Publisher, new_session_id, open_session
 
 FLAP_S: Final = 0.5
 """A flapping path is up and down for this long [s] each."""
@@ -39,6 +47,13 @@ HOGS: Final = 4
 GRANT_WAIT_S: Final = 60.0
 """How long [s] the bedside team tries to hand control back to a restarted console."""
 SURGEON: Final = f"surgeon:{DEMO_SURGEON}"
+BURST_BYTES: Final = (200_000, 500_000)
+"""A burst message's payload [bytes], cycled from the smaller to the larger in 100 kB
+steps (our choice: keyframe-sized for a high-resolution stream, far above the demo's
+640x480 frames)."""
+BURST_CAMERA: Final = "burst"
+"""The camera the burst's frames name: the console's decoder takes only its own camera's
+frames and skips these, so the burst loads the links and the queues, not the picture."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +100,12 @@ class Fault:
     """Record onto a tmpfs this large [MiB] of its own (mounting it needs root)."""
     console_env: tuple[tuple[str, str], ...] = ()
     """Variables added to the surgeon console's environment (the clock-step hook)."""
+    video: bool = False
+    """Run with the endoscope video on (the matrix otherwise runs without, to fit a 2-core
+    machine): the fault is about the video's traffic or the console's picture."""
+    expect_commands: bool = False
+    """No command number may be lost on every path from the fault's start to 1 s after its
+    end (the patient's own count)."""
 
 
 def press(page_url: str, action: Action) -> None:
@@ -210,6 +231,57 @@ def _step_console_clock(ctx: Injection, duration_s: float) -> None:
     ctx.hold(duration_s)
 
 
+def _bench_session(nodes: DemoNodes) -> tuple[zenoh.Session, Keys]:
+    """A client session of the demo's router in the robot's role, and the demo's keys.
+
+    Only the robot may publish on the video key (``security.acl``): the monitor's observer
+    identity would be refused at the router. The bench therefore joins with the patient
+    node's certificate from the demo's throwaway site, standing in for its encoder.
+    """
+    args = nodes.router.args
+    router_ep = args[args.index("--listen") + 1]
+    root = nodes.router.workdir / "security"
+    security = (Site(Pki(root / "pki"), root / "acl.json").security(Role.ROBOT, "patient")
+                .zenoh_settings() if (root / "acl.json").is_file() else None)
+    session = nodes.patient.args[nodes.patient.args.index("--session") + 1]
+    z = open_session(ZenohConfig(mode="client", connect=[router_ep], gossip=False), security)
+    return z, Keys(session)
+
+
+def _video_burst(ctx: Injection, duration_s: float) -> None:
+    """Publish video-sized frames on the video key as fast as the bench can for
+    ``duration_s`` [s], with the video stream's QoS, through the site router."""
+    z, keys = _bench_session(ctx.nodes)
+    pub = Publisher(z, keys.video, Stream.VIDEO, new_session_id())
+    # Random bytes, as compressed video is: nothing along the way shrinks them.
+    data = os.urandom(BURST_BYTES[1])
+    sizes = range(BURST_BYTES[0], BURST_BYTES[1] + 1, 100_000)
+    sent = sent_bytes = 0
+    began = now_ns()
+    end = began + round(duration_s * 1e9)
+    try:
+        while not ctx.abort.is_set() and (now := now_ns()) < end:
+            size = sizes[sent % len(sizes)]
+            pub.put(VideoFrame(BURST_CAMERA, 3840, 2160, True, sent, now, 0, 0, data[:size]))
+            sent += 1
+            sent_bytes += size
+    finally:
+        took_s = max(now_ns() - began, 1) * 1e-9
+
+        def close() -> None:
+            pub.close()
+            z.close()
+
+        # Closing the session took almost 4 s after a burst on a loaded machine, and that
+        # stretched the fault's window: the fault ends when the burst does.
+        threading.Thread(target=close, name="video-burst-close", daemon=True).start()
+        with ctx.seen.lock:
+            ctx.seen.injected.update({
+                "messages": sent, "bytes": sent_bytes, "lasted_s": round(took_s, 3),
+                "messages_per_s": round(sent / took_s, 1),
+                "mbit_s": round(sent_bytes * 8e-6 / took_s, 1)})
+
+
 def _starve(ctx: Injection, duration_s: float) -> None:
     with Hogs(HOGS):
         ctx.hold(duration_s)
@@ -246,6 +318,16 @@ FAULTS: Final = (
       for sign, step in (("plus", 1.0), ("minus", -1.0))),
     Fault("disk_full", "the recording's disk (a 64 MiB tmpfs) full for 5 s, then freed",
           5.0, _fill_disk, disk_mb=64),
+    Fault("video_burst", "video on; for 5 s the bench publishes 200-500 kB frames of another "
+          "camera on the video key as fast as it can, with the video's QoS (interactive-low, "
+          "drop), from a client of the site router: the burst crosses the bench's link to "
+          "the router and the router's links to the console and the recorder, and loads the "
+          "router (pinned beside the patient node) and the console's receiver. It cannot "
+          "reach the control paths (their own sessions over UDP carry commands and poses) "
+          "nor the patient's direct link to the console (which carries the real video, "
+          "status and events): judged are the commands lost and holds, the console's video "
+          "freezes (a frozen picture clutches every arm: safe, reported) and the recording",
+          5.0, _video_burst, expect_no_hold=True, video=True, expect_commands=True),
 )
 """The matrix, in the order it runs."""
 

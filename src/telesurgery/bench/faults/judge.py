@@ -142,6 +142,16 @@ def recovery_s(samples: Sequence[TipSample], fault_end_ns: int,
     return None
 
 
+def growth(counts: Sequence[tuple[int, int]], begin_ns: int, end_ns: int) -> int | None:
+    """How much a running count (``(sent_ns, count)`` samples of one sender) grew from its
+    last sample at or before ``begin_ns`` to its first at or after ``end_ns``; None without
+    a sample on each side (the window is then not judged from it)."""
+    ordered = sorted(counts)
+    before = [c for t, c in ordered if t <= begin_ns]
+    after = [c for t, c in ordered if t >= end_ns]
+    return after[0] - before[-1] if before and after else None
+
+
 @dataclass(frozen=True, slots=True)
 class Losses:
     """Messages of a stream missing from a recording: ``lost`` of ``recorded`` + lost, and
@@ -203,5 +213,5 @@ def judge(arms: dict[str, dict[str, Any]], audit_ok: bool | None, losses: Losses
     return Verdict(checks)
 
 
-__all__ = ["HELD_DRIFT_M", "Hold", "Losses", "Motion", "TipSample", "Verdict",
+__all__ = ["HELD_DRIFT_M", "Hold", "Losses", "Motion", "TipSample", "Verdict", "growth",
            "held_drift_mm", "judge", "mode_at", "motion", "recording_losses", "recovery_s"]

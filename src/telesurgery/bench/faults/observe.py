@@ -1,5 +1,6 @@
-"""What an observer on the site router sees during a fault: tool tips, arm modes, owners and
-link alarms, each with its sender's send time [ns]."""
+"""What an observer on the site router sees during a fault: tool tips, arm modes, owners,
+link alarms, the patient's lost commands and the console's video freezes, each with its
+sender's send time [ns]."""
 
 from __future__ import annotations
 
@@ -26,6 +27,12 @@ class Observation:
     """(sent_ns, owner) at each change of owner announced."""
     link_alarms: Counter[str] = field(default_factory=Counter)
     """``path state`` (e.g. ``fibre DOWN``) counts."""
+    commands_lost: list[tuple[int, int]] = field(default_factory=list)
+    """(sent_ns, count) from each patient status: command numbers no path brought so far."""
+    video_freezes: list[tuple[int, int]] = field(default_factory=list)
+    """(sent_ns, count) from each surgeon console status: its picture froze so often."""
+    injected: dict[str, Any] = field(default_factory=dict)
+    """What the injection itself measured (a burst's messages and bytes)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def snapshot_tips(self, arm: str) -> list[TipSample]:
@@ -66,6 +73,8 @@ class Observer:
             subscribe(z, keys.safety_state, self._on_event, rejects),
             subscribe(z, keys.control_owner, self._on_owner, rejects),
             subscribe(z, keys.link_alarm("*"), self._on_alarm, rejects),
+            subscribe(z, keys.status("patient"), self._on_patient, rejects),
+            subscribe(z, keys.status("console"), self._on_console, rejects),
         ]
 
     def _on_tip(self, msg: Message, _received_ns: int) -> None:
@@ -93,6 +102,21 @@ class Observer:
             with self.seen.lock:
                 self.seen.link_alarms[f"{msg.body.data.get('path', '?')} "
                                       f"{msg.body.data.get('state', '?')}"] += 1
+
+    def _on_patient(self, msg: Message, _received_ns: int) -> None:
+        if isinstance(msg.body, Status):
+            link = msg.body.data.get("link")
+            commands = link.get("commands") if isinstance(link, dict) else None
+            lost = commands.get("lost") if isinstance(commands, dict) else None
+            if isinstance(lost, int):
+                with self.seen.lock:
+                    self.seen.commands_lost.append((msg.sent_ns, lost))
+
+    def _on_console(self, msg: Message, _received_ns: int) -> None:
+        if isinstance(msg.body, Status) and \
+                isinstance(freezes := msg.body.data.get("video_freezes"), int):
+            with self.seen.lock:
+                self.seen.video_freezes.append((msg.sent_ns, freezes))
 
     def close(self) -> None:
         """Stop listening."""

@@ -2,11 +2,11 @@
 
 Each run is the demo over a link profile (router, patient, surgeon console, one link
 emulator per path, the recorder and the patient's signed audit trail; video off, so
-that the matrix fits a 2-core machine), watched by an observer on the site router.
-``before_s`` after every node is up the bench injects the fault (``inject``), it lasts
-its duration, and the run goes on ``after_s`` before the demo stops. Each entry says
-its criteria beside its result (``judge``); figures come from the observer, the nodes'
-own summary, the emulators, the recording and the audit trail.
+that the matrix fits a 2-core machine, save for a fault about video), watched by an
+observer on the site router. ``before_s`` after every node is up the bench injects the
+fault (``inject``), it lasts its duration, and the run goes on ``after_s`` before the
+demo stops. Each entry says its criteria beside its result (``judge``); figures come from
+the observer, the nodes' own summary, the emulators, the recording and the audit trail.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from telesurgery.bench.faults.judge import (
     SPEED_MARGIN,
     STEP_MARGIN_M,
     Losses,
+    growth,
     held_drift_mm,
     judge,
     mode_at,
@@ -91,6 +92,9 @@ def criteria(fault: Fault, opts: FaultOptions) -> str:
     if fault.expect_no_hold:
         out.append("no arm is held from the fault's start to 1 s after its end (the other "
                    "path, or the other copies, carry the commands)")
+    if fault.expect_commands:
+        out.append("no command number is lost on every path from the fault's start to 1 s "
+                   "after its end (the patient's count)")
     return "; ".join(out)
 
 
@@ -108,6 +112,7 @@ class _Driver:
         self.done = threading.Event()
         self.abort = threading.Event()
         self.observer: Observer | None = None
+        self.nodes: DemoNodes | None = None
         self.began_ns: int | None = None
         self.fault_ns: tuple[int, int] | None = None
         self.error: BaseException | None = None
@@ -115,6 +120,7 @@ class _Driver:
 
     def start(self, nodes: DemoNodes, monitor: Monitor) -> None:
         self.observer = Observer(monitor, self.arms)
+        self.nodes = nodes
         self._thread = threading.Thread(target=self._run, args=(nodes,),
                                         name="fault-driver", daemon=True)
         self._thread.start()
@@ -201,7 +207,7 @@ def _run(fault: Fault, opts: FaultOptions, workdir: Path, record: Path,
     try:
         summary = run_demo(DemoOptions(duration_s=None,
                                        link=None if fault.bedside else opts.link,
-                                       video=False, record=record, workdir=workdir,
+                                       video=fault.video, record=record, workdir=workdir,
                                        log_level=opts.log_level, pin_sites=opts.pin_sites,
                                        backup=fault.bedside,
                                        backup_web_port=0 if fault.bedside else None,
@@ -241,6 +247,22 @@ def _run(fault: Fault, opts: FaultOptions, workdir: Path, record: Path,
     if fault.expect_no_hold:
         window_s = (end - begin) * 1e-9 + NO_HOLD_AFTER_S
         checks["no_hold"] = not any(0 <= h["at_s"] <= window_s for h in shown["holds"])
+    after_ns = end + round(NO_HOLD_AFTER_S * 1e9)
+    # The same span just before the fault, as the run's own baseline: on a loaded machine
+    # commands are lost and arms held without any fault.
+    window_ns = after_ns - begin
+    with seen.lock:
+        lost = growth(seen.commands_lost, begin, after_ns)
+        freezes = growth(seen.video_freezes, begin, after_ns)
+        lost_before = growth(seen.commands_lost, begin - window_ns, begin)
+        freezes_before = growth(seen.video_freezes, begin - window_ns, begin)
+        injected = dict(seen.injected)
+    window_s = window_ns * 1e-9
+    holds = sum(1 for h in shown["holds"] if 0 <= h["at_s"] <= window_s)
+    holds_before = sum(1 for h in shown["holds"] if -window_s <= h["at_s"] < 0)
+    if fault.expect_commands:
+        # Unknown (no patient status on one side of the window) is not a pass.
+        checks["no_command_lost"] = lost == 0
     return {
         "name": fault.name,
         "passed": all(checks.values()),
@@ -263,6 +285,12 @@ def _run(fault: Fault, opts: FaultOptions, workdir: Path, record: Path,
         "emulators": summary.get("link", {}).get("emulators", {}),
         "recording": recording,
         "audit": audit,
+        "during_fault": {"window_s": round(window_s, 3), "commands_lost": lost,
+                         "holds": holds, "video_freezes": freezes,
+                         "before": {"commands_lost": lost_before, "holds": holds_before,
+                                    "video_freezes": freezes_before}},
+        **({"injected": injected} if injected else {}),
+        **({"video": _video(summary, driver.nodes)} if fault.video else {}),
     }
 
 
@@ -270,6 +298,16 @@ def _control(summary: dict[str, Any]) -> dict[str, Any]:
     c = summary.get("control", {})
     return {k: c.get(k) for k in ("sent", "applied", "stale_dropped", "rejected",
                                   "rejected_by_reason", "latency_ms")}
+
+
+def _video(summary: dict[str, Any], nodes: DemoNodes | None) -> dict[str, Any]:
+    """The console's picture over the run: its freezes (each clutched every arm; from its
+    own report, None without one) and the demo's video summary."""
+    freezes = None
+    if nodes is not None:
+        with contextlib.suppress(TelesurgeryError):
+            freezes = nodes.consoles[0].report().get("video_freezes")
+    return {"freezes": freezes, **summary.get("video", {})}
 
 
 def _audit(record: Path, allow_open: bool) -> dict[str, Any]:
