@@ -10,8 +10,9 @@ key for it (``handshake.Responder``); every agreement and every refused offer is
 to ``on_event`` (the audit trail).
 ``ConsoleKeys`` offers a key, seals every command under it, and keeps resending the
 same offer for as long as it runs: until the patient node answers, then as a keep-alive
-that holds its identity and brings back a key the node has forgotten; it offers anew
-when it sees a new patient session (the node restarted).
+that holds its identity and brings back a key the node has forgotten. A restarted
+patient node (a new session) answers that same offer with a new key, which the console
+takes once the node's state or status shows the new session.
 """
 
 from __future__ import annotations
@@ -195,21 +196,31 @@ class PatientKeys:
 
 class ConsoleKeys:
     """The console's end: one command key per patient session, its offer resent for as
-    long as the console runs (until answered, then as a keep-alive)."""
+    long as the console runs (until answered, then as a keep-alive).
+
+    One offer (one ephemeral key) serves the whole console session, whichever patient
+    node answers it: a restarted patient node (new process, new session id) hears the
+    keep-alive and binds this console session to that very offer (``Responder``), so a
+    fresh offer would be refused there as ``session_taken``. Its answer carries its own
+    fresh ephemeral key, hence a new command key; the console takes it once the patient's
+    state or status shows that session (``observe_patient``), and seals under the old
+    key until then (the new node refuses those commands and counts them).
+    """
 
     def __init__(self, z: zenoh.Session, keys: Keys, session_id: int,
                  creds: Credentials) -> None:
-        self._creds = creds
-        self._keys = keys
-        self._session_id = session_id
         self._cv = threading.Condition()
         self._initiator = Initiator(creds, keys.session, session_id)
-        self._waiting = True
-        """No answer to the current offer yet."""
         self._key: TagKey | None = None
         self.patient: int | None = None
         """The patient session the current key was agreed with."""
+        self._talking_to: int | None = None
+        """The patient session the console drives: the newest one its state or status
+        showed (None: none seen, and no key yet). Only its answers may replace the key, so
+        that an answer of an earlier patient run (replayed) cannot take it back."""
         self.patient_name: str | None = None
+        self.patient_changes = 0
+        """New patient sessions seen after the first (patient node restarts)."""
         self.refused: Counter[str] = Counter()
         """Answers refused, by reason (answers to other consoles are not counted)."""
         self._stop = False
@@ -229,12 +240,12 @@ class ConsoleKeys:
         name_os_thread()
         # Resent after the answer too: the patient node takes it as this session's
         # keep-alive (no second session of our certificate while we run) and restores our
-        # key from it if it had to forget it.
+        # key from it if it had to forget it; a restarted patient node agrees a key from it.
+        offer = self._initiator.offer()
         while True:
             with self._cv:
                 if self._stop:
                     return
-                offer = self._initiator.offer()
             self._offers.put(offer)
             with self._cv:
                 if not self._stop:
@@ -242,7 +253,14 @@ class ConsoleKeys:
 
     def _on_accept(self, msg: Message, _received_ns: int) -> None:
         with self._cv:
-            if not self._waiting:
+            if msg.session == self.patient:
+                # The keep-alive's answer from the patient our key is agreed with: the
+                # same key again, nothing to check (five a second per console).
+                return
+            if self._talking_to is not None and msg.session != self._talking_to:
+                # A patient session we do not drive: a new node whose state has not
+                # reached us yet answers again within OFFER_RETRY_S; an old one's answer
+                # is a replay.
                 return
             try:
                 key, name = self._initiator.complete(msg)
@@ -252,22 +270,27 @@ class ConsoleKeys:
                     log.warning("refused the answer to our command-key offer: %s", exc)
                 return
             self._key, self.patient, self.patient_name = TagKey(key), msg.session, name
-            self._waiting = False
+            self._talking_to = msg.session
             self._cv.notify_all()
         log.info("command key agreed with %s (patient session %016x)", name, msg.session)
 
     def observe_patient(self, session: int) -> None:
-        """The patient node's session as its state shows it: a new one (the node
-        restarted) gets a new key; commands keep the old one until it is agreed."""
-        if self.patient is None or session == self.patient:
+        """The patient node's session as its state or status shows it: a new one (the node
+        restarted) gets its own key, from its answer to our offer; commands keep the old
+        key until then. Called for every state message: one comparison when nothing
+        changed."""
+        if session == self._talking_to:
             return
         with self._cv:
-            if not self._waiting:
-                log.info("new patient session %016x; agreeing a new command key", session)
-                self._initiator = Initiator(self._creds, self._keys.session, self._session_id)
-                self._waiting = True
-                self.patient = session
-                self._cv.notify_all()
+            if session == self._talking_to:
+                return
+            first = self._talking_to is None
+            self._talking_to = session
+            if not first:
+                self.patient_changes += 1
+        if not first:
+            log.warning("new patient session %016x (the patient node restarted?); agreeing "
+                        "a new command key with it", session)
 
     def seal(self, msg: Message) -> bytes:
         """``msg`` tagged under the current key (untagged before the first agreement)."""
@@ -280,8 +303,12 @@ class ConsoleKeys:
             return self._cv.wait_for(lambda: self._key is not None, timeout_s)
 
     def status(self) -> dict[str, Any]:
-        """Whether a key is agreed, with whom, and answers refused."""
+        """Whether a key is agreed, with whom, whether it is the key of the patient session
+        the console drives (``key_current``: false while a restarted node's is agreed),
+        patient sessions changed, and answers refused."""
         return {"key": self.ready, "patient": self.patient_name,
+                "key_current": self.ready and self.patient == self._talking_to,
+                "patient_changes": self.patient_changes,
                 "answers_refused": dict(self.refused)}
 
     def close(self) -> None:
