@@ -287,7 +287,18 @@ class FixedRateLoop:
 
     def run(self, body: Callable[[int], None], stop: threading.Event,
             duration_s: float | None = None) -> None:
-        """Run until ``stop`` is set or ``duration_s`` [s] has passed."""
+        """Run until ``stop`` is set or ``duration_s`` [s] has passed. The calling thread
+        gets its scheduling policy back afterwards: a thread that ran a loop and goes on
+        (a test's, a tool's) must not start every later process real-time."""
+        policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+        try:
+            self._run(body, stop, duration_s)
+        finally:
+            with contextlib.suppress(PermissionError, OSError):
+                os.sched_setscheduler(0, policy, param)
+
+    def _run(self, body: Callable[[int], None], stop: threading.Event,
+             duration_s: float | None) -> None:
         if self.realtime:
             set_realtime_thread()
         if self.name is not None:
