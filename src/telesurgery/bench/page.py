@@ -12,6 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
+from telesurgery.clock import normal_priority_workers
 from telesurgery.demo.monitor import Monitor
 from telesurgery.errors import ConfigError, TelesurgeryError
 
@@ -56,10 +57,15 @@ class HeadlessPage:
         self.page: Any = None
 
     def __enter__(self) -> Self:
-        self._playwright = self._manager.start()
+        # The browser is the surgeon's screen, not control: started from a real-time
+        # thread, Playwright's driver and Chromium would inherit SCHED_FIFO, and a driver
+        # spinning at it starves whatever shares its CPU at that priority or below.
+        with normal_priority_workers():
+            self._playwright = self._manager.start()
         try:
-            self._browser = self._playwright.chromium.launch(
-                executable_path=str(self._chromium), args=list(CHROMIUM_ARGS))
+            with normal_priority_workers():
+                self._browser = self._playwright.chromium.launch(
+                    executable_path=str(self._chromium), args=list(CHROMIUM_ARGS))
         except self._error as exc:
             self._playwright.stop()
             # Playwright's message runs to pages of browser log; its first line says why.
