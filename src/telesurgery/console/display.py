@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 import zenoh
 
 from telesurgery.clock import now_ns
-from telesurgery.console.video import ConsoleVideo, VideoAge, video_age
+from telesurgery.console.video import ConsoleVideo, VideoAge
 from telesurgery.console.web.access import announcement
 from telesurgery.console.web.protocol import Action, HandInput
 from telesurgery.console.web.server import WebConsole
@@ -241,11 +241,13 @@ class SurgeonDisplay:
             alarms.append("patient node silent")
         if self.video is not None:
             v = self.video.status()
-            newest, now = self.video.newest_capture_ns, now_ns()
-            age, old_ms = video_age(newest, now), (now - newest) * 1e-6
+            # The teleoperation loop's own verdict: the alarm says what it does with the arms
+            # (still clutched while a returned picture has not yet been fresh for a second).
+            age = self.node.picture.verdict
+            old_ms = (now_ns() - self.video.newest_capture_ns) * 1e-6
             if age is VideoAge.FROZEN:
                 alarms.append(f"video frozen: newest frame {old_ms:.0f} ms old; instruments "
-                              "clutched until it comes back")
+                              "clutched until it has been fresh for a second")
             elif age is VideoAge.LATE:
                 alarms.append(f"video late: newest frame {old_ms:.0f} ms old")
             if v["decoder"]["waiting_for_keyframe"] and self.video.received:

@@ -86,6 +86,8 @@ class ConsoleNode:
         self.sent_servo_cp = 0
         self.driving_ns = 0
         """Time [ns] spent streaming commands (the rest: not in control)."""
+        self.picture = PictureCheck()
+        """The loop's verdict on the surgeon's picture (the page's alarms read it)."""
         self.video_freezes = 0
         """Times the picture froze (``VideoAge.FROZEN``) and the arms were clutched."""
         self.loop = FixedRateLoop(config.rate_hz, realtime=config.realtime, name="teleop")
@@ -283,7 +285,7 @@ class ConsoleNode:
         driving = False
         last = 0
         video = self.display.video if self.display is not None else None
-        picture = PictureCheck()
+        picture = self.picture
 
         def teleop(now: int) -> None:
             nonlocal next_status, driving, last
