@@ -13,6 +13,8 @@ import pytest
 
 from telesurgery.console.web.access import announced_url
 
+from ..waiting import wait_until
+
 pytestmark = pytest.mark.integration
 
 
@@ -32,14 +34,28 @@ def test_ctrl_c_stops_every_node_and_writes_the_summary(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "telesurgery", "demo", "--headless", "--duration", "600",
          "--summary", str(summary), "--workdir", str(work), "--log-level", "info"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    chunks: list[bytes] = []
+    stream = proc.stderr
+    assert stream is not None
+    reader = threading.Thread(target=lambda: chunks.extend(iter(stream.readline, b"")),
+                              daemon=True)
+    reader.start()
     try:
         _wait_for(work / "console.log", "streaming commands", proc, 90.0)
+        # The demo names the page once its monitor has heard the console, a moment after the
+        # console streams; Ctrl-C before that would stop a demo that had not named it yet.
+        wait_until(lambda: b"surgeon console page: " in b"".join(chunks) or proc.poll() is not None,
+                   "the demo to print the console page's URL", 90.0)
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
+        reader.join(timeout=10)
+        stream.close()
+    err = b"".join(chunks)
     assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
     assert b"Traceback" not in err
     data = json.loads(summary.read_text())
