@@ -10,7 +10,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Final, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -163,6 +163,16 @@ class SecurityConfig(_Strict):
         return self
 
 
+FORCE_CAP_N: Final = 8.0
+"""Default cap [N] on the force at an instrument's tip: the 6 to 8 N that ureteral studies
+identify as a safety threshold (Science of Surgical Force scoping review, J Endourol 2025,
+doi:10.1177/08927790251394738); da Vinci 5's force feedback brought the median peak force
+on tissue to 10.1 N. The patient's supervisor limits motion into contact beyond it; the
+console's page alarms and sounds above it."""
+GRIP_CAP_N: Final = 8.0
+"""Default cap [N] on what the jaws squeeze: our choice, the same threshold as the tip's."""
+
+
 class SafetyConfig(_Strict):
     """Limits the safety supervisor enforces on every command.
 
@@ -183,6 +193,10 @@ class SafetyConfig(_Strict):
     max_angular_speed_rad_s: PositiveFloat = 4.0
     max_jaw_speed_rad_s: PositiveFloat = 8.0
     rcm_min_distance_m: PositiveFloat = 0.045
+    force_cap_n: PositiveFloat = FORCE_CAP_N
+    """Force at the tip [N] above which motion into contact stops (``FORCE_CAP_N``)."""
+    grip_cap_n: PositiveFloat = GRIP_CAP_N
+    """Grip [N] above which the jaws close no further (``GRIP_CAP_N``)."""
     workspace_min_m: Vec3 = (-0.12, -0.12, -0.235)
     workspace_max_m: Vec3 = (0.12, 0.12, -0.05)
 
@@ -262,6 +276,8 @@ class ConsoleConfig(_Strict):
     trajectory: Path | None = None
     rate_hz: PositiveFloat = 1000.0
     scale: Annotated[float, Field(gt=0.0, le=1.0)] = 0.2
+    force_cap_n: PositiveFloat = FORCE_CAP_N
+    """Force at the tip [N] above which the surgeon's page alarms and sounds."""
     tremor: TremorConfig = TremorConfig()
     realtime: bool = True
     zenoh: ZenohConfig = ZenohConfig(connect=["tcp/127.0.0.1:7448"])

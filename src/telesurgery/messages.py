@@ -12,6 +12,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from telesurgery.geometry import Vec3
 from telesurgery.types import ArmMode, LabelledEnum, OperatingState, Pose, SafetyState, Wrench
 
 
@@ -106,8 +107,11 @@ class CommandBundle:
 @dataclass(frozen=True, slots=True)
 class MeasuredCP:
     """``measured_cp``: tip pose and setpoint [m, quaternion], jaw [rad], which command
-    produced the setpoint (``applied_seq``, ``applied_sample_ns``), and what the safety
-    supervisor does with this arm's commands (``mode``: a held arm waits for a clutch)."""
+    produced the setpoint (``applied_seq``, ``applied_sample_ns``), what the safety
+    supervisor does with this arm's commands (``mode``: a held arm waits for a clutch),
+    and the force at the tip [N, base frame] and the jaws' grip [N] as ``measured_cf``
+    reports them: what a console shows and renders at the state rate, on the control
+    path, without subscribing to ``measured_cf`` as well."""
 
     TYPE: ClassVar[MessageType] = MessageType.MEASURED_CP
     arm: str
@@ -118,6 +122,8 @@ class MeasuredCP:
     applied_sample_ns: int
     operating_state: OperatingState
     mode: ArmMode
+    force: Vec3 = (0.0, 0.0, 0.0)
+    grip: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,11 +150,13 @@ class MeasuredJS:
 
 @dataclass(frozen=True, slots=True)
 class MeasuredCF:
-    """``measured_cf``: tool-tip wrench [N, N m] in the robot base frame."""
+    """``measured_cf``: tool-tip wrench [N, N m] in the robot base frame, and what the
+    jaws squeeze [N] (``grip``)."""
 
     TYPE: ClassVar[MessageType] = MessageType.MEASURED_CF
     arm: str
     wrench: Wrench
+    grip: float = 0.0
 
 
 class SafetyCause(LabelledEnum):

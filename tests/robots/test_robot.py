@@ -288,9 +288,12 @@ def test_measured_cf_sums_every_tool_contact_about_the_tip(robot: SimRobot) -> N
         glide(robot, arm, (float(tab[0]), float(tab[1]), tab_top - below_top), 0.8, seconds)
         force, torque, n1, n2 = _wrench_by_numpy(robot, arm)
         first, second = first + n1, second + n2
+        raw = arm._contacts() or (0.0,) * 7
+        np.testing.assert_allclose(raw[:3], force, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(raw[3:6], torque, rtol=1e-12, atol=1e-12)
+        # The sensor's reading is that, low-passed: after half a second at rest, close to it.
         cf = arm.measured_cf()
-        np.testing.assert_allclose(cf.force, force, rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(cf.torque, torque, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(cf.force, force, rtol=0.05, atol=0.05)
         assert arm.measured_cf() is cf  # the same wrench until the physics steps
     assert first > 0
     assert second > 0

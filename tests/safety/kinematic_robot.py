@@ -67,6 +67,9 @@ class KinematicArm(Arm):
     def measured_cf(self) -> Wrench:
         return Wrench()
 
+    def grip_force(self) -> float:
+        return 0.0
+
     def servo_cp(self, goal: Pose) -> Pose:
         self._require_enabled("servo_cp")
         self.servo_calls += 1

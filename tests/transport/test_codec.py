@@ -41,74 +41,77 @@ from telesurgery.transport.codec import (
 )
 from telesurgery.types import ArmMode, OperatingState, Pose, SafetyState, Wrench
 
-# Frozen bytes of version 1: a change here breaks every deployed peer, so it must be deliberate.
+# Frozen bytes of version 2 (version 1 had no force in MEASURED_CP and no grip in
+# MEASURED_CF): a change here breaks every deployed peer, so it must be deliberate.
 FIXTURES = {
-    "54530101000008070605040302012a0000000000000000ca9a3b000000000470736d3100c0878b3b00000000"
+    "54530201000008070605040302012a0000000000000000ca9a3b000000000470736d3100c0878b3b00000000"
     "7b14ae47e17a843f7b14ae47e17a94bf9a9999999999b9bf000000000000f03f00000000000000000000000000"
     "0000000000000000000000": Message(
         0x0102030405060708, 42, 1_000_000_000,
         ServoCP("psm1", Pose((0.01, -0.02, -0.1), (1.0, 0.0, 0.0, 0.0)), 999_000_000, False)),
-    "5453010200000100000000000000020000000000000003000000000000000470736d320400000000000000"
+    "5453020200000100000000000000020000000000000003000000000000000470736d320400000000000000"
     "000000000000e03f": Message(1, 2, 3, JawServoJP("psm2", 0.5, 4)),
     # Header, then: state HOLD, previous ENGAGED, robot ENABLED, cause WATCHDOG, modes
     # FOLLOWING -> HELD; arm "psm1"; reason "watchdog".
-    "545301060000010000000000000001000000000000000500000000000000" "010201060200"
+    "545302060000010000000000000001000000000000000500000000000000" "010201060200"
     "0470736d31" "087761746368646f67": Message(1, 1, 5, SafetyEvent(
         SafetyState.HOLD, SafetyState.ENGAGED, OperatingState.ENABLED, SafetyCause.WATCHDOG,
         "watchdog", "psm1", ArmMode.FOLLOWING, ArmMode.HELD)),
     # The supervisor as a whole: ESTOP from ENGAGED, cause ESTOP, no modes (ff), no arm.
-    "545301060000010000000000000002000000000000000600000000000000" "03020103ffff" "00"
+    "545302060000010000000000000002000000000000000600000000000000" "03020103ffff" "00"
     "0473746f70": Message(1, 2, 6, SafetyEvent(
         SafetyState.ESTOP, SafetyState.ENGAGED, OperatingState.ENABLED, SafetyCause.ESTOP,
         "stop")),
     # arm; measured pose (x y z, w x y z); setpoint; jaw; applied seq, sample [ns]; ENABLED,
-    # FOLLOWING.
-    "545301030000020000000000000003000000000000000400000000000000" "0470736d31"
+    # FOLLOWING; force at the tip [N]; grip [N].
+    "545302030000020000000000000003000000000000000400000000000000" "0470736d31"
     "000000000000e03f" "0000000000000000" "000000000000d0bf"
     "000000000000f03f" "0000000000000000" "0000000000000000" "0000000000000000"
     "000000000000e03f" "0000000000000000" "000000000000e0bf"
     "0000000000000000" "000000000000f03f" "0000000000000000" "0000000000000000"
-    "000000000000d03f" "0700000000000000" "0800000000000000" "0102": Message(2, 3, 4, MeasuredCP(
-        "psm1", Pose((0.5, 0.0, -0.25), (1.0, 0.0, 0.0, 0.0)),
-        Pose((0.5, 0.0, -0.5), (0.0, 1.0, 0.0, 0.0)), 0.25, 7, 8, OperatingState.ENABLED,
-        ArmMode.FOLLOWING)),
+    "000000000000d03f" "0700000000000000" "0800000000000000" "0102"
+    "000000000000e03f" "0000000000000000" "00000000000000c0" "000000000000f03f":
+        Message(2, 3, 4, MeasuredCP(
+            "psm1", Pose((0.5, 0.0, -0.25), (1.0, 0.0, 0.0, 0.0)),
+            Pose((0.5, 0.0, -0.5), (0.0, 1.0, 0.0, 0.0)), 0.25, 7, 8, OperatingState.ENABLED,
+            ArmMode.FOLLOWING, (0.5, 0.0, -2.0), 1.0)),
     # arm; 2 joints; positions; velocities.
-    "545301040000020000000000000004000000000000000500000000000000" "0470736d32" "02"
+    "545302040000020000000000000004000000000000000500000000000000" "0470736d32" "02"
     "000000000000e03f" "000000000000f0bf" "0000000000000040" "0000000000000000":
         Message(2, 4, 5, MeasuredJS("psm2", (0.5, -1.0), (2.0, 0.0))),
-    # arm; force [N]; torque [N m].
-    "545301050000020000000000000005000000000000000600000000000000" "0470736d31"
+    # arm; force [N]; torque [N m]; grip [N].
+    "545302050000020000000000000005000000000000000600000000000000" "0470736d31"
     "000000000000f03f" "0000000000000000" "00000000000000c0"
-    "0000000000000000" "000000000000e03f" "0000000000000000":
-        Message(2, 5, 6, MeasuredCF("psm1", Wrench((1.0, 0.0, -2.0), (0.0, 0.5, 0.0)))),
+    "0000000000000000" "000000000000e03f" "0000000000000000" "0000000000000440":
+        Message(2, 5, 6, MeasuredCF("psm1", Wrench((1.0, 0.0, -2.0), (0.0, 0.5, 0.0)), 2.5)),
     # camera; 640 x 480; keyframe; index 3; capture 9 [ns]; applied seq 7, sample 8 [ns];
     # 5 bytes of data.
-    "545301080000040000000000000001000000000000000200000000000000" "0365636d" "8002" "e001"
+    "545302080000040000000000000001000000000000000200000000000000" "0365636d" "8002" "e001"
     "01" "0300000000000000" "0900000000000000" "0700000000000000" "0800000000000000"
     "05000000" "0000000165": Message(4, 1, 2, VideoFrame(
         "ecm", 640, 480, True, 3, 9, 7, 8, b"\x00\x00\x00\x01\x65")),
-    "545301090000050000000000000001000000000000006400000000000000" "0161":
+    "545302090000050000000000000001000000000000006400000000000000" "0161":
         Message(5, 1, 100, SyncRequest("a")),
     # path; request seq; t0, t1 [ns].
-    "5453010a000006000000000000000100000000000000c800000000000000" "0161"
+    "5453020a000006000000000000000100000000000000c800000000000000" "0161"
     "0100000000000000" "6400000000000000" "9600000000000000":
         Message(6, 1, 200, SyncReply("a", 1, 100, 150)),
     # ephemeral key (32 bytes); certificate (u16 length, DER); signature (u16 length).
-    "5453010b0000070000000000000001000000000000000100000000000000"
+    "5453020b0000070000000000000001000000000000000100000000000000"
     "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f" "05003003020101"
     "0200aabb": Message(7, 1, 1, KeyOffer(bytes(range(32)), b"\x30\x03\x02\x01\x01",
                                           b"\xaa\xbb")),
     # console session; ephemeral key; certificate; signature.
-    "5453010c0000080000000000000001000000000000000100000000000000" "0700000000000000"
+    "5453020c0000080000000000000001000000000000000100000000000000" "0700000000000000"
     "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f" "02003000" "0100cc":
         Message(8, 1, 1, KeyAccept(7, bytes(range(32, 64)), b"\x30\x00", b"\xcc")),
-    "54530107000009000000000000000900000000000000090000000000000007007b2261223a317d":
+    "54530207000009000000000000000900000000000000090000000000000007007b2261223a317d":
         Message(9, 9, 9, Status({"a": 1})),
-    "5453010d0000030000000000000007000000000000000b00000000000000033412000000000000066261636b"
+    "5453020d0000030000000000000007000000000000000b00000000000000033412000000000000066261636b"
     "7570": Message(3, 7, 11, ControlRequest(ControlAction.GRANT, "backup", 0x1234)),
     # 2 commands: SERVO_CP (arm, clutch pressed, sample 9 [ns], pose), then JAW_SERVO_JP
     # (arm, sample 9 [ns], angle 0.25 rad).
-    "5453010e0000030000000000000008000000000000000c00000000000000" "02"
+    "5453020e0000030000000000000008000000000000000c00000000000000" "02"
     "01" "0470736d31" "01" "0900000000000000"
     "000000000000e03f" "0000000000000000" "000000000000d0bf"
     "000000000000f03f" "0000000000000000" "0000000000000000" "0000000000000000"
@@ -116,12 +119,14 @@ FIXTURES = {
         ServoCP("psm1", Pose((0.5, 0.0, -0.25), (1.0, 0.0, 0.0, 0.0)), 9, True),
         JawServoJP("psm1", 0.25, 9)))),
     # 1 arm, then its MEASURED_CP body as above.
-    "5453010f0000020000000000000009000000000000000400000000000000" "01" "0470736d31"
+    "5453020f0000020000000000000009000000000000000400000000000000" "01" "0470736d31"
     "000000000000e03f" "0000000000000000" "000000000000d0bf"
     "000000000000f03f" "0000000000000000" "0000000000000000" "0000000000000000"
     "000000000000e03f" "0000000000000000" "000000000000e0bf"
     "0000000000000000" "000000000000f03f" "0000000000000000" "0000000000000000"
-    "000000000000d03f" "0700000000000000" "0800000000000000" "0102": Message(2, 9, 4, StateBundle(
+    "000000000000d03f" "0700000000000000" "0800000000000000" "0102"
+    "0000000000000000" "0000000000000000" "0000000000000000" "0000000000000000":
+        Message(2, 9, 4, StateBundle(
         (MeasuredCP("psm1", Pose((0.5, 0.0, -0.25), (1.0, 0.0, 0.0, 0.0)),
                     Pose((0.5, 0.0, -0.5), (0.0, 1.0, 0.0, 0.0)), 0.25, 7, 8,
                     OperatingState.ENABLED, ArmMode.FOLLOWING),))),
@@ -147,7 +152,7 @@ def test_servo_cp_is_compact() -> None:
 
 def _status(body: bytes) -> bytes:
     """A STATUS message around ``body``, however long it says it is."""
-    return b"TS\x01\x07" + bytes(26) + len(body).to_bytes(2, "little") + body
+    return b"TS\x02\x07" + bytes(26) + len(body).to_bytes(2, "little") + body
 
 
 BOMB = b"[" * 5000
@@ -160,33 +165,33 @@ BOMB = b"[" * 5000
         (b"", "message too short: 0 bytes, the header alone is 30", CodecReason.TRUNCATED),
         (b"XX" + bytes(28), "bad magic b'XX', expected b'TS': not a telesurgery message",
          CodecReason.BAD_MAGIC),
-        (b"TS\x02\x01" + bytes(26), "protocol version 2 is not supported",
+        (b"TS\x01\x01" + bytes(26), "protocol version 1 is not supported",
          CodecReason.BAD_VERSION),
-        (b"TS\x01\x63" + bytes(26), "message type 99 is unknown; valid: 1=SERVO_CP",
+        (b"TS\x02\x63" + bytes(26), "message type 99 is unknown; valid: 1=SERVO_CP",
          CodecReason.UNKNOWN_TYPE),
-        (b"TS\x01\x01\x02" + bytes(25), "header flags 0x02/0x00 are not understood",
+        (b"TS\x02\x01\x02" + bytes(25), "header flags 0x02/0x00 are not understood",
          CodecReason.BAD_FLAGS),
-        (b"TS\x01\x01\x01" + bytes(25), "message flagged as tagged is 30 bytes, too short",
+        (b"TS\x02\x01\x01" + bytes(25), "message flagged as tagged is 30 bytes, too short",
          CodecReason.TRUNCATED),
-        (b"TS\x01\x01" + bytes(26), "SERVO_CP body truncated: needs 31 bytes, got 30",
+        (b"TS\x02\x01" + bytes(26), "SERVO_CP body truncated: needs 31 bytes, got 30",
          CodecReason.TRUNCATED),
-        (b"TS\x01\x02" + bytes(26) + b"\x01/" + bytes(16),
+        (b"TS\x02\x02" + bytes(26) + b"\x01/" + bytes(16),
          "JAW_SERVO_JP.arm '/' is not a valid arm name", CodecReason.BAD_FIELD),
-        (b"TS\x01\x06" + bytes(26) + b"\x07\x00\x00\x01\xff\xff\x00\x00",
+        (b"TS\x02\x06" + bytes(26) + b"\x07\x00\x00\x01\xff\xff\x00\x00",
          "SAFETY_EVENT.state 7 is unknown; valid: 0=DISABLED", CodecReason.BAD_FIELD),
-        (b"TS\x01\x06" + bytes(26) + b"\x01\x00\x01\x63\xff\xff\x00\x00",
+        (b"TS\x02\x06" + bytes(26) + b"\x01\x00\x01\x63\xff\xff\x00\x00",
          "SAFETY_EVENT.cause 99 is unknown; valid: 1=ENABLED", CodecReason.BAD_FIELD),
-        (b"TS\x01\x06" + bytes(26) + b"\x01\x00\x01\x01\x00\x00\x00\x00",
+        (b"TS\x02\x06" + bytes(26) + b"\x01\x00\x01\x01\x00\x00\x00\x00",
          "SAFETY_EVENT names no arm but modes 0 and 0", CodecReason.BAD_FIELD),
-        (b"TS\x01\x06" + bytes(26) + b"\x01\x02\x01\x06\x02\xff\x04psm1\x00",
+        (b"TS\x02\x06" + bytes(26) + b"\x01\x02\x01\x06\x02\xff\x04psm1\x00",
          "SAFETY_EVENT.mode_after 255 is unknown; valid: 0=HELD", CodecReason.BAD_FIELD),
-        (b"TS\x01\x0e" + bytes(26) + b"\x00", "COMMAND_BUNDLE announces 0 commands",
+        (b"TS\x02\x0e" + bytes(26) + b"\x00", "COMMAND_BUNDLE announces 0 commands",
          CodecReason.BAD_FIELD),
-        (b"TS\x01\x0e" + bytes(26) + b"\x11", "COMMAND_BUNDLE announces 17 commands",
+        (b"TS\x02\x0e" + bytes(26) + b"\x11", "COMMAND_BUNDLE announces 17 commands",
          CodecReason.BAD_FIELD),
-        (b"TS\x01\x0e" + bytes(26) + b"\x01\x03", "COMMAND_BUNDLE holds a message of type 3",
+        (b"TS\x02\x0e" + bytes(26) + b"\x01\x03", "COMMAND_BUNDLE holds a message of type 3",
          CodecReason.BAD_FIELD),
-        (b"TS\x01\x0f" + bytes(26) + b"\x00", "STATE_BUNDLE announces 0 arms",
+        (b"TS\x02\x0f" + bytes(26) + b"\x00", "STATE_BUNDLE announces 0 arms",
          CodecReason.BAD_FIELD),
         (_status(b"[]"), "STATUS body must be a JSON object", CodecReason.BAD_BODY),
         (_status(b"{"), "STATUS body is not valid JSON", CodecReason.BAD_BODY),

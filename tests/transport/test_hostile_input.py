@@ -53,7 +53,7 @@ SESSION = "hostile"
 KEYS = Keys(SESSION)
 WAIT_S = 60.0
 SESSION_LOG = "telesurgery.transport.session"
-BOMB = b"TS\x01\x07" + bytes(26) + (5000).to_bytes(2, "little") + b"[" * 5000
+BOMB = b"TS\x02\x07" + bytes(26) + (5000).to_bytes(2, "little") + b"[" * 5000
 """A STATUS message whose 5 kB body opens 5,000 JSON arrays."""
 BOMBS = 20
 
@@ -161,7 +161,7 @@ def _fuzzed(rng: random.Random, valid: list[bytes]) -> bytes:
     if how == 5:
         depth = rng.randrange(1, 3000)
         body = b"[" * depth + b"]" * rng.choice((0, depth))
-        return b"TS\x01\x07" + bytes(26) + len(body).to_bytes(2, "little") + body
+        return b"TS\x02\x07" + bytes(26) + len(body).to_bytes(2, "little") + body
     raw = bytearray(rng.choice(valid))
     if how == 1:
         for _ in range(rng.randrange(1, 4)):

@@ -222,8 +222,10 @@ class PatientNode:
             arm = self.robot.arms[name]
             seq, sample_ns = self.supervisor.applied(name)
             jaw = arm.jaw_measured_js()
+            wrench, grip = arm.measured_cf(), arm.grip_force()
             state = MeasuredCP(name, arm.measured_cp(), arm.setpoint_cp(), jaw.position[0],
-                               seq, sample_ns, op, self.supervisor.mode(name))
+                               seq, sample_ns, op, self.supervisor.mode(name), wrench.force,
+                               grip)
             states.append(state)
             if cp.wanted:
                 cp.put(state)
@@ -236,7 +238,7 @@ class PatientNode:
             else:
                 js.skip()
             if cf.wanted:
-                cf.put(MeasuredCF(name, arm.measured_cf()))
+                cf.put(MeasuredCF(name, wrench, grip))
             else:
                 cf.skip()
         pubs.bundle.put(StateBundle(tuple(states)))

@@ -29,6 +29,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+from telesurgery.geometry import Vec3
 from telesurgery.messages import AnyBody, Message, MessageType, VideoFrame
 from telesurgery.transport.codec import decode, encode
 from telesurgery.types import Pose, Wrench
@@ -141,6 +142,7 @@ class _Field:
 _SIMPLE: dict[Any, _Field] = {
     Pose: _Field(_pose, _pose_of, _POSE_SCHEMA),
     Wrench: _Field(_wrench, _wrench_of, _WRENCH_SCHEMA),
+    Vec3: _Field(_xyz, _vec3, _numbers("xyz", "vector")),
     bool: _Field(bool, _strict(bool), {"type": "boolean"}),
     int: _Field(int, _integer, _INTEGER),
     float: _Field(_finite, _number, _NUMBER),

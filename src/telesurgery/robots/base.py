@@ -48,6 +48,10 @@ class Arm(ABC):
         """Tool-tip wrench from contacts [N, N m], in the base frame."""
 
     @abstractmethod
+    def grip_force(self) -> float:
+        """What the jaws squeeze [N] (0 with nothing held)."""
+
+    @abstractmethod
     def servo_cp(self, goal: Pose) -> Pose:
         """Track ``goal`` from the next servo tick; returns the pose actually commanded.
 

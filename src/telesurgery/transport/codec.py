@@ -57,7 +57,7 @@ from telesurgery.messages import (
 from telesurgery.types import ArmMode, OperatingState, Pose, SafetyState, Wrench
 
 MAGIC = b"TS"
-VERSION = 1
+VERSION = 2
 _HEADER = struct.Struct("<2sBBBBQQq")
 HEADER_SIZE = _HEADER.size
 FLAGS_OFFSET = 4
@@ -155,7 +155,9 @@ _POSE = struct.Struct("<7d")
 _SERVO_CP = struct.Struct("<Bq")
 _JAW = struct.Struct("<qd")
 _MEASURED_CP_TAIL = struct.Struct("<QqBB")
-_VEC6 = struct.Struct("<6d")
+_MEASURED_CP_FORCE = struct.Struct("<4d")
+"""MEASURED_CP's force at the tip [N] and grip [N], after its tail."""
+_VEC6_GRIP = struct.Struct("<7d")
 _SAFETY = struct.Struct("<6B")
 
 
@@ -195,7 +197,8 @@ def _pack_measured_cp(b: MeasuredCP) -> bytes:
     return (_text(b.arm, "arm") + _pack_pose(b.measured) + _pack_pose(b.setpoint)
             + struct.pack("<d", b.jaw)
             + _MEASURED_CP_TAIL.pack(b.applied_seq, b.applied_sample_ns,
-                                     int(b.operating_state), int(b.mode)))
+                                     int(b.operating_state), int(b.mode))
+            + _MEASURED_CP_FORCE.pack(*b.force, b.grip))
 
 
 def _unpack_measured_cp(r: _Reader) -> MeasuredCP:
@@ -203,9 +206,10 @@ def _unpack_measured_cp(r: _Reader) -> MeasuredCP:
     measured, setpoint = _pose(r), _pose(r)
     (jaw,) = r.take(_F64)
     seq, sample_ns, op, mode = r.take(_MEASURED_CP_TAIL)
+    fx, fy, fz, grip = r.take(_MEASURED_CP_FORCE)
     return MeasuredCP(arm, measured, setpoint, jaw, seq, sample_ns,
-               _enum(OperatingState, op, "MEASURED_CP.operating_state"),
-               _enum(ArmMode, mode, "MEASURED_CP.mode"))
+                      _enum(OperatingState, op, "MEASURED_CP.operating_state"),
+                      _enum(ArmMode, mode, "MEASURED_CP.mode"), (fx, fy, fz), grip)
 
 
 
@@ -233,13 +237,13 @@ def _unpack_measured_js(r: _Reader) -> MeasuredJS:
 
 
 def _pack_measured_cf(b: MeasuredCF) -> bytes:
-    return _text(b.arm, "arm") + _VEC6.pack(*b.wrench.force, *b.wrench.torque)
+    return _text(b.arm, "arm") + _VEC6_GRIP.pack(*b.wrench.force, *b.wrench.torque, b.grip)
 
 
 def _unpack_measured_cf(r: _Reader) -> MeasuredCF:
     arm = _arm(r.text("arm"), "MEASURED_CF")
-    v = r.take(_VEC6)
-    return MeasuredCF(arm, Wrench((v[0], v[1], v[2]), (v[3], v[4], v[5])))
+    v = r.take(_VEC6_GRIP)
+    return MeasuredCF(arm, Wrench((v[0], v[1], v[2]), (v[3], v[4], v[5])), v[6])
 
 
 

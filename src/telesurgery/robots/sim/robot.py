@@ -25,6 +25,7 @@ import numpy as np
 from telesurgery.errors import KinematicsError, RobotError
 from telesurgery.geometry import FloatArray, Vec3, quat_to_rotation
 from telesurgery.robots.base import Arm, Robot
+from telesurgery.robots.sensor import ForceSensor
 from telesurgery.robots.sim.kinematics import (
     JOINT_NAMES,
     clamp_insertion_for_rcm,
@@ -35,6 +36,7 @@ from telesurgery.robots.sim.kinematics import (
     ik_nearest,
 )
 from telesurgery.robots.sim.model import (
+    TIMESTEP_S,
     finger_joint_names,
     joint_names,
     load_model,
@@ -103,7 +105,14 @@ class SimArm(Arm):
         is_tool = np.zeros(m.nbody, dtype=bool)
         is_tool[[m.body(b).id for b in tool_body_names(name)]] = True
         self._tool_geom = is_tool[m.geom_bodyid]
+        # Which finger each geom belongs to (1: finger a, 2: finger b, 0: neither), for
+        # the grip: what the two jaws squeeze between them.
+        finger = np.zeros(m.nbody, dtype=np.int8)
+        for side, body in enumerate(fingers, start=1):
+            finger[m.joint(body).bodyid[0]] = side
+        self._finger_geom = finger[m.geom_bodyid]
         self._force6 = np.zeros(6)
+        self._sensor = ForceSensor(7, 1.0 / TIMESTEP_S)
         self._base = robot.layout.base_pose(name)
         self._base_rot = quat_to_rotation(self._base.orientation)
         self._registration = robot.layout.camera.pose_opencv().inverse().compose(self._base)
@@ -137,31 +146,49 @@ class SimArm(Arm):
         return self._q_sp
 
     def measured_cf(self) -> Wrench:
-        """Sum of the contact wrenches on the instrument (wrist and jaws), about the tool
-        tip, in the base frame [N, N m]; what a grasped ring weighs shows here."""
+        """The contact wrench on the instrument (wrist and jaws), about the tool tip, in
+        the base frame [N, N m], as a sensor at the tip reports it (``robots.sensor``:
+        low-passed at 100 Hz); what a grasped ring weighs shows here."""
         if self._wrench is None:
-            self._wrench = self._contact_wrench()
+            v = self._sensor.value
+            self._wrench = Wrench((v[0], v[1], v[2]), (v[3], v[4], v[5]))
         return self._wrench
 
-    def _contact_wrench(self) -> Wrench:
+    def grip_force(self) -> float:
+        """What the jaws squeeze [N]: the smaller of the two fingers' contact forces
+        normal to what they touch, low-passed as ``measured_cf``; 0 with nothing held."""
+        return self._sensor.value[6]
+
+    def _sense(self) -> None:
+        """Feed this physics step's contacts to the sensor; every step, so that the
+        filter sees the contacts at the physics rate whoever reads it and when."""
+        self._sensor.update(self._contacts())
+
+    def _contacts(self) -> tuple[float, ...] | None:
+        """This step's raw contact wrench (base frame, about the tip) and grip [N, N m,
+        N], or None when the instrument touches nothing."""
         # In floats, one contact at a time: numpy's small temporaries (a 3x3 product and
         # np.cross per contact) cost 24 to 32 us a contact, 190 to 257 us for the 8 contacts
         # of a tool pressed into the board, against 22 us in floats (timeit, 2-core machine).
         m, d = self._robot.model, self._robot.data
-        on_tool = self._tool_geom[d.contact.geom]
+        geoms = d.contact.geom
+        on_tool = self._tool_geom[geoms]
         # ndarray.nonzero, not np.flatnonzero: 2.5 against 4.1 us when nothing touches.
         touching = (on_tool[:, 0] != on_tool[:, 1]).nonzero()[0]
         if touching.size == 0:
-            return Wrench()
-        tx, ty, tz = self._base.compose(self.measured_cp()).position
+            return None
+        tx, ty, tz = self._base.compose(fk(self._joints())).position
         f6 = self._force6
         fx = fy = fz = mx = my = mz = 0.0
-        for i, tool_first, frame, (px, py, pz) in zip(
+        squeeze = [0.0, 0.0, 0.0]
+        for i, tool_first, side, frame, (px, py, pz) in zip(
                 touching.tolist(), on_tool[touching, 0].tolist(),
+                self._finger_geom[geoms[touching]].max(axis=1).tolist(),
                 d.contact.frame[touching].tolist(), d.contact.pos[touching].tolist(),
                 strict=True):
             mujoco.mj_contactForce(m, d, i, f6)
             n, t1, t2 = f6[:3].tolist()
+            squeeze[side] += n
             # The contact force acts on geom2 along the normal from geom1 to geom2; the
             # frame's rows are the normal and the two tangents, in the world.
             s = -1.0 if tool_first else 1.0
@@ -174,10 +201,10 @@ class SimArm(Arm):
             my += rz * wx - rx * wz
             mz += rx * wy - ry * wx
         r = self._base_rot
-        return Wrench((r[0] * fx + r[3] * fy + r[6] * fz, r[1] * fx + r[4] * fy + r[7] * fz,
-                       r[2] * fx + r[5] * fy + r[8] * fz),
-                      (r[0] * mx + r[3] * my + r[6] * mz, r[1] * mx + r[4] * my + r[7] * mz,
-                       r[2] * mx + r[5] * my + r[8] * mz))
+        return (r[0] * fx + r[3] * fy + r[6] * fz, r[1] * fx + r[4] * fy + r[7] * fz,
+                r[2] * fx + r[5] * fy + r[8] * fz,
+                r[0] * mx + r[3] * my + r[6] * mz, r[1] * mx + r[4] * my + r[7] * mz,
+                r[2] * mx + r[5] * my + r[8] * mz, min(squeeze[1], squeeze[2]))
 
     def jaw_measured_js(self) -> JointState:
         """The jaw opening [rad] and its rate [rad/s]: the two fingers' sum."""
@@ -333,6 +360,8 @@ class SimRobot(Robot):
                 for arm in self._arms.values():
                     arm._write()
                 mujoco.mj_step(self.model, self.data)
+                for arm in self._arms.values():
+                    arm._sense()
         for arm in self._arms.values():
             arm._invalidate()
         if self.data.time >= self._next_check_s:
