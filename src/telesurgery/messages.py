@@ -160,9 +160,10 @@ class MeasuredCF:
 
 
 class SafetyCause(LabelledEnum):
-    """Why the safety supervisor changed its state or an arm's mode (wire id).
+    """Why the safety supervisor changed its state or an arm's mode (wire id), or, for the
+    force and grip caps, what it limits without changing either.
 
-    Each is what one supervisor transition says; the supervisor emits no other."""
+    Each is what one supervisor event says; the supervisor emits no other."""
 
     ENABLED = 1
     """``enable()``: DISABLED -> HOLD, every arm held until the console clutches."""
@@ -186,6 +187,14 @@ class SafetyCause(LabelledEnum):
     """The console's clutch: a held arm is armed, a following arm clutched."""
     ALIGNED_ENGAGE = 11
     """Clutch released with the hand aligned on the tool: the arm follows."""
+    FORCE_LIMIT = 12
+    """The force at the tip reached the cap: motion into contact stops (no mode changes)."""
+    FORCE_CLEARED = 13
+    """The force at the tip fell back under the cap."""
+    GRIP_LIMIT = 14
+    """The jaws' grip reached the cap: the jaws close no further."""
+    GRIP_CLEARED = 15
+    """The jaws' grip fell back under the cap."""
 
 
 @dataclass(frozen=True, slots=True)

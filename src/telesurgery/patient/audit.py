@@ -13,6 +13,8 @@ words)::
     state DISABLED                    disable
     cause ENABLED                     enable
     robot FAULT (operating state)     fault
+    cause force_limit, force_cleared,
+          grip_limit, grip_cleared    force_limit
     arm's mode_after held             hold      (watchdog, new session, hold(), handover)
     arm's mode_after armed / clutched clutch
     arm's mode_after following        engage
@@ -52,6 +54,8 @@ NODE: Final = "patient"
 SUMMARY_PERIOD_S: Final = 10.0
 """How often [s] changed rejection counts are summarised in the trail."""
 
+_CAP_CAUSES = (SafetyCause.FORCE_LIMIT, SafetyCause.FORCE_CLEARED, SafetyCause.GRIP_LIMIT,
+               SafetyCause.GRIP_CLEARED)
 _KIND_OF_MODE = {ArmMode.HELD: AuditKind.HOLD, ArmMode.ARMED: AuditKind.CLUTCH,
                  ArmMode.CLUTCHED: AuditKind.CLUTCH, ArmMode.FOLLOWING: AuditKind.ENGAGE}
 
@@ -71,6 +75,8 @@ def classify(ev: SafetyEvent) -> tuple[AuditKind, dict[str, Any]]:
         return AuditKind.ENABLE, data
     if ev.operating_state is OperatingState.FAULT:
         return AuditKind.FAULT, data
+    if ev.cause in _CAP_CAUSES:
+        return AuditKind.FORCE_LIMIT, data
     if ev.mode_after is not None:
         return _KIND_OF_MODE[ev.mode_after], data
     return (AuditKind.ENGAGE if ev.state is SafetyState.ENGAGED else AuditKind.HOLD), data

@@ -99,6 +99,8 @@ class AuditKind(enum.StrEnum):
     HOLD = "hold"
     ESTOP = "estop"
     FAULT = "fault"
+    FORCE_LIMIT = "force_limit"
+    """A force or grip cap reached or cleared (the cause says which)."""
     SAFETY_REJECTIONS_SUMMARY = "safety_rejections_summary"
     LINK_ALARM = "link_alarm"
     KEY_AGREED = "key_agreed"

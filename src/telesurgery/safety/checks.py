@@ -338,6 +338,53 @@ def stopping_pose(prev: Setpoint, limits: MotionLimits, dt_s: float) -> Pose:
     return Pose(_add(prev.pose.position, _scale(prev.velocity, travel)), prev.pose.orientation)
 
 
+CONTACT_ADMITTANCE_M_S_N = 0.005
+"""Speed [m/s] per newton of force error at which a tip held at the force cap moves along
+the contact's normal (out over the cap, in under it). Our choice: against the arm's own
+stiffness on a rigid surface (about 24 N/mm, the 237 N of ``bench holds``' 10 mm press) it
+corrects an eighth of the error each 1 ms tick, a time constant of about 8 ms, several
+times the force sensor's 2.3 ms delay, so the loop settles without ringing."""
+MAX_RETREAT_M_S = 0.05
+"""Fastest [m/s] a tip held at the force cap backs out by itself. Our choice: a fifth of
+the speed limit; it only undoes the last millimetres pressed."""
+CAP_CLEAR_FRACTION = 0.9
+"""A force or grip cap reached holds until the reading falls below this fraction of the cap
+(and, for the force, the hand moves away from the contact): hysteresis, so that a reading
+hovering at the cap neither chatters nor floods the trail."""
+
+
+def limit_contact(prev: Setpoint, planned: Setpoint, force: Vec3, cap_n: float,
+                  normal: Vec3 | None, workspace: Workspace,
+                  dt_s: float) -> tuple[Setpoint, Vec3 | None]:
+    """The setpoint one period ``dt_s`` [s] after ``prev`` that keeps the force at the tip
+    at the cap ``cap_n`` [N] once it reached it, and the contact's normal (unit, the way
+    the contact pushes the tip) while the cap holds (``normal`` on entry: the one the last
+    tick returned; None: not at the cap).
+
+    At the cap, motion along the normal is force-controlled: the tip moves out at
+    ``CONTACT_ADMITTANCE_M_S_N`` per newton over the cap and in, no faster than the hand
+    asks, per newton under it, whatever the hand does; motion along the surface and away
+    from it faster than that is the hand's. The cap is let go when the force falls under
+    ``CAP_CLEAR_FRACTION`` of it while the hand moves away from the contact; until then a
+    tip that lost contact approaches again at the admittance's pace (``cap_n`` times
+    ``CONTACT_ADMITTANCE_M_S_N``), so it does not bounce off the surface.
+    """
+    magnitude = _norm(force)
+    if magnitude >= cap_n:
+        normal = _scale(force, 1.0 / magnitude)
+    if normal is None:  # NaN from a broken sensor lands here too: no reading to act on
+        return planned, None
+    step = _sub(planned.pose.position, prev.pose.position)
+    outward = _dot(step, normal) / dt_s
+    if outward >= 0.0 and magnitude < CAP_CLEAR_FRACTION * cap_n:
+        return planned, None
+    controlled = min(CONTACT_ADMITTANCE_M_S_N * (magnitude - cap_n), MAX_RETREAT_M_S)
+    step = _add(step, _scale(normal, (max(outward, controlled) - outward) * dt_s))
+    position = workspace.clamp(_add(prev.pose.position, step))
+    return (Setpoint(Pose(position, planned.pose.orientation),
+                     _scale(_sub(position, prev.pose.position), 1.0 / dt_s)), normal)
+
+
 def next_jaw(prev: float, goal: float, max_speed_rad_s: float, dt_s: float) -> float:
     """The jaw angle [rad] one period ``dt_s`` [s] after ``prev``, toward ``goal``."""
     step = max_speed_rad_s * dt_s
@@ -351,6 +398,9 @@ def misalignment(setpoint: Pose, goal: Pose) -> tuple[float, float]:
 
 __all__ = [
     "ACCEPTED",
+    "CAP_CLEAR_FRACTION",
+    "CONTACT_ADMITTANCE_M_S_N",
+    "MAX_RETREAT_M_S",
     "REJECTED",
     "MotionLimits",
     "Reason",
@@ -360,6 +410,7 @@ __all__ = [
     "applied_setpoint",
     "check_age",
     "check_sequence",
+    "limit_contact",
     "misalignment",
     "next_jaw",
     "next_setpoint",

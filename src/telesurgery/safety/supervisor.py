@@ -24,6 +24,7 @@ transition is logged and handed to ``on_event``.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
@@ -43,6 +44,7 @@ from telesurgery.messages import (
 from telesurgery.robots.base import Arm, Robot
 from telesurgery.safety.checks import (
     ACCEPTED,
+    CAP_CLEAR_FRACTION,
     REJECTED,
     MotionLimits,
     Reason,
@@ -52,6 +54,7 @@ from telesurgery.safety.checks import (
     applied_setpoint,
     check_age,
     check_sequence,
+    limit_contact,
     misalignment,
     next_jaw,
     next_setpoint,
@@ -87,11 +90,13 @@ class _ArmState:
         "applied_seq",
         "arm",
         "brake",
+        "contact_normal",
         "goal",
         "goal_accepted_ns",
         "goal_fresh",
         "goal_sample_ns",
         "goal_seq",
+        "grip_capped",
         "hold_pending",
         "jaw",
         "jaw_accepted_ns",
@@ -132,6 +137,9 @@ class _ArmState:
         self.setpoint: Setpoint | None = None
         self.brake: Pose | None = None
         self.jaw: float | None = None
+        self.contact_normal: tuple[float, float, float] | None = None
+        """The normal of the contact whose force reached the cap, while the cap holds."""
+        self.grip_capped = False
 
 
 class Admits(Protocol):
@@ -201,6 +209,9 @@ class Supervisor:
         self._holds = 0
         self._faults = 0
         self._estops = 0
+        self._force_limits = 0
+        self._grip_limits = 0
+        self._force_capped_ticks = 0
         self.latency_ns = Samples()
         """Input sample -> target accepted here [ns], for every accepted target."""
         self.tick_wait_ns = Samples()
@@ -441,6 +452,7 @@ class Supervisor:
             arm.hold()
             st.setpoint = Setpoint(arm.setpoint_cp())
             st.brake = None
+            st.contact_normal = None
             if st.jaw is None:
                 # Afterwards the jaw continues from what was last commanded: a hold keeps
                 # the jaw's setpoint, and the measured angle of a grasp is wider than it.
@@ -458,11 +470,50 @@ class Supervisor:
         else:
             st.brake = None
         nxt = next_setpoint(sp, goal, self.limits, self.workspace, self.period_s)
+        force = arm.measured_cf().force
+        was = st.contact_normal
+        nxt, st.contact_normal = limit_contact(sp, nxt, force, self.config.force_cap_n, was,
+                                               self.workspace, self.period_s)
+        if st.contact_normal is not None:
+            self._force_capped_ticks += 1
+        if (was is None) != (st.contact_normal is None):
+            self._cap_event(st, mode, "force", math.sqrt(sum(f * f for f in force)),
+                            self.config.force_cap_n, was is None)
         # What the robot applied (clipped to its reach) is where the limiter goes on from.
         st.setpoint = applied_setpoint(sp, nxt, arm.servo_cp(nxt.pose), self.period_s)
         if mode is ArmMode.FOLLOWING and jaw_goal is not None and st.jaw is not None:
             jaw = next_jaw(st.jaw, jaw_goal, self.limits.jaw_speed_rad_s, self.period_s)
+            grip = arm.grip_force()
+            cap = self.config.grip_cap_n
+            if st.grip_capped != (grip >= cap) and \
+                    (not st.grip_capped or grip < CAP_CLEAR_FRACTION * cap):
+                st.grip_capped = not st.grip_capped
+                self._cap_event(st, mode, "grip", grip, cap, st.grip_capped)
+            if jaw < st.jaw and grip >= cap:
+                jaw = st.jaw  # squeezing at the cap: the jaws close no further
             st.jaw = arm.jaw_servo_jp(jaw)
+
+    def _cap_event(self, st: _ArmState, mode: ArmMode, what: str, value: float,
+                   cap: float, reached: bool) -> None:
+        """Count and report ``st``'s ``what`` (force or grip) [N] reaching ``cap`` [N], or
+        falling back below it."""
+        is_force = what == "force"
+        with self._lock:
+            if reached:
+                if is_force:
+                    self._force_limits += 1
+                else:
+                    self._grip_limits += 1
+                cause = SafetyCause.FORCE_LIMIT if is_force else SafetyCause.GRIP_LIMIT
+                text = (f"{st.name}: {what} {value:.1f} N reached the {cap:g} N cap: "
+                        + ("motion into contact held at the cap" if is_force
+                           else "the jaws close no further"))
+            else:
+                cause = SafetyCause.FORCE_CLEARED if is_force else SafetyCause.GRIP_CLEARED
+                text = f"{st.name}: {what} {value:.1f} N, back under the {cap:g} N cap"
+            self._set_state(self._state, cause, text,
+                            logging.WARNING if reached else logging.INFO,
+                            (st.name, mode, mode))
 
     # ---- transitions (lock held) --------------------------------------------------
 
@@ -583,6 +634,9 @@ class Supervisor:
                 "holds": self._holds,
                 "faults": self._faults,
                 "estops": self._estops,
+                "force_limits": self._force_limits,
+                "force_capped_s": round(self._force_capped_ticks * self.period_s, 3),
+                "grip_limits": self._grip_limits,
                 "arms": {st.name: {"mode": st.mode.label, "applied_seq": st.applied_seq,
                                    "session": None if st.session is None
                                    else f"{st.session:016x}",
