@@ -347,42 +347,61 @@ times the force sensor's 2.3 ms delay, so the loop settles without ringing."""
 MAX_RETREAT_M_S = 0.05
 """Fastest [m/s] a tip held at the force cap backs out by itself. Our choice: a fifth of
 the speed limit; it only undoes the last millimetres pressed."""
+MAX_APPROACH_M_S = 0.01
+"""Fastest [m/s] a tip held at the force cap moves toward the contact, however hard the
+hand pushes. Our choice: a tip meeting a rigid surface at that speed adds about 3 N (the
+servo trails by 2 v / omega = 0.13 mm at 150 rad/s, against some 24 N/mm), where the
+full 0.25 m/s adds tens of newtons; a hand that presses on the tissue it already touches
+loses nothing by it."""
 CAP_CLEAR_FRACTION = 0.9
 """A force or grip cap reached holds until the reading falls below this fraction of the cap
 (and, for the force, the hand moves away from the contact): hysteresis, so that a reading
 hovering at the cap neither chatters nor floods the trail."""
 
 
-def limit_contact(prev: Setpoint, planned: Setpoint, force: Vec3, cap_n: float,
-                  normal: Vec3 | None, workspace: Workspace,
+def limit_contact(prev: Setpoint, planned: Setpoint, goal: Vec3, force: Vec3, tip: Vec3,
+                  cap_n: float, normal: Vec3 | None, workspace: Workspace,
                   dt_s: float) -> tuple[Setpoint, Vec3 | None]:
     """The setpoint one period ``dt_s`` [s] after ``prev`` that keeps the force at the tip
-    at the cap ``cap_n`` [N] once it reached it, and the contact's normal (unit, the way
-    the contact pushes the tip) while the cap holds (``normal`` on entry: the one the last
-    tick returned; None: not at the cap).
+    at the cap ``cap_n`` [N] once it reached it, and the contact's normal while the cap
+    holds (unit, the way the contact pushed the tip when the force reached the cap; None:
+    not at the cap; ``normal`` on entry: what the last tick returned); ``goal``: where the
+    hand wants the tip [m]; ``tip``: where the tip is [m].
 
     At the cap, motion along the normal is force-controlled: the tip moves out at
     ``CONTACT_ADMITTANCE_M_S_N`` per newton over the cap and in, no faster than the hand
     asks, per newton under it, whatever the hand does; motion along the surface and away
     from it faster than that is the hand's. The cap is let go when the force falls under
-    ``CAP_CLEAR_FRACTION`` of it while the hand moves away from the contact; until then a
-    tip that lost contact approaches again at the admittance's pace (``cap_n`` times
-    ``CONTACT_ADMITTANCE_M_S_N``), so it does not bounce off the surface.
+    ``CAP_CLEAR_FRACTION`` of it while the hand moves away from the contact; until then
+    the tip approaches the contact no faster than ``MAX_APPROACH_M_S``, so that a tip
+    that bounced off it does not strike it again at full speed.
     """
     magnitude = _norm(force)
-    if magnitude >= cap_n:
+    reached = normal is None and magnitude >= cap_n
+    if reached:
+        # Kept while the cap holds: once the tip slides, friction tilts the force up to
+        # the friction cone's angle (45 degrees at the model's friction of 1) and the
+        # force's direction no longer says where the surface is.
         normal = _scale(force, 1.0 / magnitude)
     if normal is None:  # NaN from a broken sensor lands here too: no reading to act on
         return planned, None
+    if magnitude < CAP_CLEAR_FRACTION * cap_n and _dot(_sub(goal, tip), normal) >= 0.0:
+        return planned, None
     step = _sub(planned.pose.position, prev.pose.position)
     outward = _dot(step, normal) / dt_s
-    if outward >= 0.0 and magnitude < CAP_CLEAR_FRACTION * cap_n:
-        return planned, None
-    controlled = min(CONTACT_ADMITTANCE_M_S_N * (magnitude - cap_n), MAX_RETREAT_M_S)
+    controlled = min(max(CONTACT_ADMITTANCE_M_S_N * (magnitude - cap_n), -MAX_APPROACH_M_S),
+                     MAX_RETREAT_M_S)
     step = _add(step, _scale(normal, (max(outward, controlled) - outward) * dt_s))
+    velocity = _scale(step, 1.0 / dt_s)
+    if reached:
+        # The servo trails a moving setpoint (3.3 mm at 0.25 m/s, 2 v / omega): the tip
+        # stopped by the contact, the setpoint runs on into it, and the force with it.
+        # Brought back level with the tip, it presses no deeper than the tip went.
+        ahead = _dot(_sub(tip, _add(prev.pose.position, step)), normal)
+        if ahead > 0.0:
+            step = _add(step, _scale(normal, ahead))
     position = workspace.clamp(_add(prev.pose.position, step))
-    return (Setpoint(Pose(position, planned.pose.orientation),
-                     _scale(_sub(position, prev.pose.position), 1.0 / dt_s)), normal)
+    return Setpoint(Pose(position, planned.pose.orientation), velocity), normal
 
 
 def next_jaw(prev: float, goal: float, max_speed_rad_s: float, dt_s: float) -> float:
@@ -400,6 +419,7 @@ __all__ = [
     "ACCEPTED",
     "CAP_CLEAR_FRACTION",
     "CONTACT_ADMITTANCE_M_S_N",
+    "MAX_APPROACH_M_S",
     "MAX_RETREAT_M_S",
     "REJECTED",
     "MotionLimits",

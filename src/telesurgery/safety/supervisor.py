@@ -472,8 +472,10 @@ class Supervisor:
         nxt = next_setpoint(sp, goal, self.limits, self.workspace, self.period_s)
         force = arm.measured_cf().force
         was = st.contact_normal
-        nxt, st.contact_normal = limit_contact(sp, nxt, force, self.config.force_cap_n, was,
-                                               self.workspace, self.period_s)
+        nxt, st.contact_normal = limit_contact(sp, nxt, goal.position, force,
+                                               arm.measured_cp().position,
+                                               self.config.force_cap_n, was, self.workspace,
+                                               self.period_s)
         if st.contact_normal is not None:
             self._force_capped_ticks += 1
         if (was is None) != (st.contact_normal is None):
