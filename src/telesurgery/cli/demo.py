@@ -69,6 +69,10 @@ def demo(
         help="Run each site on its own half of the CPUs, as on two machines: the patient's "
              "(router, patient node, bedside console) and the surgeon's (console); the "
              "emulated network and the recorder float.")] = True,
+    force_cap: Annotated[float | None, typer.Option(
+        "--force-cap", help="Force cap at the instruments' tips [N] (default: 8), for both "
+        "sides: the consoles' pages alarm and sound at or above it, the patient's "
+        "supervisor limits motion into contact beyond it.")] = None,
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
 ) -> None:
     """Run patient node, surgeon console (autopilot surgeon) and a Zenoh router together,
@@ -89,7 +93,7 @@ def demo(
                        cuts=tuple(Cut.parse(c) for c in cut or ()), record=record,
                        video=video, web_port=port, insecure=insecure, backup=backup,
                        backup_web_port=backup_port, takeover_at_s=takeover_at,
-                       pin_sites=pin_sites)
+                       pin_sites=pin_sites, force_cap_n=force_cap)
     opts.check()
     check_link_options(opts.link, opts.cuts)
     # Before anything starts: a folder that cannot be had is one line.

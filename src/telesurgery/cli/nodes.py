@@ -35,6 +35,10 @@ ReportOpt = Annotated[Path | None, typer.Option(help="Write the final report (JS
 LogOpt = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
 VideoOpt = Annotated[bool | None, typer.Option("--video/--no-video", help="Endoscope video "
                                                "(default: on, or as the config says).")]
+ForceCapOpt = Annotated[float | None, typer.Option(
+    "--force-cap", help="Force cap at the instrument's tip [N] (default: 8, or as the config "
+    "says): the console's page alarms and sounds at or above it, the patient's supervisor "
+    "limits motion into contact beyond it. Give both sides the same.")]
 
 
 def _zenoh(base: ZenohConfig, mode: str | None, listen: list[str] | None,
@@ -62,7 +66,7 @@ def patient(config: ConfigOpt = None, session: SessionOpt = None, listen: Listen
                 "--record", help="Session directory for this node's signed audit trail "
                 "(written to its audit/ folder).")] = None,
             identity: IdentityOpt = None, acl: AclOpt = None, crl: CrlOpt = None,
-            insecure: InsecureOpt = False) -> None:
+            insecure: InsecureOpt = False, force_cap: ForceCapOpt = None) -> None:
     """Run the patient-side node: simulated robot, safety supervisor, 1 kHz servo loop."""
     setup_logging(log_level)
     check_duration(duration)
@@ -70,6 +74,7 @@ def patient(config: ConfigOpt = None, session: SessionOpt = None, listen: Listen
     cfg = load(PatientConfig, config, session=session,
                zenoh=_zenoh(base.zenoh, mode, listen, connect), record_dir=record,
                video=_section(base.video, enabled=video),
+               safety=_section(base.safety, force_cap_n=force_cap),
                security=security_section(base.security, identity, acl, crl, insecure))
     from telesurgery.patient.node import PatientNode
     from telesurgery.robots.sim.robot import SimRobot
@@ -100,13 +105,13 @@ def console(config: ConfigOpt = None, session: SessionOpt = None, listen: Listen
             report: ReportOpt = None, log_level: LogOpt = "info", video: VideoOpt = None,
             web: WebOpt = None, web_port: WebPortOpt = None,
             identity: IdentityOpt = None, acl: AclOpt = None, crl: CrlOpt = None,
-            insecure: InsecureOpt = False) -> None:
+            insecure: InsecureOpt = False, force_cap: ForceCapOpt = None) -> None:
     """Run the surgeon console: input device, teleoperation mapping, 1 kHz commands, and the
-    page with the endoscope video, the HUD, keyboard/mouse/gamepad input and the button
-    that asks the bedside for control."""
+    page with the endoscope video, the HUD (with the force at each tip against the force
+    cap), keyboard/mouse/gamepad input and the button that asks the bedside for control."""
     _run_console("surgeon", config, session, listen, connect, mode, duration, device,
                  trajectory, report, log_level, video, web, web_port,
-                 identity, acl, crl, insecure)
+                 identity, acl, crl, insecure, force_cap=force_cap)
 
 
 def backup(config: ConfigOpt = None, session: SessionOpt = None, listen: ListenOpt = None,
@@ -118,7 +123,7 @@ def backup(config: ConfigOpt = None, session: SessionOpt = None, listen: ListenO
            report: ReportOpt = None, log_level: LogOpt = "info", video: VideoOpt = None,
            web: WebOpt = None, web_port: WebPortOpt = None,
            identity: IdentityOpt = None, acl: AclOpt = None, crl: CrlOpt = None,
-           insecure: InsecureOpt = False,
+           insecure: InsecureOpt = False, force_cap: ForceCapOpt = None,
            take_control: Annotated[bool, typer.Option(
                "--take-control", help="Take control as soon as the patient node is there "
                "and the command key is agreed.")] = False) -> None:
@@ -128,7 +133,8 @@ def backup(config: ConfigOpt = None, session: SessionOpt = None, listen: ListenO
     backup certificate."""
     _run_console("backup", config, session, listen, connect, mode, duration, device,
                  trajectory, report, log_level, video, web, web_port,
-                 identity, acl, crl, insecure, take_control=take_control)
+                 identity, acl, crl, insecure, take_control=take_control,
+                 force_cap=force_cap)
 
 
 def _run_console(role: Literal["surgeon", "backup"], config: Path | None, session: str | None,
@@ -136,7 +142,8 @@ def _run_console(role: Literal["surgeon", "backup"], config: Path | None, sessio
                  duration: float | None, device: str | None, trajectory: Path | None,
                  report: Path | None, log_level: str, video: bool | None, web: bool | None,
                  web_port: int | None, identity: Path | None, acl: Path | None,
-                 crl: Path | None, insecure: bool, *, take_control: bool = False) -> None:
+                 crl: Path | None, insecure: bool, *, take_control: bool = False,
+                 force_cap: float | None = None) -> None:
     setup_logging(log_level)
     check_duration(duration)
     base = load(ConsoleConfig, config)
@@ -148,7 +155,8 @@ def _run_console(role: Literal["surgeon", "backup"], config: Path | None, sessio
         # The bedside surgeon's hands are on the page; an autopilot there would be a surprise.
         device = "web"
     cfg = load(ConsoleConfig, config, session=session, role=role, device=device,
-               trajectory=trajectory, zenoh=_zenoh(base.zenoh, mode, listen, connect),
+               trajectory=trajectory, force_cap_n=force_cap,
+               zenoh=_zenoh(base.zenoh, mode, listen, connect),
                video=_section(base.video, enabled=video),
                web=_section(base.web, enabled=web, port=web_port),
                security=security_section(base.security, identity, acl, crl, insecure))

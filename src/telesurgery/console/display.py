@@ -3,9 +3,10 @@
 ``start_display(z, node)`` wires a console node to its video (``ConsoleVideo``)
 and its web page (``WebConsole``), and answers the page: the HUD's numbers
 (link statistics per path, video age and rate, control rate, safety state,
-clutch, who has control, task progress, alarms), and the surgeon's input,
-which goes to a ``WebInputDevice`` when the console drives its arms from the
-page. Link figures per path come from the patient's status (its path sync) and
+clutch, who has control, task progress, the force at each instrument's tip and its
+grip against the console's force cap (``forces``, from ``console.forces``), alarms),
+and the surgeon's input, which goes to a ``WebInputDevice`` when the console drives its
+arms from the page. Link figures per path come from the patient's status (its path sync) and
 from anything published on ``<session>/link/<path>/stats``; the patient's clock
 offset estimate maps frame capture times onto this console's clock. Everything
 here runs on the video and web threads and on Zenoh's; the
@@ -173,6 +174,7 @@ class SurgeonDisplay:
             links = dict(self._links)
         now = now_ns()
         arms_state = safety.get("arms", {})
+        forces, force_alarms = node.forces.hud(now)
         out: dict[str, Any] = {
             "t": "hud",
             "safety": {"state": state.name if state is not None else safety.get("state", "-"),
@@ -188,7 +190,8 @@ class SurgeonDisplay:
             "task": patient.get("task"),
             "links": {**patient.get("link", {}).get("paths", {}), **links},
             "video": self.video.status() if self.video is not None else None,
-            "alarms": self._alarms(events),
+            "forces": forces,
+            "alarms": force_alarms + self._alarms(events),
         }
         return out
 

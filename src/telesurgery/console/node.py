@@ -29,6 +29,7 @@ from telesurgery.clock import FixedRateLoop, name_os_thread, now_ns, set_realtim
 from telesurgery.config import ConsoleConfig
 from telesurgery.console.control import ControlClient
 from telesurgery.console.display import SurgeonDisplay, start_display
+from telesurgery.console.forces import ForceBook
 from telesurgery.console.teleop import Teleop
 from telesurgery.console.video import PictureCheck, VideoAge
 from telesurgery.errors import ConfigError, TelesurgeryError
@@ -86,6 +87,8 @@ class ConsoleNode:
         self.sent_servo_cp = 0
         self.driving_ns = 0
         """Time [ns] spent streaming commands (the rest: not in control)."""
+        self.forces = ForceBook(config.arms, config.force_cap_n)
+        """The latest tip force and grip of each arm, for the page's gauges and alarm."""
         self.picture = PictureCheck()
         """The loop's verdict on the surgeon's picture (the page's alarms read it)."""
         self.video_freezes = 0
@@ -257,12 +260,14 @@ class ConsoleNode:
             stop.wait(0.01)
         return False
 
-    def _on_measured(self, msg: Message, _received_ns: int) -> None:
+    def _on_measured(self, msg: Message, received_ns: int) -> None:
         if self.auth is not None:
             self.auth.observe_patient(msg.session)
         if isinstance(msg.body, StateBundle):
+            forces = self.forces
             for state in msg.body.states:
                 self.teleop.observe(state.arm, state.measured, state.jaw, state.mode)
+                forces.observe(state, received_ns)
 
     def _on_status(self, msg: Message, _received_ns: int) -> None:
         if not isinstance(msg.body, Status):
@@ -275,7 +280,9 @@ class ConsoleNode:
         self.patient_status = msg.body.data
         for arm, v in msg.body.data.get("registration", {}).items():
             if isinstance(v, list) and len(v) == 7:
-                self.teleop.register(arm, Pose((v[0], v[1], v[2]), (v[3], v[4], v[5], v[6])))
+                registration = Pose((v[0], v[1], v[2]), (v[3], v[4], v[5], v[6]))
+                self.teleop.register(arm, registration)
+                self.forces.register(arm, registration)
 
     def _loop(self, commands: MultiPublisher, status: Publisher, stop: threading.Event,
               duration_s: float | None) -> None:

@@ -25,6 +25,7 @@ backup console (SIGUSR1, its one action) that many seconds into the run.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import tempfile
@@ -101,6 +102,9 @@ class DemoOptions:
     network and the recorder float."""
     console_env: tuple[tuple[str, str], ...] = ()
     """Variables added to the surgeon console's environment (test and bench hooks)."""
+    force_cap_n: float | None = None
+    """Force cap at the tips [N] for the patient's supervisor and every console's page
+    alike (None: the configs' default, ``config.FORCE_CAP_N``)."""
 
     def check(self) -> None:
         """``ConfigError`` for options that do not go together."""
@@ -112,6 +116,8 @@ class DemoOptions:
             raise ConfigError("--loss needs --link PROFILE: only emulated paths lose packets")
         if self.loss is not None and not 0.0 <= self.loss <= 1.0:
             raise ConfigError(f"--loss is a probability from 0 to 1, got {self.loss}")
+        if self.force_cap_n is not None and not 0.0 < self.force_cap_n < math.inf:
+            raise ConfigError(f"--force-cap is a force in N above 0, got {self.force_cap_n}")
         if self.backup and self.link is not None:
             raise ConfigError("--backup cannot go with --link yet: the bedside console would "
                               "need a path of its own to the patient node; run them apart")
@@ -181,7 +187,9 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
     router_ep = f"tcp/127.0.0.1:{free_port()}"
     patient_ep = f"tcp/127.0.0.1:{free_port()}"
     common = ["--session", opts.session, "--log-level", opts.log_level,
-              *([] if opts.video else ["--no-video"])]
+              *([] if opts.video else ["--no-video"]),
+              # One cap on both sides: the patient's supervisor and the consoles' pages.
+              *([] if opts.force_cap_n is None else ["--force-cap", repr(opts.force_cap_n)])]
     members = DEMO_MEMBERS_WITH_BACKUP if opts.backup else DEMO_MEMBERS
     site = None if opts.insecure else throwaway_site(workdir / "security", opts.session,
                                                      members)

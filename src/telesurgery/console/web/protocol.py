@@ -14,7 +14,10 @@ Console -> page, binary, one video frame per message (little-endian)::
 Console -> page, text: ``hello`` (session, size, arms, whether the page drives
 them, the console's ``role``: ``surgeon`` or ``backup``, which decides the control
 buttons), ``ping`` (clock sync), ``hud`` (the heads-up display's numbers; ``owner``: who
-holds control, ``you`` when this console does, pending ``requests``, ``handovers``),
+holds control, ``you`` when this console does, pending ``requests``, ``handovers``;
+``forces``: the ``cap_n`` [N] and per arm the tip force ``force_n``, its ``peak_n`` and its
+direction in the view frame ``view_n`` [N], the ``grip_n`` [N] and the gauge's ``level``:
+``ok``, ``near``, ``over`` or ``unknown``, where null stands for a force not known),
 ``codec`` (the console switched the page from H.264 to JPEG pictures, and ``why``).
 
 Page -> console, text (JSON objects, ``t`` names the kind; times are the

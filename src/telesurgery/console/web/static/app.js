@@ -297,9 +297,172 @@ function showHud(h) {
   setText('hud-frames', v.decoder ? `${v.received} / ${v.decoder.lost}` : 'video off');
   const t = h.task;
   setText('hud-task', t ? `${t.name || 'task'}: ${t.completed ?? 0} done, ${t.on_target ?? 0} on target` : '-');
+  showForces(h.forces);
   const alarms = $('hud-alarms');
   const items = (h.alarms || []).map((a) => { const li = document.createElement('li'); li.textContent = a; return li; });
   alarms.replaceChildren(...items);
+}
+
+// ---- force at the tips ------------------------------------------------------------------
+// Per instrument: a gauge (magnitude against the cap, the peak the colour follows), its
+// colour (green, amber from 75 % of the cap, red at or above it, grey when unknown), the
+// direction in the picture (view frame: x right, y down; a dot: toward you, a cross: into
+// the scene), the grip. Above the cap: a red frame round the video, the arm named in
+// #hud-forces[data-force-alarm], and a short repeating tone unless muted.
+
+const GAUGE_FULL = 1.25;         // the bar's end, as a fraction of the cap
+const CUE_PERIOD_MS = 400;       // one tone this often while above the cap
+const CUE_TONE_S = 0.15;
+const CUE_HZ = 880;
+const SVG = 'http://www.w3.org/2000/svg';
+const gauges = new Map();        // arm -> its elements
+const cue = { ctx: null, muted: false, alarm: false, timer: null };
+
+const newton = (v) => (v == null ? '?' : v.toFixed(1));
+
+function gauge(arm) {
+  let g = gauges.get(arm);
+  if (g) return g;
+  const root = document.createElement('div');
+  root.className = 'gauge unknown';
+  root.id = `force-${arm}`;
+  root.dataset.level = 'unknown';
+  const name = document.createElement('span');
+  name.className = 'arm';
+  name.textContent = arm;
+  const dir = document.createElementNS(SVG, 'svg');
+  dir.setAttribute('class', 'dir');
+  dir.setAttribute('viewBox', '-10 -10 20 20');
+  const ring = document.createElementNS(SVG, 'circle');
+  ring.setAttribute('r', '9');
+  const line = document.createElementNS(SVG, 'line');
+  const depth = document.createElementNS(SVG, 'text');
+  depth.setAttribute('class', 'depth');
+  depth.setAttribute('y', '3');
+  dir.append(ring, line, depth);
+  const bar = document.createElement('div');
+  bar.className = 'bar';
+  const fill = document.createElement('div');
+  fill.className = 'fill';
+  const peak = document.createElement('div');
+  peak.className = 'peak';
+  const cap = document.createElement('div');
+  cap.className = 'cap';
+  cap.style.left = `${(100 / GAUGE_FULL).toFixed(1)}%`;
+  bar.append(fill, peak, cap);
+  const value = document.createElement('span');
+  value.className = 'value';
+  const grip = document.createElement('span');
+  grip.className = 'grip';
+  root.append(name, dir, bar, value, grip);
+  $('hud-forces').append(root);
+  $('hud-force-none').hidden = true;
+  g = { root, line, depth, fill, peak, value, grip, dir };
+  gauges.set(arm, g);
+  return g;
+}
+
+function showGauge(g, f, capN) {
+  const level = f.level || 'unknown';
+  if (g.root.dataset.level !== level) {
+    g.root.dataset.level = level;
+    g.root.className = `gauge ${level}`;
+  }
+  const frac = (v) => (v == null ? 0 : Math.min(1, v / (capN * GAUGE_FULL)));
+  g.fill.style.width = `${(100 * frac(f.force_n)).toFixed(1)}%`;
+  g.peak.style.left = `${(100 * frac(f.peak_n)).toFixed(1)}%`;
+  const text = `${newton(f.force_n)} N`;
+  if (g.value.textContent !== text) g.value.textContent = text;
+  const grip = `grip ${newton(f.grip_n)} N` + (f.peak_n != null ? ` · peak ${newton(f.peak_n)} N` : '');
+  if (g.grip.textContent !== grip) g.grip.textContent = grip;
+  // The direction in the picture: the arrow's length is the share of the force that lies
+  // in the image plane; what is left points toward the surgeon or into the scene.
+  const v = f.view_n;
+  const m = v ? Math.hypot(v[0], v[1], v[2]) : 0;
+  let x2 = 0;
+  let y2 = 0;
+  let depth = '';
+  if (v && m > 0.05) {
+    x2 = (8 * v[0]) / m;
+    y2 = (8 * v[1]) / m;
+    if (Math.abs(v[2]) > 0.5 * m) depth = v[2] > 0 ? '×' : '•';
+  }
+  g.line.setAttribute('x1', '0');
+  g.line.setAttribute('y1', '0');
+  g.line.setAttribute('x2', x2.toFixed(2));
+  g.line.setAttribute('y2', y2.toFixed(2));
+  g.depth.textContent = depth;
+  g.dir.dataset.view = v ? v.map((c) => c.toFixed(2)).join(' ') : '';
+}
+
+function showForces(forces) {
+  if (!forces) return;
+  const capN = forces.cap_n;
+  setText('hud-force-cap', `cap ${capN} N: amber from ${(0.75 * capN).toFixed(1)} N, red and a tone at or above it`);
+  const over = [];
+  for (const [arm, f] of Object.entries(forces.arms || {})) {
+    showGauge(gauge(arm), f, capN);
+    if (f.level === 'over') over.push(arm);
+  }
+  const alarm = over.join(' ');
+  const box = $('hud-forces');
+  if (box.dataset.forceAlarm !== alarm) box.dataset.forceAlarm = alarm;
+  $('stage').classList.toggle('force-over', over.length > 0);
+  cue.alarm = over.length > 0;
+  updateCue();
+}
+
+// Browsers let a page make sound only after the user interacted with it: the audio
+// context is made (or resumed) at the first key or pointer press.
+function unlockAudio() {
+  try {
+    if (!cue.ctx) cue.ctx = new AudioContext();
+    if (cue.ctx.state === 'suspended') cue.ctx.resume().then(updateCue, () => {});
+  } catch (e) {
+    console.warn('no audio for the force cue:', e.message);
+  }
+  updateCue();
+}
+
+function tone() {
+  const c = cue.ctx;
+  if (!c || c.state !== 'running') return;
+  const t = c.currentTime;
+  const osc = c.createOscillator();
+  const gain = c.createGain();
+  osc.frequency.value = CUE_HZ;
+  gain.gain.setValueAtTime(0.0001, t);
+  gain.gain.exponentialRampToValueAtTime(0.25, t + 0.01);
+  gain.gain.exponentialRampToValueAtTime(0.0001, t + CUE_TONE_S);
+  osc.connect(gain).connect(c.destination);
+  osc.start(t);
+  osc.stop(t + CUE_TONE_S + 0.01);
+}
+
+// #hud-forces[data-force-cue]: off (below the cap), muted, waiting (above the cap, before
+// the user's first interaction with the page), sounding.
+function updateCue() {
+  const running = !!cue.ctx && cue.ctx.state === 'running';
+  let state = 'off';
+  if (cue.alarm) state = cue.muted ? 'muted' : running ? 'sounding' : 'waiting';
+  const box = $('hud-forces');
+  if (box.dataset.forceCue !== state) box.dataset.forceCue = state;
+  if (state === 'sounding' && cue.timer === null) {
+    tone();
+    cue.timer = setInterval(tone, CUE_PERIOD_MS);
+  } else if (state !== 'sounding' && cue.timer !== null) {
+    clearInterval(cue.timer);
+    cue.timer = null;
+  }
+}
+
+function toggleMute() {
+  cue.muted = !cue.muted;
+  const b = $('mute');
+  b.textContent = cue.muted ? 'sound off' : 'sound on';
+  b.setAttribute('aria-pressed', String(cue.muted));
+  b.classList.toggle('on', cue.muted);
+  updateCue();
 }
 
 function showLinks(links) {
@@ -412,6 +575,7 @@ document.addEventListener('keydown', (e) => {
   if (e.target instanceof HTMLSelectElement) return;
   if (e.code === 'KeyH' && !e.repeat) toggleHold();
   else if (e.code === 'KeyT' && !e.repeat) controlAction();
+  else if (e.code === 'KeyM' && !e.repeat) toggleMute();
   else if ((e.code === 'Digit1' || e.code === 'Digit2') && hello) {
     const arm = hello.arms[Number(e.code.slice(-1)) - 1];
     if (arm) selectArm(arm);
@@ -454,6 +618,10 @@ $('request').addEventListener('click', () => send({ t: 'action', a: 'request_con
 $('take').addEventListener('click', () => send({ t: 'action', a: 'take_control' }));
 $('grant').addEventListener('click', () => send({ t: 'action', a: 'grant_control' }));
 $('arm').addEventListener('change', (e) => selectArm(e.target.value));
+$('mute').addEventListener('click', toggleMute);
+for (const ev of ['pointerdown', 'keydown']) {
+  document.addEventListener(ev, unlockAudio, { capture: true });
+}
 
 setInterval(tick, 10);
 connect();
