@@ -144,6 +144,23 @@ def holds(
         raise typer.Exit(1)
 
 
+@bench_app.command("haptics")
+def haptics(
+    json_path: JsonOpt = None,
+    seed: Annotated[int, typer.Option(help="Seed of the channel's jitter and loss.")] = 0,
+    rtt: Annotated[list[int] | None, typer.Option(
+        help="Round trip [ms] (repeat; default 0, 70, 135, 300, 700).", min=0)] = None,
+) -> None:
+    """Force feedback over the Rome-Beijing 5G path at RTT 0-700 ms: the simulated Touch
+    against a stiff wall and in free space, time-domain passivity on and off; energy
+    balance, oscillation, transparency and drift per rung (docs/haptics.md)."""
+    from telesurgery.bench.haptics import RTTS_MS, bench_haptics, haptics_table
+
+    result = bench_haptics(seed, rtt or RTTS_MS)
+    _emit(result, json_path)
+    typer.echo(haptics_table(result), err=True)
+
+
 @bench_app.command("faults")
 def faults(
     json_path: JsonOpt = None,
