@@ -47,13 +47,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 from telesurgery.bench.machine import machine_info
 from telesurgery.config import SafetyConfig
 from telesurgery.haptics import (
     MasterPacket,
     PassivityObserver,
+    PortEnergy,
     SlavePacket,
     admittance_pc,
     impedance_pc,
@@ -61,6 +62,8 @@ from telesurgery.haptics import (
 from telesurgery.input.haptic import TOUCH_LIMITS, HapticState, SimulatedTouch, Vec3
 from telesurgery.link.impairment import ImpairmentModel
 from telesurgery.link.profiles import load_profile
+
+P = TypeVar("P", MasterPacket, SlavePacket)
 
 RTTS_MS: Final = (0, 70, 135, 300, 700)
 PROFILE: Final = "rome-beijing"
@@ -132,16 +135,16 @@ def _hand_n(tip: HapticState, target_x_m: float) -> Vec3:
             -HAND_N_M * y - HAND_N_S_M * vy, -HAND_N_M * z - HAND_N_S_M * vz)
 
 
-class _Direction:
+class _Direction(Generic[P]):
     """One direction of the channel: packets leave at the impairment model's release times."""
 
     def __init__(self, model: ImpairmentModel) -> None:
         self._model = model
-        self._flight: deque[tuple[int, Any]] = deque()
+        self._flight: deque[tuple[int, P]] = deque()
         self.sent = 0
         self.lost = 0
 
-    def send(self, now_ns: int, packet: Any) -> None:
+    def send(self, now_ns: int, packet: P) -> None:
         self.sent += 1
         releases = self._model.decide(now_ns, PACKET_BYTES).releases_ns
         if not releases:
@@ -149,7 +152,7 @@ class _Direction:
         for r in releases:
             self._flight.append((r, packet))
 
-    def deliver(self, now_ns: int) -> Iterable[Any]:
+    def deliver(self, now_ns: int) -> Iterable[P]:
         # The profile does not reorder, so release times never decrease along the queue.
         while self._flight and self._flight[0][0] <= now_ns:
             yield self._flight.popleft()[1]
@@ -158,12 +161,17 @@ class _Direction:
 def _run(rung: _Rung, seed: int, duration_s: float) -> dict[str, Any]:
     _, path = load_profile(PROFILE).path(PATH)
     one_way = {"delay_ms": rung.rtt_ms / 2.0}
-    fwd = _Direction(ImpairmentModel(path.forward.model_copy(update=one_way), seed=seed))
-    rev = _Direction(ImpairmentModel(path.reverse.model_copy(update=one_way), seed=seed + 1))
+    fwd = _Direction[MasterPacket](
+        ImpairmentModel(path.forward.model_copy(update=one_way), seed=seed))
+    rev = _Direction[SlavePacket](
+        ImpairmentModel(path.reverse.model_copy(update=one_way), seed=seed + 1))
     v_max = SafetyConfig().max_linear_speed_m_s
     device = SimulatedTouch()
     obs_m, obs_s = PassivityObserver(DT_S), PassivityObserver(DT_S)
     # What each side last heard from the other (cumulative energy: the newest packet wins).
+    # Power out of the network, +x into the wall: at the master the felt force in tip units
+    # times the device's velocity (negative while the hand pushes into the felt force); at
+    # the slave the contact force times the commanded velocity (positive while pressing).
     f_heard, es_heard, seq_s = 0.0, 0.0, -1
     xm_heard, em_heard, seq_m = 0.0, 0.0, -1
     x_sd = x_s = v_s = contact = 0.0
@@ -220,7 +228,8 @@ def _run(rung: _Rung, seed: int, duration_s: float) -> dict[str, Any]:
 
 def _metrics(rung: _Rung, contact_n: list[float], felt_n: list[float],
              first_contact: int | None, generated: float, *,
-             drift_m: tuple[float, float], energy: tuple[Any, Any], lost: tuple[int, int], sent: int
+             drift_m: tuple[float, float], energy: tuple[PortEnergy, PortEnergy],
+             lost: tuple[int, int], sent: int
              ) -> dict[str, Any]:
     press_end = round(PRESS_END_S / DT_S)
     start = press_end - round(STEADY_S / DT_S)

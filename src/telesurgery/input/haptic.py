@@ -103,11 +103,12 @@ class HapticDevice(ABC):
         return self.limits.rate_hz
 
     def command_force(self, force_n: Vec3) -> Vec3:
-        """Display ``force_n`` [N] in the device frame from now until the next command;
-        returns the force actually applied, after the peak and continuous limits."""
+        """Display ``force_n`` [N] in the device frame from now until the next command, one
+        command per servo period (the thermal model counts periods by commands); returns
+        the force actually applied, after the peak and continuous limits."""
         applied = self._limit(np.asarray(force_n, dtype=float))
         self._apply(applied)
-        return (float(applied[0]), float(applied[1]), float(applied[2]))
+        return _vec(applied)
 
     def _limit(self, force: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         mag = float(np.linalg.norm(force))
