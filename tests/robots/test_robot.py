@@ -231,7 +231,11 @@ def test_the_jaws_grasp_a_ring_and_carry_it_to_another_peg(robot: SimRobot) -> N
 
     glide(robot, arm, tip_over_tab(0, 0.03), 0.8, 1.0)
     glide(robot, arm, tip_over_tab(0, 0.0), 0.8, 0.5)
+    assert arm.grip_force() == 0.0  # open jaws astride the tab squeeze nothing
     glide(robot, arm, tip_over_tab(0, 0.0), -0.2, 0.3)
+    # Closed on the tab, both fingers press on it: what the finger actuators' torque
+    # (0.01 N m) gives at the middle of the 10 mm fingers, 2 N at most.
+    assert 0.1 < arm.grip_force() < 2.0
     held_jaw = arm.jaw_measured_js().position[0]
     assert held_jaw > -0.1  # stopped by the tab, not closed on nothing
     glide(robot, arm, tip_over_tab(0, 0.03), -0.2, 0.5)

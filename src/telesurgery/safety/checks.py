@@ -353,55 +353,124 @@ hand pushes. Our choice: a tip meeting a rigid surface at that speed adds about 
 servo trails by 2 v / omega = 0.13 mm at 150 rad/s, against some 24 N/mm), where the
 full 0.25 m/s adds tens of newtons; a hand that presses on the tissue it already touches
 loses nothing by it."""
+MAX_SLIDE_M_S = 0.05
+"""Fastest [m/s] a tip held at the force cap slides along the surface. Our choice: dragged
+faster while pressing, the friction (a coefficient of 1 on the board) sticks and slips and
+adds several newtons to the force; at this pace the limiter keeps up with it."""
+CAP_FREE_FRACTION = 0.05
+"""Under this fraction of the force cap, the tip feels next to nothing."""
+CAP_FREE_S = 0.1
+"""How long [s] a tip held at the force cap may feel next to nothing before the cap lets
+go: longer than it takes a tip that bounced off the surface to come back to it (about
+40 ms on the board), short beside a hand lifting the tool away."""
 CAP_CLEAR_FRACTION = 0.9
 """A force or grip cap reached holds until the reading falls below this fraction of the cap
 (and, for the force, the hand moves away from the contact): hysteresis, so that a reading
 hovering at the cap neither chatters nor floods the trail."""
 
 
+def _no_slower_out(step: Vec3, direction: Vec3, least: float) -> Vec3:
+    """``step`` [m] with its component along the unit ``direction`` at least ``least`` [m]."""
+    along = _dot(step, direction)
+    return step if along >= least else _add(step, _scale(direction, least - along))
+
+
+@dataclass(frozen=True, slots=True)
+class ContactCap:
+    """A force cap that holds: ``normal``, the unit direction the contact pushed the tip
+    when the force reached the cap; ``free_s`` [s], how long the tip has felt next to
+    nothing since (it bounced off, or was lifted)."""
+
+    normal: Vec3
+    free_s: float = 0.0
+
+
 def limit_contact(prev: Setpoint, planned: Setpoint, goal: Vec3, force: Vec3, tip: Vec3,
-                  cap_n: float, normal: Vec3 | None, workspace: Workspace,
-                  dt_s: float) -> tuple[Setpoint, Vec3 | None]:
+                  cap_n: float, held: ContactCap | None, workspace: Workspace,
+                  dt_s: float) -> tuple[Setpoint, ContactCap | None]:
     """The setpoint one period ``dt_s`` [s] after ``prev`` that keeps the force at the tip
-    at the cap ``cap_n`` [N] once it reached it, and the contact's normal while the cap
-    holds (unit, the way the contact pushed the tip when the force reached the cap; None:
-    not at the cap; ``normal`` on entry: what the last tick returned); ``goal``: where the
-    hand wants the tip [m]; ``tip``: where the tip is [m].
+    at the cap ``cap_n`` [N] once it reached it, and the cap while it holds (``held``:
+    what the last tick returned; None: not at the cap); ``goal``: where the hand wants the
+    tip [m]; ``tip``: where the tip is [m].
 
     At the cap, motion along the normal is force-controlled: the tip moves out at
     ``CONTACT_ADMITTANCE_M_S_N`` per newton over the cap and in, no faster than the hand
-    asks, per newton under it, whatever the hand does; motion along the surface and away
-    from it faster than that is the hand's. The cap is let go when the force falls under
-    ``CAP_CLEAR_FRACTION`` of it while the hand moves away from the contact; until then
-    the tip approaches the contact no faster than ``MAX_APPROACH_M_S``, so that a tip
-    that bounced off it does not strike it again at full speed.
+    asks nor than ``MAX_APPROACH_M_S``, per newton under it, whatever the hand does;
+    along the surface the tip slides no faster than ``MAX_SLIDE_M_S``; motion away from
+    it faster than the force control is the hand's. The cap is
+    let go when the force falls under ``CAP_CLEAR_FRACTION`` of it while the hand moves
+    away from the contact, or once the tip has felt next to nothing for
+    ``CAP_FREE_S``; until then a tip that bounced off does not strike again at full speed.
     """
     magnitude = _norm(force)
-    reached = normal is None and magnitude >= cap_n
+    reached = held is None and magnitude >= cap_n
     if reached:
         # Kept while the cap holds: once the tip slides, friction tilts the force up to
         # the friction cone's angle (45 degrees at the model's friction of 1) and the
         # force's direction no longer says where the surface is.
-        normal = _scale(force, 1.0 / magnitude)
-    if normal is None:  # NaN from a broken sensor lands here too: no reading to act on
+        held = ContactCap(_scale(force, 1.0 / magnitude))
+    if held is None:  # NaN from a broken sensor lands here too: no reading to act on
         return planned, None
-    if magnitude < CAP_CLEAR_FRACTION * cap_n and _dot(_sub(goal, tip), normal) >= 0.0:
+    if magnitude < CAP_CLEAR_FRACTION * cap_n and _dot(_sub(goal, tip), held.normal) >= 0.0:
         return planned, None
+    if magnitude < CAP_FREE_FRACTION * cap_n:
+        if held.free_s >= CAP_FREE_S:
+            return planned, None
+        held = ContactCap(held.normal, held.free_s + dt_s)
+    elif held.free_s:
+        held = ContactCap(held.normal)
     step = _sub(planned.pose.position, prev.pose.position)
-    outward = _dot(step, normal) / dt_s
     controlled = min(max(CONTACT_ADMITTANCE_M_S_N * (magnitude - cap_n), -MAX_APPROACH_M_S),
                      MAX_RETREAT_M_S)
-    step = _add(step, _scale(normal, (max(outward, controlled) - outward) * dt_s))
+    along = _dot(step, held.normal)
+    across = _sub(step, _scale(held.normal, along))
+    slide = _norm(across)
+    if slide > MAX_SLIDE_M_S * dt_s:
+        step = _sub(step, _scale(across, 1.0 - MAX_SLIDE_M_S * dt_s / slide))
+    step = _no_slower_out(step, held.normal, controlled * dt_s)
+    if magnitude >= cap_n and not reached:
+        # Sliding on, the tip meets the surface where it is now, which the force's present
+        # direction tells as well as the first: over the cap, no step goes into it either.
+        step = _no_slower_out(step, _scale(force, 1.0 / magnitude), 0.0)
     velocity = _scale(step, 1.0 / dt_s)
     if reached:
         # The servo trails a moving setpoint (3.3 mm at 0.25 m/s, 2 v / omega): the tip
         # stopped by the contact, the setpoint runs on into it, and the force with it.
         # Brought back level with the tip, it presses no deeper than the tip went.
-        ahead = _dot(_sub(tip, _add(prev.pose.position, step)), normal)
+        ahead = _dot(_sub(tip, _add(prev.pose.position, step)), held.normal)
         if ahead > 0.0:
-            step = _add(step, _scale(normal, ahead))
+            step = _add(step, _scale(held.normal, ahead))
     position = workspace.clamp(_add(prev.pose.position, step))
-    return Setpoint(Pose(position, planned.pose.orientation), velocity), normal
+    return Setpoint(Pose(position, planned.pose.orientation), velocity), held
+
+
+GRIP_ADMITTANCE_RAD_S_N = 5.0
+"""Speed [rad/s] per newton over the grip cap at which the jaws open by themselves. Our
+choice: the simulated fingers' servos (0.1 N m/rad each, gripping 5.5 mm from their hinge)
+squeeze about 9 N more per radian the jaw closes, so this takes back about a twentieth of
+the excess a tick, slow beside the fingers' 100 rad/s servos and the sensor's delay."""
+
+
+GRIP_GENTLE_FRACTION = 0.5
+"""From this fraction of the grip cap on, the jaws close slowly (``GRIP_GENTLE_RAD_S``)."""
+GRIP_GENTLE_RAD_S = 0.5
+"""Fastest [rad/s] jaws already squeezing at half the cap close. Our choice: closing at the
+full 8 rad/s, the fingers' servos (100 rad/s) trail their setpoint by 0.16 rad, which they
+squeeze into the object a few milliseconds later, past the cap; at this pace, 0.01 rad."""
+
+
+def limit_grip(prev: float, planned: float, grip_n: float, cap_n: float,
+               dt_s: float) -> float:
+    """The jaw angle [rad] one period ``dt_s`` [s] after ``prev``, given the ``planned``
+    one and the grip ``grip_n`` [N]: at the cap ``cap_n`` [N] the jaws close no further,
+    and over it they open at ``GRIP_ADMITTANCE_RAD_S_N`` per newton, so the grip settles
+    at the cap; from ``GRIP_GENTLE_FRACTION`` of the cap they close no faster than
+    ``GRIP_GENTLE_RAD_S``. Opening faster, as the hand asks, is the hand's."""
+    if grip_n >= cap_n:
+        return max(planned, prev + GRIP_ADMITTANCE_RAD_S_N * (grip_n - cap_n) * dt_s)
+    if grip_n >= GRIP_GENTLE_FRACTION * cap_n:
+        return max(planned, prev - GRIP_GENTLE_RAD_S * dt_s)
+    return planned
 
 
 def next_jaw(prev: float, goal: float, max_speed_rad_s: float, dt_s: float) -> float:
@@ -418,10 +487,17 @@ def misalignment(setpoint: Pose, goal: Pose) -> tuple[float, float]:
 __all__ = [
     "ACCEPTED",
     "CAP_CLEAR_FRACTION",
+    "CAP_FREE_FRACTION",
+    "CAP_FREE_S",
     "CONTACT_ADMITTANCE_M_S_N",
+    "GRIP_ADMITTANCE_RAD_S_N",
+    "GRIP_GENTLE_FRACTION",
+    "GRIP_GENTLE_RAD_S",
     "MAX_APPROACH_M_S",
     "MAX_RETREAT_M_S",
+    "MAX_SLIDE_M_S",
     "REJECTED",
+    "ContactCap",
     "MotionLimits",
     "Reason",
     "Setpoint",
@@ -431,6 +507,7 @@ __all__ = [
     "check_age",
     "check_sequence",
     "limit_contact",
+    "limit_grip",
     "misalignment",
     "next_jaw",
     "next_setpoint",

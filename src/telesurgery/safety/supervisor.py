@@ -46,6 +46,7 @@ from telesurgery.safety.checks import (
     ACCEPTED,
     CAP_CLEAR_FRACTION,
     REJECTED,
+    ContactCap,
     MotionLimits,
     Reason,
     Setpoint,
@@ -55,6 +56,7 @@ from telesurgery.safety.checks import (
     check_age,
     check_sequence,
     limit_contact,
+    limit_grip,
     misalignment,
     next_jaw,
     next_setpoint,
@@ -90,7 +92,7 @@ class _ArmState:
         "applied_seq",
         "arm",
         "brake",
-        "contact_normal",
+        "contact_cap",
         "goal",
         "goal_accepted_ns",
         "goal_fresh",
@@ -137,8 +139,8 @@ class _ArmState:
         self.setpoint: Setpoint | None = None
         self.brake: Pose | None = None
         self.jaw: float | None = None
-        self.contact_normal: tuple[float, float, float] | None = None
-        """The normal of the contact whose force reached the cap, while the cap holds."""
+        self.contact_cap: ContactCap | None = None
+        """The force cap, while it holds (``checks.limit_contact``)."""
         self.grip_capped = False
 
 
@@ -452,7 +454,7 @@ class Supervisor:
             arm.hold()
             st.setpoint = Setpoint(arm.setpoint_cp())
             st.brake = None
-            st.contact_normal = None
+            st.contact_cap = None
             if st.jaw is None:
                 # Afterwards the jaw continues from what was last commanded: a hold keeps
                 # the jaw's setpoint, and the measured angle of a grasp is wider than it.
@@ -471,14 +473,14 @@ class Supervisor:
             st.brake = None
         nxt = next_setpoint(sp, goal, self.limits, self.workspace, self.period_s)
         force = arm.measured_cf().force
-        was = st.contact_normal
-        nxt, st.contact_normal = limit_contact(sp, nxt, goal.position, force,
+        was = st.contact_cap
+        nxt, st.contact_cap = limit_contact(sp, nxt, goal.position, force,
                                                arm.measured_cp().position,
                                                self.config.force_cap_n, was, self.workspace,
                                                self.period_s)
-        if st.contact_normal is not None:
+        if st.contact_cap is not None:
             self._force_capped_ticks += 1
-        if (was is None) != (st.contact_normal is None):
+        if (was is None) != (st.contact_cap is None):
             self._cap_event(st, mode, "force", math.sqrt(sum(f * f for f in force)),
                             self.config.force_cap_n, was is None)
         # What the robot applied (clipped to its reach) is where the limiter goes on from.
@@ -491,9 +493,7 @@ class Supervisor:
                     (not st.grip_capped or grip < CAP_CLEAR_FRACTION * cap):
                 st.grip_capped = not st.grip_capped
                 self._cap_event(st, mode, "grip", grip, cap, st.grip_capped)
-            if jaw < st.jaw and grip >= cap:
-                jaw = st.jaw  # squeezing at the cap: the jaws close no further
-            st.jaw = arm.jaw_servo_jp(jaw)
+            st.jaw = arm.jaw_servo_jp(limit_grip(st.jaw, jaw, grip, cap, self.period_s))
 
     def _cap_event(self, st: _ArmState, mode: ArmMode, what: str, value: float,
                    cap: float, reached: bool) -> None:

@@ -199,6 +199,26 @@ def _ring(index: int, layout: PegTransferLayout) -> str:
 _COLOURS: Final = ("0.9 0.35 0.2 1", "0.2 0.6 0.9 1", "0.95 0.8 0.2 1", "0.5 0.85 0.4 1")
 
 
+TISSUE_BODY: Final = "tissue"
+"""MuJoCo name of the tissue pad's body (and of its slide joint)."""
+
+
+def _tissue(layout: PegTransferLayout) -> str:
+    pad = layout.tissue
+    if pad is None:
+        return ""
+    # A stiffer contact than the default, so that what the tip sinks into the plate
+    # (MuJoCo's soft contact) stays well under the spring's travel.
+    return (f'<body name="{TISSUE_BODY}" pos="{pad.centre[0]:g} {pad.centre[1]:g} '
+            f'{pad.height / 2:g}" gravcomp="1">'
+            f'<joint name="{TISSUE_BODY}" type="slide" axis="0 0 1" '
+            f'stiffness="{pad.stiffness_n_m:g}" damping="{pad.damping_n_s_m:g}" '
+            f'range="{-pad.travel:g} 0.001"/>'
+            f'<geom class="board" type="box" size="{pad.half[0]:g} {pad.half[1]:g} '
+            f'{pad.height / 2:g}" solref="0.001 1" mass="0.05" rgba="0.85 0.45 0.45 1"/>'
+            f"</body>")
+
+
 def build_mjcf(layout: PegTransferLayout = DEFAULT_LAYOUT) -> str:
     """The MJCF text of the scene: board, pegs, rings, both PSMs and the endoscope."""
     cam = layout.camera.pose_mujoco()
@@ -238,6 +258,7 @@ def build_mjcf(layout: PegTransferLayout = DEFAULT_LAYOUT) -> str:
   <camera name={quoteattr(layout.camera.name)} pos="{_fmt(cam.position)}"
     quat="{_fmt(cam.orientation)}" fovy="{layout.camera.fovy_deg:g}"/>
   {rings}
+  {_tissue(layout)}
   {arms}
 </worldbody>
 <actuator>{actuators}</actuator>
@@ -254,6 +275,7 @@ __all__ = [
     "JAW_FINGER_LENGTH_M",
     "JAW_GRASP_DEPTH_M",
     "TIMESTEP_S",
+    "TISSUE_BODY",
     "build_mjcf",
     "finger_joint_names",
     "joint_names",

@@ -87,6 +87,26 @@ class CameraSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class TissuePad:
+    """A block of tissue of known stiffness on the board: a rigid plate on a vertical spring
+    of ``stiffness_n_m`` [N/m] and ``damping_n_s_m`` [N s/m], its top ``height`` [m]
+    above the board at rest, centred at ``centre`` (x, y) [m] with ``half`` (x, y) half
+    sizes [m], travelling down at most ``travel`` [m]. Pressed ``d`` [m] below its
+    rest height it pushes back ``stiffness_n_m * d``: the ground truth the force
+    sensor is checked against.
+
+    Defaults: 400 N/m, within the hundreds of newtons per metre that indentation of
+    soft abdominal organs shows at a few millimetres (our choice of one figure)."""
+
+    centre: tuple[float, float] = (0.0, -0.05)
+    half: tuple[float, float] = (0.012, 0.01)
+    height: float = 0.012
+    stiffness_n_m: float = 400.0
+    damping_n_s_m: float = 2.0
+    travel: float = 0.01
+
+
+@dataclass(frozen=True, slots=True)
 class PegTransferLayout:
     """Where everything is, in the world frame [m].
 
@@ -110,6 +130,8 @@ class PegTransferLayout:
     camera: CameraSpec = CameraSpec()
     home_depth: float = 0.13
     """Depth [m] below its RCM at which each tool starts, jaws down, above the pegs."""
+    tissue: TissuePad | None = None
+    """A pad of known stiffness on the board (none in the peg transfer)."""
 
     @property
     def arms(self) -> tuple[str, ...]:
@@ -147,4 +169,5 @@ class PegTransferLayout:
 
 DEFAULT_LAYOUT: Final = PegTransferLayout()
 
-__all__ = ["DEFAULT_LAYOUT", "JAWS_DOWN", "CameraSpec", "PegTransferLayout", "RingGeometry"]
+__all__ = ["DEFAULT_LAYOUT", "JAWS_DOWN", "CameraSpec", "PegTransferLayout", "RingGeometry",
+           "TissuePad"]
