@@ -21,6 +21,7 @@ A session without link, video or audit data simply has empty series.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +124,12 @@ class Session:
     """SafetyEvent transitions."""
     modes: dict[str, Timed] = field(default_factory=dict)
     """Per arm: its mode at each state publication (only where it changed)."""
+    forces: dict[str, Timed] = field(default_factory=dict)
+    """Per arm: the force at the tip [N, magnitude] at each state publication."""
+    grips: dict[str, Timed] = field(default_factory=dict)
+    """Per arm: the jaws' grip [N] at each state publication."""
+    force_cap_n: float | None = None
+    """The supervisor's force cap [N], as the patient's status reported it (None: never)."""
     links: dict[str, Timed] = field(default_factory=dict)
     """Per path: its statistics (dicts) as published."""
     link_alarms: Timed = field(default_factory=Timed)
@@ -234,6 +241,8 @@ def _measured(s: Session, t: float, msg: Message, body: MeasuredCP,
               last_cp: dict[str, tuple[int, ArmMode]]) -> None:
     arm = body.arm
     prev = last_cp.get(arm)
+    s.forces.setdefault(arm, Timed()).add(t, math.hypot(*body.force))
+    s.grips.setdefault(arm, Timed()).add(t, body.grip)
     modes = s.modes.setdefault(arm, Timed())
     if prev is None or prev[1] is not body.mode:
         modes.add(t, body.mode)
@@ -274,9 +283,13 @@ def _patient(s: Session, t: float, data: dict[str, Any]) -> None:
     offset = data.get("link", {}).get("clock", {}).get("offset_ms")
     if isinstance(offset, int | float):
         s.offset_ns = round(offset * 1e6)
-    latency = data.get("safety", {}).get("latency_ms", {})
+    safety = data.get("safety", {})
+    latency = safety.get("latency_ms", {})
     if latency:
         s.supervisor_latency.add(t, latency)
+    cap = safety.get("force_cap_n")
+    if isinstance(cap, int | float) and not isinstance(cap, bool) and cap > 0:
+        s.force_cap_n = float(cap)
 
 
 def _audit(s: Session, directory: Path) -> None:
@@ -298,6 +311,13 @@ def _audit(s: Session, directory: Path) -> None:
                                     "data": rec.get("data", {})})
 
 
+def time_above(series: Timed, cap: float) -> float:
+    """Time [s] ``series`` spent at or above ``cap``: each sample at or over it counts until
+    the next sample (the last one for nothing)."""
+    t, v = series.t_s, series.values
+    return sum(t[i + 1] - t[i] for i in range(len(t) - 1) if v[i] >= cap)
+
+
 def latency_values(s: Session) -> FloatArray:
     """Every derived input sample -> applied latency [ms], all arms together."""
     parts = [np.asarray(v.values, dtype=np.float64) for v in s.applied_latency.values()]
@@ -305,4 +325,4 @@ def latency_values(s: Session) -> FloatArray:
 
 
 __all__ = ["Session", "Timed", "VideoFrames", "completeness", "latency_values",
-           "load_session"]
+           "load_session", "time_above"]

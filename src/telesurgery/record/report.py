@@ -34,6 +34,7 @@ from telesurgery.record.analysis import (
     Timed,
     completeness,
     latency_values,
+    time_above,
 )
 from telesurgery.record.mcap_writer import METADATA_NAME
 from telesurgery.stats import summarize
@@ -410,6 +411,36 @@ def _handovers(s: Session) -> str:
                          "(recorded before control ownership, or nobody ever held control).")
 
 
+def _forces(s: Session) -> str:
+    if not any(len(f) for f in s.forces.values()):
+        return _none("No instrument state in this recording, so no forces.")
+    cap = s.force_cap_n
+    body = ("<p>The force at each instrument's tip (magnitude, as the patient's sensor "
+            "reported it in <code>measured_cp</code>) and the jaws' grip, over time"
+            + (f", against the supervisor's cap of {cap:g} N." if cap is not None else
+               "; the recording holds no patient status naming the cap.") + "</p>")
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10.5, 4.4), sharex=True)
+    for arm, series in sorted(s.forces.items()):
+        top.plot(series.t_s, series.values, lw=0.8, label=arm)
+    for arm, series in sorted(s.grips.items()):
+        bottom.plot(series.t_s, series.values, lw=0.8, label=arm)
+    if cap is not None:
+        top.axhline(cap, color="#b03030", ls="--", lw=1.0, label=f"cap {cap:g} N")
+    top.set_ylabel("force at the tip [N]")
+    bottom.set_ylabel("grip [N]")
+    bottom.set_xlabel("time since start of recording [s]")
+    top.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    body += _png(fig, "force at each tip and grip over time")
+    rows = []
+    for arm, series in sorted(s.forces.items()):
+        peak = max(series.values) if len(series) else 0.0
+        above = f"{time_above(series, cap):.2f}" if cap is not None else "?"
+        rows.append((arm, f"{peak:.1f}", above, len(series)))
+    return body + _table(["arm", "peak force [N]", "time at or above the cap [s]",
+                          "samples"], rows)
+
+
 def _task(s: Session) -> str:
     pts = [(t, d["task"]) for t, d in zip(s.patient.t_s, s.patient.values, strict=True)
            if isinstance(d.get("task"), dict)]
@@ -478,6 +509,7 @@ _SECTIONS: tuple[tuple[str, str, Callable[[Session], str]], ...] = (
     ("video", "Video", _video),
     ("safety", "Safety timeline", _safety),
     ("handovers", "Control and handovers", _handovers),
+    ("forces", "Forces at the instruments", _forces),
     ("task", "Task", _task),
     ("recording", "Recording and audit", _recording),
 )

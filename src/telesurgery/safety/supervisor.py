@@ -636,6 +636,8 @@ class Supervisor:
                 "holds": self._holds,
                 "faults": self._faults,
                 "estops": self._estops,
+                "force_cap_n": self.config.force_cap_n,
+                "grip_cap_n": self.config.grip_cap_n,
                 "force_limits": self._force_limits,
                 "force_capped_s": round(self._force_capped_ticks * self.period_s, 3),
                 "grip_limits": self._grip_limits,
