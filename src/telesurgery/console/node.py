@@ -39,6 +39,7 @@ from telesurgery.security.acl import NODE_OF_ROLE
 from telesurgery.security.command_keys import ConsoleKeys
 from telesurgery.security.node import NodeSecurity, node_security, security_status
 from telesurgery.security.pki import Role
+from telesurgery.stats import Samples
 from telesurgery.transport.codec import encode
 from telesurgery.transport.dualpath import MultiPublisher
 from telesurgery.transport.keys import Keys
@@ -88,6 +89,10 @@ class ConsoleNode:
         self.driving_ns = 0
         """Time [ns] spent streaming commands (the rest: not in control)."""
         self.forces = ForceBook(config.arms, config.force_cap_n)
+        self.state_age_ns = Samples()
+        """How old each state bundle is on arrival [ns]: the patient's sample to here, the
+        force path's network leg (the patient's clock mapped by its path sync)."""
+        self._patient_offset_ns = 0
         """The latest tip force and grip of each arm, for the page's gauges and alarm."""
         self.picture = PictureCheck()
         """The loop's verdict on the surgeon's picture (the page's alarms read it)."""
@@ -264,6 +269,7 @@ class ConsoleNode:
         if self.auth is not None:
             self.auth.observe_patient(msg.session)
         if isinstance(msg.body, StateBundle):
+            self.state_age_ns.add(received_ns - msg.sent_ns + self._patient_offset_ns)
             forces = self.forces
             for state in msg.body.states:
                 self.teleop.observe(state.arm, state.measured, state.jaw, state.mode)
@@ -278,6 +284,10 @@ class ConsoleNode:
             # command key is agreed by the time they carry commands again.
             self.auth.observe_patient(msg.session)
         self.patient_status = msg.body.data
+        offset_ms = msg.body.data.get("link", {}).get("clock", {}).get("offset_ms")
+        if isinstance(offset_ms, int | float):
+            # The patient's estimate from its path sync: its clock minus ours.
+            self._patient_offset_ns = round(offset_ms * 1e6)
         for arm, v in msg.body.data.get("registration", {}).items():
             if isinstance(v, list) and len(v) == 7:
                 registration = Pose((v[0], v[1], v[2]), (v[3], v[4], v[5], v[6]))
@@ -352,6 +362,7 @@ class ConsoleNode:
             # Of which in control, streaming commands [s].
             "driving_s": round(self.driving_ns * 1e-9, 3),
             "video_freezes": self.video_freezes,
+            "state_age_ms": self.state_age_ns.summary(1e-6, last=last),
             "control": self.control.status() if self.control is not None else {},
             "undecodable": self.rejects.total,
             "link": self.link.status() if self.link is not None else {},

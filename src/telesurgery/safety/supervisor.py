@@ -473,16 +473,19 @@ class Supervisor:
             st.brake = None
         nxt = next_setpoint(sp, goal, self.limits, self.workspace, self.period_s)
         force = arm.measured_cf().force
+        magnitude = math.hypot(*force)
         was = st.contact_cap
-        nxt, st.contact_cap = limit_contact(sp, nxt, goal.position, force,
-                                               arm.measured_cp().position,
-                                               self.config.force_cap_n, was, self.workspace,
-                                               self.period_s)
-        if st.contact_cap is not None:
-            self._force_capped_ticks += 1
-        if (was is None) != (st.contact_cap is None):
-            self._cap_event(st, mode, "force", math.sqrt(sum(f * f for f in force)),
-                            self.config.force_cap_n, was is None)
+        # Most ticks touch nothing: they skip the limiter and the tip's forward kinematics.
+        if was is not None or not magnitude < self.config.force_cap_n:
+            nxt, st.contact_cap = limit_contact(sp, nxt, goal.position, force,
+                                                arm.measured_cp().position,
+                                                self.config.force_cap_n, was, self.workspace,
+                                                self.period_s)
+            if st.contact_cap is not None:
+                self._force_capped_ticks += 1
+            if (was is None) != (st.contact_cap is None):
+                self._cap_event(st, mode, "force", magnitude, self.config.force_cap_n,
+                                was is None)
         # What the robot applied (clipped to its reach) is where the limiter goes on from.
         st.setpoint = applied_setpoint(sp, nxt, arm.servo_cp(nxt.pose), self.period_s)
         if mode is ArmMode.FOLLOWING and jaw_goal is not None and st.jaw is not None:
