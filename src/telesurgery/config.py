@@ -272,7 +272,9 @@ class ConsoleConfig(_Strict):
     session: str = "or1"
     role: Literal["surgeon", "backup"] = "surgeon"
     arms: list[str] = ["psm1", "psm2"]
-    device: Literal["autopilot", "scripted", "web"] = "autopilot"
+    device: Literal["autopilot", "scripted", "touch", "web"] = "autopilot"
+    """``touch``: the autopilot's hands on simulated haptic devices that display the force
+    at the tips (docs/haptics.md)."""
     trajectory: Path | None = None
     rate_hz: PositiveFloat = 1000.0
     scale: Annotated[float, Field(gt=0.0, le=1.0)] = 0.2

@@ -20,6 +20,8 @@ from telesurgery.demo.run import DemoOptions, run_demo, writable_dir
 from telesurgery.demo.view import render_status, render_summary
 from telesurgery.errors import ConfigError
 
+DEMO_DEVICES = ("autopilot", "touch")
+"""The input devices that drive the demo's console by themselves."""
 _PAGE_NAMES = {"console": "surgeon console", "backup": "backup console"}
 
 
@@ -73,6 +75,10 @@ def demo(
         "--force-cap", help="Force cap at the instruments' tips [N] (default: 8), for both "
         "sides: the consoles' pages alarm and sound at or above it, the patient's "
         "supervisor limits motion into contact beyond it.")] = None,
+    device: Annotated[str, typer.Option(
+        help="The surgeon console's input device: autopilot, or touch (the autopilot's "
+             "hands on simulated haptic devices that display the force at the tips).")
+                      ] = "autopilot",
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
 ) -> None:
     """Run patient node, surgeon console (autopilot surgeon) and a Zenoh router together,
@@ -82,13 +88,16 @@ def demo(
     check_duration(duration)
     if headless and duration is None:
         raise ConfigError("--headless needs --duration S (nothing would stop it otherwise)")
+    if device not in DEMO_DEVICES:
+        raise ConfigError(f"--device {device!r}: the demo's console runs one of "
+                          f"{', '.join(DEMO_DEVICES)}")
     stop = stop_on_signals()
     port = web_port if web_port is not None else 0
     backup = backup or takeover_at is not None
     backup_port = None
     if backup and not headless:
         backup_port = backup_web_port if backup_web_port is not None else 0
-    opts = DemoOptions(duration_s=duration, session=session, workdir=workdir,
+    opts = DemoOptions(duration_s=duration, session=session, workdir=workdir, device=device,
                        log_level=log_level, link=link, loss=loss,
                        cuts=tuple(Cut.parse(c) for c in cut or ()), record=record,
                        video=video, web_port=port, insecure=insecure, backup=backup,

@@ -89,7 +89,9 @@ def patient(config: ConfigOpt = None, session: SessionOpt = None, listen: Listen
 
 
 DeviceOpt = Annotated[str | None, typer.Option(
-    help="autopilot, scripted or web (the console page's keyboard, mouse and gamepad).")]
+    help="autopilot, scripted, touch (the autopilot's hands on simulated haptic devices "
+         "that display the force at the tips) or web (the console page's keyboard, mouse "
+         "and gamepad).")]
 TrajectoryOpt = Annotated[Path | None, typer.Option(help="Trajectory file for the scripted "
                                                     "device.")]
 WebOpt = Annotated[bool | None, typer.Option(

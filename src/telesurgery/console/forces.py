@@ -138,6 +138,18 @@ class ForceBook:
         if arm in self._slots:
             self._registrations[arm] = base_in_view
 
+    def latest_in_view(self, arm: str) -> tuple[Vec3, Vec3, int] | None:
+        """The latest state of ``arm`` as a haptic device renders it: the force at the tip
+        [N] and the tip's position [m] in the view frame, and when it was received [ns,
+        this console's clock]; None before a state and a registration."""
+        slot = self._slots.get(arm)
+        registration = self._registrations.get(arm)
+        state = None if slot is None else slot.latest
+        if slot is None or state is None or registration is None:
+            return None
+        return (rotate(registration.orientation, state.force),
+                registration.compose(state.measured).position, slot.received_ns)
+
     def snapshot(self, now_ns: int) -> dict[str, ArmForce]:
         """What the page shows of every arm at ``now_ns`` [ns, this console's clock]."""
         return {arm: self._arm(arm, slot, now_ns) for arm, slot in self._slots.items()}

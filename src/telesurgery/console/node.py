@@ -303,10 +303,19 @@ class ConsoleNode:
         last = 0
         video = self.display.video if self.display is not None else None
         picture = self.picture
+        device = self.device
+        forces = self.forces
+        renders = tuple(device.arms) if device.displays_force else ()
 
         def teleop(now: int) -> None:
             nonlocal next_status, driving, last
-            samples = self.device.read(now)
+            for arm in renders:
+                # The newest state's force to the hand, once a tick (the device's servo
+                # runs inside read).
+                latest = forces.latest_in_view(arm)
+                if latest is not None:
+                    device.render_force(arm, *latest)
+            samples = device.read(now)
             drive = control.may_drive()
             if drive != driving:
                 driving = drive
@@ -380,4 +389,7 @@ class ConsoleNode:
         out["loop"]["late"] = self.loop.late.report()
         if self.display is not None:
             out["video"] = self.display.report()
+        device = self.device.report()
+        if device:
+            out["device"] = device
         return out

@@ -11,7 +11,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from telesurgery.geometry import Vec3
 from telesurgery.types import Pose
 
 
@@ -35,6 +37,9 @@ class InputDevice(ABC):
     auto_reclutch: bool = False
     """True for devices that are not a person (autopilot, replay): after the safety
     supervisor holds an arm they re-clutch by themselves; a person is asked to."""
+    displays_force: bool = False
+    """True for devices that display the force at the tip (``render_force``): the console
+    calls it once per tick for those only."""
 
     @abstractmethod
     def read(self, now_ns: int) -> Mapping[str, HandSample]:
@@ -44,6 +49,17 @@ class InputDevice(ABC):
         """What the surgeon sees of the instrument: tip pose in the view frame [m] and jaw
         opening [rad]. Devices that close a loop on it (the autopilot, a haptic device)
         override this; others ignore it."""
+
+    def render_force(self, arm: str, force_view_n: Vec3, tip_view_m: Vec3,  # noqa: B027
+                     t_ns: int) -> None:
+        """The latest state of ``arm`` as the console received it at ``t_ns`` [ns, console
+        clock]: the force on the instrument at its tip [N] and the tip's position [m], both
+        in the view frame. A device with force feedback (``displays_force``) displays it;
+        others ignore it."""
+
+    def report(self) -> dict[str, Any]:
+        """What the device has to say at the end of a run (empty for most)."""
+        return {}
 
     def close(self) -> None:  # noqa: B027 - most devices hold nothing
         """Release the device."""

@@ -24,6 +24,12 @@ def _scripted(cfg: ConsoleConfig) -> InputDevice:
     return ScriptedDevice(cfg.trajectory)
 
 
+def _touch(cfg: ConsoleConfig) -> InputDevice:
+    from telesurgery.input.touch import HapticHands
+
+    return HapticHands(arms=tuple(cfg.arms), scale=cfg.scale)
+
+
 def _web(cfg: ConsoleConfig) -> InputDevice:
     from telesurgery.input.web import WebInputDevice
 
@@ -36,6 +42,7 @@ def _web(cfg: ConsoleConfig) -> InputDevice:
 DEVICES: dict[str, Callable[[ConsoleConfig], InputDevice]] = {
     "autopilot": _autopilot,
     "scripted": _scripted,
+    "touch": _touch,
     "web": _web,
 }
 
