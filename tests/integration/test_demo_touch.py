@@ -41,6 +41,8 @@ def test_the_demo_runs_on_the_touch_devices(tmp_path: Path) -> None:
     assert psm1["stylus_travel_mm"] > 20.0, device
     assert psm1["tip_travel_mm"] > 20.0, device
     assert psm1["max_stylus_lag_mm"] < 5.0, device
+    # The console rendered the moving arm's states (500 Hz) to its device.
+    assert psm1["states_rendered"] > 1000, device
     for arm in ("psm1", "psm2"):
         energy = device[arm]
         assert energy["master_energy_j"]["out"] <= energy["slave_energy_j"]["in"] + 1e-6

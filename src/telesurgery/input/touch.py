@@ -88,6 +88,8 @@ class _Arm:
         self.tip: FloatArray | None = None
         """The tip's latest measured position [m, device axes, tool units]."""
         self.felt = np.zeros(3)
+        self.states = 0
+        """States rendered (each new tip position)."""
         self.peak_felt_n = 0.0
         self.stylus_travel_m = 0.0
         self.tip_travel_m = 0.0
@@ -137,6 +139,7 @@ class HapticHands(InputDevice):
             # measured tip it is that force's work (trapezoidal), zero while no new state
             # came. Energy flows in where the tissue pushes the tool along its motion.
             step = tip - a.tip
+            a.states += bool(np.any(step != 0.0))
             a.tip_travel_m += float(np.linalg.norm(step))
             work = -(force + a.force_tip) * 0.5 * step
             for i in range(3):
@@ -185,6 +188,7 @@ class HapticHands(InputDevice):
                                "device_per_hand": DEVICE_PER_HAND, "hand_n_m": HAND_N_M}
         for arm, a in self._arms.items():
             out[arm] = {
+                "states_rendered": a.states,
                 "stylus_travel_mm": round(a.stylus_travel_m * 1e3, 1),
                 "tip_travel_mm": round(a.tip_travel_m * 1e3, 1),
                 "max_stylus_lag_mm": round(a.max_follow_m * 1e3, 2),
