@@ -19,7 +19,7 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     [
         (("patient", "--config", "absent.toml"), "absent.toml: no such config file"),
         (("console", "--device", "haptic"),
-         "device: Input should be 'autopilot', 'scripted' or 'web'"),
+         "device: Input should be 'autopilot', 'scripted', 'touch' or 'web'"),
         (("console", "--device", "scripted"), "the scripted device needs a trajectory file"),
         (("patient", "--listen", "localhost"), "'localhost' is not a Zenoh locator"),
         (("demo", "--headless"), "--headless needs --duration S"),
