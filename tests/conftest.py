@@ -1,8 +1,11 @@
-"""Fixtures shared by every test folder: free loopback ports and Zenoh session pairs."""
+"""Fixtures shared by every test folder: free loopback ports, Zenoh session pairs and a
+headless browser."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import zenoh
@@ -28,3 +31,22 @@ def zenoh_pair(loopback_endpoint: str) -> Iterator[tuple[zenoh.Session, zenoh.Se
     finally:
         b.close()
         a.close()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """The system's Chromium, headless, through Playwright (nothing is downloaded)."""
+    if not CHROMIUM.exists():
+        pytest.skip("the system Chromium (/usr/bin/chromium) is not installed")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from telesurgery.bench.page import CHROMIUM_ARGS
+
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
+        try:
+            yield b
+        finally:
+            b.close()

@@ -11,12 +11,10 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from telesurgery.bench.page import CHROMIUM_ARGS
 from telesurgery.clock import now_ns
 from telesurgery.config import WebConfig
 from telesurgery.console.forces import ForceBook
@@ -28,8 +26,6 @@ from telesurgery.types import ArmMode, OperatingState, Pose
 
 from ..waiting import wait_until
 
-sync_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = Path("/usr/bin/chromium")
 WAIT_S = 20.0  # generous: a loaded two-core machine
 CAP = 8.0
 HOME = Pose((0.0, 0.0, -0.1), (1.0, 0.0, 0.0, 0.0))
@@ -76,17 +72,6 @@ class Backend:
         pass
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """The system's Chromium, headless, through Playwright (nothing is downloaded)."""
-    if not CHROMIUM.exists():
-        pytest.skip("the system Chromium (/usr/bin/chromium) is not installed")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture

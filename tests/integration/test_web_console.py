@@ -30,7 +30,6 @@ import aiohttp
 import numpy as np
 import pytest
 
-from telesurgery.bench.page import CHROMIUM_ARGS
 from telesurgery.camera import CameraRenderer, RGBImage
 from telesurgery.config import ZenohConfig
 from telesurgery.console.web.access import new_token
@@ -174,15 +173,6 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
             z.close()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """The system's Chromium, headless, through Playwright (nothing is downloaded)."""
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture(scope="module")
