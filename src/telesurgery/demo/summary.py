@@ -52,7 +52,14 @@ def build_summary(duration_s: float, patient: dict[str, Any], console: dict[str,
                              cuts or []),
         "safety": {"state": patient.get("final_state", safety.get("state", "UNKNOWN")),
                    "holds": safety.get("holds", 0), "faults": safety.get("faults", 0),
-                   "estops": safety.get("estops", 0)},
+                   "estops": safety.get("estops", 0),
+                   "forces": {
+                       "cap_n": safety.get("force_cap_n"),
+                       "limits": safety.get("force_limits", 0),
+                       "capped_s": safety.get("force_capped_s", 0.0),
+                       "grip_limits": safety.get("grip_limits", 0),
+                       "peak_n": {arm: a.get("peak_force_n")
+                                  for arm, a in safety.get("arms", {}).items()}}},
     }
     if "task" in patient:
         out["task"] = patient["task"]

@@ -15,6 +15,16 @@ _STATE_STYLE = {"ENGAGED": "bold green", "HOLD": "bold yellow", "ESTOP": "bold r
                 "DISABLED": "dim"}
 
 
+
+def forces_text(forces: dict[str, Any]) -> str:
+    """The forces row: each arm's peak at the tip, and how often the cap was reached."""
+    peaks = ", ".join(f"{arm} {peak:g} N" for arm, peak in sorted(forces.get("peak_n", {}).items())
+                      if isinstance(peak, int | float))
+    cap = forces.get("cap_n")
+    capped = (f"{cap:g} N cap reached {forces.get('limits', 0)} times "
+              f"({forces.get('capped_s', 0.0):g} s)" if isinstance(cap, int | float) else "no cap")
+    return f"peak {peaks or '?'}; {capped}; grip cap reached {forces.get('grip_limits', 0)} times"
+
 def _pct(d: dict[str, Any] | None, unit: str) -> str:
     if not d:
         return "-"
@@ -153,6 +163,9 @@ def render_summary(summary: dict[str, Any]) -> Table:
     t.add_row("wait for servo tick", _pct(c.get("tick_wait_ms"), "ms"))
     t.add_row("safety", f"{s.get('state', '?')}, holds {s.get('holds', 0)}, "
                         f"faults {s.get('faults', 0)}")
+    forces = s.get("forces")
+    if forces:
+        t.add_row("forces", forces_text(forces))
     t.add_row("security", security_text(summary.get("security")))
     sec = summary.get("security") or {}
     backup = summary.get("backup")

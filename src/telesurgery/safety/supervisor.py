@@ -109,6 +109,7 @@ class _ArmState:
         "last_valid_ns",
         "mode",
         "name",
+        "peak_force",
         "received",
         "session",
         "setpoint",
@@ -142,6 +143,8 @@ class _ArmState:
         self.contact_cap: ContactCap | None = None
         """The force cap, while it holds (``checks.limit_contact``)."""
         self.grip_capped = False
+        self.peak_force = 0.0
+        """The largest force at the tip [N] while this arm was engaged."""
 
 
 class Admits(Protocol):
@@ -474,6 +477,7 @@ class Supervisor:
         nxt = next_setpoint(sp, goal, self.limits, self.workspace, self.period_s)
         force = arm.measured_cf().force
         magnitude = math.hypot(*force)
+        st.peak_force = max(st.peak_force, magnitude)
         was = st.contact_cap
         # Most ticks touch nothing: they skip the limiter and the tip's forward kinematics.
         if was is not None or not magnitude < self.config.force_cap_n:
@@ -647,7 +651,8 @@ class Supervisor:
                 "arms": {st.name: {"mode": st.mode.label, "applied_seq": st.applied_seq,
                                    "session": None if st.session is None
                                    else f"{st.session:016x}",
-                                   "received": st.received}
+                                   "received": st.received,
+                                   "peak_force_n": round(st.peak_force, 2)}
                          for st in self._arms.values()},
             }
         out["latency_ms"] = self.latency_ns.summary(1e-6, last=last)
