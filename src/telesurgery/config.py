@@ -278,6 +278,9 @@ class ConsoleConfig(_Strict):
     trajectory: Path | None = None
     rate_hz: PositiveFloat = 1000.0
     scale: Annotated[float, Field(gt=0.0, le=1.0)] = 0.2
+    scale_with_delay: bool = True
+    """Lower the motion scale as the measured round trip grows past 250 ms, to half of
+    ``scale`` at 750 ms (``console.scaling``)."""
     force_cap_n: PositiveFloat = FORCE_CAP_N
     """Force at the tip [N] above which the surgeon's page alarms and sounds."""
     tremor: TremorConfig = TremorConfig()

@@ -267,3 +267,24 @@ def test_unwrap_keeps_the_rotation_and_follows_the_previous_vector(angle: float,
     # Same rotation as the input, and the representative nearest the previous vector.
     assert quat_angle(rotvec_to_quat(got), rotvec_to_quat(wrapped)) < 1e-6
     assert math.dist(got, true) < 1e-6
+
+
+def test_a_new_scale_applies_to_the_motion_from_then_on_without_a_jump() -> None:
+    m = TeleopMapping("psm1", scale=0.2)
+    m.step(hand(0), MEASURED, 0.3, REGISTRATION)
+    first = (0.04, 0.0, 0.0)
+    path = drive(m, 1, 400, first)
+    at = settle(m, 500, Pose(offset(HAND0.position, first), HAND0.orientation))
+    m.scale = 0.1  # halved while the hand rests 40 mm from its anchor
+    still = m.step(hand(3000, offset(HAND0.position, first)), MEASURED, 0.3,
+                   REGISTRATION).servo.pose
+    assert math.dist(in_view(still).position, at.position) < 1e-9  # no jump
+    second = (0.0, 0.03, 0.0)
+    base = Pose(offset(HAND0.position, first), HAND0.orientation)
+    drive(m, 3001, 400, second, base=base)
+    moved = settle(m, 3500, Pose(offset(base.position, second), HAND0.orientation))
+    # The first 40 mm at 0.2, the next 30 mm at 0.1.
+    expected = offset(offset(in_view(MEASURED).position, first, 0.2), second, 0.1)
+    assert math.dist(moved.position, expected) < 1e-9
+    steps = [math.dist(a.position, b.position) for a, b in itertools.pairwise(path)]
+    assert max(steps) < 0.2 * 0.04 / 400 * 3  # the target moved smoothly, no tick jumped

@@ -8,7 +8,7 @@ in the camera frame. Positions [m], angles [rad], times [ns].
 While engaged (clutch released), with the anchors ``H0`` (hand) and ``T0`` (the
 measured tool pose in the view frame) taken at the release::
 
-    target.position    = T0.position + scale * filter(H.position - H0.position)
+    target.position    = T0.position + sum over ticks of scale * d(filter(H.position - H0.position))
     target.orientation = filter(H.rot * H0.rot^-1) * T0.rot      (in the view frame)
 
 then expressed in the base frame. Motion is scaled down (0.2, the dVRK default)
@@ -107,8 +107,10 @@ class _Anchor:
 class TeleopMapping:
     """The hand-to-instrument mapping of one arm; pure (no I/O), one ``step`` per tick.
 
-    ``scale``: tool over hand displacement; ``rate_hz`` [Hz]: the rate of ``step``
-    calls, for which the tremor filter is designed. ``rejected`` counts ticks
+    ``scale``: tool over hand displacement, which may change between ticks (the delay's
+    scaling): each tick's hand motion is scaled by the scale of that tick, so a change never
+    moves the target; ``rate_hz`` [Hz]: the rate of ``step`` calls, for which the tremor
+    filter is designed. ``rejected`` counts ticks
     whose inputs were not finite; those ticks hold, as a pressed clutch does.
     """
 
@@ -124,6 +126,10 @@ class TeleopMapping:
         self._filter = TremorFilter(tremor or TremorConfig(), rate_hz, channels=6)
         self._anchor: _Anchor | None = None
         self._rotvec: Vec3 = (0.0, 0.0, 0.0)
+        # The hand's filtered displacement at the last tick, and the tool's scaled one: a
+        # new scale applies to the motion from then on, so the target never jumps.
+        self._hand: Vec3 = (0.0, 0.0, 0.0)
+        self._tool: Vec3 = (0.0, 0.0, 0.0)
         self._target: Pose | None = None
         self._jaw: float | None = None
 
@@ -176,8 +182,12 @@ class TeleopMapping:
                                hand.position[2] - h0[2], *self._rotvec))
         t0 = anchor.tool_in_view
         s = self.scale
+        h, t = self._hand, self._tool
+        t = self._tool = (t[0] + s * (d[0] - h[0]), t[1] + s * (d[1] - h[1]),
+                          t[2] + s * (d[2] - h[2]))
+        self._hand = (d[0], d[1], d[2])
         in_view = Pose(
-            (t0.position[0] + s * d[0], t0.position[1] + s * d[1], t0.position[2] + s * d[2]),
+            (t0.position[0] + t[0], t0.position[1] + t[1], t0.position[2] + t[2]),
             quat_normalize(quat_mul(rotvec_to_quat((d[3], d[4], d[5])), t0.orientation)),
         )
         self._target = anchor.view_to_base.compose(in_view)
@@ -188,6 +198,7 @@ class TeleopMapping:
     def _reanchor(self, sample: HandSample, measured: Pose, registration: Pose) -> _Anchor:
         self._filter.reset()
         self._rotvec = (0.0, 0.0, 0.0)
+        self._hand = self._tool = (0.0, 0.0, 0.0)
         self._anchor = _Anchor(
             hand_position=sample.pose.position,
             hand_rot_inv=quat_conj(sample.pose.orientation),

@@ -30,6 +30,7 @@ from telesurgery.config import ConsoleConfig
 from telesurgery.console.control import ControlClient
 from telesurgery.console.display import SurgeonDisplay, start_display
 from telesurgery.console.forces import ForceBook
+from telesurgery.console.scaling import DelayScaling, best_rtt_ms
 from telesurgery.console.teleop import Teleop
 from telesurgery.console.video import PictureCheck, VideoAge
 from telesurgery.errors import ConfigError, TelesurgeryError
@@ -89,6 +90,9 @@ class ConsoleNode:
         self.driving_ns = 0
         """Time [ns] spent streaming commands (the rest: not in control)."""
         self.forces = ForceBook(config.arms, config.force_cap_n)
+        self.scaling = DelayScaling(config.scale_with_delay)
+        self._rtt_ms: float | None = None
+        """The round trip [ms] of the best path up, from the patient's status."""
         self.state_age_ns = Samples()
         """How old each state bundle is on arrival [ns]: the patient's sample to here, the
         force path's network leg (the patient's clock mapped by its path sync)."""
@@ -284,6 +288,7 @@ class ConsoleNode:
             # command key is agreed by the time they carry commands again.
             self.auth.observe_patient(msg.session)
         self.patient_status = msg.body.data
+        self._rtt_ms = best_rtt_ms(msg.body.data.get("link", {}).get("paths", {}))
         offset_ms = msg.body.data.get("link", {}).get("clock", {}).get("offset_ms")
         if isinstance(offset_ms, int | float):
             # The patient's estimate from its path sync: its clock minus ours.
@@ -305,6 +310,7 @@ class ConsoleNode:
         picture = self.picture
         device = self.device
         forces = self.forces
+        scaling = self.scaling
         renders = tuple(device.arms) if device.displays_force else ()
 
         def teleop(now: int) -> None:
@@ -333,6 +339,10 @@ class ConsoleNode:
                     samples = {arm: replace(s, clutch=True) for arm, s in samples.items()}
             if drive and last:
                 self.driving_ns += now - last
+            if last:
+                fraction = scaling.fraction
+                if fraction != scaling.update(self._rtt_ms, (now - last) * 1e-9):
+                    self.teleop.scale_by(scaling.fraction)
             last = now
             bodies = self.teleop.tick(samples, drive)
             if bodies:
@@ -372,6 +382,10 @@ class ConsoleNode:
             "driving_s": round(self.driving_ns * 1e-9, 3),
             "video_freezes": self.video_freezes,
             "state_age_ms": self.state_age_ns.summary(1e-6, last=last),
+            "motion_scale": {"scale": round(self.teleop.scale, 4),
+                             "base": self.teleop.base_scale,
+                             "with_delay": self.scaling.enabled,
+                             "rtt_ms": self.scaling.rtt_ms},
             "control": self.control.status() if self.control is not None else {},
             "undecodable": self.rejects.total,
             "link": self.link.status() if self.link is not None else {},

@@ -30,6 +30,7 @@ class Teleop:
     def __init__(self, device: InputDevice, scale: float = DEFAULT_SCALE,
                  tremor: TremorConfig | None = None, rate_hz: float = 1000.0) -> None:
         self.device = device
+        self.base_scale = scale
         self._mappings = {arm: TeleopMapping(arm, scale, tremor, rate_hz) for arm in device.arms}
         self._registrations: dict[str, Pose] = {}
         self._measured: dict[str, tuple[Pose, float]] = {}
@@ -46,6 +47,17 @@ class Teleop:
         """Ticks held because an input (hand sample, measured pose, registration) was not
         finite, over all arms."""
         return sum(m.rejected for m in self._mappings.values())
+
+    @property
+    def scale(self) -> float:
+        """The motion scale now (tool over hand displacement)."""
+        return next(iter(self._mappings.values())).scale if self._mappings else self.base_scale
+
+    def scale_by(self, fraction: float) -> None:
+        """Scale every arm's motion by ``fraction`` of the console's scale from this tick on
+        (the delay's scaling, ``console.scaling``)."""
+        for m in self._mappings.values():
+            m.scale = self.base_scale * fraction
 
     def engaged(self, arm: str) -> bool:
         """True while the surgeon's hand drives ``arm``."""

@@ -288,6 +288,9 @@ function showHud(h) {
   setText('hud-device', c.device || '-');
   setText('hud-control-rate', c.rate_hz != null ? `${c.rate_hz.toFixed(0)} Hz` : '-');
   setText('hud-control-latency', ms(c.latency_ms));
+  // The motion scale, and why: lowered from the console's own as the round trip grows.
+  setText('hud-scale', c.scale != null ? `${c.scale.toFixed(3)}` +
+          (c.scale < c.scale_base ? ` (of ${c.scale_base}, rtt ${Math.round(c.scale_rtt_ms)} ms)` : '') : '-');
   showLinks(h.links || {});
   const p = h.page || {};
   setText('hud-codec', p.codec || '-');
