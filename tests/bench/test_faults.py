@@ -191,5 +191,8 @@ def test_two_faults_through_the_real_processes(tmp_path: Path) -> None:
     # The patient's own figures: the observer may miss a message on a loaded machine.
     assert cut["link"]["fibre"]["outages"] >= 1
     # The surgeon console's death hands control to the bedside; the grant brings it back.
-    assert "bedside" in kill["seen"]["owners"]
-    assert kill["seen"]["owners"][-1] == "surgeon:dr-rossi"
+    # (Not necessarily for good: a stall of a second on a loaded machine later in the watch
+    # silences the surgeon and rightly hands control to the bedside again.)
+    owners = kill["seen"]["owners"]
+    lost = owners.index("bedside")
+    assert "surgeon:dr-rossi" in owners[lost + 1:], owners

@@ -46,6 +46,10 @@ HOGS: Final = 4
 """Busy processes beside the nodes under CPU starvation (two per core of the 2-core CI)."""
 GRANT_WAIT_S: Final = 60.0
 """How long [s] the bedside team tries to hand control back to a restarted console."""
+GRANT_HELD_S: Final = 3.0
+"""How long [s] the surgeon must keep control before the team stops granting: a console
+granted control before it can stream (its command key not yet agreed, on a loaded
+machine) is silent, and after ``owner_lost_ms`` control is the bedside's again."""
 SURGEON: Final = f"surgeon:{DEMO_SURGEON}"
 BURST_BYTES: Final = (200_000, 500_000)
 """A burst message's payload [bytes], cycled from the smaller to the larger in 100 kB
@@ -127,15 +131,23 @@ def press(page_url: str, action: Action) -> None:
 
 def _bedside_grants(ctx: Injection) -> None:
     """The restarted surgeon console asks for control from its page and the bedside grants
-    it from its own, until the surgeon is announced owner (or ``GRANT_WAIT_S``)."""
+    it from its own, again as long as control comes back to the bedside, until the surgeon
+    has held it for ``GRANT_HELD_S`` (or ``GRANT_WAIT_S``)."""
     surgeon, bedside = ctx.nodes.consoles
+    held = 0
     for _ in range(round(GRANT_WAIT_S / 0.5)):
-        if ctx.abort.is_set() or ctx.seen.owner() == SURGEON:
+        if ctx.abort.is_set():
             return
-        asked, granter = surgeon.page_url(), bedside.page_url()
-        if asked is not None and granter is not None:
-            press(asked, Action.REQUEST_CONTROL)
-            press(granter, Action.GRANT_CONTROL)
+        if ctx.seen.owner() == SURGEON:
+            held += 1
+            if held * 0.5 >= GRANT_HELD_S:
+                return
+        else:
+            held = 0
+            asked, granter = surgeon.page_url(), bedside.page_url()
+            if asked is not None and granter is not None:
+                press(asked, Action.REQUEST_CONTROL)
+                press(granter, Action.GRANT_CONTROL)
         ctx.hold(0.5)
 
 
