@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Final
 import zenoh
 
 from telesurgery.clock import now_ns
-from telesurgery.console.video import ConsoleVideo, VideoAge
+from telesurgery.console.video import ConsoleVideo, VideoAge, patient_clock_offset_ns
 from telesurgery.console.web.access import announcement
 from telesurgery.console.web.protocol import Action, HandInput
 from telesurgery.console.web.server import WebConsole
@@ -115,10 +115,9 @@ class SurgeonDisplay:
         if not isinstance(msg.body, Status):
             return
         self._patient_seen = time.monotonic()
-        offset_ms = msg.body.data.get("link", {}).get("clock", {}).get("offset_ms")
-        if self.video is not None and isinstance(offset_ms, int | float):
-            # The patient's estimate from its path sync: its clock minus ours.
-            self.video.clock_offset_ns = round(offset_ms * 1e6)
+        offset = patient_clock_offset_ns(msg.body.data)
+        if self.video is not None and offset is not None:
+            self.video.clock_offset_ns = offset
 
     # ---- PageBackend (the web server's thread) ---------------------------------------
 

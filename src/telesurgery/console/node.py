@@ -32,7 +32,7 @@ from telesurgery.console.display import SurgeonDisplay, start_display
 from telesurgery.console.forces import ForceBook
 from telesurgery.console.scaling import DelayScaling, best_rtt_ms
 from telesurgery.console.teleop import Teleop
-from telesurgery.console.video import PictureCheck, VideoAge
+from telesurgery.console.video import PictureCheck, VideoAge, patient_clock_offset_ns
 from telesurgery.errors import ConfigError, TelesurgeryError
 from telesurgery.input.base import InputDevice
 from telesurgery.messages import CommandBundle, Message, ServoCP, StateBundle, Status
@@ -90,14 +90,15 @@ class ConsoleNode:
         self.driving_ns = 0
         """Time [ns] spent streaming commands (the rest: not in control)."""
         self.forces = ForceBook(config.arms, config.force_cap_n)
+        """The latest tip force and grip of each arm, for the page's gauges and alarm."""
         self.scaling = DelayScaling(config.scale_with_delay)
-        self._rtt_ms: float | None = None
-        """The round trip [ms] of the best path up, from the patient's status."""
+        """The motion scale's fraction, and the round trip it follows (the patient's status
+        sets ``scaling.rtt_ms``)."""
         self.state_age_ns = Samples()
         """How old each state bundle is on arrival [ns]: the patient's sample to here, the
         force path's network leg (the patient's clock mapped by its path sync)."""
         self._patient_offset_ns = 0
-        """The latest tip force and grip of each arm, for the page's gauges and alarm."""
+        """The patient's clock minus ours [ns], from its status."""
         self.picture = PictureCheck()
         """The loop's verdict on the surgeon's picture (the page's alarms read it)."""
         self.video_freezes = 0
@@ -288,11 +289,10 @@ class ConsoleNode:
             # command key is agreed by the time they carry commands again.
             self.auth.observe_patient(msg.session)
         self.patient_status = msg.body.data
-        self._rtt_ms = best_rtt_ms(msg.body.data.get("link", {}).get("paths", {}))
-        offset_ms = msg.body.data.get("link", {}).get("clock", {}).get("offset_ms")
-        if isinstance(offset_ms, int | float):
-            # The patient's estimate from its path sync: its clock minus ours.
-            self._patient_offset_ns = round(offset_ms * 1e6)
+        self.scaling.rtt_ms = best_rtt_ms(msg.body.data.get("link", {}).get("paths", {}))
+        offset = patient_clock_offset_ns(msg.body.data)
+        if offset is not None:
+            self._patient_offset_ns = offset
         for arm, v in msg.body.data.get("registration", {}).items():
             if isinstance(v, list) and len(v) == 7:
                 registration = Pose((v[0], v[1], v[2]), (v[3], v[4], v[5], v[6]))
@@ -341,7 +341,7 @@ class ConsoleNode:
                 self.driving_ns += now - last
             if last:
                 fraction = scaling.fraction
-                if fraction != scaling.update(self._rtt_ms, (now - last) * 1e-9):
+                if fraction != scaling.update((now - last) * 1e-9):
                     self.teleop.scale_by(scaling.fraction)
             last = now
             bodies = self.teleop.tick(samples, drive)

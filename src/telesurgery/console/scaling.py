@@ -64,20 +64,19 @@ def best_rtt_ms(paths: object) -> float | None:
 
 
 class DelayScaling:
-    """The fraction of the console's motion scale now: ``update`` once a tick with the
-    latest round trip; off (``enabled`` False), always 1."""
+    """The fraction of the console's motion scale now: set ``rtt_ms`` whenever the round
+    trip is measured and ``update`` once a tick; off (``enabled`` False), always 1."""
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self.fraction = 1.0
         self.rtt_ms: float | None = None
-        """The round trip [ms] the last update saw."""
+        """The latest round trip [ms] (None: unknown)."""
 
-    def update(self, rtt_ms: float | None, dt_s: float) -> float:
-        """Move the fraction toward the law's value for ``rtt_ms`` [ms], by at most
-        ``SLEW_PER_S * dt_s``; returns it."""
-        self.rtt_ms = rtt_ms
-        target = delay_fraction(rtt_ms) if self.enabled else 1.0
+    def update(self, dt_s: float) -> float:
+        """Move the fraction toward the law's value for ``rtt_ms``, by at most
+        ``SLEW_PER_S * dt_s`` [s]; returns it."""
+        target = delay_fraction(self.rtt_ms) if self.enabled else 1.0
         step = SLEW_PER_S * dt_s
         self.fraction += min(max(target - self.fraction, -step), step)
         return self.fraction

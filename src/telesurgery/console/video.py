@@ -49,6 +49,15 @@ brakes the instruments and keeps them there). Xu et al. 2014: 400-500 ms accepta
 tiring, beyond it only simple low-risk work."""
 
 
+
+def patient_clock_offset_ns(status: dict[str, Any]) -> int | None:
+    """The patient's clock minus this console's [ns], as the patient's status estimates it
+    from its path sync (``link.clock.offset_ms``); None when the status has none."""
+    offset_ms = status.get("link", {}).get("clock", {}).get("offset_ms")
+    if isinstance(offset_ms, int | float) and not isinstance(offset_ms, bool):
+        return round(offset_ms * 1e6)
+    return None
+
 class VideoAge(Enum):
     """How old the surgeon's picture is: what the console does about it."""
 
@@ -238,4 +247,4 @@ class ConsoleVideo:
         return out
 
 
-__all__ = ["ConsoleVideo", "FrameSink"]
+__all__ = ["ConsoleVideo", "FrameSink", "patient_clock_offset_ns"]

@@ -15,7 +15,6 @@ _STATE_STYLE = {"ENGAGED": "bold green", "HOLD": "bold yellow", "ESTOP": "bold r
                 "DISABLED": "dim"}
 
 
-
 def forces_text(forces: dict[str, Any]) -> str:
     """The forces row: each arm's peak at the tip, and how often the cap was reached."""
     peaks = ", ".join(f"{arm} {peak:g} N" for arm, peak in sorted(forces.get("peak_n", {}).items())
@@ -24,6 +23,7 @@ def forces_text(forces: dict[str, Any]) -> str:
     capped = (f"{cap:g} N cap reached {forces.get('limits', 0)} times "
               f"({forces.get('capped_s', 0.0):g} s)" if isinstance(cap, int | float) else "no cap")
     return f"peak {peaks or '?'}; {capped}; grip cap reached {forces.get('grip_limits', 0)} times"
+
 
 def _pct(d: dict[str, Any] | None, unit: str) -> str:
     if not d:

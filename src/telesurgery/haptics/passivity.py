@@ -85,11 +85,16 @@ class PassivityObserver:
     def observe(self, power_out_w: float) -> PortEnergy:
         """Add one sample of the power [W] flowing out of the network through this port
         (negative when it flows in); returns the new totals."""
+        return self.add(power_out_w * self._dt)
+
+    def add(self, work_out_j: float) -> PortEnergy:
+        """Add the energy [J] that left the network through this port over a step of any
+        length (negative when it came in); returns the new totals."""
         e = self._energy
-        if power_out_w >= 0.0:
-            self._energy = PortEnergy(e.e_in_j, e.e_out_j + power_out_w * self._dt)
+        if work_out_j >= 0.0:
+            self._energy = PortEnergy(e.e_in_j, e.e_out_j + work_out_j)
         else:
-            self._energy = PortEnergy(e.e_in_j - power_out_w * self._dt, e.e_out_j)
+            self._energy = PortEnergy(e.e_in_j - work_out_j, e.e_out_j)
         return self._energy
 
 

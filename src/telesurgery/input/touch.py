@@ -80,8 +80,9 @@ class _Arm:
         self.hand_at: FloatArray | None = None
         """Where the hand wants the stylus [m, device frame]."""
         self.master = [PassivityObserver(1.0 / TOUCH_LIMITS.rate_hz) for _ in range(3)]
-        self.slave = [PortEnergy() for _ in range(3)]
-        """The slave port's energy per axis, observed from the received states."""
+        self.slave = [PassivityObserver(1.0 / TOUCH_LIMITS.rate_hz) for _ in range(3)]
+        """The slave port's energy per axis, observed from the received states (by the work
+        over each step of the measured tip: ``add``)."""
         self.force_tip = np.zeros(3)
         """The latest force at the tip [N, device axes, tip units]."""
         self.force_ns: int | None = None
@@ -143,10 +144,7 @@ class HapticHands(InputDevice):
             a.tip_travel_m += float(np.linalg.norm(step))
             work = -(force + a.force_tip) * 0.5 * step
             for i in range(3):
-                e = a.slave[i]
-                w = float(work[i])
-                a.slave[i] = (PortEnergy(e.e_in_j, e.e_out_j + w) if w >= 0.0
-                              else PortEnergy(e.e_in_j - w, e.e_out_j))
+                a.slave[i].add(float(work[i]))
         a.tip = tip
         a.force_tip = force
         a.force_ns = t_ns
@@ -181,7 +179,7 @@ class HapticHands(InputDevice):
     def energies(self, arm: str) -> tuple[tuple[PortEnergy, ...], tuple[PortEnergy, ...]]:
         """The master port's and the slave port's energies, per device axis [J]."""
         a = self._arms[arm]
-        return tuple(o.energy for o in a.master), tuple(a.slave)
+        return tuple(o.energy for o in a.master), tuple(o.energy for o in a.slave)
 
     def report(self) -> dict[str, Any]:
         out: dict[str, Any] = {"device": "touch", "force_scale": FORCE_SCALE,
@@ -195,8 +193,8 @@ class HapticHands(InputDevice):
                 "peak_felt_n": round(a.peak_felt_n, 3),
                 "master_energy_j": {"in": round(sum(o.energy.e_in_j for o in a.master), 6),
                                     "out": round(sum(o.energy.e_out_j for o in a.master), 6)},
-                "slave_energy_j": {"in": round(sum(e.e_in_j for e in a.slave), 6),
-                                   "out": round(sum(e.e_out_j for e in a.slave), 6)},
+                "slave_energy_j": {"in": round(sum(o.energy.e_in_j for o in a.slave), 6),
+                                   "out": round(sum(o.energy.e_out_j for o in a.slave), 6)},
                 "dissipated_j": round(a.dissipated_j, 6),
             }
         return out
@@ -236,7 +234,7 @@ class HapticHands(InputDevice):
         if fresh:
             for i in range(3):
                 c = impedance_pc(float(a.force_tip[i]), float(v_tool[i]),
-                                 a.master[i].energy, a.slave[i].e_in_j, self._dt)
+                                 a.master[i].energy, a.slave[i].energy.e_in_j, self._dt)
                 force[i] = c.value
                 a.dissipated_j += c.dissipated_j
         applied = np.asarray(a.device.command_force(_vec(force * FORCE_SCALE)))

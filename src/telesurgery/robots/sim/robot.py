@@ -21,6 +21,7 @@ from typing import Any, Final
 
 import mujoco
 import numpy as np
+import numpy.typing as npt
 
 from telesurgery.errors import KinematicsError, RobotError
 from telesurgery.geometry import FloatArray, Vec3, quat_to_rotation
@@ -88,9 +89,10 @@ class _Move:
 
 
 class SimArm(Arm):
-    """One simulated PSM; created by ``SimRobot``, not directly."""
+    """One simulated PSM; created by ``SimRobot``, not directly (``tool_geom``: which of the
+    model's geoms are this arm's instrument)."""
 
-    def __init__(self, robot: SimRobot, name: str) -> None:
+    def __init__(self, robot: SimRobot, name: str, tool_geom: npt.NDArray[np.bool_]) -> None:
         self.name = name
         self._robot = robot
         m = robot.model
@@ -102,9 +104,7 @@ class SimArm(Arm):
         self._finger_qpos = _span(name, "qpos", [int(m.joint(j).qposadr[0]) for j in fingers])
         self._finger_qvel = _span(name, "qvel", [int(m.joint(j).dofadr[0]) for j in fingers])
         self._ctrl = _span(name, "ctrl", [m.actuator(j).id for j in (*joints, *fingers)])
-        is_tool = np.zeros(m.nbody, dtype=bool)
-        is_tool[[m.body(b).id for b in tool_body_names(name)]] = True
-        self._tool_geom = is_tool[m.geom_bodyid]
+        self._tool_geom = tool_geom
         # Which finger each geom belongs to (1: finger a, 2: finger b, 0: neither), for
         # the grip: what the two jaws squeeze between them.
         finger = np.zeros(m.nbody, dtype=np.int8)
@@ -310,12 +310,14 @@ class SimRobot(Robot):
         self.lock = threading.Lock()
         self._state = OperatingState.DISABLED
         self.model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_ACTUATION)
-        self._arms = {name: SimArm(self, name) for name in layout.arms}
         # Which arm's instrument each geom belongs to (1, 2, ... in arm order; 0: none).
         arm_of_body = np.zeros(self.model.nbody, dtype=np.int8)
         for i, name in enumerate(layout.arms, start=1):
             arm_of_body[[self.model.body(b).id for b in tool_body_names(name)]] = i
-        self._geom_arm: list[int] = arm_of_body[self.model.geom_bodyid].tolist()
+        geom_arm = arm_of_body[self.model.geom_bodyid]
+        self._geom_arm: list[int] = geom_arm.tolist()
+        self._arms = {name: SimArm(self, name, geom_arm == i)
+                      for i, name in enumerate(layout.arms, start=1)}
         for arm in self._arms.values():
             arm._place()
         mujoco.mj_forward(self.model, self.data)
