@@ -211,6 +211,45 @@ class SafetyConfig(_Strict):
         return self
 
 
+CHECKLIST_ITEMS = ("link", "bedside", "credential", "recording", "video")
+"""The pre-flight checklist's items (``safety.checklist.Item``), as configs name them."""
+ChecklistItemName = Literal["link", "bedside", "credential", "recording", "video"]
+
+
+class ChecklistConfig(_Strict):
+    """The pre-flight checklist the patient node enforces (``safety.checklist``).
+
+    ``required`` false (the default) keeps a plain ``telesurgery patient`` as it was: no
+    checklist, the first surgeon console claims control. With it true, no surgeon console
+    drives until the bedside lead confirmed the list and every item is GO or overridden.
+    ``confirmation``: the bedside's confirmation file (:class:`ChecklistConfirmation`,
+    written by ``telesurgery checklist confirm`` and ``override``), read again whenever
+    it changes. ``probe_reports``: ``telesurgery probe --json`` reports; the ``link``
+    item needs every control path GO in one finished within ``probe_max_age_min``
+    [min] (30 by default: our choice, no source gives a figure).
+    """
+
+    required: bool = False
+    confirmation: Path | None = None
+    probe_reports: list[Path] = []
+    probe_max_age_min: PositiveFloat = 30.0
+
+
+class ChecklistConfirmation(_Strict):
+    """What the bedside lead writes (TOML): who confirms the checklist, and each failed
+    item overridden with its written reason (at least 10 characters: a reason, not a
+    tick)::
+
+        confirmed_by = "sister-chen"
+        [overrides]
+        bedside = "the bedside surgeon scrubbed in; the backup console restarts"
+    """
+
+    confirmed_by: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    overrides: dict[ChecklistItemName, Annotated[str, Field(min_length=10,
+                                                            max_length=500)]] = {}
+
+
 class PatientConfig(_Strict):
     """The patient-side node: robot, loops and safety."""
 
@@ -228,6 +267,11 @@ class PatientConfig(_Strict):
     record_dir: Path | None = None
     """Session directory the node's signed audit trail goes in (``audit/``); none: no trail."""
     security: SecurityConfig = SecurityConfig()
+    policy: Path | None = None
+    """The site's credential policy (TOML, ``security.credential.CredentialPolicy``):
+    which licensing authorities and jurisdictions it accepts, by role; none: licences
+    are not checked."""
+    checklist: ChecklistConfig = ChecklistConfig()
 
     _paths = field_validator("paths")(_unique_paths)
 

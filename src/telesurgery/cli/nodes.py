@@ -66,7 +66,20 @@ def patient(config: ConfigOpt = None, session: SessionOpt = None, listen: Listen
                 "--record", help="Session directory for this node's signed audit trail "
                 "(written to its audit/ folder).")] = None,
             identity: IdentityOpt = None, acl: AclOpt = None, crl: CrlOpt = None,
-            insecure: InsecureOpt = False, force_cap: ForceCapOpt = None) -> None:
+            insecure: InsecureOpt = False, force_cap: ForceCapOpt = None,
+            policy: Annotated[Path | None, typer.Option(
+                "--policy", help="The site's credential policy (TOML): the licensing "
+                "authorities and jurisdictions accepted, by role.")] = None,
+            checklist: Annotated[bool | None, typer.Option(
+                "--checklist/--no-checklist", help="Enforce the pre-flight checklist: no "
+                "remote surgeon drives until the bedside confirmed it (default: off, or as "
+                "the config says).")] = None,
+            confirmation: Annotated[Path | None, typer.Option(
+                "--checklist-confirmation", help="The bedside's confirmation file, from "
+                "'telesurgery checklist confirm' and 'override'.")] = None,
+            probe_report: Annotated[list[Path] | None, typer.Option(
+                "--probe-report", help="A 'probe --json' report qualifying the control "
+                "paths (repeat).")] = None) -> None:
     """Run the patient-side node: simulated robot, safety supervisor, 1 kHz servo loop."""
     setup_logging(log_level)
     check_duration(duration)
@@ -75,7 +88,10 @@ def patient(config: ConfigOpt = None, session: SessionOpt = None, listen: Listen
                zenoh=_zenoh(base.zenoh, mode, listen, connect), record_dir=record,
                video=_section(base.video, enabled=video),
                safety=_section(base.safety, force_cap_n=force_cap),
-               security=security_section(base.security, identity, acl, crl, insecure))
+               security=security_section(base.security, identity, acl, crl, insecure),
+               policy=policy,
+               checklist=_section(base.checklist, required=checklist,
+                                  confirmation=confirmation, probe_reports=probe_report))
     from telesurgery.patient.node import PatientNode
     from telesurgery.robots.sim.robot import SimRobot
 

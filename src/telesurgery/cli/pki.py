@@ -6,6 +6,7 @@ same variable then unlocks it for ``issue`` and ``revoke``.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from pathlib import Path
@@ -16,7 +17,9 @@ from rich.console import Console
 from rich.table import Table
 
 from telesurgery.cli.common import write_json
+from telesurgery.errors import ConfigError
 from telesurgery.security.acl import access_control
+from telesurgery.security.credential import Licence
 from telesurgery.security.pki import CA_DAYS, LEAF_DAYS, Pki, parse_role
 
 PASSPHRASE_ENV = "TELESURGERY_CA_PASSPHRASE"
@@ -54,12 +57,46 @@ def issue(
         help="DNS name or IP address the node is reached at (repeat); localhost, "
              "127.0.0.1 and ::1 are always included.")] = None,
     days: Annotated[int, typer.Option(min=1, help="Validity [days].")] = LEAF_DAYS,
+    licence_number: Annotated[str | None, typer.Option(
+        help="Surgeon or bedside lead: the licence number, e.g. RM-12345.")] = None,
+    licence_authority: Annotated[str | None, typer.Option(
+        help="The authority that issued the licence, e.g. FNOMCeO.")] = None,
+    jurisdiction: Annotated[str | None, typer.Option(
+        help="Where the licence holds, e.g. IT.")] = None,
+    specialty: Annotated[str | None, typer.Option(help="e.g. urology.")] = None,
+    licence_valid_until: Annotated[str | None, typer.Option(
+        help="The licence's last day, YYYY-MM-DD.")] = None,
 ) -> None:
-    """Issue a certificate for NAME in ROLE; its identity folder is DIRECTORY/ROLE/NAME."""
+    """Issue a certificate for NAME in ROLE; its identity folder is DIRECTORY/ROLE/NAME.
+
+    A surgeon's (or bedside lead's) licence goes into the certificate with the five
+    --licence-... options together."""
+    licence = _licence(licence_number, licence_authority, jurisdiction, specialty,
+                       licence_valid_until)
     ident = Pki(directory).issue(parse_role(role), name, hosts=host or (), days=days,
-                                 passphrase=_passphrase())
-    typer.echo(f"issued {ident.common_name}: {ident.certificate.parent} (cert.pem, key.pem "
-               "0600, ca.pem); hand this folder to the node")
+                                 passphrase=_passphrase(), licence=licence)
+    with_licence = "" if licence is None else (f" with licence {licence.number} of "
+                                               f"{licence.authority} ({licence.jurisdiction})")
+    typer.echo(f"issued {ident.common_name}{with_licence}: {ident.certificate.parent} "
+               "(cert.pem, key.pem 0600, ca.pem); hand this folder to the node")
+
+
+def _licence(number: str | None, authority: str | None, jurisdiction: str | None,
+             specialty: str | None, valid_until: str | None) -> Licence | None:
+    given = {"--licence-number": number, "--licence-authority": authority,
+             "--jurisdiction": jurisdiction, "--specialty": specialty,
+             "--licence-valid-until": valid_until}
+    if all(v is None for v in given.values()):
+        return None
+    missing = [flag for flag, v in given.items() if v is None]
+    if missing:
+        raise ConfigError(f"a licence needs all five options; add {', '.join(missing)}")
+    try:
+        until = dt.date.fromisoformat(str(valid_until))
+    except ValueError:
+        raise ConfigError(f"--licence-valid-until {valid_until!r} is not a date; write "
+                          "YYYY-MM-DD, e.g. 2027-06-30") from None
+    return Licence(str(number), str(authority), str(jurisdiction), str(specialty), until)
 
 
 @pki_app.command("list")
@@ -72,15 +109,19 @@ def list_(
     certs = Pki(directory).certificates()
     rows = [{"common_name": c.common_name, "role": c.role.value, "serial": f"{c.serial:x}",
              "not_after": c.not_after.isoformat(), "status": c.status(),
-             "revoked_at": c.revoked_at.isoformat() if c.revoked_at else None}
+             "revoked_at": c.revoked_at.isoformat() if c.revoked_at else None,
+             "licence": None if c.licence is None else c.licence.as_dict()}
             for c in certs]
     if json_path is not None:
         write_json(json_path, {"certificates": rows})
-    table = Table("common name", "role", "valid until", "status", "serial")
-    for r in rows:
+    table = Table("common name", "role", "valid until", "status", "licence", "serial")
+    for c, r in zip(certs, rows, strict=True):
         colour = "green" if r["status"] == "valid" else "red"
+        lic = c.licence
+        licence = "" if lic is None else (f"{lic.number} {lic.authority} {lic.jurisdiction} "
+                                          f"{lic.specialty} to {lic.valid_until}")
         table.add_row(str(r["common_name"]), str(r["role"]), str(r["not_after"])[:10],
-                      f"[{colour}]{r['status']}[/]", str(r["serial"])[:16])
+                      f"[{colour}]{r['status']}[/]", licence, str(r["serial"])[:16])
     Console().print(table)
 
 

@@ -14,6 +14,7 @@ VERB_MODULES = (
     "pki",
     "record",
     "audit",
+    "checklist",
     "replay",
     "report",
     "link",

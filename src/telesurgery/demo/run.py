@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from telesurgery.clock import now_ns
+from telesurgery.demo.checklist import checklist_args
 from telesurgery.demo.linkrig import Cut, CutSchedule, LinkRig, paths_toml
 from telesurgery.demo.monitor import Monitor
 from telesurgery.demo.processes import (
@@ -213,7 +214,7 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
                          cpus[PATIENT_SITE])
     patient = NodeProcess("patient", ["patient", *common, "--mode", "peer", "--listen",
                                       patient_ep, "--connect", router_ep,
-                                      *path_args["patient"],
+                                      *path_args["patient"], *checklist_args(opts, workdir),
                                       *_security_args(site, Role.ROBOT, "patient")], workdir,
                           cpus[PATIENT_SITE])
     console = NodeProcess("console", ["console", *common, "--mode", "peer",
@@ -252,7 +253,11 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
             # subscribes would take the recorder for it and stream commands into the void.
             wait_present(monitor, [patient], {"patient"})
             recording.announce()
-        for c in consoles:
+        # The checklist is judged when the surgeon's key is agreed: the bedside console
+        # and the endoscope's first frame come first, as they would in theatre.
+        for c in reversed(consoles):
+            if c is console:
+                _wait_for_checklist(monitor, opts, [n.name for n in consoles[1:]])
             c.start()
         if not monitor.wait_present({n.name for n in (patient, *consoles)},
                                     STARTUP_TIMEOUT_S):
@@ -311,6 +316,15 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
     if video is not None:
         summary["video"] = video
     return summary
+
+
+def _wait_for_checklist(monitor: Monitor, opts: DemoOptions, bedside: list[str]) -> None:
+    def ready(m: Monitor) -> bool:
+        video = m.status.get("patient", {}).get("video", {})
+        return set(bedside) <= m.present and (not opts.video or video.get("frames", 0) > 0)
+
+    # Not an error when it times out: the surgeon then waits for the checklist instead.
+    monitor.wait_until(ready, STARTUP_TIMEOUT_S)
 
 
 def connect_monitor(session: str, router_ep: str, router: NodeProcess,

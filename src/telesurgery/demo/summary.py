@@ -88,14 +88,18 @@ def security_section(insecure: bool, patient: dict[str, Any]) -> dict[str, Any]:
     certificate's common name; ``role:session`` when insecure; ``bedside`` when control lay
     with the bedside and no console drove), ``handovers``: changes of owner, whether
     commands had to carry tags, the control paths without TLS (``plain_paths``: emulated
-    datagram paths), keys agreed and key offers refused."""
+    datagram paths), keys agreed and key offers refused, ``credential``: the owner's licence
+    (authority, jurisdiction; None: none), ``checklist``: the pre-flight checklist's items
+    and states."""
     sec = patient.get("security", {})
     return {"mtls": bool(sec.get("mtls", False)), "insecure": insecure,
             "owner": sec.get("owner"), "handovers": int(sec.get("handovers", 0)),
             "command_tags": bool(sec.get("command_tags", False)),
             "plain_paths": sec.get("plain_paths", []),
             "keys_agreed": sec.get("keys_agreed", 0),
-            "offers_refused": sec.get("offers_refused", {})}
+            "offers_refused": sec.get("offers_refused", {}),
+            "credential": sec.get("credential"),
+            "checklist": sec.get("checklist")}
 
 
 def backup_section(backup: dict[str, Any], takeover_at_s: float | None,

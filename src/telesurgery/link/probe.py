@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import datetime
 import itertools
 import logging
 import random
@@ -177,6 +178,9 @@ class ProbeReport:
     paths: tuple[PathResult, ...]
     thresholds: Thresholds
     settings: ProbeSettings
+    finished_at: str = ""
+    """When the probe finished (ISO 8601, UTC): the patient's pre-flight checklist
+    accepts a report only this many minutes old (``ChecklistConfig``)."""
 
     @property
     def go(self) -> bool:
@@ -192,6 +196,7 @@ class ProbeReport:
         """The report as JSON-ready values."""
         return {
             "verdict": "GO" if self.go else "NO-GO",
+            "finished_at": self.finished_at,
             "reasons": self.reasons,
             "thresholds": self.thresholds.model_dump(),
             "threshold_sources": Thresholds.SOURCES,
@@ -612,7 +617,8 @@ async def probe_paths(paths: Mapping[str, Locator], settings: ProbeSettings,
         raw = await _Prober(target, settings, burst_bps).measure()
         metrics = analyse(raw, settings)
         results.append(PathResult(name, str(target), metrics, judge(metrics, thresholds)))
-    return ProbeReport(tuple(results), thresholds, settings)
+    return ProbeReport(tuple(results), thresholds, settings,
+                       datetime.datetime.now(datetime.UTC).isoformat())
 
 
 def run_probe(paths: Mapping[str, Locator], settings: ProbeSettings | None = None,

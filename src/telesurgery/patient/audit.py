@@ -27,8 +27,11 @@ operating state, the ``cause`` (``SafetyCause``, lower case) and the reason in w
 changed since the last summary. Control ownership writes ``handover`` (each change of
 owner, both identities and who asked) and ``handover_request`` (a request now waiting
 for the bedside, or an action the rules refused). Command authentication writes
-``key_agreed`` (a console session bound to a certificate) and ``key_refused`` (a key
-offer refused, once per console session and reason).
+``key_agreed`` (a console session bound to a certificate, with the licence it carries)
+and ``key_refused`` (a key offer refused, once per console session and reason: the
+credential policy's refusals among them). The pre-flight checklist writes ``checklist``
+(its items and states, at each change) and ``checklist_override`` (an item the bedside
+overrode, with the reason).
 """
 
 from __future__ import annotations
@@ -147,6 +150,15 @@ class PatientAudit:
         """Record a command key agreed or a key offer refused (a Zenoh thread)."""
         self._append(AuditKind.KEY_AGREED if ev.reason is None else AuditKind.KEY_REFUSED,
                      ev.as_dict())
+
+    def checklist(self, data: Mapping[str, Any]) -> None:
+        """Record the pre-flight checklist as it now stands (``Checklist.as_dict``)."""
+        self._append(AuditKind.CHECKLIST, data)
+
+    def checklist_override(self, item: str, reason: str, by: str | None) -> None:
+        """Record a failed checklist ``item`` overridden by the bedside (``by``: who
+        confirmed the list, None: not yet) with its written ``reason``."""
+        self._append(AuditKind.CHECKLIST_OVERRIDE, {"item": item, "reason": reason, "by": by})
 
     def poll(self, rejections: Mapping[str, int], now_s: float | None = None) -> None:
         """Summarise the rejections (counts by reason name, every layer's) if

@@ -91,12 +91,18 @@ class PatientControl:
         self._audit: PatientAudit | None = None
         self._owner_pub: Publisher | None = None
         self._subs: list[zenoh.Subscriber[None]] = []
+        self._cleared: Callable[[], bool] = lambda: True
 
     def start(self, z: zenoh.Session, keys: Keys, session_id: int, arms: HoldsArms,
-              auth: PatientKeys | None, audit: PatientAudit | None) -> None:
+              auth: PatientKeys | None, audit: PatientAudit | None,
+              cleared: Callable[[], bool] | None = None) -> None:
         """Listen for control actions; ``arms``: the safety supervisor, whose arms a change
-        of owner holds; ``auth`` (None: insecure) gates actions like commands."""
+        of owner holds; ``auth`` (None: insecure) gates actions like commands;
+        ``cleared``: whether the pre-flight checklist lets surgeon consoles hold control
+        (None: always)."""
         self._arms, self._auth, self._audit = arms, auth, audit
+        if cleared is not None:
+            self._cleared = cleared
         self._owner_pub = Publisher(z, keys.control_owner, Stream.EVENT, session_id)
         gate: Callable[[bytes, Message], bool] | None = None
         if auth is not None:
@@ -142,8 +148,18 @@ class PatientControl:
     def admits(self, session: int) -> bool:
         """Whether console ``session`` holds control (claiming it where the rules let it):
         the supervisor's ``Admits``, called under its lock, so it never calls the
-        supervisor (a claim only queues its handover for :meth:`poll`)."""
-        return self.ownership.admits(self.party(session))
+        supervisor (a claim only queues its handover for :meth:`poll`). A surgeon console
+        is refused (counted as ``checklist``) until the pre-flight checklist is cleared."""
+        who = self.party(session)
+        if who is not None and who.role is Role.SURGEON and not self._cleared():
+            with self._lock:
+                self.refused["checklist"] += 1
+                first = self.refused["checklist"] == 1
+            if first:
+                log.warning("%s may not drive: the pre-flight checklist is not cleared; "
+                            "further commands are counted", who.name)
+            return False
+        return self.ownership.admits(who)
 
     # ---- actions (Zenoh's thread) -----------------------------------------------------
 
@@ -186,6 +202,10 @@ class PatientControl:
             return
         if body.action is ControlAction.TAKE_OVER:
             h = self.ownership.take_over(who)
+        elif not self._cleared():
+            raise OwnershipError("checklist", "no grant to a remote surgeon before the "
+                                 "pre-flight checklist is cleared; confirm it or override "
+                                 "its failed items")
         else:
             h = self.ownership.grant(who, body.target)
         if h is not None and h.owner is not None:

@@ -22,7 +22,7 @@ from typing import Any
 import zenoh
 
 from telesurgery.clock import FixedRateLoop, name_os_thread, now_ns, set_realtime_thread
-from telesurgery.config import PatientConfig
+from telesurgery.config import PatientConfig, load
 from telesurgery.errors import ConfigError
 from telesurgery.messages import (
     CommandBundle,
@@ -35,12 +35,14 @@ from telesurgery.messages import (
     Status,
 )
 from telesurgery.patient.audit import PatientAudit
+from telesurgery.patient.checklist import PatientChecklist
 from telesurgery.patient.control import PatientControl
 from telesurgery.patient.video import PatientVideo, start_video
 from telesurgery.robots.base import Robot
 from telesurgery.safety.checks import Reason
 from telesurgery.safety.supervisor import Supervisor
-from telesurgery.security.command_keys import PatientKeys
+from telesurgery.security.command_keys import KeyEvent, PatientKeys
+from telesurgery.security.credential import CredentialPolicy
 from telesurgery.security.node import NodeSecurity, node_security, security_status
 from telesurgery.security.tags import TagReason
 from telesurgery.transport.dualpath import MultiPublisher
@@ -91,11 +93,16 @@ class PatientNode:
         self.security: NodeSecurity | None = None
         """Mutual TLS, access control and command tags (None: run insecure)."""
         self.auth: PatientKeys | None = None
+        self.checklist: PatientChecklist | None = None
+        self._recorder_present = False
 
     def run(self, stop: threading.Event, duration_s: float | None = None) -> dict[str, Any]:
         """Serve until stopped; returns the final report (counters and measured figures)."""
         cfg = self.config
         self.security = node_security(cfg.security, "patient node")
+        if cfg.policy is not None and self.security is None:
+            raise ConfigError("a credential policy needs certificates to read licences "
+                              "from: drop --insecure, or drop --policy")
         if cfg.realtime:
             # Before Zenoh starts its threads, so that they inherit SCHED_FIFO: commands
             # are checked on Zenoh's receive thread, which must not queue behind other work.
@@ -129,12 +136,20 @@ class PatientNode:
         # Enabled before anyone can send: a console streams as soon as it sees our subscribers.
         self.robot.enable()
         self.supervisor.enable()
+        checklist = self.checklist = PatientChecklist(
+            cfg.checklist, [p.name for p in cfg.paths], policy_on=cfg.policy is not None,
+            audit_on=self.audit is not None, audit=self.audit)
         if self.security is not None:
-            # Every command must carry a tag under a key agreed with a console certificate.
+            # Every command must carry a tag under a key agreed with a console certificate
+            # whose licence the site's policy accepts.
             self.auth = PatientKeys(z, keys, sid, self.security.credentials,
-                                    self.security.commanders(),
-                                    self.audit.key_event if self.audit else None)
-        self.control.start(z, keys, sid, self.supervisor, self.auth, self.audit)
+                                    self.security.commanders(), self._key_event,
+                                    None if cfg.policy is None
+                                    else load(CredentialPolicy, cfg.policy))
+        self.control.start(z, keys, sid, self.supervisor, self.auth, self.audit,
+                           lambda: checklist.cleared)
+        recorders = z.liveliness().declare_subscriber(keys.presence("recorder"),
+                                                      self._on_recorder, history=True)
         # Consoles stream bundles (every arm, one message a tick); the per-arm CRTK keys
         # stay open to tools that command one arm.
         link.subscribe_commands([keys.arms_servo, *(k for arm in cfg.arms
@@ -166,10 +181,27 @@ class PatientNode:
                                  {"final_state": self.final_state.name,
                                   "safety": self._safety(LIVE_WINDOW)})
             token.undeclare()
+            recorders.undeclare()
             self.control.close()
             if self.auth is not None:
                 self.auth.close()
         return self.report()
+
+    def _key_event(self, ev: KeyEvent) -> None:
+        if self.audit is not None:
+            self.audit.key_event(ev)
+        if self.checklist is not None:
+            self.checklist.key_agreed(ev)
+
+    def _on_recorder(self, sample: zenoh.Sample) -> None:
+        self._recorder_present = sample.kind == zenoh.SampleKind.PUT
+
+    def _poll_checklist(self) -> None:
+        if self.checklist is None:
+            return
+        live = [a.common_name for a in self.auth.live()] if self.auth is not None else []
+        camera = self.video.camera if self.video is not None else None
+        self.checklist.poll(live, self._recorder_present, camera.frames if camera else 0)
 
     def _zenoh_security(self) -> dict[str, str] | None:
         return None if self.security is None else self.security.zenoh_settings()
@@ -186,7 +218,8 @@ class PatientNode:
     def security_status(self) -> dict[str, Any]:
         """Mutual TLS or not, whether commands must carry tags, ``owner``: the console
         holding control (``bedside`` when it lies with the bedside and no console drives,
-        None before anyone claimed it), and ``handovers``."""
+        None before anyone claimed it), ``handovers``, ``credential``: the owner's licence
+        (authority, jurisdiction, specialty, last day; None: none), and ``checklist``."""
         out = security_status(self.security)
         out["command_tags"] = self.auth is not None
         out["plain_paths"] = ([p.name for p in self.config.paths if not p.tls]
@@ -196,6 +229,12 @@ class PatientNode:
         out["handovers"] = control["handovers"]
         if self.auth is not None:
             out |= self.auth.status()
+            licence = self.auth.licence(control["owner"])
+            out["credential"] = None if licence is None else {
+                "authority": licence.authority, "jurisdiction": licence.jurisdiction,
+                "specialty": licence.specialty, "valid_until": licence.valid_until.isoformat()}
+        if self.checklist is not None:
+            out["checklist"] = self.checklist.status()
         return out
 
     def _servo_loop(self, state: _StatePublishers, stop: threading.Event,
@@ -261,6 +300,7 @@ class PatientNode:
                     self.audit.safety_event(ev)
             if self.audit is not None:
                 self.audit.poll(self.rejections())
+            self._poll_checklist()
             self.control.poll()
             if time.monotonic() >= next_status:
                 status.offer(Status(self.status()))

@@ -105,6 +105,10 @@ class AuditKind(enum.StrEnum):
     LINK_ALARM = "link_alarm"
     KEY_AGREED = "key_agreed"
     KEY_REFUSED = "key_refused"
+    CHECKLIST = "checklist"
+    """The pre-flight checklist's items and states, each time they change."""
+    CHECKLIST_OVERRIDE = "checklist_override"
+    """A failed checklist item overridden by the bedside, with the written reason."""
     AUDIT_INTERRUPTED = "audit_interrupted"
 
 

@@ -29,8 +29,10 @@ import zenoh
 from telesurgery.clock import name_os_thread, now_ns
 from telesurgery.errors import AuthError
 from telesurgery.messages import KeyOffer, Message
+from telesurgery.security.credential import CredentialPolicy, Licence
 from telesurgery.security.handshake import (
     BINDING_REFUSALS,
+    Agreement,
     Credentials,
     Initiator,
     Responder,
@@ -65,31 +67,38 @@ class KeyEvent:
     console_session: int
     common_name: str | None
     reason: str | None = None
+    licence: Licence | None = None
+    """The licence in the certificate of an agreed key (None: none, or refused)."""
 
-    def as_dict(self) -> dict[str, str | None]:
+    def as_dict(self) -> dict[str, object]:
         """JSON-ready, for the audit trail."""
         return {"session": f"{self.console_session:016x}", "name": self.common_name,
-                "reason": self.reason}
+                "reason": self.reason,
+                "licence": None if self.licence is None else self.licence.as_dict()}
 
 
 class PatientKeys:
     """The patient node's end of command authentication.
 
     ``commanders``: who may agree keys, by role (the access-control roster; None: any
-    surgeon or backup of the site CA); ``on_event`` gets each :class:`KeyEvent` (first
-    refusal per console session and reason). Refused commands are counted by
+    surgeon or backup of the site CA); ``policy``: the site's credential policy (None:
+    licences not checked); ``on_event`` gets each :class:`KeyEvent` (first refusal per
+    console session and reason), before the console is answered. Refused commands are counted by
     :class:`~telesurgery.security.tags.TagReason` (:meth:`rejections`).
     """
 
     def __init__(self, z: zenoh.Session, keys: Keys, session_id: int, creds: Credentials,
                  commanders: Mapping[Role, Sequence[str]] | None,
-                 on_event: Callable[[KeyEvent], object] | None = None) -> None:
+                 on_event: Callable[[KeyEvent], object] | None = None,
+                 policy: CredentialPolicy | None = None) -> None:
         self.verifier = CommandVerifier()
         self._on_event = on_event
         self._audited: set[tuple[int, str]] = set()
         self._creds = creds
         self._next_crl_check = 0
-        self._responder = Responder(creds, keys.session, session_id, commanders)
+        self.policy = policy
+        self._responder = Responder(creds, keys.session, session_id, commanders,
+                                    policy=policy)
         self._lock = threading.Lock()
         # Apart from ``_lock``, which an offer holds through its signature checks: a
         # refused command must never wait for a handshake.
@@ -120,7 +129,8 @@ class PatientKeys:
                 self.agreed += 1
                 log.info("command key agreed with %s (console session %016x)",
                          agreement.common_name, msg.session)
-                self._event(KeyEvent(msg.session, agreement.common_name))
+                self._event(KeyEvent(msg.session, agreement.common_name,
+                                     licence=agreement.licence))
         self._accepts.put(agreement.accept)
 
     def _refused(self, msg: Message, exc: AuthError) -> None:
@@ -173,6 +183,16 @@ class PatientKeys:
             for cn in self.verifier.forget_serials(revoked.serials):
                 log.warning("%s was revoked: its command key is forgotten, its commands "
                             "are refused from now on", cn)
+
+    def live(self) -> list[Agreement]:
+        """The command keys of consoles running now (``Responder.live``)."""
+        with self._lock:
+            return self._responder.live(now_ns())
+
+    def licence(self, common_name: str | None) -> Licence | None:
+        """The licence of the newest key agreed by ``common_name`` (None: none)."""
+        with self._lock:
+            return self._responder.licence(common_name)
 
     def common_name(self, console_session: int | None) -> str | None:
         """Who agreed the key of ``console_session`` (None if nobody or no session)."""

@@ -52,6 +52,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from telesurgery import clock
 from telesurgery.errors import AuthError, ConfigError
 from telesurgery.messages import KeyAccept, KeyOffer, Message
+from telesurgery.security.credential import CredentialPolicy, Licence, licence_of
 from telesurgery.security.pki import Identity, Role, certificate_identity, revoked_serials
 from telesurgery.security.tags import KEY_SIZE
 
@@ -147,6 +148,9 @@ class Peer:
     common_name: str
     serial: int
     public_key: ec.EllipticCurvePublicKey
+    role: Role
+    licence: Licence | None = None
+    """The licence the certificate carries (``security.credential``)."""
 
 
 def check_certificate(der: bytes, creds: Credentials, roles: Collection[Role],
@@ -171,6 +175,7 @@ def check_certificate(der: bytes, creds: Credentials, roles: Collection[Role],
         raise AuthError("revoked", f"certificate {cert.serial_number:x} is revoked")
     try:
         role, name = certificate_identity(cert)
+        licence = licence_of(cert)
     except ConfigError as exc:
         raise AuthError("bad_certificate", str(exc)) from exc
     cn = f"{role.value}:{name}"
@@ -182,7 +187,7 @@ def check_certificate(der: bytes, creds: Credentials, roles: Collection[Role],
     key = cert.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise AuthError("bad_certificate", f"{cn} does not hold an ECDSA key")
-    return Peer(cn, cert.serial_number, key)
+    return Peer(cn, cert.serial_number, key, role, licence)
 
 
 def certificate_name(der: bytes) -> str | None:
@@ -243,6 +248,9 @@ class Agreement:
     key: bytes
     accept: KeyAccept
     """The answer that gives the console the same key (sent again for a repeated offer)."""
+    role: Role = Role.SURGEON
+    licence: Licence | None = None
+    """The licence in the console's certificate, accepted by the site's policy if any."""
 
 
 BINDING_REFUSALS = ("session_taken", "identity_in_use", "superseded")
@@ -271,7 +279,10 @@ class Responder:
     session id to the first offer that agreed a key for it, for the life of this run.
 
     ``commanders``: the common names allowed to command, by role (the access-control
-    roster); None: any surgeon or backup certificate of the site CA.
+    roster); None: any surgeon or backup certificate of the site CA. ``policy``: the
+    site's credential policy, checked on every new offer after its signature (a refusal
+    is ``AuthError`` with the policy's reason, e.g. ``authority_not_accepted``); None:
+    licences are not checked.
 
     The same offer again (its certificate and ephemeral key; a console resends it until
     answered, then as a keep-alive) gets the same agreement, so both sides keep one key
@@ -286,8 +297,10 @@ class Responder:
 
     def __init__(self, creds: Credentials, session: str, patient_session: int,
                  commanders: Mapping[Role, Sequence[str]] | None = None,
-                 live_s: float = IDENTITY_LIVE_S) -> None:
+                 live_s: float = IDENTITY_LIVE_S,
+                 policy: CredentialPolicy | None = None) -> None:
         self._creds = creds
+        self._policy = policy
         self._session = session
         self._patient = patient_session
         self._names = (None if commanders is None else
@@ -299,6 +312,18 @@ class Responder:
         """The agreement console ``console_session`` is bound to (None: not bound)."""
         b = self._bound.get(console_session)
         return None if b is None else b.agreement
+
+    def live(self, now_ns: int) -> list[Agreement]:
+        """The agreements of consoles running at ``now_ns`` [ns]: not superseded, their
+        offer heard within the identity's live time (they resend it every 0.2 s)."""
+        return [b.agreement for b in self._bound.values()
+                if not b.retired and now_ns - b.heard_ns <= self._live_ns]
+
+    def licence(self, common_name: str | None) -> Licence | None:
+        """The licence of the newest agreement of ``common_name`` (None: none)."""
+        found = [b.agreement for b in self._bound.values()
+                 if b.agreement.common_name == common_name]
+        return found[-1].licence if found else None
 
     def answer(self, msg: Message, now_ns: int | None = None) -> Agreement:
         """The agreement for the offer ``msg`` heard at ``now_ns`` [ns, default now]
@@ -317,6 +342,9 @@ class Responder:
                                  self._names)
         _verify(peer.public_key, offer.signature,
                 _offer_bytes(self._session, msg.session, offer.ephemeral), peer.common_name)
+        if self._policy is not None:
+            # The licence's last day is a calendar date: judged on today's UTC date.
+            self._policy.check(peer.role.value, peer.licence, _now().date())
         if known is not None:
             raise AuthError("session_taken", f"{peer.common_name} offered a key for console "
                             f"session {msg.session:016x}, which is bound to another "
@@ -356,7 +384,7 @@ class Responder:
         accept = KeyAccept(session, own_public, self._creds.certificate,
                            self._creds.private_key.sign(signed, _SIGNATURE))
         return Agreement(session, peer.common_name, peer.serial,
-                         _derive(own, offer.ephemeral, signed), accept)
+                         _derive(own, offer.ephemeral, signed), accept, peer.role, peer.licence)
 
     def _evict(self) -> None:
         while len(self._bound) > MAX_BINDINGS:

@@ -8,6 +8,7 @@ default, plain TCP the explicit exception).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 from telesurgery.config import SecurityConfig
 from telesurgery.errors import ConfigError
 from telesurgery.security.acl import access_control, load_acl_settings
+from telesurgery.security.credential import Licence
 from telesurgery.security.handshake import Credentials
 from telesurgery.security.pki import Identity, Pki, Role, throwaway_pki
 from telesurgery.security.zenoh_tls import tls_settings
@@ -31,6 +33,26 @@ DEMO_MEMBERS: Mapping[Role, tuple[str, ...]] = {
 }
 """Who the demo's throwaway PKI issues identities to: the router, the patient node, the
 surgeon console, the recorder, the demo's own monitor and one observer."""
+DEMO_AUTHORITY = "demo-medical-board"
+DEMO_JURISDICTION = "XX"
+"""The demo's licensing authority and jurisdiction: made up (``XX`` is no country), so
+that nobody takes a demo licence for a real one."""
+DEMO_LICENCES: Mapping[str, Licence] = {
+    f"{Role.SURGEON.value}:{DEMO_SURGEON}": Licence(
+        "DEMO-0001", DEMO_AUTHORITY, DEMO_JURISDICTION, "urology", dt.date(2099, 12, 31)),
+    f"{Role.BACKUP.value}:bedside-team": Licence(
+        "DEMO-0002", DEMO_AUTHORITY, DEMO_JURISDICTION, "urology", dt.date(2099, 12, 31)),
+}
+"""The demo's surgeon's and bedside lead's licences, in their certificates."""
+DEMO_POLICY = f"""# The demo site's credential policy: its own made-up board, nothing else.
+[surgeon]
+authorities = ["{DEMO_AUTHORITY}"]
+jurisdictions = ["{DEMO_JURISDICTION}"]
+
+[backup]
+authorities = ["{DEMO_AUTHORITY}"]
+jurisdictions = ["{DEMO_JURISDICTION}"]
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +143,13 @@ class Site:
 
 
 def throwaway_site(root: Path, session: str,
-                   members: Mapping[Role, tuple[str, ...]] = DEMO_MEMBERS) -> Site:
-    """A fresh PKI in ``root/pki`` issuing ``members``, and its access control for
-    ``session`` in ``root/acl.json`` (the demo's and the tests' secure default)."""
-    pki = throwaway_pki(root / "pki", "demo", {r: list(n) for r, n in members.items()})
+                   members: Mapping[Role, tuple[str, ...]] = DEMO_MEMBERS,
+                   licences: Mapping[str, Licence] = DEMO_LICENCES) -> Site:
+    """A fresh PKI in ``root/pki`` issuing ``members`` (with ``licences``, by common
+    name), and its access control for ``session`` in ``root/acl.json`` (the demo's and
+    the tests' secure default)."""
+    pki = throwaway_pki(root / "pki", "demo", {r: list(n) for r, n in members.items()},
+                        licences)
     return Site(pki, write_acl(root / "acl.json", session, pki))
 
 

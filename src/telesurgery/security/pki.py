@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from telesurgery.errors import ConfigError
+from telesurgery.security.credential import Licence, licence_of
 
 
 class Role(enum.StrEnum):
@@ -195,6 +196,8 @@ class CertInfo:
     not_before: dt.datetime
     not_after: dt.datetime
     revoked_at: dt.datetime | None
+    licence: Licence | None = None
+    """The licence the certificate carries (surgeons, bedside leads; None: none)."""
 
     def status(self, now: dt.datetime | None = None) -> str:
         """``revoked``, ``expired``, ``not yet valid`` or ``valid`` at ``now``."""
@@ -396,12 +399,17 @@ class Pki:
             role, name = parse_common_name(_common_name_of(cert))
             out.append(CertInfo(_common_name_of(cert), role, name, cert.serial_number,
                                 cert.not_valid_before_utc, cert.not_valid_after_utc,
-                                revoked.get(cert.serial_number)))
+                                revoked.get(cert.serial_number), licence_of(cert)))
         return out
 
     def issue(self, role: Role, name: str, *, hosts: Sequence[str] = (),
-              days: int = LEAF_DAYS, passphrase: bytes | None = None) -> Identity:
+              days: int = LEAF_DAYS, passphrase: bytes | None = None,
+              licence: Licence | None = None) -> Identity:
         """Issue a certificate for ``name`` in ``role`` and write its identity folder.
+
+        ``licence``: the holder's licence to practise, written into the certificate
+        (``security.credential``); only a surgeon or backup (bedside) certificate
+        carries one.
 
         ``hosts`` (DNS names or IP addresses) are added to :data:`DEFAULT_HOSTS` as the
         names a node listening for Zenoh links is reached by. A common name that was
@@ -413,33 +421,39 @@ class Pki:
             raise ConfigError(f"{cn} was revoked and cannot be issued again (access control "
                               f"matches names, not certificates); use a new name, e.g. "
                               f"{name}-2")
+        if licence is not None and role not in (Role.SURGEON, Role.BACKUP):
+            raise ConfigError(f"a {role.value} certificate carries no licence; give "
+                              "--licence-... only with --role surgeon or backup")
         ca_key = self._ca_key(passphrase)
         key = ec.generate_private_key(ec.SECP256R1())
         now = _now()
         subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.site),
                              x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role.value),
                              x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-        cert = (x509.CertificateBuilder()
-                .subject_name(subject).issuer_name(self.ca_cert.subject)
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - _CLOCK_SKEW)
-                .not_valid_after(min(now + dt.timedelta(days=days),
-                                     self.ca_cert.not_valid_after_utc))
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None),
-                               critical=True)
-                .add_extension(x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                    crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-                # Every node both accepts and opens links (peers, routers), so both uses.
-                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                                      ExtendedKeyUsageOID.CLIENT_AUTH]),
-                               critical=False)
-                .add_extension(_san([*DEFAULT_HOSTS, *hosts]), critical=False)
-                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                    ca_key.public_key()), critical=False)
-                .sign(ca_key, hashes.SHA256()))
+        builder = (x509.CertificateBuilder()
+                   .subject_name(subject).issuer_name(self.ca_cert.subject)
+                   .public_key(key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now - _CLOCK_SKEW)
+                   .not_valid_after(min(now + dt.timedelta(days=days),
+                                        self.ca_cert.not_valid_after_utc))
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None),
+                                  critical=True)
+                   .add_extension(x509.KeyUsage(
+                       digital_signature=True, content_commitment=False, key_encipherment=False,
+                       data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                       crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+                   # Every node both accepts and opens links (peers, routers), so both uses.
+                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                         ExtendedKeyUsageOID.CLIENT_AUTH]),
+                                  critical=False)
+                   .add_extension(_san([*DEFAULT_HOSTS, *hosts]), critical=False)
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                       ca_key.public_key()), critical=False))
+        if licence is not None:
+            # Not critical: TLS stacks refuse a critical extension they do not know.
+            builder = builder.add_extension(licence.extension(), critical=False)
+        cert = builder.sign(ca_key, hashes.SHA256())
         folder = self.root / role.value / name
         try:
             # Numbered, so that listings keep the order of issue (times have 1 s resolution).
@@ -491,10 +505,12 @@ class Pki:
         return out
 
 
-def throwaway_pki(root: Path, site: str, members: Mapping[Role, Sequence[str]]) -> Pki:
-    """A fresh PKI in ``root`` with one identity per name in ``members`` (for the demo, tests)."""
+def throwaway_pki(root: Path, site: str, members: Mapping[Role, Sequence[str]],
+                  licences: Mapping[str, Licence] | None = None) -> Pki:
+    """A fresh PKI in ``root`` with one identity per name in ``members`` (for the demo,
+    tests); ``licences``: the licence of each common name that holds one."""
     pki = Pki.init(root, site)
     for role, names in members.items():
         for name in names:
-            pki.issue(role, name)
+            pki.issue(role, name, licence=(licences or {}).get(common_name(role, name)))
     return pki
