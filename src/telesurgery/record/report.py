@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from telesurgery import __version__
+from telesurgery.errors import RecordingError
 from telesurgery.messages import SafetyEvent
 from telesurgery.record.analysis import (
     Session,
@@ -37,6 +38,7 @@ from telesurgery.record.analysis import (
     time_above,
 )
 from telesurgery.record.mcap_writer import METADATA_NAME
+from telesurgery.record.responsibility import load_timeline
 from telesurgery.stats import summarize
 from telesurgery.types import ArmMode, SafetyState
 
@@ -411,6 +413,32 @@ def _handovers(s: Session) -> str:
                          "(recorded before control ownership, or nobody ever held control).")
 
 
+def _responsibility(s: Session) -> str:
+    try:
+        timeline = load_timeline(s.directory)
+    except RecordingError as exc:
+        return _none(f"No responsibility timeline: {exc}")
+    body = "<h3>Who held control</h3>" + _table(
+        ["from [s]", "to [s]", "in control", "licence", "bedside lead"],
+        [(span.start_s, "end" if span.end_s is None else span.end_s, span.owner,
+          "none" if not span.licence else
+          f"{span.licence.get('number')} {span.licence.get('authority')} "
+          f"({span.licence.get('jurisdiction')})", span.bedside or "none identified")
+         for span in timeline.spans])
+    if timeline.checklist is not None:
+        body += (f"<h3>Pre-flight checklist (confirmed by "
+                 f"{_e(timeline.checklist.get('confirmed_by'))})</h3>") + _table(
+            ["item", "state", "observed", "override reason"],
+            [(i.get("item"), i.get("state"), i.get("detail"), i.get("reason") or "")
+             for i in timeline.checklist.get("items", [])])
+    body += "<h3>Handovers, overrides and adverse events</h3>" + _table(
+        ["t [s]", "what", "details", "in control"],
+        [(e.at_s, e.kind, e.text, e.owner) for e in timeline.events])
+    for problem in timeline.problems:
+        body += f'<p class="bad">{_e(problem)}</p>'
+    return body
+
+
 def _forces(s: Session) -> str:
     if not any(len(f) for f in s.forces.values()):
         return _none("No instrument state in this recording, so no forces.")
@@ -509,6 +537,7 @@ _SECTIONS: tuple[tuple[str, str, Callable[[Session], str]], ...] = (
     ("video", "Video", _video),
     ("safety", "Safety timeline", _safety),
     ("handovers", "Control and handovers", _handovers),
+    ("responsibility", "Responsibility timeline", _responsibility),
     ("forces", "Forces at the instruments", _forces),
     ("task", "Task", _task),
     ("recording", "Recording and audit", _recording),
