@@ -71,6 +71,8 @@ def test_records_the_whole_session_key_space_and_nothing_else(
     assert all(ch.schema_id != 0 for ch in summary.channels.values())
     stats_topic = "telesurgery/or1/recorder/stats"
     assert counts.pop(stats_topic) >= 1
+    # The image panel's calibration, one with each video frame (tests/record/test_foxglove.py).
+    assert counts.pop("telesurgery/or1/ecm/calibration") == rounds
     assert counts == Counter({**{key: rounds for key, _ in sample_messages},
                               "telesurgery/or1/psm1/servo_cp/_undecodable": 1})
     back = Recording(recorder.path)

@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from mcap.writer import CompressionType, Writer
 
@@ -59,6 +60,39 @@ UNDECODABLE_TOPIC_SUFFIX = "/_undecodable"
 _U32 = 0xFFFF_FFFF
 
 
+class JsonSink(Protocol):
+    """Where recorded JSON objects go: an MCAP file, a live Foxglove server, or both."""
+
+    def write_json(self, topic: str, schema_name: str, schema: JsonObject, obj: JsonObject,
+                   log_ns: int, *, publish_ns: int | None = None, sequence: int = 0) -> None:
+        """Write one JSON object on ``topic`` at ``log_ns`` [ns]."""
+
+
+def write_message(sink: JsonSink, key: str, msg: Message, wire: bytes, receive_ns: int) -> None:
+    """Write ``msg``, received on ``key`` as ``wire`` at ``receive_ns`` [ns], to ``sink``."""
+    proj = PROJECTIONS[msg.body.TYPE]
+    sink.write_json(key, proj.schema_name, proj.schema, proj.to_json(msg, wire), receive_ns,
+                    publish_ns=msg.sent_ns, sequence=msg.seq)
+
+
+def write_wire(sink: JsonSink, key: str, wire: bytes, receive_ns: int) -> Message | None:
+    """Decode ``wire`` and write it to ``sink``; bytes that do not decode go to
+    ``<key>/_undecodable``. Returns the message, or None when ``wire`` did not decode."""
+    try:
+        msg = decode(wire)
+    except CodecError as exc:
+        sink.write_json(key + UNDECODABLE_TOPIC_SUFFIX, UNDECODABLE_SCHEMA_NAME,
+                        UNDECODABLE_SCHEMA, undecodable_json(key, str(exc), wire), receive_ns)
+        return None
+    write_message(sink, key, msg, wire, receive_ns)
+    return msg
+
+
+def dumps(obj: JsonObject) -> bytes:
+    """``obj`` as compact JSON (UTF-8), refusing non-finite numbers, as every sink writes it."""
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
 class _Sink:
     """The file under the MCAP writer, unbuffered; ``tell`` counts the bytes written."""
 
@@ -83,10 +117,6 @@ class _Sink:
 
     def fileno(self) -> int:
         return self._fd
-
-
-def _dumps(obj: JsonObject) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
 class McapRecording:
@@ -155,7 +185,7 @@ class McapRecording:
             schema_id = self._schemas.get(schema_name)
             if schema_id is None:
                 schema_id = self._writer.register_schema(schema_name, SCHEMA_ENCODING,
-                                                         _dumps(schema))
+                                                         dumps(schema))
                 self._schemas[schema_name] = schema_id
             ident = self._writer.register_channel(topic, MESSAGE_ENCODING, schema_id)
             self._channels[(topic, schema_name)] = ident
@@ -167,7 +197,7 @@ class McapRecording:
         self._check()
         try:
             channel = self._channel(topic, schema_name, schema)
-            self._writer.add_message(channel, log_ns, _dumps(obj),
+            self._writer.add_message(channel, log_ns, dumps(obj),
                                      log_ns if publish_ns is None else publish_ns,
                                      sequence & _U32)
         except OSError as exc:
@@ -178,23 +208,14 @@ class McapRecording:
 
     def write_message(self, key: str, msg: Message, wire: bytes, receive_ns: int) -> None:
         """Record ``msg``, received on ``key`` as ``wire`` at ``receive_ns`` [ns]."""
-        proj = PROJECTIONS[msg.body.TYPE]
-        self.write_json(key, proj.schema_name, proj.schema, proj.to_json(msg, wire),
-                        receive_ns, publish_ns=msg.sent_ns, sequence=msg.seq)
+        write_message(self, key, msg, wire, receive_ns)
 
     def write_wire(self, key: str, wire: bytes, receive_ns: int) -> bool:
         """Decode and record ``wire``; bytes that do not decode go to ``<key>/_undecodable``.
 
         Returns whether ``wire`` decoded.
         """
-        try:
-            msg = decode(wire)
-        except CodecError as exc:
-            self.write_json(key + UNDECODABLE_TOPIC_SUFFIX, UNDECODABLE_SCHEMA_NAME,
-                            UNDECODABLE_SCHEMA, undecodable_json(key, str(exc), wire), receive_ns)
-            return False
-        self.write_message(key, msg, wire, receive_ns)
-        return True
+        return write_wire(self, key, wire, receive_ns) is not None
 
     def write_compressed_video(self, topic: str, log_ns: int, timestamp_ns: int, data: bytes,
                                *, frame_id: str, fmt: str = "h264") -> None:
@@ -265,4 +286,5 @@ def clock_metadata() -> dict[str, str]:
             "log_time": "receive time [ns] on the recorder's monotonic clock"}
 
 
-__all__ = ["METADATA_NAME", "UNDECODABLE_TOPIC_SUFFIX", "McapRecording", "clock_metadata"]
+__all__ = ["METADATA_NAME", "UNDECODABLE_TOPIC_SUFFIX", "JsonSink", "McapRecording",
+           "clock_metadata", "dumps", "write_message", "write_wire"]

@@ -7,7 +7,9 @@ the receive time and queues the bytes (bounded: a full queue drops and counts,
 it never blocks the network); one writer thread decodes, writes and flushes at
 least every ``flush_interval_s``. Its counters go into the recording every second on
 ``telesurgery/<session>/recorder/stats``, so a reader can tell whether anything
-was lost.
+was lost. Beside each message it writes what Foxglove's 3D and image panels read
+(``record/foxglove.py``); with a ``LiveServer`` it also serves all of it live, with or
+without a file.
 """
 
 from __future__ import annotations
@@ -18,17 +20,26 @@ import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zenoh
 
 from telesurgery.clock import name_os_thread, now_ns
 from telesurgery.config import _key_chunk
 from telesurgery.errors import ConfigError, RecordingError
+from telesurgery.record.foxglove import FoxgloveView
 from telesurgery.record.layout import new_recording_path
-from telesurgery.record.mcap_writer import McapRecording
-from telesurgery.record.schema import RECORDER_STATS_SCHEMA, RECORDER_STATS_SCHEMA_NAME
+from telesurgery.record.mcap_writer import JsonSink, McapRecording, write_wire
+from telesurgery.record.schema import (
+    RECORDER_STATS_SCHEMA,
+    RECORDER_STATS_SCHEMA_NAME,
+    JsonObject,
+)
 from telesurgery.transport.keys import Keys
+
+if TYPE_CHECKING:
+    # Only its type: the SDK's native library loads where a server is started.
+    from telesurgery.record.live import LiveServer
 
 log = logging.getLogger(__name__)
 
@@ -56,22 +67,43 @@ class RecorderStats:
                 "undecodable": self.undecodable, "queue_peak": self.queue_peak}
 
 
+class _Fanout:
+    """Every object written to each of ``sinks``."""
+
+    def __init__(self, sinks: list[JsonSink]) -> None:
+        self._sinks = sinks
+
+    def write_json(self, topic: str, schema_name: str, schema: JsonObject, obj: JsonObject,
+                   log_ns: int, *, publish_ns: int | None = None, sequence: int = 0) -> None:
+        for sink in self._sinks:
+            sink.write_json(topic, schema_name, schema, obj, log_ns, publish_ns=publish_ns,
+                            sequence=sequence)
+
+
 class Recorder:
-    """Records ``telesurgery/<session>/**`` as seen by ``zenoh_session`` into ``out_dir``.
+    """Records ``telesurgery/<session>/**`` as seen by ``zenoh_session`` into ``out_dir``
+    and serves it on ``live`` (either may be None, not both).
 
     ``start()`` opens a new recording file (``path``) and subscribes; ``stop()``
-    unsubscribes, writes what is queued, finishes the file and returns the counters.
-    ``offer()`` also lets a process record what it has in hand without Zenoh.
+    unsubscribes, writes what is queued, finishes the file and returns the counters
+    (the live server is the caller's to stop). ``offer()`` also lets a process record
+    what it has in hand without Zenoh.
     """
 
-    def __init__(self, zenoh_session: Any, session: str, out_dir: Path, *,
-                 queue_size: int = 65_536, flush_interval_s: float = 0.5) -> None:
+    def __init__(self, zenoh_session: Any, session: str, out_dir: Path | None, *,
+                 live: LiveServer | None = None, queue_size: int = 65_536,
+                 flush_interval_s: float = 0.5) -> None:
+        if out_dir is None and live is None:
+            raise ConfigError("nothing to record to; give an output directory, a Foxglove "
+                              "port, or both")
         try:
             self._keys = Keys(_key_chunk(session, "session"))
         except ValueError as exc:
             raise ConfigError(f"{exc}, e.g. 'or1'") from exc
         self._zenoh = zenoh_session
         self._out_dir = out_dir
+        self._live = live
+        self._view = FoxgloveView(self._keys.prefix)
         self._flush_interval_s = flush_interval_s
         self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=queue_size)
         self._lock = threading.Lock()
@@ -88,7 +120,8 @@ class Recorder:
     def path(self) -> Path:
         """The file being written."""
         if self._recording is None:
-            raise RecordingError("the recorder is not started; call start() first")
+            raise RecordingError("the recorder writes no file (not started, or live only); "
+                                 "start it with an output directory")
         return self._recording.path
 
     @property
@@ -100,12 +133,16 @@ class Recorder:
 
     def start(self) -> None:
         """Open a new recording in the output directory and subscribe to the session."""
-        if self._recording is not None:
+        if self._thread is not None:
             raise RecordingError("the recorder is already started; a recorder records once")
-        self._recording = McapRecording(
-            new_recording_path(self._out_dir), flush_interval_s=self._flush_interval_s,
-            metadata={"session": self._keys.session, "key_space": self._keys.everything})
-        self._thread = threading.Thread(target=self._write_loop, args=(self._recording,),
+        sinks: list[JsonSink] = [] if self._live is None else [self._live]
+        if self._out_dir is not None:
+            self._recording = McapRecording(
+                new_recording_path(self._out_dir), flush_interval_s=self._flush_interval_s,
+                metadata={"session": self._keys.session, "key_space": self._keys.everything})
+            sinks.append(self._recording)
+        self._thread = threading.Thread(target=self._write_loop,
+                                        args=(self._recording, _Fanout(sinks)),
                                         name="recorder-writer", daemon=True)
         self._thread.start()
         try:
@@ -121,7 +158,9 @@ class Recorder:
         self._receiver = threading.Thread(target=self._receive_loop, args=(self._subscriber,),
                                           name="recorder-receive", daemon=True)
         self._receiver.start()
-        log.info("recording %s to %s", self._keys.everything, self._recording.path)
+        log.info("recording %s to %s", self._keys.everything,
+                 ", ".join(([] if self._recording is None else [str(self._recording.path)])
+                           + ([] if self._live is None else [self._live.url])))
 
     def _receive_loop(self, subscriber: Any) -> None:
         name_os_thread()
@@ -148,7 +187,7 @@ class Recorder:
             self._peak = max(self._peak, depth)
         return True
 
-    def _write_loop(self, rec: McapRecording) -> None:
+    def _write_loop(self, rec: McapRecording | None, out: JsonSink) -> None:
         name_os_thread()
         next_stats = now_ns() + _STATS_PERIOD_NS
         flush_s = self._flush_interval_s
@@ -162,17 +201,18 @@ class Recorder:
             except queue.Empty:
                 pass
             try:
-                running = self._write_batch(rec, batch)
+                running = self._write_batch(out, batch)
                 now = now_ns()
                 if now >= next_stats or not running:
                     next_stats = now + _STATS_PERIOD_NS
-                    self._write_stats(rec, now)
-                rec.flush_if_due(now)
+                    self._write_stats(out, now)
+                if rec is not None:
+                    rec.flush_if_due(now)
             except RecordingError as exc:
                 self._fail(exc)
                 return
 
-    def _write_batch(self, rec: McapRecording, batch: list[_Item | None]) -> bool:
+    def _write_batch(self, out: JsonSink, batch: list[_Item | None]) -> bool:
         written = undecodable = 0
         running = True
         try:
@@ -180,9 +220,14 @@ class Recorder:
                 if item is None:
                     running = False
                     continue
-                decoded = rec.write_wire(*item)
+                msg = write_wire(out, *item)
                 written += 1
-                undecodable += not decoded
+                if msg is None:
+                    undecodable += 1
+                    continue
+                for d in self._view.derive(msg):
+                    out.write_json(d.topic, d.schema_name, d.schema, d.obj, item[2],
+                                   publish_ns=d.stamp_ns)
         finally:
             with self._lock:
                 self._written += written
@@ -190,8 +235,8 @@ class Recorder:
                 self._dropped += sum(item is not None for item in batch) - written
         return running
 
-    def _write_stats(self, rec: McapRecording, now: int) -> None:
-        rec.write_json(f"{self._keys.prefix}/recorder/stats", RECORDER_STATS_SCHEMA_NAME,
+    def _write_stats(self, out: JsonSink, now: int) -> None:
+        out.write_json(f"{self._keys.prefix}/recorder/stats", RECORDER_STATS_SCHEMA_NAME,
                        RECORDER_STATS_SCHEMA, self.stats.as_dict(), now)
 
     def _fail(self, exc: RecordingError) -> None:

@@ -1,0 +1,231 @@
+"""Foxglove's well-known schemas derived from the session: frames, scene, calibration; and the
+live server answering a real WebSocket client that speaks the Foxglove protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import struct
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+
+from telesurgery.clock import now_ns
+from telesurgery.config import ZenohConfig
+from telesurgery.errors import ConfigError
+from telesurgery.geometry import quat_to_rotation, rotate
+from telesurgery.messages import MeasuredCP, Message, StateBundle, VideoFrame
+from telesurgery.record.foxglove import (
+    ARROW_M_PER_N,
+    CAMERA_CALIBRATION,
+    FRAME_TRANSFORMS,
+    SCENE_UPDATE,
+    FoxgloveView,
+    camera_calibration,
+)
+from telesurgery.record.live import LiveServer
+from telesurgery.record.recorder import Recorder
+from telesurgery.robots.sim.kinematics import fk
+from telesurgery.robots.sim.scene import DEFAULT_LAYOUT
+from telesurgery.transport.codec import encode
+from telesurgery.types import ArmMode, OperatingState
+
+from ..waiting import wait_until
+
+TIMEOUT_S = 20.0  # generous: a loaded 2-core machine
+# foxglove-sdk speaks the protocol's successor subprotocol and refuses a client that offers
+# only the first; Foxglove offers both, and so does this client.
+SUBPROTOCOLS = ("foxglove.sdk.v1", "foxglove.websocket.v1")
+MESSAGE_DATA = 0x01
+
+
+def state(arm: str, q: tuple[float, ...], jaw: float, force: tuple[float, float, float]
+          ) -> MeasuredCP:
+    """An arm's state at joints ``q``, as the patient publishes it."""
+    tip = fk(q)
+    return MeasuredCP(arm, tip, tip, jaw, 1, 0, OperatingState.ENABLED, ArmMode.FOLLOWING, force)
+
+
+def bundle(ns: int, force: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> Message:
+    return Message(1, 1, ns, StateBundle((
+        state("psm1", (0.1, -0.2, 0.12, 0.3, 0.2, -0.1), 0.4, force),
+        state("psm2", (0.0, 0.0, 0.1, 0.0, 0.0, 0.0), 0.0, (0.0, 0.0, 0.0)))))
+
+
+def by_name(view: FoxgloveView, msg: Message) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for d in view.derive(msg):
+        # What Foxglove receives is JSON text: check it survives the trip.
+        out.setdefault(d.schema_name, []).append(json.loads(json.dumps(d.obj, allow_nan=False)))
+        assert d.schema["title"] == d.schema_name
+    return out
+
+
+def transforms(objs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {t["child_frame_id"]: t for o in objs for t in o["transforms"]}
+
+
+def test_frames_place_the_tool_tip_where_the_kinematics_put_it() -> None:
+    view = FoxgloveView("telesurgery/or1")
+    got = by_name(view, bundle(5_000_000_123))
+    tf = transforms(got[FRAME_TRANSFORMS])
+    rcm = tf["psm1_rcm"]
+    assert rcm["parent_frame_id"] == "world"
+    assert [rcm["translation"][k] for k in "xyz"] == list(DEFAULT_LAYOUT.base_pose("psm1").position)
+    tip = tf["psm1_tip"]
+    assert tip["parent_frame_id"] == "psm1_rcm"
+    assert tip["timestamp"] == {"sec": 5, "nsec": 123}
+    expected = fk((0.1, -0.2, 0.12, 0.3, 0.2, -0.1))
+    assert [tip["translation"][k] for k in "xyz"] == pytest.approx(expected.position)
+    w, x, y, z = expected.orientation
+    assert [tip["rotation"][k] for k in "xyzw"] == pytest.approx([x, y, z, w])
+    # The jaws open by 0.4 rad about the hinge (the tip's x axis), half each way.
+    for child, sign in (("psm1_jaw_pos", 1.0), ("psm1_jaw_neg", -1.0)):
+        jaw = tf[child]
+        assert jaw["parent_frame_id"] == "psm1_tip"
+        q = jaw["rotation"]
+        along = rotate((q["w"], q["x"], q["y"], q["z"]), (0.0, 0.0, 1.0))
+        assert along == pytest.approx((0.0, -sign * math.sin(0.2), math.cos(0.2)))
+    cam = tf["ecm"]
+    assert [cam["translation"][k] for k in "xyz"] == list(DEFAULT_LAYOUT.camera.position)
+    # OpenCV axes: the camera's z looks at the target.
+    r = np.reshape(quat_to_rotation(DEFAULT_LAYOUT.camera.pose_opencv().orientation), (3, 3))
+    view_dir = np.subtract(DEFAULT_LAYOUT.camera.target, DEFAULT_LAYOUT.camera.position)
+    assert r[:, 2] == pytest.approx(view_dir / np.linalg.norm(view_dir))
+
+
+def test_the_scene_has_the_board_pegs_instruments_and_a_force_arrow() -> None:
+    view = FoxgloveView("telesurgery/or1")
+    got = by_name(view, bundle(1_000, force=(0.0, 3.0, 4.0)))
+    entities = {e["id"]: e for o in got[SCENE_UPDATE] for e in o["entities"]}
+    assert len(entities["board"]["cylinders"]) == len(DEFAULT_LAYOUT.pegs)
+    tool = entities["psm1/instrument"]
+    assert tool["frame_id"] == "psm1_rcm"
+    tip = fk((0.1, -0.2, 0.12, 0.3, 0.2, -0.1)).position
+    end = tool["lines"][0]["points"][-1]
+    assert [end[k] for k in "xyz"] == pytest.approx(tip)
+    (arrow,) = tool["arrows"]
+    assert arrow["shaft_length"] + arrow["head_length"] == pytest.approx(5.0 * ARROW_M_PER_N)
+    q = arrow["pose"]["orientation"]
+    assert rotate((q["w"], q["x"], q["y"], q["z"]), (1.0, 0.0, 0.0)) == \
+        pytest.approx((0.0, 0.6, 0.8))
+    assert entities["psm2/instrument"]["arrows"] == []  # no force, no arrow
+
+
+def test_frames_follow_at_their_rate_and_the_static_ones_every_second() -> None:
+    view = FoxgloveView("telesurgery/or1", rate_hz=50.0)
+    t0 = 10_000_000_000
+    counts = {FRAME_TRANSFORMS: 0, SCENE_UPDATE: 0}
+    for i in range(1000):  # 2 s of state at 500 Hz
+        for name, objs in by_name(view, bundle(t0 + i * 2_000_000)).items():
+            counts[name] += len(objs)
+    # 100 updates of the arms, and the world's frames and board twice.
+    assert counts == {FRAME_TRANSFORMS: 102, SCENE_UPDATE: 102}
+
+
+def test_the_calibration_matches_the_video_frame() -> None:
+    view = FoxgloveView("telesurgery/or1")
+    frame = Message(1, 1, 7, VideoFrame("ecm", 640, 480, True, 0, 123, 0, 0, b"\x00"))
+    (d,) = view.derive(frame)
+    assert (d.topic, d.schema_name) == ("telesurgery/or1/ecm/calibration", CAMERA_CALIBRATION)
+    assert (d.obj["frame_id"], d.obj["width"], d.obj["height"]) == ("ecm", 640, 480)
+    k = d.obj["K"]
+    # A point on the top edge of the view is at half the vertical field of view.
+    half = math.radians(DEFAULT_LAYOUT.camera.fovy_deg) / 2.0
+    assert k[5] - k[4] * math.tan(half) == pytest.approx(0.0, abs=1e-9)
+    assert camera_calibration(123, "ecm", 640, 480, DEFAULT_LAYOUT.camera.fovy_deg) == d.obj
+
+
+async def _first_frames(url: str, topics: set[str], publish: Callable[[], None]
+                        ) -> dict[str, dict[str, Any]]:
+    """Connect as Foxglove does, subscribe to ``topics`` once advertised and return the
+    first message frame of each, decoded; ``publish`` runs between reads, so the server
+    has something to advertise and send."""
+    got: dict[str, dict[str, Any]] = {}
+    channels: dict[str, dict[str, Any]] = {}
+    subscribed: dict[int, str] = {}
+    async with aiohttp.ClientSession() as http, \
+            http.ws_connect(url, protocols=SUBPROTOCOLS) as ws:
+        assert ws.protocol in SUBPROTOCOLS
+        first = await ws.receive_json(timeout=TIMEOUT_S)
+        assert first["op"] == "serverInfo"
+        deadline = now_ns() + int(TIMEOUT_S * 1e9)
+        while len(got) < len(topics):
+            assert now_ns() < deadline, f"frames of {topics - set(got)} never came"
+            publish()
+            try:
+                msg = await ws.receive(timeout=0.05)
+            except TimeoutError:
+                continue
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                op = json.loads(msg.data)
+                if op["op"] == "advertise":
+                    channels.update((c["topic"], c) for c in op["channels"])
+                wanted = [channels[t] for t in topics if t in channels
+                          and channels[t]["id"] not in {channels[s]["id"] for s in
+                                                        subscribed.values()}]
+                if wanted:
+                    subs = [{"id": 100 + c["id"], "channelId": c["id"]} for c in wanted]
+                    subscribed.update((s["id"], c["topic"]) for s, c in zip(subs, wanted,
+                                                                             strict=True))
+                    await ws.send_json({"op": "subscribe", "subscriptions": subs})
+            elif msg.type == aiohttp.WSMsgType.BINARY:
+                assert msg.data[0] == MESSAGE_DATA
+                sub_id, log_ns = struct.unpack_from("<IQ", msg.data, 1)
+                assert log_ns > 0
+                topic = subscribed[sub_id]
+                got.setdefault(topic, {"channel": channels[topic],
+                                       "message": json.loads(msg.data[13:])})
+    return got
+
+
+def test_the_live_server_answers_a_subscription_with_frames(
+        free_port: int, zenoh_sessions: Callable[[ZenohConfig], Any]) -> None:
+    endpoint = f"tcp/127.0.0.1:{free_port}"
+    nodes = zenoh_sessions(ZenohConfig(mode="peer", listen=[endpoint]))
+    rec_z = zenoh_sessions(ZenohConfig(mode="client", connect=[endpoint]))
+    with LiveServer(0) as live:
+        recorder = Recorder(rec_z, "or1", None, live=live)
+        recorder.start()
+        try:
+            pub = nodes.declare_publisher("telesurgery/or1/state")
+            wait_until(lambda: bool(pub.matching_status.matching), "the recorder", TIMEOUT_S)
+            lock = threading.Lock()
+
+            def publish() -> None:
+                with lock:
+                    pub.put(encode(bundle(now_ns())))
+
+            tf, state_topic = "telesurgery/or1/foxglove/tf", "telesurgery/or1/state"
+            got = asyncio.run(_first_frames(live.url, {tf, state_topic}, publish))
+        finally:
+            recorder.stop()
+    assert got[tf]["channel"]["schemaName"] == FRAME_TRANSFORMS
+    assert got[tf]["channel"]["encoding"] == "json"
+    # The first frame is the world's frames or the arms', whichever the recorder sent first.
+    children = {t["child_frame_id"] for t in got[tf]["message"]["transforms"]}
+    assert children in ({"psm1_rcm", "psm2_rcm", "ecm"},
+                        {f"{a}_{f}" for a in ("psm1", "psm2")
+                         for f in ("tip", "setpoint", "jaw_pos", "jaw_neg")})
+    state_msg = got[state_topic]["message"]
+    assert state_msg["type"] == "STATE_BUNDLE"
+    assert state_msg["states"][0]["measured"]["position"]["x"] == \
+        pytest.approx(fk((0.1, -0.2, 0.12, 0.3, 0.2, -0.1)).position[0])
+
+
+def test_a_port_in_use_is_one_clear_error() -> None:
+    with LiveServer(0) as live, pytest.raises(ConfigError, match="--foxglove PORT"):
+        LiveServer(live.port)
+
+
+def test_a_recorder_with_nowhere_to_write_is_refused(
+        zenoh_sessions: Callable[[ZenohConfig], Any]) -> None:
+    z = zenoh_sessions(ZenohConfig(mode="peer", listen=["tcp/127.0.0.1:0"]))
+    with pytest.raises(ConfigError, match="nothing to record to"):
+        Recorder(z, "or1", None)
+
