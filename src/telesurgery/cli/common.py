@@ -14,6 +14,7 @@ import typer
 
 from telesurgery.config import SecurityConfig
 from telesurgery.errors import ConfigError
+from telesurgery.record.live import DEFAULT_PORT
 
 IdentityOpt = Annotated[Path | None, typer.Option(
     "--identity", help="Identity folder from 'telesurgery pki issue' (mutual TLS on every "
@@ -22,9 +23,26 @@ AclOpt = Annotated[Path | None, typer.Option(
     "--acl", help="Access-control file from 'telesurgery pki acl' (needed with --identity).")]
 CrlOpt = Annotated[Path | None, typer.Option(
     "--crl", help="The site's revocation list (crl.pem): revoked identities are refused.")]
+FoxgloveOpt = Annotated[int | None, typer.Option(
+    "--foxglove", metavar="[PORT]", help=f"Serve the session live to Foxglove (WebSocket on "
+    f"loopback, port {DEFAULT_PORT} when none is given): frames, scene, video and every "
+    "message, as recorded.")]
+_OPTIONAL_VALUES = {"--foxglove": str(DEFAULT_PORT)}
 InsecureOpt = Annotated[bool, typer.Option(
     "--insecure", help="Plain TCP without TLS, access control or command tags (debugging "
     "only; secure is the default).")]
+
+
+def fill_optional_values(args: list[str]) -> list[str]:
+    """``args`` with the default value after an option given without one (``--foxglove``
+    alone): Click has no option whose value may be left out."""
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        out.append(arg)
+        nxt = args[i + 1] if i + 1 < len(args) else None
+        if arg in _OPTIONAL_VALUES and (nxt is None or nxt.startswith("-")):
+            out.append(_OPTIONAL_VALUES[arg])
+    return out
 
 
 def security_section(base: SecurityConfig, identity: Path | None, acl: Path | None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import traceback
+from typing import Annotated
 
 import typer
 
@@ -17,6 +18,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from telesurgery import __version__
+
+        typer.echo(f"telesurgery {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print the version and exit.")] = False) -> None:
+    """Remote robotic surgery over long-distance networks."""
 
 
 def _register() -> None:
@@ -34,7 +50,9 @@ def main() -> None:
 
         install_test_clock_step()
         _register()
-        app()
+        from telesurgery.cli.common import fill_optional_values
+
+        app(args=fill_optional_values(sys.argv[1:]))
     except TelesurgeryError as exc:
         print(f"telesurgery: error: {exc}", file=sys.stderr)
         sys.exit(2)

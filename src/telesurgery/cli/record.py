@@ -1,4 +1,5 @@
-"""The ``record`` verb: record a running session's key space to MCAP until stopped."""
+"""The ``record`` verb: record a running session's key space to MCAP until stopped, and/or
+serve it live to Foxglove."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import typer
 from telesurgery.cli.common import (
     AclOpt,
     CrlOpt,
+    FoxgloveOpt,
     IdentityOpt,
     InsecureOpt,
     check_duration,
@@ -21,6 +23,8 @@ from telesurgery.cli.common import (
 )
 from telesurgery.clock import SWITCH_INTERVAL_S
 from telesurgery.config import SecurityConfig, ZenohConfig, load
+from telesurgery.errors import ConfigError
+from telesurgery.record.live import LiveServer
 from telesurgery.record.recorder import Recorder
 from telesurgery.security.node import node_security
 from telesurgery.transport.session import open_session
@@ -28,8 +32,10 @@ from telesurgery.transport.session import open_session
 
 def record(
     *,
-    out: Annotated[Path, typer.Option("--out", help="Session directory to record into "
-                                      "(created; a new recording*.mcap each run).")],
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Session directory to record into (created; a new recording*.mcap "
+        "each run).")] = None,
+    foxglove: FoxgloveOpt = None,
     session: Annotated[str, typer.Option(help="Session name in the key space.")] = "or1",
     connect: Annotated[list[str] | None, typer.Option(
         "--connect", help="Zenoh locator to connect to, e.g. the site router "
@@ -50,9 +56,12 @@ def record(
     identity: IdentityOpt = None, acl: AclOpt = None, crl: CrlOpt = None,
     insecure: InsecureOpt = False,
 ) -> None:
-    """Record telesurgery/<session>/** (commands, state, safety, status, video) to MCAP."""
+    """Record telesurgery/<session>/** (commands, state, safety, status, video) to MCAP,
+    with Foxglove's frames, scene and camera calibration; --foxglove serves it all live."""
     setup_logging(log_level)
     check_duration(duration)
+    if out is None and foxglove is None:
+        raise ConfigError("record needs --out DIR, --foxglove [PORT], or both")
     sec = node_security(load(SecurityConfig, None, **security_section(
         SecurityConfig(), identity, acl, crl, insecure)), "recorder")
     # Zenoh's receive thread needs the GIL for every sample: while the writer thread holds
@@ -61,21 +70,31 @@ def record(
     stop = stop_on_signals()
     cfg = load(ZenohConfig, None, mode=mode or ("peer" if listen else "client"), listen=listen,
                connect=connect)
-    z = open_session(cfg, None if sec is None else sec.zenoh_settings())
+    live = None if foxglove is None else LiveServer(foxglove)
     try:
-        recorder = Recorder(z, session, out, flush_interval_s=flush_interval)
-        recorder.start()
+        z = open_session(cfg, None if sec is None else sec.zenoh_settings())
         try:
-            typer.echo(f"recording telesurgery/{session}/** to {recorder.path}", err=True)
-            stop.wait(duration)
+            recorder = Recorder(z, session, out, live=live, flush_interval_s=flush_interval)
+            recorder.start()
+            try:
+                to = [] if out is None else [str(recorder.path)]
+                to += [] if live is None else [f"Foxglove at {live.url}"]
+                typer.echo(f"recording telesurgery/{session}/** to {' and '.join(to)}",
+                           err=True)
+                stop.wait(duration)
+            finally:
+                stats = recorder.stop()
         finally:
-            stats = recorder.stop()
+            z.close()
     finally:
-        z.close()
+        if live is not None:
+            live.stop()
+    where = {} if out is None else {"path": str(recorder.path)}
+    where |= {} if live is None else {"foxglove": live.url}
     if report is not None:
-        write_json(report, {"path": str(recorder.path), **stats.as_dict()})
-    typer.echo(f"recorded {stats.written} messages to {recorder.path} (dropped {stats.dropped}, "
-               f"undecodable {stats.undecodable})", err=True)
+        write_json(report, {**where, **stats.as_dict()})
+    typer.echo(f"recorded {stats.written} messages to {' and '.join(where.values())} (dropped "
+               f"{stats.dropped}, undecodable {stats.undecodable})", err=True)
 
 
 def register(app: typer.Typer) -> None:

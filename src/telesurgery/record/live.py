@@ -11,11 +11,14 @@ recorder's receive times [ns]. Not thread-safe: one writer feeds it.
 
 from __future__ import annotations
 
-import foxglove
+from typing import TYPE_CHECKING
 
 from telesurgery.errors import ConfigError
 from telesurgery.record.mcap_writer import dumps
 from telesurgery.record.schema import MESSAGE_ENCODING, SCHEMA_ENCODING, JsonObject
+
+if TYPE_CHECKING:
+    import foxglove
 
 DEFAULT_PORT = 8765
 """Foxglove's own default port for a WebSocket connection."""
@@ -28,6 +31,10 @@ class LiveServer:
 
     def __init__(self, port: int = DEFAULT_PORT, *, host: str = DEFAULT_HOST,
                  name: str = "telesurgery", backlog: int = 1024) -> None:
+        # Imported here: the SDK's native library is large, and most runs serve nothing.
+        import foxglove
+
+        self._foxglove = foxglove
         # A context of its own: two servers in one process (tests) never share channels.
         self._context = foxglove.Context()
         try:
@@ -53,7 +60,8 @@ class LiveServer:
         and ``sequence`` have no place in the protocol's message frames)."""
         channel = self._channels.get((topic, schema_name))
         if channel is None:
-            channel = foxglove.Channel(topic, schema=foxglove.Schema(
+            fg = self._foxglove
+            channel = fg.Channel(topic, schema=fg.Schema(
                 name=schema_name, encoding=SCHEMA_ENCODING, data=dumps(schema)),
                 message_encoding=MESSAGE_ENCODING, context=self._context)
             self._channels[(topic, schema_name)] = channel
