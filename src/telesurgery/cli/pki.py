@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from telesurgery.cli.common import write_json
 from telesurgery.errors import ConfigError
@@ -114,7 +114,9 @@ def list_(
             for c in certs]
     if json_path is not None:
         write_json(json_path, {"certificates": rows})
-    table = Table("common name", "role", "valid until", "status", "licence", "serial")
+    # The name never wraps: it is what people search the listing for.
+    table = Table(Column("common name", no_wrap=True), "role", "valid until", "status",
+                  "licence", "serial")
     for c, r in zip(certs, rows, strict=True):
         colour = "green" if r["status"] == "valid" else "red"
         lic = c.licence

@@ -420,7 +420,8 @@ def _responsibility(s: Session) -> str:
         return _none(f"No responsibility timeline: {exc}")
     body = "<h3>Who held control</h3>" + _table(
         ["from [s]", "to [s]", "in control", "licence", "bedside lead"],
-        [(span.start_s, "end" if span.end_s is None else span.end_s, span.owner,
+        [(f"{span.start_s:.3f}", "end" if span.end_s is None else f"{span.end_s:.3f}",
+          span.owner,
           "none" if not span.licence else
           f"{span.licence.get('number')} {span.licence.get('authority')} "
           f"({span.licence.get('jurisdiction')})", span.bedside or "none identified")
@@ -433,7 +434,7 @@ def _responsibility(s: Session) -> str:
              for i in timeline.checklist.get("items", [])])
     body += "<h3>Handovers, overrides and adverse events</h3>" + _table(
         ["t [s]", "what", "details", "in control"],
-        [(e.at_s, e.kind, e.text, e.owner) for e in timeline.events])
+        [(f"{e.at_s:.3f}", e.kind, e.text, e.owner) for e in timeline.events])
     for problem in timeline.problems:
         body += f'<p class="bad">{_e(problem)}</p>'
     return body

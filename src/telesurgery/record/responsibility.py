@@ -93,7 +93,8 @@ class _State:
 
 
 def _seconds(wall: str, start: datetime) -> float:
-    return round((datetime.fromisoformat(wall) - start).total_seconds(), 3)
+    # Not rounded: records a few microseconds apart must keep their order for ``at``.
+    return (datetime.fromisoformat(wall) - start).total_seconds()
 
 
 def _describe(rec: AuditRecord) -> str | None:
@@ -146,15 +147,15 @@ def build_timeline(trails: Sequence[Sequence[AuditRecord]]) -> Timeline:
                 previous = d.get("previous") or NOBODY
                 owner = str(d.get("owner"))
                 if previous != s.owner:
-                    problems.append(f"t={t} s: handover from {previous} but {s.owner} held "
+                    problems.append(f"t={t:.3f} s: handover from {previous} but {s.owner} held "
                                     "control: the chain of custody is broken")
                 # A trail with no key agreed ran insecure: consoles had no certificates.
                 if s.agreed and owner.startswith(("surgeon:", "backup:")) \
                         and owner not in s.agreed:
-                    problems.append(f"t={t} s: {owner} took control without a command key "
+                    problems.append(f"t={t:.3f} s: {owner} took control without a command key "
                                     "agreed in this trail")
                 if owner.startswith("surgeon:") and s.cleared is False:
-                    problems.append(f"t={t} s: {owner} took control before the pre-flight "
+                    problems.append(f"t={t:.3f} s: {owner} took control before the pre-flight "
                                     "checklist cleared")
                 if spans and spans[-1].end_s is None:
                     last = spans[-1]
@@ -226,8 +227,8 @@ def answer(timeline: Timeline, t_s: float) -> list[str]:
                f"({lic.get('jurisdiction')}, {lic.get('specialty')}, valid until "
                f"{lic.get('valid_until')})")
     return [span.owner, licence, f"bedside lead: {span.bedside or 'none identified'}",
-            f"in control since {span.start_s:g} s"
-            + ("" if span.end_s is None else f" until {span.end_s:g} s")]
+            f"in control since {span.start_s:.3f} s"
+            + ("" if span.end_s is None else f" until {span.end_s:.3f} s")]
 
 
 __all__ = ["ADVERSE", "NOBODY", "Event", "Span", "Timeline", "answer", "build_timeline",

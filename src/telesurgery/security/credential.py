@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from cryptography import x509
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from telesurgery.errors import AuthError, ConfigError
 
@@ -134,13 +134,12 @@ class CredentialPolicy(BaseModel):
     surgeon: RoleRule | None = None
     backup: RoleRule | None = None
 
-    @field_validator("backup")
-    @classmethod
-    def _some_rule(cls, v: RoleRule | None, info: Any) -> RoleRule | None:
-        if v is None and info.data.get("surgeon") is None:
+    @model_validator(mode="after")
+    def _some_rule(self) -> CredentialPolicy:
+        if self.surgeon is None and self.backup is None:
             raise ValueError("a policy names at least one role: add a [surgeon] table with "
                              "authorities and jurisdictions")
-        return v
+        return self
 
     def check(self, role: str, licence: Licence | None, today: dt.date) -> None:
         """Accept a commander of ``role`` holding ``licence`` on ``today``, or raise
