@@ -46,6 +46,7 @@ def render_status(monitor: Monitor, elapsed_s: float, duration_s: float | None) 
     t.add_row("time", f"{elapsed_s:6.1f} s{left}")
     t.add_row("nodes", ", ".join(sorted(monitor.present)) or "-")
     t.add_row("security", security_text(patient.get("security")))
+    t.add_row("checklist", checklist_text((patient.get("security") or {}).get("checklist")))
     t.add_row("safety", Text(state, style=_STATE_STYLE.get(state, "")))
     control = patient.get("control")
     if control:
@@ -136,6 +137,21 @@ def security_text(sec: dict[str, Any] | None) -> Text:
     return text
 
 
+def checklist_text(checklist: dict[str, Any] | None) -> Text:
+    """The pre-flight checklist in one line: each item's state (green go, yellow
+    overridden, red no-go) and whether it cleared, confirmed by whom."""
+    if not checklist or not checklist.get("required"):
+        return Text("not required")
+    style = {"go": "green", "overridden": "yellow", "no_go": "bold red"}
+    text = Text("CLEARED" if checklist.get("cleared") else "BLOCKING REMOTE CONTROL",
+                style="bold green" if checklist.get("cleared") else "bold red")
+    text.append(f" (confirmed by {checklist.get('confirmed_by') or 'nobody yet'}):")
+    for item in checklist.get("items", []):
+        text.append(f" {item.get('item')} {item.get('state')}",
+                    style=style.get(str(item.get("state")), ""))
+    return text
+
+
 def control_text(owner: str | None, handovers: int | None, requests: list[Any]) -> Text:
     """Who holds control (bold yellow when the bedside took it), the handovers so far and
     the consoles waiting for a grant."""
@@ -168,6 +184,7 @@ def render_summary(summary: dict[str, Any]) -> Table:
         t.add_row("forces", forces_text(forces))
     t.add_row("security", security_text(summary.get("security")))
     sec = summary.get("security") or {}
+    t.add_row("checklist", checklist_text(sec.get("checklist")))
     backup = summary.get("backup")
     if backup is not None or sec.get("handovers"):
         text = control_text(sec.get("owner"), sec.get("handovers"), [])
