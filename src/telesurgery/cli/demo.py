@@ -11,7 +11,13 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
-from telesurgery.cli.common import check_duration, setup_logging, stop_on_signals, write_json
+from telesurgery.cli.common import (
+    FoxgloveOpt,
+    check_duration,
+    setup_logging,
+    stop_on_signals,
+    write_json,
+)
 from telesurgery.demo.browser import open_page as browser_page
 from telesurgery.demo.linkrig import Cut, check_link_options
 from telesurgery.demo.monitor import Monitor
@@ -29,7 +35,9 @@ def demo(
     headless: Annotated[bool, typer.Option(help="No live view; run unattended.")] = False,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds "
                                                    "(default: until Ctrl-C).")] = None,
-    summary: Annotated[Path | None, typer.Option(help="Write the summary JSON here.")] = None,
+    summary: Annotated[str | None, typer.Option(
+        help="Write the summary JSON here ('-': to stdout, for scripts; default: "
+             "summary.json in the work folder).")] = None,
     session: Annotated[str, typer.Option(help="Session name in the key space.")] = "or1",
     workdir: Annotated[Path | None, typer.Option(help="Where node logs and reports go "
                                                  "(default: a new temporary folder).")] = None,
@@ -48,6 +56,7 @@ def demo(
         help="Record the session into this directory: every message to MCAP (opens in "
              "Foxglove) and the patient's signed audit trail; then `telesurgery report`, "
              "`replay` and `audit verify` read it.")] = None,
+    foxglove: FoxgloveOpt = None,
     video: Annotated[bool, typer.Option(help="Endoscope video from patient to console.")
                      ] = True,
     web_port: Annotated[int | None, typer.Option(
@@ -100,6 +109,7 @@ def demo(
     opts = DemoOptions(duration_s=duration, session=session, workdir=workdir, device=device,
                        log_level=log_level, link=link, loss=loss,
                        cuts=tuple(Cut.parse(c) for c in cut or ()), record=record,
+                       foxglove=foxglove,
                        video=video, web_port=port, insecure=insecure, backup=backup,
                        backup_web_port=backup_port, takeover_at_s=takeover_at,
                        pin_sites=pin_sites, force_cap_n=force_cap)
@@ -108,7 +118,8 @@ def demo(
     # Before anything starts: a folder that cannot be had is one line.
     if opts.record is not None:
         writable_dir(opts.record, "--record")
-    opts = replace(opts, workdir=writable_dir(opts.workdir, "--workdir"))
+    workdir = writable_dir(opts.workdir, "--workdir")
+    opts = replace(opts, workdir=workdir)
     out = Console(stderr=True)
     if insecure:
         out.print("[bold red]INSECURE: plain TCP, no authentication, untagged commands "
@@ -137,11 +148,13 @@ def demo(
     out.print(render_summary(result))
     if "record" in result:
         out.print(summary_line(result["record"]))
-    if summary is not None:
-        write_json(summary, result)
-        out.print(f"summary written to {summary}")
-    else:
+    if summary == "-":
         typer.echo(json.dumps(result, indent=2))
+    else:
+        # The table above is what a person reads; the whole JSON goes to a file.
+        path = Path(summary) if summary is not None else workdir / "summary.json"
+        write_json(path, result)
+        out.print(f"summary written to {path}")
 
 
 def register(app: typer.Typer) -> None:

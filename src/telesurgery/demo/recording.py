@@ -1,4 +1,5 @@
-"""``demo --record DIR``: a recorder process on the site router, and the patient's audit trail.
+"""``demo --record DIR``: a recorder process on the site router, and the patient's audit trail;
+``demo --foxglove [PORT]``: the same process serving the session live to Foxglove.
 
 The recorder is its own process (``telesurgery record``), a Zenoh client of the
 demo's router: it costs the 1 kHz nodes nothing but the router's copy of each
@@ -8,7 +9,8 @@ from the patient's first transition on. The patient writes its signed audit
 trail into the same directory (``--record``). What is not recorded: with
 ``--link``, commands travel only on the emulated control paths, which the
 router does not carry (measured poses, status, link statistics and alarms are
-on the main session and are recorded).
+on the main session and are recorded). With ``--foxglove`` alone the recorder
+writes no file and the patient no audit trail.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from telesurgery.demo.monitor import Monitor
-from telesurgery.demo.processes import NodeProcess
+from telesurgery.demo.processes import NodeProcess, free_port
 from telesurgery.errors import ConfigError, TelesurgeryError
 from telesurgery.record.audit import short
 from telesurgery.record.layout import KEY_SUFFIX, audit_dir, recording_paths
+from telesurgery.record.live import DEFAULT_HOST
 from telesurgery.record.recorder import PRESENCE
 
 STARTUP_TIMEOUT_S = 60.0
@@ -31,24 +34,35 @@ STOP_TIMEOUT_S = 30.0
 
 
 class DemoRecording:
-    """The recorder child of one demo run, recording session ``session`` into ``directory``."""
+    """The recorder child of one demo run, recording session ``session`` into ``directory``
+    and serving it to Foxglove on port ``foxglove`` (either may be None, not both)."""
 
-    def __init__(self, directory: Path, session: str, router_ep: str, workdir: Path,
-                 log_level: str, security_args: list[str]) -> None:
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"cannot create --record directory {directory}: "
-                              f"{exc.strerror}; choose a writable directory") from exc
-        self.directory = directory.resolve()
-        self.process = NodeProcess("recorder", [
-            "record", "--out", str(self.directory), "--session", session,
-            "--connect", router_ep, "--log-level", log_level, *security_args], workdir)
+    def __init__(self, directory: Path | None, session: str, router_ep: str, workdir: Path,
+                 log_level: str, security_args: list[str], foxglove: int | None = None
+                 ) -> None:
+        args = ["record", "--session", session, "--connect", router_ep, "--log-level",
+                log_level, *security_args]
+        self.directory = None
+        if directory is not None:
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"cannot create --record directory {directory}: "
+                                  f"{exc.strerror}; choose a writable directory") from exc
+            self.directory = directory.resolve()
+            args += ["--out", str(self.directory)]
+        self.foxglove_url = None
+        if foxglove is not None:
+            # The port is chosen here, so the demo can say where to connect.
+            foxglove = foxglove or free_port()
+            args += ["--foxglove", str(foxglove)]
+            self.foxglove_url = f"ws://{DEFAULT_HOST}:{foxglove}"
+        self.process = NodeProcess("recorder", args, workdir)
 
     @property
     def patient_args(self) -> list[str]:
         """What the patient node needs to write its audit trail beside the recording."""
-        return ["--record", str(self.directory)]
+        return [] if self.directory is None else ["--record", str(self.directory)]
 
     def start(self, monitor: Monitor) -> None:
         """Start the recorder; return once it is subscribed (its token is seen)."""
@@ -58,14 +72,18 @@ class DemoRecording:
     def announce(self) -> None:
         """Print where the session goes and who signs its audit trails (once nodes are up):
         the fingerprint is what to keep elsewhere to check the trail later."""
-        lines = [f"recording to {self.directory}"]
+        lines = [] if self.directory is None else [f"recording to {self.directory}"]
         lines += [f"audit trail of {a['node']} signed by {a['fingerprint']}"
                   for a in self.trails()]
+        if self.foxglove_url is not None:
+            lines.append(f"live in Foxglove: open a connection to {self.foxglove_url}")
         print("\n".join(lines), file=sys.stderr, flush=True)
 
     def trails(self) -> list[dict[str, str]]:
         """The audit trails written so far: node, trail file and signer's fingerprint."""
-        out = []
+        out: list[dict[str, str]] = []
+        if self.directory is None:
+            return out
         for key_file in sorted(audit_dir(self.directory).glob("*" + KEY_SUFFIX)):
             try:
                 key = json.loads(key_file.read_text(encoding="utf-8"))
@@ -79,16 +97,16 @@ class DemoRecording:
     def stop(self) -> dict[str, Any]:
         """Stop the recorder (after the nodes, so their last words are in); the summary's
         ``record`` section: directory, recordings and their size [bytes], the recorder's
-        counters, the audit trails."""
+        counters, the audit trails; ``foxglove``: where it was served live."""
         self.process.interrupt()
         self.process.wait(STOP_TIMEOUT_S)
-        files = recording_paths(self.directory)
-        out: dict[str, Any] = {
-            "dir": str(self.directory),
-            "recordings": [p.name for p in files],
-            "bytes": sum(p.stat().st_size for p in files),
-            "audit": self.trails(),
-        }
+        out: dict[str, Any] = {}
+        if self.directory is not None:
+            files = recording_paths(self.directory)
+            out |= {"dir": str(self.directory), "recordings": [p.name for p in files],
+                    "bytes": sum(p.stat().st_size for p in files), "audit": self.trails()}
+        if self.foxglove_url is not None:
+            out["foxglove"] = self.foxglove_url
         try:
             out["recorder"] = self.process.report()
         except TelesurgeryError as exc:
@@ -100,6 +118,9 @@ class DemoRecording:
 def summary_line(section: dict[str, Any]) -> str:
     """One line for the end of the demo from the summary's ``record`` section."""
     rec = section.get("recorder", {})
+    if "dir" not in section:
+        return (f"served {rec.get('written', '?')} messages live to Foxglove at "
+                f"{section.get('foxglove')} (dropped {rec.get('dropped', '?')})")
     signers = ", ".join(f"{a['node']} {short(a['fingerprint'])}"
                         for a in section.get("audit", []))
     return (f"recorded {rec.get('written', '?')} messages ({section['bytes'] / 1e6:.1f} MB, "

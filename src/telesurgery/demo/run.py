@@ -82,6 +82,8 @@ class DemoOptions:
     cuts: tuple[Cut, ...] = ()
     record: Path | None = None
     """Session directory to record into (MCAP and the patient's audit trail)."""
+    foxglove: int | None = None
+    """Port to serve the session live to Foxglove on (loopback; None: not served)."""
     video: bool = True
     """Endoscope video from the patient to the console (off: the control loop alone)."""
     web_port: int = 0
@@ -204,8 +206,8 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
     # loops (patient node, bedside console) it fell behind and dropped a quarter of what
     # it received, and a recording is kept whole or it is no record.
     recording = (DemoRecording(opts.record, opts.session, router_ep, workdir, opts.log_level,
-                               _security_args(site, Role.RECORDER, "recorder"))
-                 if opts.record else None)
+                               _security_args(site, Role.RECORDER, "recorder"), opts.foxglove)
+                 if opts.record or opts.foxglove is not None else None)
     if recording is not None:
         path_args["patient"] += recording.patient_args
     router = NodeProcess("router", ["router", "--listen", router_ep,
