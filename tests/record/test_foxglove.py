@@ -6,12 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import struct
 import threading
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import numpy as np
 import pytest
 
@@ -35,13 +33,10 @@ from telesurgery.robots.sim.scene import DEFAULT_LAYOUT
 from telesurgery.transport.codec import encode
 from telesurgery.types import ArmMode, OperatingState
 
+from ..foxglove_client import first_frames
 from ..waiting import wait_until
 
 TIMEOUT_S = 20.0  # generous: a loaded 2-core machine
-# foxglove-sdk speaks the protocol's successor subprotocol and refuses a client that offers
-# only the first; Foxglove offers both, and so does this client.
-SUBPROTOCOLS = ("foxglove.sdk.v1", "foxglove.websocket.v1")
-MESSAGE_DATA = 0x01
 
 
 def state(arm: str, q: tuple[float, ...], jaw: float, force: tuple[float, float, float]
@@ -141,49 +136,6 @@ def test_the_calibration_matches_the_video_frame() -> None:
     assert camera_calibration(123, "ecm", 640, 480, DEFAULT_LAYOUT.camera.fovy_deg) == d.obj
 
 
-async def _first_frames(url: str, topics: set[str], publish: Callable[[], None]
-                        ) -> dict[str, dict[str, Any]]:
-    """Connect as Foxglove does, subscribe to ``topics`` once advertised and return the
-    first message frame of each, decoded; ``publish`` runs between reads, so the server
-    has something to advertise and send."""
-    got: dict[str, dict[str, Any]] = {}
-    channels: dict[str, dict[str, Any]] = {}
-    subscribed: dict[int, str] = {}
-    async with aiohttp.ClientSession() as http, \
-            http.ws_connect(url, protocols=SUBPROTOCOLS) as ws:
-        assert ws.protocol in SUBPROTOCOLS
-        first = await ws.receive_json(timeout=TIMEOUT_S)
-        assert first["op"] == "serverInfo"
-        deadline = now_ns() + int(TIMEOUT_S * 1e9)
-        while len(got) < len(topics):
-            assert now_ns() < deadline, f"frames of {topics - set(got)} never came"
-            publish()
-            try:
-                msg = await ws.receive(timeout=0.05)
-            except TimeoutError:
-                continue
-            if msg.type == aiohttp.WSMsgType.TEXT:
-                op = json.loads(msg.data)
-                if op["op"] == "advertise":
-                    channels.update((c["topic"], c) for c in op["channels"])
-                wanted = [channels[t] for t in topics if t in channels
-                          and channels[t]["id"] not in {channels[s]["id"] for s in
-                                                        subscribed.values()}]
-                if wanted:
-                    subs = [{"id": 100 + c["id"], "channelId": c["id"]} for c in wanted]
-                    subscribed.update((s["id"], c["topic"]) for s, c in zip(subs, wanted,
-                                                                             strict=True))
-                    await ws.send_json({"op": "subscribe", "subscriptions": subs})
-            elif msg.type == aiohttp.WSMsgType.BINARY:
-                assert msg.data[0] == MESSAGE_DATA
-                sub_id, log_ns = struct.unpack_from("<IQ", msg.data, 1)
-                assert log_ns > 0
-                topic = subscribed[sub_id]
-                got.setdefault(topic, {"channel": channels[topic],
-                                       "message": json.loads(msg.data[13:])})
-    return got
-
-
 def test_the_live_server_answers_a_subscription_with_frames(
         free_port: int, zenoh_sessions: Callable[[ZenohConfig], Any]) -> None:
     endpoint = f"tcp/127.0.0.1:{free_port}"
@@ -202,7 +154,7 @@ def test_the_live_server_answers_a_subscription_with_frames(
                     pub.put(encode(bundle(now_ns())))
 
             tf, state_topic = "telesurgery/or1/foxglove/tf", "telesurgery/or1/state"
-            got = asyncio.run(_first_frames(live.url, {tf, state_topic}, publish))
+            got = asyncio.run(first_frames(live.url, {tf, state_topic}, publish, TIMEOUT_S))
         finally:
             recorder.stop()
     assert got[tf]["channel"]["schemaName"] == FRAME_TRANSFORMS
