@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -25,12 +26,14 @@ from telesurgery.record.foxglove import (
     SCENE_UPDATE,
     FoxgloveView,
     camera_calibration,
+    layout_for,
 )
 from telesurgery.record.live import LiveServer
 from telesurgery.record.recorder import Recorder
 from telesurgery.robots.sim.kinematics import fk
 from telesurgery.robots.sim.scene import DEFAULT_LAYOUT
 from telesurgery.transport.codec import encode
+from telesurgery.transport.keys import Keys
 from telesurgery.types import ArmMode, OperatingState
 
 from ..foxglove_client import first_frames
@@ -181,3 +184,18 @@ def test_a_recorder_with_nowhere_to_write_is_refused(
     with pytest.raises(ConfigError, match="nothing to record to"):
         Recorder(z, "or1", None)
 
+
+
+def test_the_shipped_layout_names_the_topics_of_the_session_asked_for() -> None:
+    text = layout_for("or7")
+    layout = json.loads(text)
+    assert "telesurgery/or1/" not in text
+    view = FoxgloveView(Keys("or7").prefix)
+    keys = Keys("or7")
+    known = {view.tf_topic, view.scene_topic, view.calibration_topic, keys.video,
+             keys.safety_state, *(keys.measured_cf(a) for a in DEFAULT_LAYOUT.arms)}
+    named = set(re.findall(r'"(telesurgery/[^".]+)', text))
+    assert named
+    assert named <= known
+    assert set(layout["configById"]) == {"3D!scene", "Image!endoscope", "Plot!forces",
+                                         "RawMessages!safety"}

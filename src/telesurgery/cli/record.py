@@ -22,8 +22,9 @@ from telesurgery.cli.common import (
     write_json,
 )
 from telesurgery.clock import SWITCH_INTERVAL_S
-from telesurgery.config import SecurityConfig, ZenohConfig, load
+from telesurgery.config import SecurityConfig, ZenohConfig, _key_chunk, load
 from telesurgery.errors import ConfigError
+from telesurgery.record.foxglove import layout_for
 from telesurgery.record.live import LiveServer
 from telesurgery.record.recorder import Recorder
 from telesurgery.security.node import node_security
@@ -36,6 +37,9 @@ def record(
         "--out", help="Session directory to record into (created; a new recording*.mcap "
         "each run).")] = None,
     foxglove: FoxgloveOpt = None,
+    write_layout: Annotated[Path | None, typer.Option(
+        "--write-layout", help="Write a Foxglove layout for --session (3D scene, endoscope, "
+        "tip forces, safety events) to this file and exit.")] = None,
     session: Annotated[str, typer.Option(help="Session name in the key space.")] = "or1",
     connect: Annotated[list[str] | None, typer.Option(
         "--connect", help="Zenoh locator to connect to, e.g. the site router "
@@ -60,6 +64,18 @@ def record(
     with Foxglove's frames, scene and camera calibration; --foxglove serves it all live."""
     setup_logging(log_level)
     check_duration(duration)
+    if write_layout is not None:
+        try:
+            write_layout.write_text(layout_for(_key_chunk(session, "session")),
+                                    encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write {write_layout}: {exc.strerror}; choose a "
+                              "writable path") from exc
+        except ValueError as exc:
+            raise ConfigError(f"{exc}, e.g. 'or1'") from exc
+        typer.echo(f"Foxglove layout for session {session} written to {write_layout}",
+                   err=True)
+        return
     if out is None and foxglove is None:
         raise ConfigError("record needs --out DIR, --foxglove [PORT], or both")
     sec = node_security(load(SecurityConfig, None, **security_section(

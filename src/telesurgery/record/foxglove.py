@@ -25,6 +25,10 @@ the state rate: enough for the eye, small beside the rest of the recording).
 Timestamps are the sender's ``sent_ns`` (the video's capture time), the clock the rest
 of the recording is stamped with. The rings move in the simulation but their poses are
 not on the wire, so the scene does not show them.
+
+``layouts/foxglove.json`` beside this module is a Foxglove layout for session ``or1``
+(3D scene, endoscope image with its calibration, tip forces, safety events);
+``layout_for`` gives it for another session.
 """
 
 from __future__ import annotations
@@ -32,11 +36,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import resources
 
+from telesurgery.errors import RecordingError
 from telesurgery.geometry import Quat, Vec3
 from telesurgery.messages import MeasuredCP, Message, StateBundle, VideoFrame
 from telesurgery.record.schema import JsonObject
 from telesurgery.robots.sim.scene import DEFAULT_LAYOUT, PegTransferLayout
+from telesurgery.transport.keys import Keys
 from telesurgery.types import Pose
 
 WORLD_FRAME = "world"
@@ -254,5 +261,32 @@ class FoxgloveView:
             _entity(ns, WORLD_FRAME, "board", cubes=cubes, cylinders=pegs)]}, ns)
 
 
-__all__ = ["ARROW_M_PER_N", "CAMERA_CALIBRATION", "FRAME_TRANSFORMS", "SCENE_UPDATE", "SCHEMAS",
-           "WORLD_FRAME", "Derived", "FoxgloveView", "camera_calibration", "jaw_poses"]
+LAYOUT_SESSION = "or1"
+"""The session whose topics the shipped layout names."""
+
+
+def layout_for(session: str) -> str:
+    """The shipped Foxglove layout (JSON text) with its topics in session ``session``."""
+    try:
+        text = resources.files("telesurgery.record").joinpath(
+            "layouts", "foxglove.json").read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RecordingError(f"the Foxglove layout is missing from the package ({exc}); "
+                             "reinstall telesurgery") from exc
+    return text.replace(f'"{Keys(LAYOUT_SESSION).prefix}/', f'"{Keys(session).prefix}/')
+
+
+__all__ = [
+    "ARROW_M_PER_N",
+    "CAMERA_CALIBRATION",
+    "FRAME_TRANSFORMS",
+    "LAYOUT_SESSION",
+    "SCENE_UPDATE",
+    "SCHEMAS",
+    "WORLD_FRAME",
+    "Derived",
+    "FoxgloveView",
+    "camera_calibration",
+    "jaw_poses",
+    "layout_for",
+]
