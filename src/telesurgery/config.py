@@ -325,6 +325,10 @@ class ConsoleConfig(_Strict):
     scale_with_delay: bool = True
     """Lower the motion scale as the measured round trip grows past 250 ms, to half of
     ``scale`` at 750 ms (``console.scaling``)."""
+    predictive_display: bool = True
+    """Draw each instrument where the console has commanded it (its "ghost") over the
+    delayed video, and show it to the input device (``InputDevice.foresee``); the page has
+    a toggle for its own drawing (docs/console.md)."""
     force_cap_n: PositiveFloat = FORCE_CAP_N
     """Force at the tip [N] above which the surgeon's page alarms and sounds."""
     tremor: TremorConfig = TremorConfig()

@@ -72,9 +72,11 @@ def test_tissue_of_known_stiffness_pushes_back_k_times_the_depth(stiffness: floa
         assert sunk > 0.5 * depth  # the arm really pressed
         fx, fy, fz = press.arm.measured_cf().force
         # The tissue pushes the tool up (base frames are level with the world), k d within
-        # 10 %, and nothing sideways on a straight press.
+        # 10 %, and little sideways on a straight press: the jaws turn a little about the
+        # RCM as the tip goes down, and friction, which sticks (the model's no-slip pass),
+        # resists their sliding on the pad, well inside the friction cone (1).
         assert fz == pytest.approx(stiffness * sunk, rel=0.1)
-        assert math.hypot(fx, fy) < 0.05 * fz
+        assert math.hypot(fx, fy) < 0.3 * fz
         # The pad itself moved as far as the tip did, give or take the contact's give.
         assert press.pad_sunk() == pytest.approx(sunk, rel=0.1)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -159,6 +160,33 @@ def haptics(
     result = bench_haptics(seed, rtt or RTTS_MS)
     _emit(result, json_path)
     typer.echo(haptics_table(result), err=True)
+
+
+@bench_app.command("delay")
+def delay(
+    json_path: JsonOpt = None,
+    trials: Annotated[int, typer.Option(help="Peg transfers per rung and compensation.",
+                                        min=1)] = 3,
+    rtt: Annotated[list[int] | None, typer.Option(
+        help="Round trip [ms] of a rung (repeat; default the ladder 0, 70, 135, 250, 500).",
+        min=0)] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the first trial (the link's jitter and "
+                                      "loss, the surgeon model's aim).")] = 0,
+    timeout: Annotated[float, typer.Option(help="Simulated seconds a transfer may take.",
+                                           min=10.0)] = 240.0,
+    jobs: Annotated[int, typer.Option(help="Trials at a time (default: the CPUs).",
+                                      min=1)] = os.cpu_count() or 1,
+) -> None:
+    """The latency ladder: the peg transfer by the surgeon model (move and wait, docs/delay.md)
+    at RTT 0-500 ms, compensation (predictive display and delay-scaled motion) off and on,
+    on simulated time; task time, transfers, drops, path length and clutches per rung."""
+    setup_logging("error")  # every trial logs its force caps as warnings
+    from telesurgery.bench.delay import bench_delay, delay_table
+
+    result = bench_delay(trials, None if rtt is None else [float(r) for r in rtt], seed,
+                         timeout, jobs)
+    _emit(result, json_path)
+    typer.echo(delay_table(result), err=True)
 
 
 @bench_app.command("faults")

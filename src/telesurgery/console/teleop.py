@@ -28,14 +28,18 @@ class Teleop:
     """
 
     def __init__(self, device: InputDevice, scale: float = DEFAULT_SCALE,
-                 tremor: TremorConfig | None = None, rate_hz: float = 1000.0) -> None:
+                 tremor: TremorConfig | None = None, rate_hz: float = 1000.0,
+                 predictive: bool = True) -> None:
         self.device = device
+        self.predictive = predictive
+        """Show the device each arm's commanded pose (``InputDevice.foresee``)."""
         self.base_scale = scale
         self._mappings = {arm: TeleopMapping(arm, scale, tremor, rate_hz) for arm in device.arms}
         self._registrations: dict[str, Pose] = {}
         self._measured: dict[str, tuple[Pose, float]] = {}
         self._modes: dict[str, ArmMode] = {}
         self._reclutching: set[str] = set()
+        self._ghosts: dict[str, tuple[Pose, float]] = {}
 
     @property
     def arms(self) -> tuple[str, ...]:
@@ -58,6 +62,7 @@ class Teleop:
         (the delay's scaling, ``console.scaling``)."""
         for m in self._mappings.values():
             m.scale = self.base_scale * fraction
+        self.device.rescale(self.base_scale * fraction)
 
     def engaged(self, arm: str) -> bool:
         """True while the surgeon's hand drives ``arm``."""
@@ -78,6 +83,16 @@ class Teleop:
             self._measured[arm] = (measured, jaw)
             if mode is not None:
                 self._modes[arm] = mode
+
+    def registration(self, arm: str) -> Pose | None:
+        """The registration of ``arm`` (``register``), None while unknown."""
+        return self._registrations.get(arm)
+
+    def ghost(self, arm: str) -> tuple[Pose, float] | None:
+        """Where the console has commanded ``arm``'s tip, in the view frame [m], and its jaw
+        [rad]: the predictive display's ghost, ahead of the measured pose by the round
+        trip; None until the arm has been commanded."""
+        return self._ghosts.get(arm)
 
     def held(self, arm: str) -> bool:
         """True while the safety supervisor holds ``arm`` and waits for a clutch."""
@@ -128,6 +143,15 @@ class Teleop:
         cmd = mapping.step(sample, pose, jaw, registration)
         if not cmd.rejected:
             self.device.feedback(arm, registration.compose(pose), jaw)
+            # A clutched command's target is where the tool was told to stop, so the
+            # ghost stays there while the hand re-indexes.
+            before = self._ghosts.get(arm)
+            ghost_jaw = (cmd.jaw.angle if cmd.jaw is not None
+                         else jaw if before is None else before[1])
+            ghost = (registration.compose(cmd.servo.pose), ghost_jaw)
+            self._ghosts[arm] = ghost
+            if self.predictive:
+                self.device.foresee(arm, *ghost)
         return [cmd.servo] if cmd.jaw is None else [cmd.servo, cmd.jaw]
 
 

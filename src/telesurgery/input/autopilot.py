@@ -185,6 +185,10 @@ class Autopilot(InputDevice):
             hand.tip = tip_in_view
             hand.jaw = jaw
 
+    def rescale(self, scale: float) -> None:
+        if 0.0 < scale <= 1.0:
+            self.scale = scale
+
     def read(self, now_ns: int) -> Mapping[str, HandSample]:
         dt = 0.0 if self._last_ns is None else (now_ns - self._last_ns) * 1e-9
         self._last_ns = now_ns

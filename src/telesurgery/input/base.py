@@ -50,6 +50,17 @@ class InputDevice(ABC):
         opening [rad]. Devices that close a loop on it (the autopilot, a haptic device)
         override this; others ignore it."""
 
+    def foresee(self, arm: str, commanded_in_view: Pose, jaw: float) -> None:  # noqa: B027
+        """Where the console has commanded the instrument, as the predictive display draws
+        it (its "ghost"): tip pose in the view frame [m] and jaw target [rad], now, ahead of
+        the delayed ``feedback``. Called only while the predictive display is on; devices
+        that look at it (the surgeon model) override this; others ignore it."""
+
+    def rescale(self, scale: float) -> None:  # noqa: B027
+        """The console's motion scale (tool over hand displacement) is now ``scale``, as its
+        HUD shows (it follows the delay: ``console.scaling``). Devices that plan the hand's
+        motion in the tool's units (the autopilot) take it; others ignore it."""
+
     def render_force(self, arm: str, force_view_n: Vec3, tip_view_m: Vec3,  # noqa: B027
                      t_ns: int) -> None:
         """The latest state of ``arm`` as the console received it at ``t_ns`` [ns, console

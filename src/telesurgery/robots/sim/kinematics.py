@@ -264,9 +264,11 @@ def _solutions(pose: Pose, q_hint: Sequence[float],
         bx, by, bz = -(s6 * x6x + c6 * y6x), -(s6 * x6y + c6 * y6y), -(s6 * x6z + c6 * y6z)
         q4 = math.atan2(-(c1 * c2 * bx + math.sin(t2) * by + s1 * c2 * bz), -s1 * bx + c1 * bz)
         q4 += _TWO_PI * round((q_hint[3] - q4) / _TWO_PI)
-        if q4 > JOINT_UPPER[3]:
+        # Against the limits with their tolerance: a roll at its limit, turned by a whole
+        # turn in floats, lands a rounding error beyond it and must not turn back.
+        if q4 > hi[3]:
             q4 -= _TWO_PI
-        elif q4 < JOINT_LOWER[3]:
+        elif q4 < lo[3]:
             q4 += _TWO_PI
         t5 = math.atan2(-(ux * x5x + uy * x5y + uz * x5z), -(ux * z6x + uy * z6y + uz * z6z))
         q5 = _wrap(t5 - _OFFSETS[4])
