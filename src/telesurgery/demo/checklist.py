@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from telesurgery.errors import ConfigError
+from telesurgery.patient.checklist import write_confirmation
 from telesurgery.security.node import DEMO_POLICY
 
 DEMO_LEAD = "demo"
@@ -48,18 +49,12 @@ def demo_overrides(opts: _Options) -> dict[str, str]:
     return out
 
 
-def _text(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def checklist_args(opts: _Options, workdir: Path) -> list[str]:
     """Write the demo's policy and confirmation into ``workdir``; the patient's flags."""
     confirmation = workdir / "checklist.toml"
-    lines = [f"confirmed_by = {_text(DEMO_LEAD)}", "[overrides]"]
-    lines += [f"{item} = {_text(reason)}" for item, reason in demo_overrides(opts).items()]
+    write_confirmation(confirmation, DEMO_LEAD, demo_overrides(opts))
+    args = ["--checklist", "--checklist-confirmation", str(confirmation)]
     try:
-        confirmation.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        args = ["--checklist", "--checklist-confirmation", str(confirmation)]
         if not opts.insecure:
             policy = workdir / "policy.toml"
             policy.write_text(DEMO_POLICY, encoding="utf-8")

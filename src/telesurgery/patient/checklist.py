@@ -19,9 +19,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,18 +36,9 @@ from telesurgery.safety.checklist import (
 )
 from telesurgery.security.command_keys import KeyEvent
 from telesurgery.security.credential import Licence
+from telesurgery.security.handshake import file_stamp
 
 log = logging.getLogger(__name__)
-
-
-def _stamp(path: Path | None) -> tuple[int, int] | None:
-    if path is None:
-        return None
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_size
 
 
 def read_confirmation(path: Path | None) -> Confirmation:
@@ -58,6 +48,29 @@ def read_confirmation(path: Path | None) -> Confirmation:
         return Confirmation()
     cfg = load(ChecklistConfirmation, path)
     return Confirmation(cfg.confirmed_by, {Item(k): v for k, v in cfg.overrides.items()})
+
+
+def _toml_text(value: str) -> str:
+    # A TOML basic string: the escapes JSON and TOML share.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def write_confirmation(path: Path, confirmed_by: str | None,
+                       overrides: Mapping[str, str]) -> None:
+    """Validate and write the bedside's confirmation to ``path`` whole (a new file put in
+    its place), so that the node never reads half of one; ``ConfigError`` otherwise."""
+    cfg = load(ChecklistConfirmation, None, confirmed_by=confirmed_by,
+               overrides=dict(overrides))
+    lines = [] if cfg.confirmed_by is None else [f"confirmed_by = {_toml_text(cfg.confirmed_by)}"]
+    lines.append("[overrides]")
+    lines += [f"{item} = {_toml_text(reason)}" for item, reason in cfg.overrides.items()]
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}; choose a writable "
+                          "folder") from exc
 
 
 def link_observation(reports: Sequence[Path], paths: Collection[str], max_age_min: float,
@@ -145,7 +158,8 @@ class PatientChecklist:
         self._evaluate()
 
     def _reload(self) -> None:
-        stamp = _stamp(self._cfg.confirmation)
+        path = self._cfg.confirmation
+        stamp = None if path is None else file_stamp(path)
         if stamp == self._stamp:
             return
         try:
@@ -221,4 +235,4 @@ class PatientChecklist:
         return out
 
 
-__all__ = ["PatientChecklist", "link_observation", "read_confirmation"]
+__all__ = ["PatientChecklist", "link_observation", "read_confirmation", "write_confirmation"]

@@ -83,13 +83,13 @@ class Revocations:
         self._lock = threading.Lock()
         if path is not None:
             self._serials = revoked_serials(path, ca)
-            self._stamp = _stamp(path)
+            self._stamp = file_stamp(path)
 
     def refresh(self) -> bool:
         """Read the file again if it changed; True when the list changed."""
         if self._path is None:
             return False
-        stamp = _stamp(self._path)
+        stamp = file_stamp(self._path)
         with self._lock:
             if stamp == self._stamp:
                 return False
@@ -113,7 +113,9 @@ class Revocations:
         return self._serials
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """The file's modification time [ns] and size [B], to tell when it changed (None:
+    it cannot be read)."""
     try:
         st = os.stat(path)
     except OSError:
