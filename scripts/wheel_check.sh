@@ -50,12 +50,14 @@ pip=(.venv/bin/python -m pip --python "$out/venv/bin/python")
 cd "$out/run"
 "$out/venv/bin/telesurgery" --version
 "$out/venv/bin/telesurgery" record --write-layout layout.json
-"$out/venv/bin/telesurgery" demo --headless --duration 5 --summary summary.json
+# No --summary: the table and the path of the JSON, written in the work folder.
+"$out/venv/bin/telesurgery" demo --headless --duration 5 --workdir work 2>&1 | tee demo.txt
+grep -q "summary written to work/summary.json" demo.txt
 "$out/venv/bin/python" - <<'PY'
 import json
 import sys
 
-s = json.load(open("summary.json"))
+s = json.load(open("work/summary.json"))
 control, video = s["control"], s.get("video", {})
 ok = control["applied"] > 0 and control["rejected"] == 0 and video.get("frames", {}).get(
     "shown", 0) > 0

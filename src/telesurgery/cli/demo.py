@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.spinner import Spinner
 
 from telesurgery.cli.common import (
     FoxgloveOpt,
@@ -136,15 +137,20 @@ def demo(
                 if open_page and not headless:
                     browser_page(url)
 
-    if headless:
-        result = run_demo(opts, stop, on_tick=lambda m, _t: show_pages(m, out))
-    else:
-        def tick(m: Monitor, t: float) -> None:
-            live.update(render_status(m, t, duration))
-            show_pages(m, live.console)
+    # One line while the start-up takes its seconds, then the live view (or, headless, how
+    # far the run is); on a terminal only, and gone once the run ends.
+    starting = Spinner("dots", "starting")
 
-        with Live(console=out, refresh_per_second=4, transient=True) as live:
-            result = run_demo(opts, stop, on_tick=tick)
+    def phase(text: str) -> None:
+        starting.update(text=text)
+
+    def tick(m: Monitor, t: float) -> None:
+        live.update(Spinner("dots", f"running: {t:.0f} s of {duration:g} s") if headless
+                    else render_status(m, t, duration))
+        show_pages(m, live.console)
+
+    with Live(starting, console=out, refresh_per_second=4, transient=True) as live:
+        result = run_demo(opts, stop, on_tick=tick, on_phase=phase)
     out.print(render_summary(result))
     if "record" in result:
         out.print(summary_line(result["record"]))

@@ -178,12 +178,14 @@ def writable_dir(path: Path | None, flag: str) -> Path:
 
 def run_demo(opts: DemoOptions, stop: threading.Event,
              on_tick: Callable[[Monitor, float], None] | None = None,
-             on_start: Callable[[DemoNodes, Monitor], None] | None = None) -> dict[str, Any]:
+             on_start: Callable[[DemoNodes, Monitor], None] | None = None,
+             on_phase: Callable[[str], None] = lambda _phase: None) -> dict[str, Any]:
     """Start router, patient and console; run; stop them all; return the summary.
 
     ``on_tick(monitor, elapsed_s)`` is called about four times a second (the live view);
     ``monitor.pages`` has the consoles' page URLs once they printed them. ``on_start``
-    is called once, when every node is up, with the nodes and the monitor.
+    is called once, when every node is up, with the nodes and the monitor. ``on_phase``
+    is told each step of the start-up that may take seconds (a progress line).
     """
     opts.check()
     workdir = writable_dir(opts.workdir, "--workdir")
@@ -194,6 +196,8 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
               # One cap on both sides: the patient's supervisor and the consoles' pages.
               *([] if opts.force_cap_n is None else ["--force-cap", repr(opts.force_cap_n)])]
     members = DEMO_MEMBERS_WITH_BACKUP if opts.backup else DEMO_MEMBERS
+    if not opts.insecure:
+        on_phase("creating the site's throwaway PKI")
     site = None if opts.insecure else throwaway_site(workdir / "security", opts.session,
                                                      members)
     rig = LinkRig(opts.link, workdir, loss=opts.loss) if opts.link else None
@@ -236,6 +240,7 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
     nodes = [router, patient, *consoles]
     drill = None if opts.takeover_at_s is None else consoles[-1]
     took_over_s: float | None = None
+    on_phase("starting the Zenoh router")
     router.start(with_report=False)
     monitor: Monitor | None = None
     emulators: dict[str, Any] = {}
@@ -248,7 +253,10 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
             (workdir / "console-paths.toml").write_text(paths_toml(rig.console_paths()))
             monitor.link_controls = rig.controls()
         if recording is not None:
+            on_phase("waiting for the recorder")
             recording.start(monitor)
+        # A first run on a machine also builds the renderer's context (seconds).
+        on_phase("starting the patient node (simulator, renderer, encoder)")
         patient.start()
         if recording is not None:
             # The recorder subscribes to every key: a console started before the patient
@@ -259,8 +267,10 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
         # and the endoscope's first frame come first, as they would in theatre.
         for c in reversed(consoles):
             if c is console:
+                on_phase("waiting for the checklist: bedside and first video frame")
                 _wait_for_checklist(monitor, opts, [n.name for n in consoles[1:]])
             c.start()
+        on_phase("waiting for the nodes to come up")
         if not monitor.wait_present({n.name for n in (patient, *consoles)},
                                     STARTUP_TIMEOUT_S):
             dead = [n for n in (patient, *consoles) if not n.alive()]
