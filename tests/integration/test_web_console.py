@@ -461,3 +461,32 @@ def test_a_page_that_keeps_falling_behind_is_switched_to_jpeg(system: System) ->
     assert "restarted its H.264 stream" in switched["why"]
     assert kind == VideoKind.JPEG
     assert system.status()["web"]["fallbacks_to_jpeg"] == fallbacks + 1
+
+
+def _ghosts(page: Any) -> dict[str, tuple[list[float], list[float]]]:
+    """The ghost and measured tip pixels the page drew last, per arm."""
+    out = {}
+    for item in str(page.get_attribute("#stage", "data-ghost") or "").split():
+        arm, ghost, seen = (item.split(":") + [""])[:3]
+        if seen:
+            out[arm] = ([float(v) for v in ghost.split(",")], [float(v) for v in seen.split(",")])
+    return out
+
+
+def test_the_ghost_is_drawn_on_the_instruments_and_can_be_hidden(browser: Any,
+                                                                 system: System) -> None:
+    page = _open(browser, system)
+    try:
+        # The patient publishes its camera's intrinsics with the video; the console sends
+        # each picture with the instruments' commanded tips; the page draws them.
+        _wait(lambda: {"psm1", "psm2"} <= set(_ghosts(page)),
+              lambda: f"both ghosts drawn: {page.get_attribute('#stage', 'data-ghost')!r}")
+        for arm, (ghost, seen) in _ghosts(page).items():
+            # No link in between and the tools at rest: the ghost is on the tool.
+            assert abs(ghost[0] - seen[0]) < 3.0 and abs(ghost[1] - seen[1]) < 3.0, arm
+            assert 0.0 < ghost[0] < 640.0 and 0.0 < ghost[1] < 480.0, arm
+        page.keyboard.press("KeyP")
+        _wait(lambda: page.get_attribute("#stage", "data-ghost") == "off", "the ghost hidden")
+        assert page.text_content("#ghost") == "ghost off"
+    finally:
+        page.close()

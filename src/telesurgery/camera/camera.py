@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from telesurgery.camera.intrinsics import Intrinsics
 from telesurgery.camera.renderer import CameraRenderer, RGBImage
 from telesurgery.clock import Rate, name_os_thread, now_ns
 from telesurgery.errors import VideoError
@@ -83,6 +84,12 @@ class EndoscopeCamera:
         self._renderer: CameraRenderer | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+
+    @property
+    def intrinsics(self) -> Intrinsics:
+        """The camera's pinhole intrinsics at this image size, from the model's field of view."""
+        return Intrinsics.from_fovy(self.width, self.height,
+                                    float(self._model.cam(self.camera).fovy[0]))
 
     def open(self) -> CameraRenderer:
         """The renderer, created on first use in the calling thread."""

@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 import zenoh
 
+from telesurgery.camera.intrinsics import Intrinsics
 from telesurgery.clock import now_ns
+from telesurgery.console.ghost import ghost_view
 from telesurgery.console.video import ConsoleVideo, VideoAge, patient_clock_offset_ns
 from telesurgery.console.web.access import announcement
 from telesurgery.console.web.protocol import Action, HandInput
@@ -196,6 +198,18 @@ class SurgeonDisplay:
             "alarms": force_alarms + self._alarms(events),
         }
         return out
+
+    def ghost(self) -> dict[str, Any] | None:
+        """The predictive display (``console.ghost``); None when it is off or the patient
+        has not published its camera's intrinsics yet."""
+        node = self.node
+        if not node.config.predictive_display:
+            return None
+        video = node.patient_status.get("video")
+        camera = Intrinsics.parse(video.get("intrinsics") if isinstance(video, dict) else None)
+        if camera is None:
+            return None
+        return ghost_view(node.teleop, camera, node.scaling.rtt_ms)
 
     def _owner(self, arms_state: dict[str, Any]) -> dict[str, Any]:
         """Who holds control (``OwnerView.as_dict``: ``you`` when this console does),

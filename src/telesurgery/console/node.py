@@ -84,7 +84,7 @@ class ConsoleNode:
         self.session_id = new_session_id()
         self.rejects = RejectCounter()
         self.teleop = Teleop(device, scale=config.scale, tremor=config.tremor,
-                             rate_hz=config.rate_hz)
+                             rate_hz=config.rate_hz, predictive=config.predictive_display)
         self.sent = 0
         self.sent_servo_cp = 0
         self.driving_ns = 0

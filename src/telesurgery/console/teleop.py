@@ -88,6 +88,14 @@ class Teleop:
         """The registration of ``arm`` (``register``), None while unknown."""
         return self._registrations.get(arm)
 
+    def seen(self, arm: str) -> Pose | None:
+        """The latest measured tip pose of ``arm`` in the view frame [m] (as late as the
+        state that brought it), None while it or the registration is unknown."""
+        registration, measured = self._registrations.get(arm), self._measured.get(arm)
+        if registration is None or measured is None:
+            return None
+        return registration.compose(measured[0])
+
     def ghost(self, arm: str) -> tuple[Pose, float] | None:
         """Where the console has commanded ``arm``'s tip, in the view frame [m], and its jaw
         [rad]: the predictive display's ghost, ahead of the measured pose by the round

@@ -166,6 +166,8 @@ class PatientVideo:
             "keyframes": sender.encoder.keyframes if sender else 0,
             "render_ms": self.render_ns.summary(1e-6, last=90),
         }
+        if cam is not None:
+            out["intrinsics"] = cam.intrinsics.as_dict()
         if self.error is not None:
             out["error"] = self.error
         return out

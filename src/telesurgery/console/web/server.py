@@ -48,7 +48,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 
 import av
 from aiohttp import WSMsgType, web
@@ -139,6 +139,15 @@ class PageBackend(Protocol):
 
     def request_keyframe(self) -> None:
         """Ask the patient for an IDR."""
+
+
+@runtime_checkable
+class GhostSource(Protocol):
+    """A backend that draws the predictive display: the instruments where the console has
+    commanded them, in the picture's pixels."""
+
+    def ghost(self) -> dict[str, Any] | None:
+        """The ghost of each arm, JSON-ready; None while the camera is not known."""
 
 
 class JpegEncoder:
@@ -561,6 +570,13 @@ class WebConsole:
                  capture_ns: int, published_ns: int, received_ns: int) -> None:
         want_h264 = kind is VideoKind.H264
         now = now_ns()
+        # With the picture, where the console has since commanded the instruments: the
+        # page draws it over this frame; no message and no wake-up of its own.
+        ghost: str | None = None
+        if isinstance(self.backend, GhostSource):
+            drawn = self.backend.ghost()
+            ghost = None if drawn is None else json.dumps({"t": "ghost", **drawn},
+                                                          allow_nan=False)
         for page in self._pages:
             if page.webcodecs is None or page.webcodecs is not want_h264:
                 continue
@@ -581,6 +597,8 @@ class WebConsole:
                                      received_ns, now_ns())
             while len(page.sent) > FRAMES_REMEMBERED:
                 page.sent.popitem(last=False)
+            if ghost is not None:
+                page.send(ghost)
             page.send(video_message(kind, keyframe, body.width, body.height, index,
                                     capture_page_ms, payload))
             self.frames_sent[kind.name.lower()] += 1

@@ -28,6 +28,9 @@ let lastDrawn = -1;
 let jpegDecoding = 0;            // JPEG pictures being decoded
 let shownCapture = NaN;          // capture time of the frame on screen [ms, page clock]
 const paints = [];               // paint times of the last second [ms]
+// The predictive display: where the console has commanded each instrument, sent with
+// each picture (console/ghost.py); drawn over it while shown.
+const ghost = { shown: true, latest: null };
 
 const input = {
   arm: null, keys: new Set(), clutchButton: false, hold: false,
@@ -80,6 +83,7 @@ function onText(msg) {
   else if (msg.t === 'hud') showHud(msg);
   else if (msg.t === 'hello') onHello(msg);
   else if (msg.t === 'codec') onCodec(msg);
+  else if (msg.t === 'ghost') ghost.latest = msg;
 }
 
 function onCodec(msg) {
@@ -258,12 +262,55 @@ function draw(index, image, rx, out) {
   if (index <= lastDrawn && lastDrawn - index < 1 << 30) return;  // an older picture, late
   lastDrawn = index;
   ctx2d.drawImage(image, 0, 0, canvas.width, canvas.height);
+  drawGhost();
   const paint = performance.now();
   shownCapture = capture;
   paints.push(paint);
   const report = { t: 'frame', i: index, rx: rx ?? out, out, paint, shown: null };
   if (document.hidden) send(report);
   else requestAnimationFrame(() => { report.shown = performance.now(); send(report); });
+}
+
+// The ghost of each tip, a ring, with a line from where the delayed picture's state has
+// it; its pixels, as drawn, go in #stage's data-ghost for tests and tools.
+function drawGhost() {
+  const g = ghost.latest;
+  const stage = $('stage');
+  setText('hud-delay', g && g.rtt_ms != null ? `${g.rtt_ms.toFixed(0)} ms round trip` : '-');
+  if (!ghost.shown || !g) {
+    stage.dataset.ghost = ghost.shown ? '' : 'off';
+    return;
+  }
+  const sx = canvas.width / g.width;
+  const sy = canvas.height / g.height;
+  const drawn = [];
+  ctx2d.lineWidth = 2;
+  ctx2d.strokeStyle = 'rgba(88, 166, 255, 0.9)';
+  for (const [arm, a] of Object.entries(g.arms)) {
+    if (!a.ghost) continue;
+    const [u, v] = [a.ghost[0] * sx, a.ghost[1] * sy];
+    ctx2d.beginPath();
+    if (a.seen) {
+      ctx2d.moveTo(a.seen[0] * sx, a.seen[1] * sy);
+      ctx2d.lineTo(u, v);
+    }
+    ctx2d.moveTo(u + 7, v);
+    ctx2d.arc(u, v, 7, 0, 2 * Math.PI);
+    ctx2d.stroke();
+    ctx2d.fillStyle = 'rgba(88, 166, 255, 0.9)';
+    ctx2d.fillText(`${arm} ${a.lead_mm.toFixed(1)} mm`, u + 10, v - 10);
+    drawn.push(`${arm}:${a.ghost[0].toFixed(1)},${a.ghost[1].toFixed(1)}` +
+               (a.seen ? `:${a.seen[0].toFixed(1)},${a.seen[1].toFixed(1)}` : ''));
+  }
+  stage.dataset.ghost = drawn.join(' ');
+}
+
+function toggleGhost() {
+  ghost.shown = !ghost.shown;
+  const b = $('ghost');
+  b.textContent = ghost.shown ? 'ghost on' : 'ghost off';
+  b.setAttribute('aria-pressed', String(ghost.shown));
+  $('stage').dataset.ghost = ghost.shown ? '' : 'off';
 }
 
 // ---- HUD -----------------------------------------------------------------------------
@@ -579,6 +626,7 @@ document.addEventListener('keydown', (e) => {
   if (e.code === 'KeyH' && !e.repeat) toggleHold();
   else if (e.code === 'KeyT' && !e.repeat) controlAction();
   else if (e.code === 'KeyM' && !e.repeat) toggleMute();
+  else if (e.code === 'KeyP' && !e.repeat) toggleGhost();
   else if ((e.code === 'Digit1' || e.code === 'Digit2') && hello) {
     const arm = hello.arms[Number(e.code.slice(-1)) - 1];
     if (arm) selectArm(arm);
@@ -622,6 +670,7 @@ $('take').addEventListener('click', () => send({ t: 'action', a: 'take_control' 
 $('grant').addEventListener('click', () => send({ t: 'action', a: 'grant_control' }));
 $('arm').addEventListener('change', (e) => selectArm(e.target.value));
 $('mute').addEventListener('click', toggleMute);
+$('ghost').addEventListener('click', toggleGhost);
 for (const ev of ['pointerdown', 'keydown']) {
   document.addEventListener(ev, unlockAudio, { capture: true });
 }
