@@ -12,18 +12,18 @@ rm -rf "$out"
 mkdir -p "$out/dist" "$out/run"
 
 # The PEP 517 hooks of the locked setuptools, called directly: no build frontend to install.
-.venv/bin/python - "$out/dist" <<'PY'
+# Their file-by-file chatter goes to a log, kept for when a build fails.
+build() {
+  "$root/.venv/bin/python" - "$1" "$out/dist" >>"$out/build.log" <<'PY'
 import sys
 from setuptools import build_meta
-print("sdist:", build_meta.build_sdist(sys.argv[1]))
+hook = {"sdist": build_meta.build_sdist, "wheel": build_meta.build_wheel}[sys.argv[1]]
+print(sys.argv[1], hook(sys.argv[2]), file=sys.stderr)
 PY
+}
+build sdist
 tar -xzf "$out"/dist/telesurgery-*.tar.gz -C "$out"
-(cd "$out"/telesurgery-*/ && "$root/.venv/bin/python" - "$out/dist" <<'PY'
-import sys
-from setuptools import build_meta
-print("wheel:", build_meta.build_wheel(sys.argv[1]))
-PY
-)
+(cd "$out"/telesurgery-*/ && build wheel)
 
 # Every data file of the package (web page, link profiles, layouts) is in the wheel.
 .venv/bin/python - "$out"/dist/telesurgery-*.whl <<'PY'

@@ -56,7 +56,8 @@ def test_registration_and_intrinsics_agree_with_mujocos_camera_on_the_tips() -> 
             ours = k.project(arm.registration().compose(tip).position)
             assert ours is not None
             assert ours == pytest.approx(expected, abs=0.05), name
-            assert 0.0 < ours[0] < 640.0 and 0.0 < ours[1] < 480.0  # in view
+            assert 0.0 < ours[0] < 640.0, name  # in view
+            assert 0.0 < ours[1] < 480.0, name
     finally:
         robot.close()
 

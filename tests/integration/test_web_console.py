@@ -483,8 +483,9 @@ def test_the_ghost_is_drawn_on_the_instruments_and_can_be_hidden(browser: Any,
               lambda: f"both ghosts drawn: {page.get_attribute('#stage', 'data-ghost')!r}")
         for arm, (ghost, seen) in _ghosts(page).items():
             # No link in between and the tools at rest: the ghost is on the tool.
-            assert abs(ghost[0] - seen[0]) < 3.0 and abs(ghost[1] - seen[1]) < 3.0, arm
-            assert 0.0 < ghost[0] < 640.0 and 0.0 < ghost[1] < 480.0, arm
+            assert ghost == pytest.approx(seen, abs=3.0), arm
+            assert 0.0 < ghost[0] < 640.0, arm
+            assert 0.0 < ghost[1] < 480.0, arm
         page.keyboard.press("KeyP")
         _wait(lambda: page.get_attribute("#stage", "data-ghost") == "off", "the ghost hidden")
         assert page.text_content("#ghost") == "ghost off"
