@@ -467,7 +467,7 @@ def _ghosts(page: Any) -> dict[str, tuple[list[float], list[float]]]:
     """The ghost and measured tip pixels the page drew last, per arm."""
     out = {}
     for item in str(page.get_attribute("#stage", "data-ghost") or "").split():
-        arm, ghost, seen = (item.split(":") + [""])[:3]
+        arm, ghost, seen = [*item.split(":"), ""][:3]
         if seen:
             out[arm] = ([float(v) for v in ghost.split(",")], [float(v) for v in seen.split(",")])
     return out
