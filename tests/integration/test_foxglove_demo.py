@@ -160,6 +160,12 @@ def test_the_world_frames_scene_and_calibration_match_the_layout(
     assert frames
     assert len(calibrations) == len(frames)
     # One calibration per frame, same frame id, size and time: the image panel pairs them.
+    # Once the patient's status has published its camera's intrinsics, they are the ones.
+    published = [st["data"]["video"]["intrinsics"] for st in recorded["telesurgery.Status"]
+                 if "intrinsics" in st["data"].get("video", {})]
+    assert published
+    k = published[-1]
+    assert calibrations[-1]["K"] == [k["fx"], 0.0, k["cx"], 0.0, k["fy"], k["cy"], 0.0, 0.0, 1.0]
     by_time = {_ns(c["timestamp"]): c for c in calibrations}
     for frame in frames:
         cal = by_time[_ns(frame["timestamp"])]

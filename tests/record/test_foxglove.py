@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from telesurgery.camera.intrinsics import Intrinsics
 from telesurgery.clock import now_ns
 from telesurgery.config import ZenohConfig
 from telesurgery.errors import ConfigError
 from telesurgery.geometry import quat_to_rotation, rotate
-from telesurgery.messages import MeasuredCP, Message, StateBundle, VideoFrame
+from telesurgery.messages import MeasuredCP, Message, StateBundle, Status, VideoFrame
 from telesurgery.record.foxglove import (
     ARROW_M_PER_N,
     CAMERA_CALIBRATION,
@@ -126,17 +127,24 @@ def test_frames_follow_at_their_rate_and_the_static_ones_every_second() -> None:
     assert counts == {FRAME_TRANSFORMS: 102, SCENE_UPDATE: 102}
 
 
-def test_the_calibration_matches_the_video_frame() -> None:
+def test_the_calibration_matches_the_video_frame_and_the_published_intrinsics() -> None:
     view = FoxgloveView("telesurgery/or1")
     frame = Message(1, 1, 7, VideoFrame("ecm", 640, 480, True, 0, 123, 0, 0, b"\x00"))
     (d,) = view.derive(frame)
     assert (d.topic, d.schema_name) == ("telesurgery/or1/ecm/calibration", CAMERA_CALIBRATION)
     assert (d.obj["frame_id"], d.obj["width"], d.obj["height"]) == ("ecm", 640, 480)
     k = d.obj["K"]
-    # A point on the top edge of the view is at half the vertical field of view.
+    # Before the patient said otherwise: the layout's camera, whose top edge of the view is
+    # at half the vertical field of view.
     half = math.radians(DEFAULT_LAYOUT.camera.fovy_deg) / 2.0
     assert k[5] - k[4] * math.tan(half) == pytest.approx(0.0, abs=1e-9)
-    assert camera_calibration(123, "ecm", 640, 480, DEFAULT_LAYOUT.camera.fovy_deg) == d.obj
+    published = Intrinsics(640, 480, 500.0, 501.0, 320.5, 239.5)
+    assert not list(view.derive(Message(1, 2, 8, Status(
+        {"video": {"intrinsics": published.as_dict()}}))))
+    (d,) = view.derive(frame)
+    assert d.obj == camera_calibration(123, "ecm", published)
+    assert (d.obj["K"][0], d.obj["K"][4], d.obj["K"][2], d.obj["K"][5]) == \
+        (500.0, 501.0, 320.5, 239.5)
 
 
 def test_the_live_server_answers_a_subscription_with_frames(

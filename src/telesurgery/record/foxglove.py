@@ -17,8 +17,9 @@ they arrive (recorded or served live), in the same JSON encoding:
     from its RCM to its tip and the force at the tip as an arrow, ``ARROW_M_PER_N``
     [m/N] long, in the base frame the force is measured in.
 ``<prefix>/<camera>/calibration`` (``foxglove.CameraCalibration``)
-    the endoscope's pinhole model from its vertical field of view, with every
-    video frame (same ``frame_id`` and timestamp), so the image panel can overlay.
+    the endoscope's pinhole model, with every video frame (same ``frame_id`` and
+    timestamp), so the image panel can overlay: the intrinsics the patient's status
+    publishes, or, until one has come, the layout camera's at the frame's size.
 
 Frames and scene follow the arms' state at ``rate_hz`` (50 Hz by default, a tenth of
 the state rate: enough for the eye, small beside the rest of the recording).
@@ -38,9 +39,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 
+from telesurgery.camera.intrinsics import Intrinsics
 from telesurgery.errors import RecordingError
 from telesurgery.geometry import Quat, Vec3
-from telesurgery.messages import MeasuredCP, Message, StateBundle, VideoFrame
+from telesurgery.messages import MeasuredCP, Message, StateBundle, Status, VideoFrame
 from telesurgery.record.schema import JsonObject
 from telesurgery.robots.sim.scene import DEFAULT_LAYOUT, PegTransferLayout
 from telesurgery.transport.keys import Keys
@@ -157,18 +159,14 @@ def jaw_poses(jaw: float) -> tuple[Pose, Pose]:
     return Pose((0.0, 0.0, 0.0), _about_x(jaw / 2.0)), Pose((0.0, 0.0, 0.0), _about_x(-jaw / 2.0))
 
 
-def camera_calibration(ns: int, frame_id: str, width: int, height: int,
-                       fovy_deg: float) -> JsonObject:
-    """A pinhole ``foxglove.CameraCalibration`` for a ``width`` x ``height`` [px] image with a
-    vertical field of view ``fovy_deg`` [deg], square pixels, centred, no distortion (how
-    MuJoCo renders)."""
-    f = (height / 2.0) / math.tan(math.radians(fovy_deg) / 2.0)
-    cx, cy = width / 2.0, height / 2.0
-    return {"timestamp": _time(ns), "frame_id": frame_id, "width": width, "height": height,
-            "distortion_model": "", "D": [],
-            "K": [f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0],
+def camera_calibration(ns: int, frame_id: str, k: Intrinsics) -> JsonObject:
+    """The ``foxglove.CameraCalibration`` of pinhole ``k`` (no distortion: how MuJoCo renders)
+    at ``ns`` [ns]."""
+    return {"timestamp": _time(ns), "frame_id": frame_id, "width": k.width,
+            "height": k.height, "distortion_model": "", "D": [],
+            "K": [k.fx, 0.0, k.cx, 0.0, k.fy, k.cy, 0.0, 0.0, 1.0],
             "R": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
-            "P": [f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0]}
+            "P": [k.fx, 0.0, k.cx, 0.0, 0.0, k.fy, k.cy, 0.0, 0.0, 0.0, 1.0, 0.0]}
 
 
 class FoxgloveView:
@@ -185,16 +183,23 @@ class FoxgloveView:
         self._period_ns = round(1e9 / rate_hz)
         self._next_state: int | None = None
         self._next_static: int | None = None
+        self._intrinsics: Intrinsics | None = None
 
     def derive(self, msg: Message) -> Iterator[Derived]:
         """The Foxglove messages ``msg`` gives (none for most)."""
         body = msg.body
         if isinstance(body, StateBundle):
             yield from self._state(msg.sent_ns, body.states)
+        elif isinstance(body, Status):
+            video = body.data.get("video")
+            seen = Intrinsics.parse(video.get("intrinsics")) if isinstance(video, dict) else None
+            self._intrinsics = seen or self._intrinsics
         elif isinstance(body, VideoFrame):
-            yield Derived(self.calibration_topic, CAMERA_CALIBRATION, camera_calibration(
-                body.capture_ns, body.camera, body.width, body.height,
-                self.layout.camera.fovy_deg), body.capture_ns)
+            k = self._intrinsics
+            if k is None or (k.width, k.height) != (body.width, body.height):
+                k = Intrinsics.from_fovy(body.width, body.height, self.layout.camera.fovy_deg)
+            yield Derived(self.calibration_topic, CAMERA_CALIBRATION,
+                          camera_calibration(body.capture_ns, body.camera, k), body.capture_ns)
 
     def _due(self, due: int | None, ns: int) -> bool:
         # Sent times of a restarted sender may go back: start the pacing again from it.
