@@ -187,6 +187,11 @@ class SafetyConfig(_Strict):
 
     watchdog_ms: PositiveFloat = 50.0
     max_command_age_ms: PositiveFloat = 100.0
+    path_delay_ms: Annotated[float, Field(ge=0.0)] = 0.0
+    """The slowest control path's one-way delay [ms], as its qualification measured it: a
+    command is stale when older than this plus ``max_command_age_ms``. Over a
+    geostationary satellite (300 ms one way) every command arrives 300 ms old; without it
+    the supervisor dropped them all and the arms never moved."""
     owner_lost_ms: PositiveFloat = 1000.0
     max_linear_speed_m_s: PositiveFloat = 0.25
     max_linear_accel_m_s2: PositiveFloat = 5.0

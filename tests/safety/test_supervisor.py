@@ -506,3 +506,16 @@ def test_clock_offset_moves_console_times_onto_the_local_clock() -> None:
     msg = r.console.message(ServoCP("psm1", r.tip(), sample_ns), r.t_ns - behind_ns)
     assert r.sup.submit(msg, r.t_ns).accepted
     assert r.sup.latency_ns.values()[-1] == 2_000_000
+
+
+def test_the_age_limit_stands_above_the_paths_one_way_delay() -> None:
+    # Over a geostationary satellite a command is 300 ms old when it lands: stale against
+    # the bare limit (100 ms), fresh with the path's delay under it, stale again beyond.
+    bare = kinematic_rig()
+    bare.engage()
+    assert bare.servo("psm1", bare.tip(), age_ns=300_000_000).reason is Reason.STALE
+    geo = kinematic_rig(SafetyConfig(path_delay_ms=300.0))
+    geo.engage()
+    assert geo.servo("psm1", geo.tip(), age_ns=300_000_000).accepted
+    assert geo.servo("psm1", geo.tip(), age_ns=390_000_000).accepted
+    assert geo.servo("psm1", geo.tip(), age_ns=410_000_000).reason is Reason.STALE

@@ -128,9 +128,8 @@ def run_trial(rung: Rung, compensation: bool, seed: int, timeout_s: float = 240.
     the simulated time [ns], the robot and the surgeon after every tick."""
     forward, reverse = rung.impairment()
     console = ConsoleConfig()
-    # A command is as old as the path's one-way delay when it arrives: the age limit
-    # stands above that, by the margin the supervisor keeps on a short path.
-    safety = SafetyConfig(max_command_age_ms=SafetyConfig().max_command_age_ms + rung.rtt_ms / 2)
+    # A command is as old as the path's one-way delay when it arrives (as in the demo).
+    safety = SafetyConfig(path_delay_ms=forward.delay_ms)
     robot = SimRobot()
     t_ns = 0
     events: list[SafetyEvent] = []

@@ -137,6 +137,11 @@ class LinkRig:
         """Each path's emulator control endpoint (for cutting by hand)."""
         return {name: str(emu.control_address) for name, emu in self.emulators.items()}
 
+    def slowest_delay_ms(self) -> float:
+        """The one-way delay [ms] of the profile's slowest path, console to patient (what a
+        probe of the paths would qualify): the patient's command age allowance."""
+        return max(spec.forward.delay_ms for spec in self.profile.paths.values())
+
     def patient_paths(self) -> list[PathConfig]:
         """The patient node's paths: it listens where each emulator forwards."""
         return [PathConfig(name=n, zenoh=ZenohConfig(listen=[t]), tls=self._tls)

@@ -249,7 +249,9 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
                                   site.security(Role.OBSERVER, "monitor").zenoh_settings())
         if rig is not None:
             rig.start()
-            (workdir / "patient-paths.toml").write_text(paths_toml(rig.patient_paths()))
+            (workdir / "patient-paths.toml").write_text(
+                paths_toml(rig.patient_paths())
+                + f"[safety]\npath_delay_ms = {rig.slowest_delay_ms()!r}\n")
             (workdir / "console-paths.toml").write_text(paths_toml(rig.console_paths()))
             monitor.link_controls = rig.controls()
         if recording is not None:

@@ -196,7 +196,7 @@ class Supervisor:
         self.workspace = Workspace.from_config(config)
         self.limits = MotionLimits.from_config(config)
         self._watchdog_ns = round(config.watchdog_ms * 1e6)
-        self._max_age_ns = round(config.max_command_age_ms * 1e6)
+        self._max_age_ns = round((config.max_command_age_ms + config.path_delay_ms) * 1e6)
         self._tol_m = engage_tolerance_m
         self._tol_rad = engage_tolerance_rad
         self._lock = threading.Lock()
