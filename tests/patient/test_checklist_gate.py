@@ -20,16 +20,29 @@ from typing import Any, cast
 
 import pytest
 import typer
+import zenoh
 from typer.testing import CliRunner
 
 from telesurgery.cli import checklist as checklist_cli
+from telesurgery.clock import now_ns
 from telesurgery.config import ChecklistConfig
 from telesurgery.demo.processes import free_port
+from telesurgery.messages import Message, Status
 from telesurgery.patient.checklist import link_observation
 from telesurgery.security.node import DEMO_LICENCES, DEMO_POLICY, throwaway_site
 from telesurgery.security.pki import Role
+from telesurgery.transport.session import matching
 
-from ..security.test_intruders import STILL_M, STROKE_M, Console, Rig, Tip, _stroke, watched
+from ..security.test_intruders import (
+    KEYS,
+    STILL_M,
+    STROKE_M,
+    Console,
+    Rig,
+    Tip,
+    _stroke,
+    watched,
+)
 from ..serving import patient_config, serving
 from ..waiting import wait_until
 
@@ -143,3 +156,37 @@ def test_the_link_item_needs_every_path_go_in_a_fresh_probe(tmp_path: Path) -> N
     assert link_observation([new], [], 30.0, now).ok
     (tmp_path / "bad.json").write_text("{")
     assert "unreadable" in link_observation([tmp_path / "bad.json"], [], 30.0, now).detail
+
+
+def test_the_bedside_console_overrides_over_the_wire_under_its_certificate_name(
+        rig: CheckedRig) -> None:
+    node = rig.node
+    bedside = Console(rig, Role.BACKUP, "bedside-team")
+    try:
+        bedside.ready()
+        grants = bedside.z.declare_publisher(KEYS.control_grant,
+                                             reliability=zenoh.Reliability.RELIABLE)
+        wait_until(lambda: matching(grants), "the patient's control/grant subscriber", 30.0)
+        refused = node.control.refused["checklist_action"]
+        reason = "the link was qualified by the network team by telephone"
+
+        def send(seq: int, data: dict[str, str]) -> None:
+            grants.put(bedside.keys.seal(Message(bedside.session_id, seq, now_ns(),
+                                                 Status(data))))
+
+        send(1, {"action": "override", "item": "link", "reason": "short"})
+        send(2, {"action": "override", "item": "link", "reason": reason})
+        wait_until(lambda: node.control.refused["checklist_action"] > refused,
+                   "the short reason refused", 30.0)
+
+        def overridden() -> list[dict[str, Any]]:
+            return [r["data"] for r in _trail(rig) if r["kind"] == "checklist_override"
+                    and r["data"]["reason"] == reason]
+
+        wait_until(lambda: bool(overridden()), "the bedside's override in the trail", 30.0)
+        assert overridden()[0]["by"] == "backup:bedside-team"
+        announced = node.control.announcement()["checklist"]
+        states = {i["item"]: i["state"] for i in announced["items"]}
+        assert states["bedside"] == "go"
+    finally:
+        bedside.close()

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from telesurgery.config import ChecklistConfig, ChecklistConfirmation, load
-from telesurgery.errors import ConfigError
+from telesurgery.errors import ConfigError, OwnershipError
 from telesurgery.patient.audit import PatientAudit
 from telesurgery.safety.checklist import (
     Checklist,
@@ -127,12 +127,17 @@ class PatientChecklist:
         self._lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
         self._confirmation = Confirmation()
+        self._bedside = Confirmation()
+        """What a bedside console said over the wire (``bedside_action``); it adds to the
+        file's: its confirmation wins, the overrides of both count."""
         self._licences: dict[str, Licence | None] = {}
         self._live: frozenset[str] = frozenset()
         self._recorder = False
         self._video_frames = 0
         self._written: tuple[object, ...] | None = None
         self._overrides_written: dict[Item, str] = {}
+        self._override_by: dict[Item, str] = {}
+        """Who overrode each item from a bedside console (the file's: who confirmed it)."""
         self.cleared = not cfg.required
         """True once the list was cleared (always, when it is not required)."""
         self.last: Checklist | None = None
@@ -156,6 +161,37 @@ class PatientChecklist:
             self._video_frames = video_frames
         self._reload()
         self._evaluate()
+
+    def bedside_action(self, by: str, data: Mapping[str, object]) -> None:
+        """A bedside console's action (``by``: its certificate's name): ``{"action":
+        "confirm"}`` or ``{"action": "override", "item": ..., "reason": ...}``;
+        ``OwnershipError`` (``checklist_action``) says what is wrong with it."""
+        action, item, reason = data.get("action"), data.get("item"), data.get("reason")
+        items: dict[Item, str] = {}
+        try:
+            if action == "confirm":
+                load(ChecklistConfirmation, None, confirmed_by=by)
+                update = Confirmation(by, self._bedside.overrides)
+            elif action == "override":
+                checked = load(ChecklistConfirmation, None, overrides={str(item): reason})
+                items = {Item(k): v for k, v in checked.overrides.items()}
+                update = Confirmation(self._bedside.confirmed_by,
+                                      {**(self._bedside.overrides or {}), **items})
+            else:
+                raise ConfigError(f"action {action!r} is not confirm or override")
+        except ConfigError as exc:
+            raise OwnershipError("checklist_action", f"a checklist action of {by} is "
+                                 f"refused: {exc}") from exc
+        with self._lock:
+            self._bedside = update
+            self._override_by.update(dict.fromkeys(items, by))
+        self._evaluate()
+
+    def _confirmation_now(self) -> Confirmation:
+        """The file's confirmation with the bedside console's on top."""
+        file, bedside = self._confirmation, self._bedside
+        return Confirmation(bedside.confirmed_by or file.confirmed_by,
+                            {**(file.overrides or {}), **(bedside.overrides or {})})
 
     def _reload(self) -> None:
         path = self._cfg.confirmation
@@ -201,7 +237,7 @@ class PatientChecklist:
 
     def _evaluate(self) -> None:
         with self._lock:
-            checklist = evaluate(self._observe(), self._confirmation)
+            checklist = evaluate(self._observe(), self._confirmation_now())
             was = self.cleared
             self.last = checklist
             if checklist.cleared:
@@ -217,7 +253,8 @@ class PatientChecklist:
         if self._audit is None or not self.required:
             return
         for item, reason in new_overrides.items():
-            self._audit.checklist_override(item.value, reason, checklist.confirmed_by)
+            self._audit.checklist_override(item.value, reason,
+                                           self._override_by.get(item, checklist.confirmed_by))
         if changed:
             self._audit.checklist(checklist.as_dict() | {"latched": self.cleared})
         if self.cleared and not was:

@@ -39,6 +39,7 @@ from telesurgery.clock import now_ns
 from telesurgery.errors import OwnershipError
 from telesurgery.messages import ControlAction, ControlRequest, Message, Status
 from telesurgery.patient.audit import PatientAudit
+from telesurgery.patient.checklist import PatientChecklist
 from telesurgery.safety.ownership import Handover, Ownership, Party, Role, name_of
 from telesurgery.security.command_keys import PatientKeys
 from telesurgery.transport.keys import Keys
@@ -91,18 +92,18 @@ class PatientControl:
         self._audit: PatientAudit | None = None
         self._owner_pub: Publisher | None = None
         self._subs: list[zenoh.Subscriber[None]] = []
-        self._cleared: Callable[[], bool] = lambda: True
+        self._checklist: PatientChecklist | None = None
 
     def start(self, z: zenoh.Session, keys: Keys, session_id: int, arms: HoldsArms,
               auth: PatientKeys | None, audit: PatientAudit | None,
-              cleared: Callable[[], bool] | None = None) -> None:
+              checklist: PatientChecklist | None = None) -> None:
         """Listen for control actions; ``arms``: the safety supervisor, whose arms a change
         of owner holds; ``auth`` (None: insecure) gates actions like commands;
-        ``cleared``: whether the pre-flight checklist lets surgeon consoles hold control
-        (None: always)."""
+        ``checklist``: the pre-flight checklist, which must be cleared before a surgeon
+        console holds control, and which the bedside confirms on ``control/grant``
+        (None: no checklist)."""
         self._arms, self._auth, self._audit = arms, auth, audit
-        if cleared is not None:
-            self._cleared = cleared
+        self._checklist = checklist
         self._owner_pub = Publisher(z, keys.control_owner, Stream.EVENT, session_id)
         gate: Callable[[bytes, Message], bool] | None = None
         if auth is not None:
@@ -145,6 +146,9 @@ class PatientControl:
             p = self._parties[session] = Party(role, name, session)
             return p
 
+    def _cleared(self) -> bool:
+        return self._checklist is None or self._checklist.cleared
+
     def admits(self, session: int) -> bool:
         """Whether console ``session`` holds control (claiming it where the rules let it):
         the supervisor's ``Admits``, called under its lock, so it never calls the
@@ -165,6 +169,10 @@ class PatientControl:
 
     def _on_action(self, msg: Message, _received_ns: int) -> None:
         body = msg.body
+        checklist = self._checklist
+        if isinstance(body, Status) and checklist is not None:
+            self._on_checklist(checklist, msg.session, body)
+            return
         if not isinstance(body, ControlRequest):
             self._refuse(None, "?", "malformed", f"a {body.TYPE.name} on a control key")
             return
@@ -191,6 +199,22 @@ class PatientControl:
             self._act(who, body)
         except OwnershipError as exc:
             self._refuse(who, action, exc.reason, str(exc))
+
+    def _on_checklist(self, checklist: PatientChecklist, session: int, body: Status) -> None:
+        """The bedside confirms the checklist or overrides an item: only a backup console,
+        named by its certificate (Zenoh's access control lets only the backup role publish
+        on ``control/grant``; this is the second check)."""
+        who = self.party(session)
+        if who is None or who.role is not Role.BACKUP:
+            self._refuse(who, "checklist", "not_backup", f"{name_of(who)} may not confirm "
+                         "the checklist: only a bedside (backup) console can")
+            return
+        try:
+            checklist.bedside_action(who.name, body.data)
+        except OwnershipError as exc:
+            self._refuse(who, "checklist", exc.reason, str(exc))
+            return
+        self._changed = True
 
     def _act(self, who: Party, body: ControlRequest) -> None:
         if body.action is ControlAction.REQUEST:
@@ -262,8 +286,12 @@ class PatientControl:
             self._hold_for(None, h)
 
     def announcement(self) -> dict[str, Any]:
-        """What ``control/owner`` carries (``Ownership.announcement``)."""
-        return self.ownership.announcement(self._last)
+        """What ``control/owner`` carries (``Ownership.announcement``), and the pre-flight
+        checklist for the consoles' pages (``checklist``: None without one)."""
+        checklist = self._checklist
+        return self.ownership.announcement(self._last) | {
+            "checklist": None if checklist is None or not checklist.required
+            else checklist.status()}
 
     def status(self) -> dict[str, Any]:
         """The announcement plus the actions refused, by reason."""

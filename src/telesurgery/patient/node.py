@@ -146,8 +146,7 @@ class PatientNode:
                                     self.security.commanders(), self._key_event,
                                     None if cfg.policy is None
                                     else load(CredentialPolicy, cfg.policy))
-        self.control.start(z, keys, sid, self.supervisor, self.auth, self.audit,
-                           lambda: checklist.cleared)
+        self.control.start(z, keys, sid, self.supervisor, self.auth, self.audit, checklist)
         recorders = z.liveliness().declare_subscriber(keys.presence("recorder"),
                                                       self._on_recorder, history=True)
         # Consoles stream bundles (every arm, one message a tick); the per-arm CRTK keys

@@ -23,7 +23,14 @@ from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 
-from telesurgery.messages import CommandBundle, ControlRequest, JawServoJP, Message, ServoCP
+from telesurgery.messages import (
+    CommandBundle,
+    ControlRequest,
+    JawServoJP,
+    Message,
+    ServoCP,
+    Status,
+)
 from telesurgery.transport.codec import FLAG_TAG, FLAGS_OFFSET, TAG_SIZE, encode
 
 KEY_SIZE = 32
@@ -195,7 +202,8 @@ class CommandVerifier:
         if not msg.tag:
             return TagReason.UNTAGGED
         body = msg.body
-        if not isinstance(body, ServoCP | JawServoJP | CommandBundle | ControlRequest):
+        # Status: the bedside's checklist confirmations and overrides (control/grant).
+        if not isinstance(body, ServoCP | JawServoJP | CommandBundle | ControlRequest | Status):
             return TagReason.MALFORMED
         with self._lock:
             entry = self._keys.get(msg.session)
