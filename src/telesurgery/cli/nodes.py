@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from telesurgery.cli.common import (
     AclOpt,
     CrlOpt,
+    FoxgloveOpt,
     IdentityOpt,
     InsecureOpt,
     check_duration,
@@ -20,6 +21,7 @@ from telesurgery.cli.common import (
     stop_on_signals,
     write_json,
 )
+from telesurgery.cli.record import FOXGLOVE_STOP_TIMEOUT_S, foxglove_beside
 from telesurgery.config import ConsoleConfig, PatientConfig, SecurityConfig, ZenohConfig, load
 from telesurgery.errors import ConfigError
 
@@ -79,7 +81,11 @@ def patient(config: ConfigOpt = None, session: SessionOpt = None, listen: Listen
                 "'telesurgery checklist confirm' and 'override'.")] = None,
             probe_report: Annotated[list[Path] | None, typer.Option(
                 "--probe-report", help="A 'probe --json' report qualifying the control "
-                "paths (repeat).")] = None) -> None:
+                "paths (repeat).")] = None,
+            foxglove: FoxgloveOpt = None,
+            foxglove_identity: Annotated[Path | None, typer.Option(
+                "--foxglove-identity", help="The recorder identity the --foxglove server "
+                "joins a secure session with.")] = None) -> None:
     """Run the patient-side node: simulated robot, safety supervisor, 1 kHz servo loop."""
     setup_logging(log_level)
     check_duration(duration)
@@ -95,11 +101,18 @@ def patient(config: ConfigOpt = None, session: SessionOpt = None, listen: Listen
     from telesurgery.patient.node import PatientNode
     from telesurgery.robots.sim.robot import SimRobot
 
+    # Before the node: the server's process must not inherit the real-time scheduling.
+    live = None if foxglove is None else foxglove_beside(
+        foxglove, cfg.session, cfg.zenoh.listen or cfg.zenoh.connect, cfg.security,
+        foxglove_identity, log_level)
     robot = SimRobot()
     try:
         out = PatientNode(cfg, robot).run(stop_on_signals(), duration)
     finally:
         robot.close()
+        if live is not None:
+            live.interrupt()
+            live.wait(FOXGLOVE_STOP_TIMEOUT_S)
     if report is not None:
         write_json(report, out)
 

@@ -4,6 +4,7 @@ serve it live to Foxglove."""
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -23,9 +24,10 @@ from telesurgery.cli.common import (
 )
 from telesurgery.clock import SWITCH_INTERVAL_S
 from telesurgery.config import SecurityConfig, ZenohConfig, _key_chunk, load
+from telesurgery.demo.processes import NodeProcess, free_port
 from telesurgery.errors import ConfigError
 from telesurgery.record.foxglove import layout_for
-from telesurgery.record.live import LiveServer
+from telesurgery.record.live import DEFAULT_HOST, LiveServer
 from telesurgery.record.recorder import Recorder
 from telesurgery.security.node import node_security
 from telesurgery.transport.session import open_session
@@ -111,6 +113,42 @@ def record(
         write_json(report, {**where, **stats.as_dict()})
     typer.echo(f"recorded {stats.written} messages to {' and '.join(where.values())} (dropped "
                f"{stats.dropped}, undecodable {stats.undecodable})", err=True)
+
+
+FOXGLOVE_STOP_TIMEOUT_S = 15.0
+"""The live server's process stops at once; a loaded machine may take seconds to reap it."""
+
+
+def foxglove_beside(port: int, session: str, endpoints: list[str], security: SecurityConfig,
+                    identity: Path | None, log_level: str) -> NodeProcess:
+    """Start ``telesurgery record --foxglove PORT`` as a process of its own, a Zenoh peer of
+    ``endpoints`` (a node's), so a node serves Foxglove without its loops paying for it;
+    ``identity``: the recorder identity it joins a secure session with (the node's own role
+    may not subscribe to the whole session). Its log goes to a new temporary folder."""
+    if not endpoints:
+        raise ConfigError("--foxglove needs the node to listen or connect somewhere: give "
+                          "--listen or --connect")
+    if security.insecure:
+        sec = ["--insecure"]
+    elif identity is None or security.acl is None:
+        raise ConfigError("--foxglove on a secure node needs --foxglove-identity DIR: a "
+                          "recorder's identity ('telesurgery pki issue PKI recorder NAME'), "
+                          "with the node's --acl")
+    else:
+        sec = ["--identity", str(identity), "--acl", str(security.acl),
+               *([] if security.crl is None else ["--crl", str(security.crl)])]
+    # The port is chosen here, so the address can be printed.
+    port = port or free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="telesurgery-foxglove-"))
+    # A peer, not a client: it keeps trying until the node listens, and it starts first.
+    process = NodeProcess("foxglove", [
+        "record", "--foxglove", str(port), "--session", session, "--mode", "peer",
+        *(a for ep in endpoints for a in ("--connect", ep)), "--log-level", log_level, *sec],
+        workdir)
+    process.start(with_report=False)
+    typer.echo(f"live in Foxglove: open a connection to ws://{DEFAULT_HOST}:{port} (log: "
+               f"{process.log_path})", err=True)
+    return process
 
 
 def register(app: typer.Typer) -> None:
