@@ -75,6 +75,9 @@ class OwnerView:
     handovers: int
     requests: tuple[PendingRequest, ...]
     since_s: float
+    checklist: Mapping[str, Any] | None = None
+    """The patient's pre-flight checklist (``required``, ``cleared``, ``confirmed_by``,
+    ``items``), None when the patient enforces none."""
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> OwnerView:
@@ -86,7 +89,7 @@ class OwnerView:
                        None if data.get("session") is None else _session(data["session"]),
                        _text(data.get("previous")), str(data.get("reason", "")),
                        int(data.get("handovers", 0)), requests,
-                       float(data.get("since_s", 0.0)))
+                       float(data.get("since_s", 0.0)), _checklist(data.get("checklist")))
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise CodecError(f"control owner announcement is malformed: {exc}",
                              CodecReason.BAD_BODY) from exc
@@ -114,7 +117,16 @@ class OwnerView:
                 "you": self.holds(session), "previous": self.previous, "reason": self.reason,
                 "handovers": self.handovers, "since_s": self.since_s,
                 "requests": [{"name": r.name, "session": f"{r.session:016x}",
-                              "you": r.session == session} for r in self.requests]}
+                              "you": r.session == session} for r in self.requests],
+                "checklist": self.checklist}
+
+
+def _checklist(v: object) -> Mapping[str, Any] | None:
+    if v is None:
+        return None
+    if not isinstance(v, dict) or not isinstance(v.get("items", []), list):
+        raise TypeError("'checklist' is not an object with a list of items")
+    return v
 
 
 def _text(v: object) -> str | None:
@@ -239,12 +251,26 @@ class ControlClient:
                                  "surgeon console asks with its 'Request control' button")
         return self.grant(view.requests[0].session)
 
+    def checklist(self, data: Mapping[str, str]) -> Message:
+        """Confirm the patient's pre-flight checklist (``{"action": "confirm"}``) or override
+        a failed item (``{"action": "override", "item": ..., "reason": ...}``), a backup
+        console only; the patient names the confirmation by this console's certificate."""
+        self._bedside_only("confirm the checklist")
+        return self._put(self._grant_key, Status(dict(data)),
+                         f"checklist {data.get('action', '?')}")
+
     def _bedside_only(self, what: str) -> None:
         if self.role != "backup":
             raise OwnershipError("not_backup", f"a surgeon console cannot {what}: only the "
                                  "bedside console (telesurgery backup) can; request it instead")
 
     def _send(self, key: str, action: ControlAction, target: int = 0) -> Message:
+        msg = self._put(key, ControlRequest(action, self.role, target), action.name.lower())
+        log.warning("control: sent %s%s as %s", action.name.lower().replace("_", "-"),
+                    f" to console session {target:016x}" if target else "", self.role)
+        return msg
+
+    def _put(self, key: str, body: ControlRequest | Status, label: str) -> Message:
         if not self._ready():
             raise OwnershipError("not_ready", "no command key is agreed with the patient "
                                  "node yet; try again once it is (the HUD shows the patient)")
@@ -255,12 +281,9 @@ class ControlClient:
         with self._lock:
             # One sequence over both keys: the patient judges replays per session and type.
             self._seq += 1
-            msg = Message(self.session_id, self._seq, now_ns(),
-                          ControlRequest(action, self.role, target))
+            msg = Message(self.session_id, self._seq, now_ns(), body)
             pub.put(self._seal(msg))
-            self.sent[action.name.lower()] += 1
-        log.warning("control: sent %s%s as %s", action.name.lower().replace("_", "-"),
-                    f" to console session {target:016x}" if target else "", self.role)
+            self.sent[label] += 1
         return msg
 
     # ---- figures, lifecycle --------------------------------------------------------

@@ -35,8 +35,9 @@ from telesurgery.clock import now_ns
 from telesurgery.console.ghost import ghost_view
 from telesurgery.console.video import ConsoleVideo, VideoAge, patient_clock_offset_ns
 from telesurgery.console.web.access import announcement
-from telesurgery.console.web.protocol import Action, HandInput
+from telesurgery.console.web.protocol import Action, HandInput, PageChecklist
 from telesurgery.console.web.server import WebConsole
+from telesurgery.errors import OwnershipError, TelesurgeryError
 from telesurgery.input.web import WebInputDevice
 from telesurgery.messages import Message, SafetyEvent, Status
 from telesurgery.transport.session import subscribe
@@ -137,6 +138,20 @@ class SurgeonDisplay:
         if self.device is not None:
             self.device.apply(hand.arm, hand.move, hand.nudge, hand.roll, hand.grip,
                               hand.clutch, now)
+
+    def on_checklist(self, msg: PageChecklist) -> None:
+        """The bedside lead's word on the pre-flight checklist, to the patient node (it
+        judges it and names it by this console's certificate; the HUD shows the result)."""
+        control = self.node.control
+        try:
+            if control is None:
+                raise OwnershipError("not_ready", "the console is not connected yet")
+            control.checklist(msg.as_dict())
+        except TelesurgeryError as exc:
+            log.warning("checklist %s from the page not sent: %s", msg.action, exc)
+            return
+        log.warning("checklist %s from the page%s", msg.action,
+                    f": {msg.item}, {msg.reason}" if msg.item else "")
 
     def on_action(self, action: Action) -> None:
         """Hold, resume; request, take or grant control."""

@@ -14,7 +14,8 @@ Console -> page, binary, one video frame per message (little-endian)::
 Console -> page, text: ``hello`` (session, size, arms, whether the page drives
 them, the console's ``role``: ``surgeon`` or ``backup``, which decides the control
 buttons), ``ping`` (clock sync), ``hud`` (the heads-up display's numbers; ``owner``: who
-holds control, ``you`` when this console does, pending ``requests``, ``handovers``;
+holds control, ``you`` when this console does, pending ``requests``, ``handovers``,
+the patient's pre-flight ``checklist`` (null when it enforces none);
 ``forces``: the ``cap_n`` [N] and per arm the tip force ``force_n``, its ``peak_n`` and its
 direction in the view frame ``view_n`` [N], the ``grip_n`` [N] and the gauge's ``level``:
 ``ok``, ``near``, ``over`` or ``unknown``, where null stands for a force not known),
@@ -26,7 +27,9 @@ page's ``performance.now()`` [ms]): ``hello`` (whether WebCodecs is there),
 decoded, painted, and reached the next display refresh), ``input`` (the
 surgeon's hands: velocities, mouse nudges, grip, clutch) and ``action`` (hold,
 resume, keyframe; request control from a surgeon console, take control or grant it to
-the oldest pending request from a backup console). ``parse`` turns each into a frozen value
+the oldest pending request from a backup console) and ``checklist`` (a backup console's
+page: ``a`` ``confirm``, or ``override`` with the ``item`` and the written ``reason``,
+which the patient node judges). ``parse`` turns each into a frozen value
 or raises ``CodecError`` saying what is wrong (with a ``CodecReason``, whatever the text:
 JSON nested too deep included); the console counts and drops it.
 """
@@ -165,7 +168,26 @@ class PageAction:
     action: Action
 
 
-PageMessage = PageHello | Pong | FramePainted | HandInput | PageAction
+@dataclass(frozen=True, slots=True)
+class PageChecklist:
+    """The bedside lead confirms the pre-flight checklist (``action`` ``confirm``) or
+    overrides its failed ``item`` with a written ``reason`` (``override``)."""
+
+    action: str
+    item: str = ""
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        """What the console sends the patient node (``ControlClient.checklist``)."""
+        if self.action == "confirm":
+            return {"action": "confirm"}
+        return {"action": "override", "item": self.item, "reason": self.reason}
+
+
+MAX_REASON_CHARS = 500
+"""The longest override reason a page may send (the patient's limit too)."""
+
+PageMessage = PageHello | Pong | FramePainted | HandInput | PageAction | PageChecklist
 
 
 def _number(obj: dict[str, Any], key: str, lo: float, hi: float) -> float:
@@ -238,8 +260,27 @@ def parse(text: str) -> PageMessage:
             valid = ", ".join(a.value for a in Action)
             raise CodecError(f"action {obj.get('a')!r} is unknown; valid: {valid}",
                              CodecReason.BAD_FIELD) from exc
+    if kind == "checklist":
+        return _checklist(obj)
     raise CodecError(f"page message kind {kind!r} is unknown; valid: hello, pong, frame, "
-                     "input, action", CodecReason.UNKNOWN_TYPE)
+                     "input, action, checklist", CodecReason.UNKNOWN_TYPE)
+
+
+def _checklist(obj: dict[str, Any]) -> PageChecklist:
+    action = obj.get("a")
+    if action == "confirm":
+        return PageChecklist("confirm")
+    if action != "override":
+        raise CodecError(f"checklist action {action!r} is unknown; valid: confirm, override",
+                         CodecReason.BAD_FIELD)
+    item, reason = obj.get("item"), obj.get("reason")
+    if not isinstance(item, str) or not 0 < len(item) <= 32:
+        raise CodecError(f"'item' must name a checklist item, got {item!r}",
+                         CodecReason.BAD_FIELD)
+    if not isinstance(reason, str) or not 0 < len(reason) <= MAX_REASON_CHARS:
+        raise CodecError(f"'reason' must be 1 to {MAX_REASON_CHARS} characters",
+                         CodecReason.BAD_FIELD)
+    return PageChecklist("override", item, reason)
 
 
 __all__ = [
@@ -249,6 +290,7 @@ __all__ = [
     "FramePainted",
     "HandInput",
     "PageAction",
+    "PageChecklist",
     "PageHello",
     "PageMessage",
     "Pong",

@@ -73,6 +73,7 @@ from telesurgery.console.web.protocol import (
     FramePainted,
     HandInput,
     PageAction,
+    PageChecklist,
     PageHello,
     Pong,
     VideoKind,
@@ -136,6 +137,9 @@ class PageBackend(Protocol):
 
     def on_action(self, action: Action) -> None:
         """A button: hold, resume; request, take or grant control."""
+
+    def on_checklist(self, msg: PageChecklist) -> None:
+        """The bedside lead confirms the pre-flight checklist or overrides an item."""
 
     def request_keyframe(self) -> None:
         """Ask the patient for an IDR."""
@@ -481,6 +485,8 @@ class WebConsole:
                 self._hello(page, msg)
             elif isinstance(msg, PageAction):
                 self._action(page, msg.action)
+            elif isinstance(msg, PageChecklist):
+                self.backend.on_checklist(msg)
         except CodecError as exc:
             self.rejects.add("page", exc)
 

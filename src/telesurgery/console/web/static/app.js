@@ -142,11 +142,43 @@ function showOwner(o) {
   if (!you && requests.some((r) => r.you)) overlay += ' (you asked; waiting for the bedside)';
   setText('in-control', overlay);
   $('in-control').className = you ? 'you' : 'other';
+  showChecklist(o.checklist);
   const grant = $('grant');
   const others = requests.filter((r) => !r.you);
   grant.disabled = others.length === 0;
   grant.title = others.length ? `give control to ${others[0].name}, who asked first`
     : 'no console is waiting for control';
+}
+
+// The patient's pre-flight checklist: each item's state; on the bedside's page, confirm it
+// and override a failed item with the reason typed beside the button (the patient node
+// judges both, names them by this console's certificate and audits them).
+function showChecklist(c) {
+  const bedside = !!hello && hello.role === 'backup' && !!c;
+  $('checklist-bedside').hidden = !bedside;
+  if (!c) {
+    setText('checklist-state', 'not required by the patient node');
+    $('checklist').replaceChildren();
+    return;
+  }
+  setText('checklist-state', c.cleared ? `cleared, confirmed by ${c.confirmed_by}`
+    : `blocking remote control; confirmed by ${c.confirmed_by || 'nobody yet'}`);
+  $('checklist-state').className = c.cleared ? 'you' : 'other';
+  $('checklist').replaceChildren(...(c.items || []).map((i) => {
+    const li = document.createElement('li');
+    li.dataset.item = i.item;
+    li.dataset.state = i.state;
+    li.textContent = `${i.state.replace('_', '-')}: ${i.text} (${i.detail}` +
+      (i.reason ? `; overridden: ${i.reason})` : ')');
+    if (bedside && i.state === 'no_go') {
+      const b = document.createElement('button');
+      b.textContent = 'override';
+      b.addEventListener('click', () => send({ t: 'checklist', a: 'override', item: i.item,
+                                               reason: $('override-reason').value }));
+      li.append(' ', b);
+    }
+    return li;
+  }));
 }
 
 // ---- video -------------------------------------------------------------------------
@@ -668,6 +700,7 @@ $('hold').addEventListener('click', toggleHold);
 $('request').addEventListener('click', () => send({ t: 'action', a: 'request_control' }));
 $('take').addEventListener('click', () => send({ t: 'action', a: 'take_control' }));
 $('grant').addEventListener('click', () => send({ t: 'action', a: 'grant_control' }));
+$('checklist-confirm').addEventListener('click', () => send({ t: 'checklist', a: 'confirm' }));
 $('arm').addEventListener('change', (e) => selectArm(e.target.value));
 $('mute').addEventListener('click', toggleMute);
 $('ghost').addEventListener('click', toggleGhost);
