@@ -334,6 +334,9 @@ class ConsoleConfig(_Strict):
     """Draw each instrument where the console has commanded it (its "ghost") over the
     delayed video, and show it to the input device (``InputDevice.foresee``); the page has
     a toggle for its own drawing (docs/console.md)."""
+    outage_twin: bool = True
+    """With both control paths down, let the surgeon work on a local twin of the patient
+    side (``console.twin``); its motion is discarded when the link returns."""
     force_cap_n: PositiveFloat = FORCE_CAP_N
     """Force at the tip [N] above which the surgeon's page alarms and sounds."""
     tremor: TremorConfig = TremorConfig()

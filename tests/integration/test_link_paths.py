@@ -67,7 +67,7 @@ delay_ms = 10.0
 class Linked:
     """Router, patient, console and one emulator per path; a watcher on the router."""
 
-    def __init__(self, workdir: Path, profile_text: str) -> None:
+    def __init__(self, workdir: Path, profile_text: str, patient_toml: str = "") -> None:
         profile = workdir / "profile.toml"
         profile.write_text(profile_text)
         self.workdir = workdir
@@ -97,7 +97,8 @@ class Linked:
         subscribe(self.monitor.session, self.monitor.keys.safety_state, self.trace.on_event,
                   RejectCounter())
         self.rig.start()
-        (workdir / "patient.toml").write_text(NO_VIDEO + paths_toml(self.rig.patient_paths()))
+        (workdir / "patient.toml").write_text(
+            patient_toml + NO_VIDEO + paths_toml(self.rig.patient_paths()))
         (workdir / "console.toml").write_text(
             CONSOLE_RATE + NO_VIDEO + paths_toml(self.rig.console_paths()))
         self.patient.start()
@@ -277,6 +278,49 @@ def test_both_paths_cut_holds_within_the_watchdog_window(two_paths: Linked) -> N
     assert waited_ms <= in_flight_ms + SAFETY.watchdog_ms + 30.0
     two_paths.wait("both paths DOWN", lambda m: any(
         a.get("paths_up") == 0 for _, a in m.link_alarms), timeout_s=10.0)
+
+
+def _twin(m: Monitor) -> dict[str, Any]:
+    return dict(m.status.get("console", {}).get("twin") or {})
+
+
+def test_both_paths_down_the_surgeon_works_on_the_twin_and_comes_back_without_a_jump(
+        tmp_path: Path) -> None:
+    # Control stays with the surgeon through the outage (no bedside console here to hand
+    # it to, and this test is about the twin).
+    linked = Linked(tmp_path, TWO_PATHS, "[safety]\nowner_lost_ms = 600000.0\n\n")
+    try:
+        linked.all_up()
+        up = linked.fresh_status()
+        linked.wait_commands("commands before the cut", None, SECOND // 2, up)
+        for name in linked.rig.names:
+            linked.rig.cut(name)
+        linked.wait("the console on its twin", lambda m: _twin(m).get("active") is True)
+        sent = linked.monitor.status["console"]["sent"]
+        # The autopilot goes on with the peg transfer, on the twin.
+        linked.wait("a second of surgery on the twin",
+                    lambda m: _twin(m).get("buffered_s", 0.0) >= 1.0)
+        console = linked.monitor.status["console"]
+        assert console["sent"] == sent  # nothing went to the patient meanwhile
+        held = linked.fresh_status()
+        assert {a["mode"] for a in held["safety"]["arms"].values()} == {"held"}, held["safety"]
+        misaligned = held["safety"]["rejected_by_reason"].get("not_aligned", 0)
+        restored = now_ns()
+        for name in linked.rig.names:
+            linked.rig.restore(name)
+        linked.wait("the console back on the patient",
+                    lambda m: _twin(m).get("active") is False)
+        twin = _twin(linked.monitor)
+        assert twin["entered"] == 1
+        assert twin["discarded_s"] >= 1.0  # the twin's motion, discarded by default
+        # The hands re-anchored on the instruments: the arms engage again where they are,
+        # and the supervisor never saw a command that would have made them jump.
+        linked.trace.wait_state(SafetyState.ENGAGED, after=restored, timeout_s=STARTUP_S)
+        after = linked.wait_status("the arms following again", lambda s: all(
+            a["mode"] == "following" for a in s["safety"]["arms"].values()))
+        assert after["safety"]["rejected_by_reason"].get("not_aligned", 0) == misaligned
+    finally:
+        linked.stop()
 
 
 def test_clock_offset_under_asymmetric_delay_is_half_the_asymmetry(tmp_path: Path) -> None:

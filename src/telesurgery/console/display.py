@@ -210,6 +210,7 @@ class SurgeonDisplay:
             "links": {**patient.get("link", {}).get("paths", {}), **links},
             "video": self.video.status() if self.video is not None else None,
             "forces": forces,
+            "twin": node.twin.status(now) if node.twin is not None else None,
             "alarms": force_alarms + self._alarms(events),
         }
         return out

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Final, Literal
 
@@ -32,9 +33,10 @@ from telesurgery.console.display import SurgeonDisplay, start_display
 from telesurgery.console.forces import ForceBook
 from telesurgery.console.scaling import DelayScaling, best_rtt_ms
 from telesurgery.console.teleop import Teleop
+from telesurgery.console.twin import OUTAGE_AFTER_MS, RESYNC_CLUTCH_MS, LocalTwin
 from telesurgery.console.video import PictureCheck, VideoAge, patient_clock_offset_ns
 from telesurgery.errors import ConfigError, TelesurgeryError
-from telesurgery.input.base import InputDevice
+from telesurgery.input.base import HandSample, InputDevice
 from telesurgery.messages import CommandBundle, Message, ServoCP, StateBundle, Status
 from telesurgery.security.acl import NODE_OF_ROLE
 from telesurgery.security.command_keys import ConsoleKeys
@@ -53,7 +55,7 @@ from telesurgery.transport.session import (
     open_session,
     subscribe,
 )
-from telesurgery.types import Pose
+from telesurgery.types import ArmMode, Pose
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,13 @@ class ConsoleNode:
         force path's network leg (the patient's clock mapped by its path sync)."""
         self._patient_offset_ns = 0
         """The patient's clock minus ours [ns], from its status."""
+        self.twin = LocalTwin(tuple(device.arms)) if config.outage_twin else None
+        """Where the surgeon works while both control paths are down (``console.twin``)."""
+        self._state_rx_ns = 0
+        """When the latest state bundle arrived [ns]."""
+        self._real: dict[str, tuple[Pose, float, ArmMode]] = {}
+        """The patient's latest state per arm while the surgeon works on the twin."""
+        self._clutch_until_ns = 0
         self.picture = PictureCheck()
         """The loop's verdict on the surgeon's picture (the page's alarms read it)."""
         self.video_freezes = 0
@@ -275,9 +284,15 @@ class ConsoleNode:
             self.auth.observe_patient(msg.session)
         if isinstance(msg.body, StateBundle):
             self.state_age_ns.add(received_ns - msg.sent_ns + self._patient_offset_ns)
+            self._state_rx_ns = received_ns
             forces = self.forces
+            twin = self.twin
             for state in msg.body.states:
-                self.teleop.observe(state.arm, state.measured, state.jaw, state.mode)
+                if twin is not None and twin.active:
+                    # The loop leaves the twin on this state and hands it over then.
+                    self._real[state.arm] = (state.measured, state.jaw, state.mode)
+                else:
+                    self.teleop.observe(state.arm, state.measured, state.jaw, state.mode)
                 forces.observe(state, received_ns)
 
     def _on_status(self, msg: Message, _received_ns: int) -> None:
@@ -337,6 +352,8 @@ class ConsoleNode:
                     # the supervisor brakes the tools and the hands re-anchor on them once
                     # a fresh frame comes.
                     samples = {arm: replace(s, clutch=True) for arm, s in samples.items()}
+            if self.twin is not None:
+                samples = self._outage(now, drive, samples)
             if drive and last:
                 self.driving_ns += now - last
             if last:
@@ -344,7 +361,13 @@ class ConsoleNode:
                 if fraction != scaling.update((now - last) * 1e-9):
                     self.teleop.scale_by(scaling.fraction)
             last = now
-            bodies = self.teleop.tick(samples, drive)
+            if self.twin is not None and self.twin.active:
+                # Nothing to the patient: its arms are held, and a returning path must not
+                # bring it commands of a hand anchored on the twin.
+                self.twin.submit(self.teleop.tick(samples, True), now)
+                bodies = []
+            else:
+                bodies = self.teleop.tick(samples, drive)
             if bodies:
                 commands.put(CommandBundle(tuple(bodies)))
                 self.sent += len(bodies)
@@ -354,6 +377,34 @@ class ConsoleNode:
                 next_status = now + int(STATUS_PERIOD_S * 1e9)
 
         self.loop.run(teleop, stop, duration_s)
+
+    def _outage(self, now: int, drive: bool,
+                samples: Mapping[str, HandSample]) -> Mapping[str, HandSample]:
+        """Enter the twin when the patient's state stops while driving, leave it when it
+        comes back; clutch the hands for a moment at both, so they re-anchor."""
+        twin = self.twin
+        assert twin is not None
+        silent = self._state_rx_ns > 0 and now - self._state_rx_ns > OUTAGE_AFTER_MS * 1e6
+        if silent and drive and not twin.active:
+            twin.enter(self.teleop.measured_state(), now)
+            self._clutch_until_ns = now + int(RESYNC_CLUTCH_MS * 1e6)
+        elif twin.active and not silent:
+            kept = twin.leave()
+            twin.discarded_s += (kept[-1].t_ns - kept[0].t_ns) * 1e-9 if kept else 0.0
+            log.warning("the patient's state is back: the twin's motion (%.1f s) is "
+                        "discarded; the hands re-anchor on the instruments",
+                        (kept[-1].t_ns - kept[0].t_ns) * 1e-9 if kept else 0.0)
+            for arm, (pose, jaw, mode) in self._real.items():
+                self.teleop.observe(arm, pose, jaw, mode)
+            self._real.clear()
+            self._clutch_until_ns = now + int(RESYNC_CLUTCH_MS * 1e6)
+        if twin.active:
+            twin.step(now)
+            for arm, pose, jaw, mode in twin.states():
+                self.teleop.observe(arm, pose, jaw, mode)
+        if now < self._clutch_until_ns:
+            return {arm: replace(s, clutch=True) for arm, s in samples.items()}
+        return samples
 
     def _picture_changed(self, was: VideoAge, now: VideoAge, age_ns: int) -> None:
         if now is VideoAge.FROZEN:
@@ -381,6 +432,7 @@ class ConsoleNode:
             # Of which in control, streaming commands [s].
             "driving_s": round(self.driving_ns * 1e-9, 3),
             "video_freezes": self.video_freezes,
+            "twin": self.twin.status(now_ns()) if self.twin is not None else None,
             "state_age_ms": self.state_age_ns.summary(1e-6, last=last),
             "motion_scale": {"scale": round(self.teleop.scale, 4),
                              "base": self.teleop.base_scale,

@@ -88,6 +88,10 @@ class Teleop:
         """The registration of ``arm`` (``register``), None while unknown."""
         return self._registrations.get(arm)
 
+    def measured_state(self) -> dict[str, tuple[Pose, float]]:
+        """Each arm's latest measured tip pose [m, base frame] and jaw [rad]."""
+        return dict(self._measured)
+
     def seen(self, arm: str) -> Pose | None:
         """The latest measured tip pose of ``arm`` in the view frame [m] (as late as the
         state that brought it), None while it or the registration is unknown."""

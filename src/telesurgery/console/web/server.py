@@ -89,6 +89,8 @@ log = logging.getLogger(__name__)
 
 STATIC_DIR: Final = Path(__file__).with_name("static")
 HUD_PERIOD_S: Final = 0.25
+GHOST_ALONE_HZ: Final = 20.0
+"""The predictive display's rate [Hz] while no picture carries it."""
 PING_PERIOD_S: Final = 1.0
 FIRST_PINGS: Final = 8
 """Pings sent 50 ms apart when a page connects, so its clock is known within a second."""
@@ -262,6 +264,8 @@ class WebConsole:
         self.frames_sent = {kind.name.lower(): 0 for kind in VideoKind}
         self.control_requests = 0
         self.frames_dropped = 0
+        self._last_fan_out_ns = 0
+        """When the latest picture went out to the pages [ns]."""
         self.fallbacks = 0
         """Pages switched from H.264 to JPEG because they kept falling behind."""
         self._pages: set[_Page] = set()
@@ -420,6 +424,9 @@ class WebConsole:
             tasks = [asyncio.create_task(self._sender(page)),
                      asyncio.create_task(self._pinger(page)),
                      asyncio.create_task(self._hud(page))]
+            if isinstance(self.backend, GhostSource):
+                tasks.append(asyncio.create_task(self._ghost_without_video(page,
+                                                                           self.backend)))
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     self._on_text(page, str(msg.data))
@@ -470,6 +477,16 @@ class WebConsole:
             }
             page.send(json.dumps({"t": "hud", **hud}, allow_nan=False))
             await asyncio.sleep(HUD_PERIOD_S)
+
+    async def _ghost_without_video(self, page: _Page, source: GhostSource) -> None:
+        """The ghost rides with the pictures; while none come (a frozen or cut video, the
+        twin of an outage) it comes on its own at ``GHOST_ALONE_HZ``."""
+        while not page.ws.closed:
+            await asyncio.sleep(1.0 / GHOST_ALONE_HZ)
+            if now_ns() - self._last_fan_out_ns > 2e9 / GHOST_ALONE_HZ:
+                drawn = source.ghost()
+                if drawn is not None:
+                    page.send(json.dumps({"t": "ghost", **drawn}, allow_nan=False))
 
     def _on_text(self, page: _Page, text: str) -> None:
         received = now_ns()
@@ -576,6 +593,7 @@ class WebConsole:
                  capture_ns: int, published_ns: int, received_ns: int) -> None:
         want_h264 = kind is VideoKind.H264
         now = now_ns()
+        self._last_fan_out_ns = now
         # With the picture, where the console has since commanded the instruments: the
         # page draws it over this frame; no message and no wake-up of its own.
         ghost: str | None = None

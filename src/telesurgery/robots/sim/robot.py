@@ -357,6 +357,22 @@ class SimRobot(Robot):
         self.model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_ACTUATION)
         self._state = OperatingState.DISABLED
 
+    def place(self, arms: Mapping[str, tuple[Pose, float]]) -> None:
+        """Put each arm of ``arms`` at its tip pose [m, base frame] and jaw [rad] at once,
+        everything at rest: a twin resynchronised from a real robot's measured state (a
+        simulator may jump; a robot never does)."""
+        with self.lock:
+            self.data.qvel[:] = 0.0
+            for name, (pose, jaw) in arms.items():
+                arm = self._arms[name]
+                arm._move = None
+                arm._set_joints(ik_nearest(pose, arm._q_sp))
+                arm._jaw_sp = clamp_jaw(jaw)
+                arm._place()
+            mujoco.mj_forward(self.model, self.data)
+        for arm in self._arms.values():
+            arm._invalidate()
+
     def step(self, dt_s: float) -> None:
         """Advance the physics by ``dt_s`` [s] (whole 1 ms steps, at least one)."""
         if not (math.isfinite(dt_s) and dt_s > 0.0):

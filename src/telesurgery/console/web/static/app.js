@@ -7,6 +7,8 @@
 const $ = (id) => document.getElementById(id);
 const canvas = $('video');
 const ctx2d = canvas.getContext('2d', { alpha: false, desynchronized: true });
+const ghostLayer = $('ghost-layer');
+const ghostCtx = ghostLayer.getContext('2d');
 
 const HEADER = 18;
 const KIND_H264 = 1;
@@ -83,7 +85,7 @@ function onText(msg) {
   else if (msg.t === 'hud') showHud(msg);
   else if (msg.t === 'hello') onHello(msg);
   else if (msg.t === 'codec') onCodec(msg);
-  else if (msg.t === 'ghost') ghost.latest = msg;
+  else if (msg.t === 'ghost') { ghost.latest = msg; drawGhost(); }
 }
 
 function onCodec(msg) {
@@ -294,7 +296,6 @@ function draw(index, image, rx, out) {
   if (index <= lastDrawn && lastDrawn - index < 1 << 30) return;  // an older picture, late
   lastDrawn = index;
   ctx2d.drawImage(image, 0, 0, canvas.width, canvas.height);
-  drawGhost();
   const paint = performance.now();
   shownCapture = capture;
   paints.push(paint);
@@ -303,38 +304,52 @@ function draw(index, image, rx, out) {
   else requestAnimationFrame(() => { report.shown = performance.now(); send(report); });
 }
 
-// The ghost of each tip, a ring, with a line from where the delayed picture's state has
-// it; its pixels, as drawn, go in #stage's data-ghost for tests and tools.
+// The ghost of each tip, a ring, with a line from where the latest state has it, on a
+// layer over the picture: drawn with each picture, and on its own while none comes (an
+// outage's twin). Its pixels, as drawn, go in #stage's data-ghost for tests and tools.
 function drawGhost() {
   const g = ghost.latest;
   const stage = $('stage');
   setText('hud-delay', g && g.rtt_ms != null ? `${g.rtt_ms.toFixed(0)} ms round trip` : '-');
+  ghostCtx.clearRect(0, 0, ghostLayer.width, ghostLayer.height);
   if (!ghost.shown || !g) {
     stage.dataset.ghost = ghost.shown ? '' : 'off';
     return;
   }
-  const sx = canvas.width / g.width;
-  const sy = canvas.height / g.height;
+  if (ghostLayer.width !== g.width || ghostLayer.height !== g.height) {
+    ghostLayer.width = g.width;
+    ghostLayer.height = g.height;
+  }
   const drawn = [];
-  ctx2d.lineWidth = 2;
-  ctx2d.strokeStyle = 'rgba(88, 166, 255, 0.9)';
+  ghostCtx.lineWidth = 2;
+  ghostCtx.strokeStyle = ghostCtx.fillStyle = 'rgba(88, 166, 255, 0.9)';
+  ghostCtx.font = '12px ui-monospace, monospace';
   for (const [arm, a] of Object.entries(g.arms)) {
     if (!a.ghost) continue;
-    const [u, v] = [a.ghost[0] * sx, a.ghost[1] * sy];
-    ctx2d.beginPath();
+    const [u, v] = a.ghost;
+    ghostCtx.beginPath();
     if (a.seen) {
-      ctx2d.moveTo(a.seen[0] * sx, a.seen[1] * sy);
-      ctx2d.lineTo(u, v);
+      ghostCtx.moveTo(a.seen[0], a.seen[1]);
+      ghostCtx.lineTo(u, v);
     }
-    ctx2d.moveTo(u + 7, v);
-    ctx2d.arc(u, v, 7, 0, 2 * Math.PI);
-    ctx2d.stroke();
-    ctx2d.fillStyle = 'rgba(88, 166, 255, 0.9)';
-    ctx2d.fillText(`${arm} ${a.lead_mm.toFixed(1)} mm`, u + 10, v - 10);
-    drawn.push(`${arm}:${a.ghost[0].toFixed(1)},${a.ghost[1].toFixed(1)}` +
+    ghostCtx.moveTo(u + 7, v);
+    ghostCtx.arc(u, v, 7, 0, 2 * Math.PI);
+    ghostCtx.stroke();
+    ghostCtx.fillText(`${arm} ${a.lead_mm.toFixed(1)} mm`, u + 10, v - 10);
+    drawn.push(`${arm}:${u.toFixed(1)},${v.toFixed(1)}` +
                (a.seen ? `:${a.seen[0].toFixed(1)},${a.seen[1].toFixed(1)}` : ''));
   }
   stage.dataset.ghost = drawn.join(' ');
+}
+
+// The outage's twin: the picture greyed (it is the patient's last), a banner saying what
+// the surgeon now drives.
+function showTwin(t) {
+  const on = Boolean(t && t.active);
+  $('stage').classList.toggle('twin', on);
+  $('stage').dataset.twin = on ? 'active' : '';
+  $('twin-banner').hidden = !on;
+  if (on) setText('twin-for', `${t.for_s.toFixed(1)} s, ${t.buffered_s.toFixed(1)} s kept`);
 }
 
 function toggleGhost() {
@@ -342,7 +357,7 @@ function toggleGhost() {
   const b = $('ghost');
   b.textContent = ghost.shown ? 'ghost on' : 'ghost off';
   b.setAttribute('aria-pressed', String(ghost.shown));
-  $('stage').dataset.ghost = ghost.shown ? '' : 'off';
+  drawGhost();
 }
 
 // ---- HUD -----------------------------------------------------------------------------
@@ -350,6 +365,7 @@ function toggleGhost() {
 const ms = (d) => (d && d.p50 !== undefined ? `${d.p50.toFixed(1)} / ${d.p99.toFixed(1)} ms` : '-');
 
 function showHud(h) {
+  showTwin(h.twin);
   const s = h.safety || {};
   const state = $('hud-safety');
   setText('hud-safety', s.state || '-');
