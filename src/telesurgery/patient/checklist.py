@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import logging
 import threading
+import time
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,9 @@ from telesurgery.security.credential import Licence
 from telesurgery.security.handshake import file_stamp
 
 log = logging.getLogger(__name__)
+
+LINK_CHECK_S = 1.0
+"""How often [s] the probe reports are read again (a report ages by the minute)."""
 
 
 def read_confirmation(path: Path | None) -> Confirmation:
@@ -138,6 +142,8 @@ class PatientChecklist:
         self._overrides_written: dict[Item, str] = {}
         self._override_by: dict[Item, str] = {}
         """Who overrode each item from a bedside console (the file's: who confirmed it)."""
+        self._link = self._qualify()
+        self._link_at = time.monotonic()
         self.cleared = not cfg.required
         """True once the list was cleared (always, when it is not required)."""
         self.last: Checklist | None = None
@@ -155,10 +161,15 @@ class PatientChecklist:
     def poll(self, live: Collection[str], recorder_present: bool, video_frames: int) -> None:
         """Housekeeping: the consoles running now (common names), whether a recorder is
         present, the video frames sent so far; the confirmation file read if it changed."""
+        now = time.monotonic()
+        # The probe reports are files: read at most once a second, never under the lock.
+        link = self._qualify() if now - self._link_at >= LINK_CHECK_S else None
         with self._lock:
             self._live = frozenset(live)
             self._recorder = recorder_present
             self._video_frames = video_frames
+            if link is not None:
+                self._link, self._link_at = link, now
         self._reload()
         self._evaluate()
 
@@ -207,12 +218,15 @@ class PatientChecklist:
         with self._lock:
             self._stamp, self._confirmation = stamp, confirmation
 
+    def _qualify(self) -> Observation:
+        return link_observation(self._cfg.probe_reports, self._paths,
+                                self._cfg.probe_max_age_min, dt.datetime.now(dt.UTC))
+
     def _observe(self) -> dict[Item, Observation]:
         commanders = {n: self._licences.get(n) for n in sorted(self._live)}
         backups = [n for n in commanders if n.startswith("backup:")]
         surgeons = [n for n in commanders if n.startswith("surgeon:")]
-        out = {Item.LINK: link_observation(self._cfg.probe_reports, self._paths,
-                                           self._cfg.probe_max_age_min, dt.datetime.now(dt.UTC))}
+        out = {Item.LINK: self._link}
         out[Item.BEDSIDE] = (
             Observation(True, "; ".join(f"{n} ({_licence_words(commanders[n])})"
                                         for n in backups)) if backups
