@@ -291,7 +291,11 @@ class Autopilot(InputDevice):
         if not hand.steps:
             self._steer(hand, np.zeros(3), dt)
             return
-        step = hand.steps[0]
+        self._work(arm, hand, hand.steps[0], dt)
+
+    def _work(self, arm: str, hand: _Hand, step: _Step, dt: float) -> None:
+        """Move ``hand`` on ``step`` of its plan (clutch and re-indexing are done)."""
+        assert hand.tip is not None
         self._turn(arm, hand, dt)
         hand.grip = _approach(hand.grip, step.grip, 3.0 * dt)
         error = step.target - np.array(hand.tip.position)

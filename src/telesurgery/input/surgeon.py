@@ -48,7 +48,7 @@ import numpy as np
 
 from telesurgery.errors import ConfigError
 from telesurgery.geometry import FloatArray
-from telesurgery.input.autopilot import Autopilot, Phase, _approach, _Hand
+from telesurgery.input.autopilot import Autopilot, Phase, _approach, _Hand, _Step
 from telesurgery.robots.sim.scene import DEFAULT_LAYOUT, PegTransferLayout
 from telesurgery.types import Pose
 
@@ -155,6 +155,10 @@ class Surgeon(Autopilot):
         self._now_s = 0.0
         self._gaze = {a: _Gaze() for a in self.arms}
 
+    def act(self, arm: str) -> Act:
+        """What ``arm``'s hand does within its phase: looking, moving or waiting."""
+        return self._gaze[arm].act
+
     # -- what it sees ----------------------------------------------------------------------
 
     def feedback(self, arm: str, tip_in_view: Pose, jaw: float) -> None:
@@ -183,19 +187,8 @@ class Surgeon(Autopilot):
         self._now_s += dt
         super()._advance(dt)
 
-    def _drive(self, arm: str, hand: _Hand, dt: float) -> None:
-        assert hand.tip is not None
-        if hand.reindex_to is not None:
-            self._reindex(hand, dt)
-            return
-        if hand.clutch:
-            hand.clutch = False
-            return
-        if not hand.steps:
-            self._steer(hand, np.zeros(3), dt)
-            return
+    def _work(self, arm: str, hand: _Hand, step: _Step, dt: float) -> None:
         gaze = self._gaze[arm]
-        step = hand.steps[0]
         now = self._now_s
         if gaze.phase is not step.phase:
             gaze.phase, gaze.act, gaze.moves, gaze.decide_at_s = step.phase, Act.LOOK, 0, None
