@@ -31,12 +31,11 @@ from typing import Any
 from telesurgery.errors import RecordingError
 from telesurgery.record.audit import AuditKind, AuditRecord, AuditVerifier, record_object
 from telesurgery.record.layout import TRAIL_SUFFIX, audit_dir
+from telesurgery.security.credential import CREDENTIAL_REFUSALS
 
 NOBODY = "nobody"
 """Printed when nobody held control at the time asked (before the first claim)."""
 ADVERSE = (AuditKind.HOLD, AuditKind.ESTOP, AuditKind.FAULT)
-_CREDENTIAL_REFUSALS = frozenset({"licence_missing", "authority_not_accepted",
-                                  "jurisdiction_not_accepted", "licence_expired"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +103,7 @@ def _describe(rec: AuditRecord) -> str | None:
         return f"{d.get('previous') or NOBODY} -> {d.get('owner')} ({d.get('reason')})"
     if kind == AuditKind.CHECKLIST_OVERRIDE:
         return f"checklist item {d.get('item')} overridden: {d.get('reason')}"
-    if kind == AuditKind.KEY_REFUSED and d.get("reason") in _CREDENTIAL_REFUSALS:
+    if kind == AuditKind.KEY_REFUSED and d.get("reason") in CREDENTIAL_REFUSALS:
         return f"{d.get('name')} refused: {d.get('reason')}"
     if kind in ADVERSE:
         return str(d.get("reason", kind))
