@@ -16,6 +16,9 @@ from telesurgery.clock import now_ns
 # only the first; Foxglove offers both, and so does this client.
 SUBPROTOCOLS = ("foxglove.sdk.v1", "foxglove.websocket.v1")
 MESSAGE_DATA = 0x01
+UNKNOWN_CHANNEL = "Unknown channel ID: "
+"""foxglove-sdk 0.30 may advertise a channel created while a client connects a moment
+before it accepts subscriptions to it, and refuses them with this status meanwhile."""
 
 
 async def first_frames(url: str, topics: set[str], publish: Callable[[], None],
@@ -41,12 +44,19 @@ async def _read(ws: aiohttp.ClientWebSocketResponse, topics: set[str],
     got: dict[str, dict[str, Any]] = {}
     channels: dict[str, dict[str, Any]] = {}
     subscribed: dict[int, str] = {}
+    next_id = 1
     assert ws.protocol in SUBPROTOCOLS
     first = await ws.receive_json(timeout=(deadline - now_ns()) / 1e9)
     assert first["op"] == "serverInfo"
     while len(got) < len(topics):
         assert now_ns() < deadline, f"frames of {topics - set(got)} never came"
         publish()
+        wanted = [channels[t] for t in topics if t in channels and t not in subscribed.values()]
+        if wanted:
+            subs = [{"id": next_id + i, "channelId": c["id"]} for i, c in enumerate(wanted)]
+            next_id += len(subs)
+            subscribed.update((s["id"], c["topic"]) for s, c in zip(subs, wanted, strict=True))
+            await ws.send_json({"op": "subscribe", "subscriptions": subs})
         try:
             msg = await ws.receive(timeout=0.05)
         except TimeoutError:
@@ -55,13 +65,11 @@ async def _read(ws: aiohttp.ClientWebSocketResponse, topics: set[str],
             op = json.loads(msg.data)
             if op["op"] == "advertise":
                 channels.update((c["topic"], c) for c in op["channels"])
-            wanted = [channels[t] for t in topics
-                      if t in channels and t not in subscribed.values()]
-            if wanted:
-                subs = [{"id": 100 + c["id"], "channelId": c["id"]} for c in wanted]
-                subscribed.update((s["id"], c["topic"]) for s, c in zip(subs, wanted,
-                                                                         strict=True))
-                await ws.send_json({"op": "subscribe", "subscriptions": subs})
+            elif op["op"] == "status" and op["message"].startswith(UNKNOWN_CHANNEL):
+                # Asked again at the next turn of the loop, until it is known.
+                refused = int(op["message"].removeprefix(UNKNOWN_CHANNEL))
+                subscribed = {i: t for i, t in subscribed.items()
+                              if channels[t]["id"] != refused}
         elif msg.type == aiohttp.WSMsgType.BINARY:
             assert msg.data[0] == MESSAGE_DATA
             sub_id, log_ns = struct.unpack_from("<IQ", msg.data, 1)
