@@ -336,7 +336,10 @@ class ConsoleConfig(_Strict):
     a toggle for its own drawing (docs/console.md)."""
     outage_twin: bool = True
     """With both control paths down, let the surgeon work on a local twin of the patient
-    side (``console.twin``); its motion is discarded when the link returns."""
+    side (``console.twin``)."""
+    outage_replay: Literal["discard", "offer"] = "discard"
+    """What becomes of the twin's motion when the link returns: discarded, or offered for
+    replay on the robot, which the bedside must allow (``console.replay``)."""
     force_cap_n: PositiveFloat = FORCE_CAP_N
     """Force at the tip [N] above which the surgeon's page alarms and sounds."""
     tremor: TremorConfig = TremorConfig()

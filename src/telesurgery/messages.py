@@ -45,6 +45,13 @@ class ControlAction(enum.IntEnum):
     """The bedside (backup) console takes control at once."""
     GRANT = 3
     """The bedside gives control to the console session that asked for it."""
+    REPLAY = 4
+    """The owner offers the motion it made on its twin during an outage for replay on the
+    robot (``console.twin``); the bedside decides."""
+    ALLOW_REPLAY = 5
+    """The bedside allows the replay the console session ``target`` offered."""
+    END_REPLAY = 6
+    """The console's replay is over: done, withdrawn or abandoned."""
 
 
 @dataclass(frozen=True, slots=True)

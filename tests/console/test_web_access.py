@@ -33,7 +33,7 @@ from telesurgery.console.web.access import (
     token_matches,
     token_refusal,
 )
-from telesurgery.console.web.protocol import Action, HandInput
+from telesurgery.console.web.protocol import Action, HandInput, PageChecklist
 from telesurgery.console.web.server import WebConsole
 
 from ..waiting import wait_until
@@ -66,6 +66,9 @@ class Backend:
             self.actions.append(action)
 
     def request_keyframe(self) -> None:
+        pass
+
+    def on_checklist(self, msg: PageChecklist) -> None:
         pass
 
     def seen(self) -> tuple[int, int]:

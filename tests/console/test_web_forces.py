@@ -18,7 +18,7 @@ import pytest
 from telesurgery.clock import now_ns
 from telesurgery.config import WebConfig
 from telesurgery.console.forces import ForceBook
-from telesurgery.console.web.protocol import Action, HandInput
+from telesurgery.console.web.protocol import Action, HandInput, PageChecklist
 from telesurgery.console.web.server import WebConsole
 from telesurgery.geometry import Vec3
 from telesurgery.messages import MeasuredCP
@@ -69,6 +69,9 @@ class Backend:
         pass
 
     def request_keyframe(self) -> None:
+        pass
+
+    def on_checklist(self, msg: PageChecklist) -> None:
         pass
 
 

@@ -7,11 +7,15 @@ per path of a profile written here, and watches the session through the router.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from telesurgery.clock import now_ns
@@ -19,14 +23,22 @@ from telesurgery.config import SafetyConfig
 from telesurgery.demo.linkrig import LinkRig, paths_toml
 from telesurgery.demo.monitor import Monitor
 from telesurgery.demo.processes import NodeProcess, free_port
-from telesurgery.demo.run import DemoOptions, connect_monitor, run_demo
+from telesurgery.demo.run import (
+    DEMO_BACKUP,
+    DEMO_MEMBERS_WITH_BACKUP,
+    DemoOptions,
+    connect_monitor,
+    run_demo,
+    still_trajectory,
+)
 from telesurgery.messages import SafetyCause, SafetyEvent
-from telesurgery.security.node import DEMO_SURGEON, throwaway_site
+from telesurgery.security.node import DEMO_MEMBERS, DEMO_SURGEON, throwaway_site
 from telesurgery.security.pki import Role
 from telesurgery.transport.pathwatch import LIVE_EXCHANGES, SYNC_WINDOW
 from telesurgery.transport.session import RejectCounter, subscribe
 from telesurgery.types import SafetyState
 
+from ..waiting import wait_until
 from .conftest import Trace
 
 pytestmark = pytest.mark.integration
@@ -67,12 +79,14 @@ delay_ms = 10.0
 class Linked:
     """Router, patient, console and one emulator per path; a watcher on the router."""
 
-    def __init__(self, workdir: Path, profile_text: str, patient_toml: str = "") -> None:
+    def __init__(self, workdir: Path, profile_text: str, patient_toml: str = "",
+                 console_toml: str = "", backup: bool = False) -> None:
         profile = workdir / "profile.toml"
         profile.write_text(profile_text)
         self.workdir = workdir
         self.rig = LinkRig(str(profile), workdir)
-        site = throwaway_site(workdir / "security", "it")
+        site = throwaway_site(workdir / "security", "it",
+                              DEMO_MEMBERS_WITH_BACKUP if backup else DEMO_MEMBERS)
         router_ep = f"tcp/127.0.0.1:{free_port()}"
         patient_ep = f"tcp/127.0.0.1:{free_port()}"
         self.router = NodeProcess("router", ["router", "--listen", router_ep,
@@ -80,12 +94,16 @@ class Linked:
         common = ["--session", "it", "--mode", "peer"]
         self.patient = NodeProcess("patient", [
             "patient", *common, "--listen", patient_ep, "--connect", router_ep,
-            "--config", str(workdir / "patient.toml"), *site.args(Role.ROBOT, "patient")],
-            workdir)
+            "--config", str(workdir / "patient.toml"), "--record", str(workdir / "record"),
+            *site.args(Role.ROBOT, "patient")], workdir)
         self.console = NodeProcess("console", [
             "console", *common, "--connect", router_ep,
             "--config", str(workdir / "console.toml"),
             *site.args(Role.SURGEON, DEMO_SURGEON)], workdir)
+        self.backup = NodeProcess("backup", [
+            "backup", *common, "--connect", router_ep, "--no-video", "--device", "scripted",
+            "--trajectory", str(still_trajectory(workdir / "still.csv")),
+            *site.args(Role.BACKUP, DEMO_BACKUP)], workdir) if backup else None
         self.router.start(with_report=False)
         self.monitor: Monitor = connect_monitor(
             "it", router_ep, self.router,
@@ -100,9 +118,11 @@ class Linked:
         (workdir / "patient.toml").write_text(
             patient_toml + NO_VIDEO + paths_toml(self.rig.patient_paths()))
         (workdir / "console.toml").write_text(
-            CONSOLE_RATE + NO_VIDEO + paths_toml(self.rig.console_paths()))
+            CONSOLE_RATE + console_toml + NO_VIDEO + paths_toml(self.rig.console_paths()))
         self.patient.start()
         self.console.start()
+        if self.backup is not None:
+            self.backup.start()
 
     def wait(self, what: str, predicate: Callable[[Monitor], bool],
              timeout_s: float = STARTUP_S) -> None:
@@ -175,9 +195,10 @@ class Linked:
     def stop(self) -> dict[str, Any]:
         """Stop the patient first (so that the console's end is no watchdog hold), then the
         rest; the patient's report."""
-        for node in (self.patient, self.console):
-            node.interrupt()
-            node.wait(15.0)
+        for node in (self.patient, self.console, self.backup):
+            if node is not None:
+                node.interrupt()
+                node.wait(15.0)
         self.emulators.update(self.rig.stop())
         if self._open:
             self._open = False
@@ -321,6 +342,86 @@ def test_both_paths_down_the_surgeon_works_on_the_twin_and_comes_back_without_a_
         assert after["safety"]["rejected_by_reason"].get("not_aligned", 0) == misaligned
     finally:
         linked.stop()
+
+
+def _replay(m: Monitor) -> dict[str, Any]:
+    return dict(m.status.get("console", {}).get("replay") or {})
+
+
+def _press(node: NodeProcess, action: str) -> None:
+    """A button on ``node``'s page, sent over its WebSocket as the page sends it."""
+    def printed() -> bool:
+        assert node.alive(), node.last_log_line()
+        return node.page_url() is not None
+
+    wait_until(printed, f"{node.name}'s page URL", STARTUP_S)
+    page = urllib.parse.urlsplit(str(node.page_url()))
+
+    async def send() -> None:
+        async with aiohttp.ClientSession() as http, http.ws_connect(
+                f"ws://{page.netloc}/ws?{page.query}") as ws:
+            await ws.send_str(json.dumps({"t": "action", "a": action}))
+
+    asyncio.run(send())
+
+
+def _outage(linked: Linked, kept_s: float) -> None:
+    """Both paths cut until the console has ``kept_s`` of motion on its twin, then back."""
+    for name in linked.rig.names:
+        linked.rig.cut(name)
+    linked.wait("the console on its twin", lambda m: _twin(m).get("active") is True)
+    linked.wait(f"{kept_s} s of surgery on the twin",
+                lambda m: _twin(m).get("buffered_s", 0.0) >= kept_s)
+    for name in linked.rig.names:
+        linked.rig.restore(name)
+
+
+def test_the_bedside_allows_a_replay_and_a_path_dropping_again_abandons_the_next(
+        tmp_path: Path) -> None:
+    linked = Linked(tmp_path, TWO_PATHS, "[safety]\nowner_lost_ms = 600000.0\n\n",
+                    'outage_replay = "offer"\n', backup=True)
+    assert linked.backup is not None
+    try:
+        linked.all_up()
+        # An outage; back, the console offers what it did on the twin, the bedside allows
+        # it, and it is replayed to the end.
+        _outage(linked, 1.0)
+        linked.wait("the replay offered", lambda m: _replay(m).get("state") == "offered")
+        _press(linked.backup, "allow_replay")
+        linked.wait("the replay done", lambda m: _replay(m).get("done") == 1)
+        linked.wait_status("the arms following the surgeon again", lambda s: all(
+            a["mode"] == "following" for a in s["safety"]["arms"].values()))
+        # Another; its replay starts, and both paths drop again: it is abandoned, never
+        # resumed, and the console is on its twin once more.
+        _outage(linked, 3.0)
+        linked.wait("the second replay offered",
+                    lambda m: _replay(m).get("state") == "offered")
+        _press(linked.backup, "allow_replay")
+        linked.wait("the second replay under way",
+                    lambda m: _replay(m).get("state") == "replaying")
+        for name in linked.rig.names:
+            linked.rig.cut(name)
+        linked.wait("the second replay abandoned",
+                    lambda m: _replay(m).get("abandoned") == 1 and _twin(m).get("entered") == 3)
+        for name in linked.rig.names:
+            linked.rig.restore(name)
+        linked.wait("the console back", lambda m: _twin(m).get("active") is False)
+    finally:
+        linked.stop()
+    trail = [json.loads(line) for f in (tmp_path / "record" / "audit").glob("patient-*.jsonl")
+             for line in f.read_text().splitlines()]
+    outcomes = [r["data"]["outcome"] for r in trail if r["kind"] == "replay"]
+    assert outcomes[:3] == ["offered: waiting for the bedside", "allowed",
+                            f"ended: surgeon:{DEMO_SURGEON} ended it"], outcomes
+    assert outcomes[3:5] == ["offered: waiting for the bedside", "allowed"], outcomes
+    assert outcomes[5].startswith("ended: interrupted"), outcomes
+    allowed = [r["data"] for r in trail if r["kind"] == "replay" and r["data"]["by"]]
+    assert {a["by"] for a in allowed} == {f"backup:{DEMO_BACKUP}"}
+    replayed = [r["data"] for r in trail if r["kind"] == "replayed_command"]
+    # A command bundle every 20 ms, each command in it audited, the first clutched.
+    assert len(replayed) > 50
+    assert {r["console"] for r in replayed} == {f"surgeon:{DEMO_SURGEON}"}
+    assert replayed[0].get("clutch") is True
 
 
 def test_clock_offset_under_asymmetric_delay_is_half_the_asymmetry(tmp_path: Path) -> None:

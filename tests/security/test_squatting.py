@@ -17,6 +17,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zenoh
@@ -176,7 +177,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         yield from watched(Rig(site, node, endpoint, Tip()), check)
 
 
-def _trail(rig: Rig) -> list[dict[str, object]]:
+def _trail(rig: Rig) -> list[dict[str, Any]]:
     audit = rig.node.audit
     assert audit is not None
     path = Path(audit.path)

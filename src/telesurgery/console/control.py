@@ -56,6 +56,16 @@ class PendingRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplayView:
+    """A replay of a console's outage motion, as the patient announces it: the console's
+    name and session [u64], and the bedside console that allowed it (None: waiting)."""
+
+    console: str
+    session: int
+    allowed_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class OwnerView:
     """One announcement of the patient node on ``control/owner``.
 
@@ -78,6 +88,8 @@ class OwnerView:
     checklist: Mapping[str, Any] | None = None
     """The patient's pre-flight checklist (``required``, ``cleared``, ``confirmed_by``,
     ``items``), None when the patient enforces none."""
+    replay: ReplayView | None = None
+    """The replay offered or allowed (``console.twin``), None when there is none."""
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> OwnerView:
@@ -89,7 +101,8 @@ class OwnerView:
                        None if data.get("session") is None else _session(data["session"]),
                        _text(data.get("previous")), str(data.get("reason", "")),
                        int(data.get("handovers", 0)), requests,
-                       float(data.get("since_s", 0.0)), _checklist(data.get("checklist")))
+                       float(data.get("since_s", 0.0)), _checklist(data.get("checklist")),
+                       _replay(data.get("replay")))
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise CodecError(f"control owner announcement is malformed: {exc}",
                              CodecReason.BAD_BODY) from exc
@@ -118,7 +131,10 @@ class OwnerView:
                 "handovers": self.handovers, "since_s": self.since_s,
                 "requests": [{"name": r.name, "session": f"{r.session:016x}",
                               "you": r.session == session} for r in self.requests],
-                "checklist": self.checklist}
+                "checklist": self.checklist,
+                "replay": None if self.replay is None else {
+                    "console": self.replay.console, "you": self.replay.session == session,
+                    "allowed_by": self.replay.allowed_by}}
 
 
 def _checklist(v: object) -> Mapping[str, Any] | None:
@@ -127,6 +143,14 @@ def _checklist(v: object) -> Mapping[str, Any] | None:
     if not isinstance(v, dict) or not isinstance(v.get("items", []), list):
         raise TypeError("'checklist' is not an object with a list of items")
     return v
+
+
+def _replay(v: object) -> ReplayView | None:
+    if v is None:
+        return None
+    if not isinstance(v, dict):
+        raise TypeError("'replay' is not an object")
+    return ReplayView(str(v["console"]), _session(v["session"]), _text(v.get("allowed_by")))
 
 
 def _text(v: object) -> str | None:
@@ -250,6 +274,25 @@ class ControlClient:
             raise OwnershipError("no_request", "no console is waiting for control; a "
                                  "surgeon console asks with its 'Request control' button")
         return self.grant(view.requests[0].session)
+
+    def offer_replay(self) -> Message:
+        """Offer the motion made on the twin during an outage for replay on the robot (the
+        owner only); the bedside decides."""
+        return self._send(self._request_key, ControlAction.REPLAY)
+
+    def allow_replay(self) -> Message:
+        """Allow the replay on offer (a backup console only); ``OwnershipError`` when none
+        waits."""
+        self._bedside_only("allow a replay")
+        view = self._view
+        if view is None or view.replay is None or view.replay.allowed_by is not None:
+            raise OwnershipError("no_replay", "no replay waits for the bedside; a surgeon "
+                                 "console offers one when its link returns from an outage")
+        return self._send(self._grant_key, ControlAction.ALLOW_REPLAY, view.replay.session)
+
+    def end_replay(self) -> Message:
+        """This console's replay is over: done, withdrawn or abandoned."""
+        return self._send(self._request_key, ControlAction.END_REPLAY)
 
     def checklist(self, data: Mapping[str, str]) -> Message:
         """Confirm the patient's pre-flight checklist (``{"action": "confirm"}``) or override

@@ -164,6 +164,12 @@ class SurgeonDisplay:
         elif action is Action.GRANT_CONTROL:
             log.warning("grant control from the page (the oldest pending request)")
             self.node.grant_control()
+        elif action is Action.ALLOW_REPLAY:
+            log.warning("replay allowed from the page")
+            self.node.allow_replay()
+        elif action is Action.DISCARD_REPLAY:
+            log.warning("replay withdrawn from the page")
+            self.node.discard_replay()
         elif self.device is None:
             log.warning("%s from the page ignored: this console's arms follow the %s device, "
                         "not the page", action.value, self.node.config.device)
@@ -211,6 +217,9 @@ class SurgeonDisplay:
             "video": self.video.status() if self.video is not None else None,
             "forces": forces,
             "twin": node.twin.status(now) if node.twin is not None else None,
+            "replay": {"state": node.replay_state,
+                       "remaining_s": None if node.replay is None
+                       else round(node.replay.remaining_s(), 1)},
             "alarms": force_alarms + self._alarms(events),
         }
         return out

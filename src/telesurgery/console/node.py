@@ -31,13 +31,22 @@ from telesurgery.config import ConsoleConfig
 from telesurgery.console.control import ControlClient
 from telesurgery.console.display import SurgeonDisplay, start_display
 from telesurgery.console.forces import ForceBook
+from telesurgery.console.replay import REPLAY_PERIOD_NS, REPLAY_WAIT_S, ReplayPlan
 from telesurgery.console.scaling import DelayScaling, best_rtt_ms
 from telesurgery.console.teleop import Teleop
 from telesurgery.console.twin import OUTAGE_AFTER_MS, RESYNC_CLUTCH_MS, LocalTwin
 from telesurgery.console.video import PictureCheck, VideoAge, patient_clock_offset_ns
 from telesurgery.errors import ConfigError, TelesurgeryError
 from telesurgery.input.base import HandSample, InputDevice
-from telesurgery.messages import CommandBundle, Message, ServoCP, StateBundle, Status
+from telesurgery.messages import (
+    Command,
+    CommandBundle,
+    JawServoJP,
+    Message,
+    ServoCP,
+    StateBundle,
+    Status,
+)
 from telesurgery.security.acl import NODE_OF_ROLE
 from telesurgery.security.command_keys import ConsoleKeys
 from telesurgery.security.node import NodeSecurity, node_security, security_status
@@ -65,7 +74,8 @@ TAKE_OVER_RETRY_S: Final = 1.0
 TAKE_OVER_GIVE_UP_S: Final = 10.0
 """A take-over the patient has not announced within this time [s] is given up (logged)."""
 
-Action = Literal["take_over", "request", "grant"]
+Action = Literal["take_over", "request", "grant", "offer_replay", "allow_replay",
+                 "end_replay"]
 
 
 class ConsoleNode:
@@ -108,6 +118,15 @@ class ConsoleNode:
         self._real: dict[str, tuple[Pose, float, ArmMode]] = {}
         """The patient's latest state per arm while the surgeon works on the twin."""
         self._clutch_until_ns = 0
+        self.replay: ReplayPlan | None = None
+        """The twin's motion offered for replay, or being replayed (``console.replay``)."""
+        self._replay_state: Literal["offered", "replaying"] | None = None
+        self._replay_since_ns = 0
+        self._replay_next_ns = 0
+        self._replay_abandon = False
+        self.replays: dict[str, int] = {"offered": 0, "done": 0, "abandoned": 0,
+                                        "discarded": 0}
+        """Outage motion offered, replayed to the end, abandoned, discarded."""
         self.picture = PictureCheck()
         """The loop's verdict on the surgeon's picture (the page's alarms read it)."""
         self.video_freezes = 0
@@ -122,8 +141,8 @@ class ConsoleNode:
         self.control: ControlClient | None = None
         self._actions: queue.SimpleQueue[tuple[Action, int | None] | None] = (
             queue.SimpleQueue())
-        self._ready = threading.Event()
-        """Set once the patient node is there and, secure, a command key is agreed."""
+        self._control_ready = threading.Event()
+        """Set once control actions can go: the key agreed and the owner announced."""
         self._closing = threading.Event()
 
     # ---- control actions (any thread; even a signal handler) ---------------------------
@@ -149,13 +168,26 @@ class ConsoleNode:
         """Grant control to console ``session`` (None: the oldest pending request)."""
         self._actions.put(("grant", session))
 
+    def allow_replay(self) -> None:
+        """Allow the replay a surgeon console offered (a backup console)."""
+        self._actions.put(("allow_replay", None))
+
+    @property
+    def replay_state(self) -> Literal["offered", "replaying"] | None:
+        """This console's replay: offered to the bedside, under way, or none."""
+        return self._replay_state
+
+    def discard_replay(self) -> None:
+        """Withdraw this console's offered or running replay; its motion is discarded."""
+        self._replay_abandon = True
+
     def _control_worker(self) -> None:
         name_os_thread()
         while True:
             item = self._actions.get()
             if item is None:
                 return
-            while not (self._ready.is_set() or self._closing.is_set()):
+            while not (self._control_ready.is_set() or self._closing.is_set()):
                 self._closing.wait(0.05)
             control = self.control
             if self._closing.is_set() or control is None:
@@ -166,6 +198,12 @@ class ConsoleNode:
                     self._take_over(control)
                 elif action == "request":
                     control.request()
+                elif action == "offer_replay":
+                    control.offer_replay()
+                elif action == "allow_replay":
+                    control.allow_replay()
+                elif action == "end_replay":
+                    control.end_replay()
                 elif target is None:
                     control.grant_oldest()
                 else:
@@ -240,7 +278,6 @@ class ConsoleNode:
             worker.start()
             self.display = start_display(z, self)
             if self._wait_for_patient(commands, stop):
-                self._ready.set()
                 self._loop(commands, status, stop, duration_s)
         finally:
             self._closing.set()
@@ -271,6 +308,12 @@ class ConsoleNode:
         log.info("waiting for the patient node on session %s", self.config.session)
         control = self.control
         while not stop.is_set():
+            if (self.auth is None or self.auth.ready) and control is not None \
+                    and control.owner is not None:
+                # Control actions travel on the main session: they need the key and the
+                # owner, not the command paths (a bedside console beside a patient whose
+                # commands come over dedicated paths can still grant and allow a replay).
+                self._control_ready.set()
             if (commands.matched and (self.auth is None or self.auth.ready)
                     and control is not None and control.owner is not None):
                 log.info("patient node present; control with %s", control.owner.owner or
@@ -361,11 +404,16 @@ class ConsoleNode:
                 if fraction != scaling.update((now - last) * 1e-9):
                     self.teleop.scale_by(scaling.fraction)
             last = now
+            bodies: list[Command] = []
             if self.twin is not None and self.twin.active:
                 # Nothing to the patient: its arms are held, and a returning path must not
                 # bring it commands of a hand anchored on the twin.
                 self.twin.submit(self.teleop.tick(samples, True), now)
-                bodies = []
+            elif self._replay_tick(now, commands):
+                # Waiting for the bedside, clutched heartbeats keep control and nothing
+                # moves; replaying, the replay drives. The hands re-anchor when it ends.
+                held = {arm: replace(s, clutch=True) for arm, s in samples.items()}
+                bodies = self.teleop.tick(held, drive and self._replay_state == "offered")
             else:
                 bodies = self.teleop.tick(samples, drive)
             if bodies:
@@ -385,19 +433,32 @@ class ConsoleNode:
         twin = self.twin
         assert twin is not None
         silent = self._state_rx_ns > 0 and now - self._state_rx_ns > OUTAGE_AFTER_MS * 1e6
+        if silent and self._replay_state is not None:
+            # Never resumed: what was not replayed is discarded with the new outage's.
+            self._end_replay("abandoned", "the link dropped again")
         if silent and drive and not twin.active:
             twin.enter(self.teleop.measured_state(), now)
             self._clutch_until_ns = now + int(RESYNC_CLUTCH_MS * 1e6)
         elif twin.active and not silent:
             kept = twin.leave()
-            twin.discarded_s += (kept[-1].t_ns - kept[0].t_ns) * 1e-9 if kept else 0.0
-            log.warning("the patient's state is back: the twin's motion (%.1f s) is "
-                        "discarded; the hands re-anchor on the instruments",
-                        (kept[-1].t_ns - kept[0].t_ns) * 1e-9 if kept else 0.0)
+            kept_s = (kept[-1].t_ns - kept[0].t_ns) * 1e-9 if kept else 0.0
             for arm, (pose, jaw, mode) in self._real.items():
                 self.teleop.observe(arm, pose, jaw, mode)
             self._real.clear()
             self._clutch_until_ns = now + int(RESYNC_CLUTCH_MS * 1e6)
+            if self.config.outage_replay == "offer" and kept and drive:
+                self.replay = ReplayPlan(kept, self.teleop.measured_state())
+                self._replay_state, self._replay_since_ns = "offered", now
+                self._replay_abandon = False
+                self.replays["offered"] += 1
+                self._actions.put(("offer_replay", None))
+                log.warning("the patient's state is back: the twin's motion (%.1f s) is "
+                            "offered for replay; the bedside may allow it", kept_s)
+            else:
+                twin.discarded_s += kept_s
+                self.replays["discarded"] += 1 if kept else 0
+                log.warning("the patient's state is back: the twin's motion (%.1f s) is "
+                            "discarded; the hands re-anchor on the instruments", kept_s)
         if twin.active:
             twin.step(now)
             for arm, pose, jaw, mode in twin.states():
@@ -405,6 +466,60 @@ class ConsoleNode:
         if now < self._clutch_until_ns:
             return {arm: replace(s, clutch=True) for arm, s in samples.items()}
         return samples
+
+    def _replay_tick(self, now: int, commands: MultiPublisher) -> bool:
+        """The replay's part of a tick; True while it holds the hands (offered: clutched
+        heartbeats go out; replaying: the plan's commands do, every ``REPLAY_PERIOD_NS``)."""
+        state, plan, control = self._replay_state, self.replay, self.control
+        if state is None or plan is None or control is None:
+            return False
+        view = control.owner
+        offer = None if view is None else view.replay
+        mine = offer is not None and offer.session == self.session_id
+        if self._replay_abandon:
+            self._end_replay("discarded" if state == "offered" else "abandoned",
+                             "the surgeon withdrew it")
+            return False
+        if state == "offered":
+            if mine and offer is not None and offer.allowed_by is not None:
+                log.warning("%s allowed the replay: %.1f s at %.0f mm/s", offer.allowed_by,
+                            plan.remaining_s(), plan.speed * 1e3)
+                self._replay_state, self._replay_next_ns = "replaying", now
+                self._replay_bundle(commands, plan.start(), now, clutch=True)
+            elif now - self._replay_since_ns > REPLAY_WAIT_S * 1e9 or (
+                    view is not None and not mine and now - self._replay_since_ns > 2e9):
+                self._end_replay("discarded", "the bedside did not allow it")
+                return False
+            return True
+        if not mine or not control.holds_control:
+            self._end_replay("abandoned", "the patient ended it")
+            return False
+        if now >= self._replay_next_ns:
+            self._replay_next_ns += REPLAY_PERIOD_NS
+            self._replay_bundle(commands, plan.step(REPLAY_PERIOD_NS * 1e-9), now)
+            if plan.done:
+                self._end_replay("done", "every kept setpoint replayed")
+        return True
+
+    def _replay_bundle(self, commands: MultiPublisher, targets: Mapping[str, tuple[Pose, float]],
+                       now: int, clutch: bool = False) -> None:
+        bodies: list[Command] = []
+        for arm, (pose, jaw) in targets.items():
+            bodies += [ServoCP(arm, pose, now, clutch), JawServoJP(arm, jaw, now)]
+        commands.put(CommandBundle(tuple(bodies)))
+        self.sent += len(bodies)
+        self.sent_servo_cp += len(targets)
+
+    def _end_replay(self, outcome: Literal["done", "abandoned", "discarded"],
+                    why: str) -> None:
+        plan = self.replay
+        if outcome != "done" and plan is not None and self.twin is not None:
+            self.twin.discarded_s += plan.remaining_s()
+        self.replays[outcome] += 1
+        log.warning("replay %s: %s", outcome, why)
+        self.replay, self._replay_state = None, None
+        self._clutch_until_ns = now_ns() + int(RESYNC_CLUTCH_MS * 1e6)
+        self._actions.put(("end_replay", None))
 
     def _picture_changed(self, was: VideoAge, now: VideoAge, age_ns: int) -> None:
         if now is VideoAge.FROZEN:
@@ -433,6 +548,9 @@ class ConsoleNode:
             "driving_s": round(self.driving_ns * 1e-9, 3),
             "video_freezes": self.video_freezes,
             "twin": self.twin.status(now_ns()) if self.twin is not None else None,
+            "replay": {"state": self._replay_state, **self.replays,
+                       "remaining_s": None if self.replay is None
+                       else round(self.replay.remaining_s(), 2)},
             "state_age_ms": self.state_age_ns.summary(1e-6, last=last),
             "motion_scale": {"scale": round(self.teleop.scale, 4),
                              "base": self.teleop.base_scale,

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from telesurgery.errors import RecordingError
-from telesurgery.messages import SafetyCause, SafetyEvent
+from telesurgery.messages import JawServoJP, SafetyCause, SafetyEvent, ServoCP
 from telesurgery.record.audit import AuditKind, AuditWriter
 from telesurgery.safety.ownership import Handover, Party
 from telesurgery.security.command_keys import KeyEvent
@@ -145,6 +145,22 @@ class PatientAudit:
         now waiting, or an action the rules refused (``outcome`` says which)."""
         self._append(AuditKind.HANDOVER_REQUEST, {**who.as_dict(), "action": action,
                                                   "outcome": outcome})
+
+    def replay(self, who: Party, outcome: str, by: Party | None = None) -> None:
+        """Record a replay of ``who``'s outage motion offered, allowed (``by`` the bedside)
+        or ended (``outcome`` says which and why)."""
+        self._append(AuditKind.REPLAY, {**who.as_dict(), "outcome": outcome,
+                                        "by": None if by is None else by.name})
+
+    def replayed_command(self, who: Party, seq: int, body: ServoCP | JawServoJP) -> None:
+        """Record one command of ``who``'s allowed replay that the supervisor accepted: its
+        sequence number and target (tip pose [m, quaternion] or jaw [rad])."""
+        target: dict[str, Any] = ({"position": list(body.pose.position),
+                                   "orientation": list(body.pose.orientation),
+                                   "clutch": body.clutch} if isinstance(body, ServoCP)
+                                  else {"jaw": body.angle})
+        self._append(AuditKind.REPLAYED_COMMAND, {"console": who.name, "seq": seq,
+                                                  "arm": body.arm, **target})
 
     def key_event(self, ev: KeyEvent) -> None:
         """Record a command key agreed or a key offer refused (a Zenoh thread)."""

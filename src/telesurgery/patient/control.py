@@ -93,6 +93,10 @@ class PatientControl:
         self._owner_pub: Publisher | None = None
         self._subs: list[zenoh.Subscriber[None]] = []
         self._checklist: PatientChecklist | None = None
+        self._replay: Party | None = None
+        """The owner that offered its outage motion for replay (``ControlAction.REPLAY``)."""
+        self._replay_by: Party | None = None
+        """The bedside console that allowed it (None: not allowed yet)."""
 
     def start(self, z: zenoh.Session, keys: Keys, session_id: int, arms: HoldsArms,
               auth: PatientKeys | None, audit: PatientAudit | None,
@@ -217,6 +221,10 @@ class PatientControl:
         self._changed = True
 
     def _act(self, who: Party, body: ControlRequest) -> None:
+        if body.action in (ControlAction.REPLAY, ControlAction.ALLOW_REPLAY,
+                           ControlAction.END_REPLAY):
+            self._replay_action(who, body)
+            return
         if body.action is ControlAction.REQUEST:
             if self.ownership.request(who):
                 log.warning("%s asks for control; the bedside console can grant it", who.name)
@@ -234,6 +242,60 @@ class PatientControl:
             h = self.ownership.grant(who, body.target)
         if h is not None and h.owner is not None:
             self._hold_for(h.owner.session, h)
+
+    # ---- replay of a console's outage motion ------------------------------------------
+
+    def _replay_action(self, who: Party, body: ControlRequest) -> None:
+        """Offer (the owner), allow (the bedside) or end (the offering console) a replay."""
+        with self._lock:
+            offered, allowed_by = self._replay, self._replay_by
+        if body.action is ControlAction.REPLAY:
+            owner = self.ownership.owner
+            if owner is None or owner.session != who.session:
+                raise OwnershipError("not_owner", f"{who.name} offers a replay without holding "
+                                     "control; only the owner's own motion can be replayed")
+            with self._lock:
+                self._replay, self._replay_by = who, None
+            log.warning("%s offers its outage motion for replay; the bedside may allow it",
+                        who.name)
+            self._audit_replay(who, "offered: waiting for the bedside")
+        elif body.action is ControlAction.ALLOW_REPLAY:
+            if who.role is not Role.BACKUP:
+                raise OwnershipError("not_backup", f"{who.name} may not allow a replay: only "
+                                     "a bedside (backup) console can")
+            if offered is None or offered.session != body.target or allowed_by is not None:
+                raise OwnershipError("no_replay", f"console session {body.target:016x} "
+                                     "has no replay waiting")
+            with self._lock:
+                self._replay_by = who
+            log.warning("%s allows the replay of %s's outage motion", who.name, offered.name)
+            self._audit_replay(offered, "allowed", who)
+        elif offered is not None and offered.session == who.session:
+            self.end_replay(who.name + " ended it")
+        else:
+            raise OwnershipError("no_replay", f"{who.name} has no replay to end")
+        self._changed = True
+
+    def replaying(self, session: int) -> Party | None:
+        """The console ``session`` while its replay is allowed (its commands are audited
+        one by one), else None."""
+        with self._lock:
+            who = self._replay
+            return who if who is not None and self._replay_by is not None \
+                and who.session == session else None
+
+    def end_replay(self, why: str) -> None:
+        """End the replay offered or under way (done, withdrawn, interrupted: ``why``)."""
+        with self._lock:
+            who, self._replay, self._replay_by = self._replay, None, None
+        if who is not None:
+            log.warning("replay of %s's outage motion ended: %s", who.name, why)
+            self._audit_replay(who, f"ended: {why}")
+            self._changed = True
+
+    def _audit_replay(self, who: Party, outcome: str, by: Party | None = None) -> None:
+        if self._audit is not None:
+            self._audit.replay(who, outcome, by)
 
     def _hold_for(self, owner: int | None, h: Handover) -> None:
         if self._arms is not None:
@@ -263,6 +325,8 @@ class PatientControl:
                 break
             changed = True
             self._last = h
+            if self._replay is not None:
+                self.end_replay(f"control passed to {name_of(h.owner)}")
             log.warning("control: %s -> %s (%s)", h.previous_name or "nobody",
                         name_of(h.owner), h.reason)
             if self._audit is not None:
@@ -289,9 +353,15 @@ class PatientControl:
         """What ``control/owner`` carries (``Ownership.announcement``), and the pre-flight
         checklist for the consoles' pages (``checklist``: None without one)."""
         checklist = self._checklist
+        with self._lock:
+            who, by = self._replay, self._replay_by
         return self.ownership.announcement(self._last) | {
             "checklist": None if checklist is None or not checklist.required
-            else checklist.status()}
+            else checklist.status(),
+            "replay": None if who is None else {"console": who.name,
+                                                 "session": f"{who.session:016x}",
+                                                 "allowed_by": None if by is None
+                                                 else by.name}}
 
     def status(self) -> dict[str, Any]:
         """The announcement plus the actions refused, by reason."""

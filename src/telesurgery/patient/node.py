@@ -30,6 +30,7 @@ from telesurgery.messages import (
     MeasuredCP,
     MeasuredJS,
     Message,
+    SafetyCause,
     SafetyEvent,
     StateBundle,
     Status,
@@ -208,8 +209,12 @@ class PatientNode:
     def _on_command(self, msg: Message, received_ns: int) -> None:
         body = msg.body
         if isinstance(body, CommandBundle):
+            replaying = self.control.replaying(msg.session)
             for command in body.commands:
-                self.supervisor.submit(msg, received_ns, command)
+                verdict = self.supervisor.submit(msg, received_ns, command)
+                if replaying is not None and verdict.accepted and self.audit is not None:
+                    # Every command of a replay is in the trail (50 a second a stream).
+                    self.audit.replayed_command(replaying, msg.seq, command)
         else:
             # Anything but a command is still the supervisor's to refuse (and count).
             self.supervisor.submit(msg, received_ns)
@@ -295,6 +300,9 @@ class PatientNode:
             if ev is not None:
                 log.info("safety: %s -> %s (%s)", ev.previous.name, ev.state.name, ev.text())
                 events.put(ev)
+                if ev.cause is SafetyCause.WATCHDOG:
+                    # A replay whose commands stopped coming is over: never resumed.
+                    self.control.end_replay("interrupted: the console's commands stopped")
                 if self.audit is not None:
                     self.audit.safety_event(ev)
             if self.audit is not None:

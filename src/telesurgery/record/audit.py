@@ -109,6 +109,10 @@ class AuditKind(enum.StrEnum):
     """The pre-flight checklist's items and states, each time they change."""
     CHECKLIST_OVERRIDE = "checklist_override"
     """A failed checklist item overridden by the bedside, with the written reason."""
+    REPLAY = "replay"
+    """A replay of a console's outage motion offered, allowed or ended (``outcome``)."""
+    REPLAYED_COMMAND = "replayed_command"
+    """One command of an allowed replay, accepted by the supervisor."""
     AUDIT_INTERRUPTED = "audit_interrupted"
 
 

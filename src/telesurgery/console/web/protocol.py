@@ -108,6 +108,10 @@ class Action(enum.Enum):
     """Take control of the robot now (a backup console: one click, key T)."""
     GRANT_CONTROL = "grant_control"
     """Give control to the console whose request is the oldest pending (a backup console)."""
+    ALLOW_REPLAY = "allow_replay"
+    """Allow the replay a surgeon console offered of its outage motion (a backup console)."""
+    DISCARD_REPLAY = "discard_replay"
+    """Withdraw this console's offered or running replay (a surgeon console)."""
     KEYFRAME = "keyframe"
     """The page's decoder lost the stream and needs an IDR."""
 

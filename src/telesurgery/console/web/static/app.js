@@ -145,6 +145,13 @@ function showOwner(o) {
   setText('in-control', overlay);
   $('in-control').className = you ? 'you' : 'other';
   showChecklist(o.checklist);
+  // A surgeon's outage motion, offered for replay: the bedside allows it or not.
+  const replay = o.replay;
+  const allow = $('allow-replay');
+  allow.hidden = !(hello && hello.role === 'backup' && replay);
+  allow.disabled = !replay || !!replay.allowed_by;
+  allow.title = replay ? `replay ${replay.console}'s outage motion on the robot, slowly` : '';
+  $('stage').dataset.replay = replay ? (replay.allowed_by ? 'allowed' : 'offered') : '';
   const grant = $('grant');
   const others = requests.filter((r) => !r.you);
   grant.disabled = others.length === 0;
@@ -343,13 +350,21 @@ function drawGhost() {
 }
 
 // The outage's twin: the picture greyed (it is the patient's last), a banner saying what
-// the surgeon now drives.
-function showTwin(t) {
-  const on = Boolean(t && t.active);
+// the surgeon now drives; then the replay of that motion, if offered.
+function showOutage(h) {
+  const t = h.twin || {};
+  const r = h.replay || {};
+  const on = Boolean(t.active);
   $('stage').classList.toggle('twin', on);
   $('stage').dataset.twin = on ? 'active' : '';
-  $('twin-banner').hidden = !on;
-  if (on) setText('twin-for', `${t.for_s.toFixed(1)} s, ${t.buffered_s.toFixed(1)} s kept`);
+  $('discard-replay').hidden = !r.state;
+  let text = '';
+  if (on) text = `OUTAGE · LOCAL TWIN, NOT THE PATIENT · ${t.for_s.toFixed(1)} s, ` +
+    `${t.buffered_s.toFixed(1)} s kept`;
+  else if (r.state === 'offered') text = 'OUTAGE MOTION OFFERED FOR REPLAY · waiting for the bedside';
+  else if (r.state === 'replaying') text = `REPLAYING THE OUTAGE MOTION · ${r.remaining_s} s left`;
+  $('twin-banner').hidden = !text;
+  $('twin-banner').textContent = text;
 }
 
 function toggleGhost() {
@@ -365,7 +380,7 @@ function toggleGhost() {
 const ms = (d) => (d && d.p50 !== undefined ? `${d.p50.toFixed(1)} / ${d.p99.toFixed(1)} ms` : '-');
 
 function showHud(h) {
-  showTwin(h.twin);
+  showOutage(h);
   const s = h.safety || {};
   const state = $('hud-safety');
   setText('hud-safety', s.state || '-');
@@ -720,6 +735,8 @@ $('checklist-confirm').addEventListener('click', () => send({ t: 'checklist', a:
 $('arm').addEventListener('change', (e) => selectArm(e.target.value));
 $('mute').addEventListener('click', toggleMute);
 $('ghost').addEventListener('click', toggleGhost);
+$('allow-replay').addEventListener('click', () => send({ t: 'action', a: 'allow_replay' }));
+$('discard-replay').addEventListener('click', () => send({ t: 'action', a: 'discard_replay' }));
 for (const ev of ['pointerdown', 'keydown']) {
   document.addEventListener(ev, unlockAudio, { capture: true });
 }
