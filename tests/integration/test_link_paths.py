@@ -32,6 +32,7 @@ from telesurgery.demo.run import (
     still_trajectory,
 )
 from telesurgery.messages import SafetyCause, SafetyEvent
+from telesurgery.record.responsibility import load_timeline
 from telesurgery.security.node import DEMO_MEMBERS, DEMO_SURGEON, throwaway_site
 from telesurgery.security.pki import Role
 from telesurgery.transport.pathwatch import LIVE_EXCHANGES, SYNC_WINDOW
@@ -422,6 +423,10 @@ def test_the_bedside_allows_a_replay_and_a_path_dropping_again_abandons_the_next
     assert len(replayed) > 50
     assert {r["console"] for r in replayed} == {f"surgeon:{DEMO_SURGEON}"}
     assert replayed[0].get("clutch") is True
+    # Who allowed what is in the responsibility timeline, read from the verified trail.
+    events = [e.text for e in load_timeline(tmp_path / "record").events if e.kind == "replay"]
+    assert f"replay of surgeon:{DEMO_SURGEON}'s outage motion allowed by backup:{DEMO_BACKUP}" \
+        in events
 
 
 def test_clock_offset_under_asymmetric_delay_is_half_the_asymmetry(tmp_path: Path) -> None:

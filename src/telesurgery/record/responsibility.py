@@ -103,6 +103,9 @@ def _describe(rec: AuditRecord) -> str | None:
         return f"{d.get('previous') or NOBODY} -> {d.get('owner')} ({d.get('reason')})"
     if kind == AuditKind.CHECKLIST_OVERRIDE:
         return f"checklist item {d.get('item')} overridden: {d.get('reason')}"
+    if kind == AuditKind.REPLAY:
+        by = f" by {d['by']}" if d.get("by") else ""
+        return f"replay of {d.get('name')}'s outage motion {d.get('outcome')}{by}"
     if kind == AuditKind.KEY_REFUSED and d.get("reason") in CREDENTIAL_REFUSALS:
         return f"{d.get('name')} refused: {d.get('reason')}"
     if kind in ADVERSE:
