@@ -91,6 +91,8 @@ STATIC_DIR: Final = Path(__file__).with_name("static")
 HUD_PERIOD_S: Final = 0.25
 GHOST_ALONE_HZ: Final = 20.0
 """The predictive display's rate [Hz] while no picture carries it."""
+GHOST_ALONE_AFTER_S: Final = 0.5
+"""No picture for this long [s]: the ghost goes on its own (a frame-rate dip is not that)."""
 PING_PERIOD_S: Final = 1.0
 FIRST_PINGS: Final = 8
 """Pings sent 50 ms apart when a page connects, so its clock is known within a second."""
@@ -483,7 +485,7 @@ class WebConsole:
         twin of an outage) it comes on its own at ``GHOST_ALONE_HZ``."""
         while not page.ws.closed:
             await asyncio.sleep(1.0 / GHOST_ALONE_HZ)
-            if now_ns() - self._last_fan_out_ns > 2e9 / GHOST_ALONE_HZ:
+            if now_ns() - self._last_fan_out_ns > GHOST_ALONE_AFTER_S * 1e9:
                 drawn = source.ghost()
                 if drawn is not None:
                     page.send(json.dumps({"t": "ghost", **drawn}, allow_nan=False))

@@ -33,6 +33,8 @@ const paints = [];               // paint times of the last second [ms]
 // The predictive display: where the console has commanded each instrument, sent with
 // each picture (console/ghost.py); drawn over it while shown.
 const ghost = { shown: true, latest: null };
+const GHOST_ALONE_MS = 600;      // no picture for this long: the ghost is drawn on its own
+let lastPaint = -Infinity;       // when the latest picture was painted [ms]
 
 const input = {
   arm: null, keys: new Set(), clutchButton: false, hold: false,
@@ -85,7 +87,7 @@ function onText(msg) {
   else if (msg.t === 'hud') showHud(msg);
   else if (msg.t === 'hello') onHello(msg);
   else if (msg.t === 'codec') onCodec(msg);
-  else if (msg.t === 'ghost') { ghost.latest = msg; drawGhost(); }
+  else if (msg.t === 'ghost') onGhost(msg);
 }
 
 function onCodec(msg) {
@@ -303,7 +305,11 @@ function draw(index, image, rx, out) {
   if (index <= lastDrawn && lastDrawn - index < 1 << 30) return;  // an older picture, late
   lastDrawn = index;
   ctx2d.drawImage(image, 0, 0, canvas.width, canvas.height);
+  ghostLayer.hidden = true;
+  if (ghost.latest) drawGhost(ctx2d, canvas.width / ghost.latest.width,
+                              canvas.height / ghost.latest.height);
   const paint = performance.now();
+  lastPaint = paint;
   shownCapture = capture;
   paints.push(paint);
   const report = { t: 'frame', i: index, rx: rx ?? out, out, paint, shown: null };
@@ -311,39 +317,48 @@ function draw(index, image, rx, out) {
   else requestAnimationFrame(() => { report.shown = performance.now(); send(report); });
 }
 
-// The ghost of each tip, a ring, with a line from where the latest state has it, on a
-// layer over the picture: drawn with each picture, and on its own while none comes (an
-// outage's twin). Its pixels, as drawn, go in #stage's data-ghost for tests and tools.
-function drawGhost() {
+// The ghost of each tip, a ring with a line from where the latest state has it: drawn into
+// each picture as it is painted (a layer of its own would be composited with every frame),
+// and on a layer over the last picture only while none comes (an outage's twin, a frozen
+// video). Its pixels, as drawn, go in #stage's data-ghost for tests and tools.
+function onGhost(msg) {
+  ghost.latest = msg;
+  setText('hud-delay', msg.rtt_ms != null ? `${msg.rtt_ms.toFixed(0)} ms round trip` : '-');
+  if (performance.now() - lastPaint > GHOST_ALONE_MS) {
+    if (ghostLayer.width !== msg.width || ghostLayer.height !== msg.height) {
+      ghostLayer.width = msg.width;
+      ghostLayer.height = msg.height;
+    }
+    ghostLayer.hidden = false;
+    ghostCtx.clearRect(0, 0, ghostLayer.width, ghostLayer.height);
+    drawGhost(ghostCtx, 1, 1);
+  }
+}
+
+function drawGhost(ctx, sx, sy) {
   const g = ghost.latest;
   const stage = $('stage');
-  setText('hud-delay', g && g.rtt_ms != null ? `${g.rtt_ms.toFixed(0)} ms round trip` : '-');
-  ghostCtx.clearRect(0, 0, ghostLayer.width, ghostLayer.height);
   if (!ghost.shown || !g) {
     stage.dataset.ghost = ghost.shown ? '' : 'off';
     return;
   }
-  if (ghostLayer.width !== g.width || ghostLayer.height !== g.height) {
-    ghostLayer.width = g.width;
-    ghostLayer.height = g.height;
-  }
   const drawn = [];
-  ghostCtx.lineWidth = 2;
-  ghostCtx.strokeStyle = ghostCtx.fillStyle = 'rgba(88, 166, 255, 0.9)';
-  ghostCtx.font = '12px ui-monospace, monospace';
+  ctx.lineWidth = 2;
+  ctx.strokeStyle = ctx.fillStyle = 'rgba(88, 166, 255, 0.9)';
+  ctx.font = '12px ui-monospace, monospace';
   for (const [arm, a] of Object.entries(g.arms)) {
     if (!a.ghost) continue;
-    const [u, v] = a.ghost;
-    ghostCtx.beginPath();
+    const [u, v] = [a.ghost[0] * sx, a.ghost[1] * sy];
+    ctx.beginPath();
     if (a.seen) {
-      ghostCtx.moveTo(a.seen[0], a.seen[1]);
-      ghostCtx.lineTo(u, v);
+      ctx.moveTo(a.seen[0] * sx, a.seen[1] * sy);
+      ctx.lineTo(u, v);
     }
-    ghostCtx.moveTo(u + 7, v);
-    ghostCtx.arc(u, v, 7, 0, 2 * Math.PI);
-    ghostCtx.stroke();
-    ghostCtx.fillText(`${arm} ${a.lead_mm.toFixed(1)} mm`, u + 10, v - 10);
-    drawn.push(`${arm}:${u.toFixed(1)},${v.toFixed(1)}` +
+    ctx.moveTo(u + 7, v);
+    ctx.arc(u, v, 7, 0, 2 * Math.PI);
+    ctx.stroke();
+    ctx.fillText(`${arm} ${a.lead_mm.toFixed(1)} mm`, u + 10, v - 10);
+    drawn.push(`${arm}:${a.ghost[0].toFixed(1)},${a.ghost[1].toFixed(1)}` +
                (a.seen ? `:${a.seen[0].toFixed(1)},${a.seen[1].toFixed(1)}` : ''));
   }
   stage.dataset.ghost = drawn.join(' ');
@@ -372,7 +387,8 @@ function toggleGhost() {
   const b = $('ghost');
   b.textContent = ghost.shown ? 'ghost on' : 'ghost off';
   b.setAttribute('aria-pressed', String(ghost.shown));
-  drawGhost();
+  ghostLayer.hidden = true;
+  if (!ghost.shown) $('stage').dataset.ghost = 'off';
 }
 
 // ---- HUD -----------------------------------------------------------------------------
