@@ -46,7 +46,8 @@ def replay(
                    f"({a.judged_samples} of {a.samples} samples) {verdict}; whole run max "
                    f"{a.max_mm:.3f} mm, RMS {a.rms_mm:.3f} mm, {a.max_rad * 1e3:.2f} mrad; "
                    f"not judged: {a.contact_samples} in contact, {a.gap_samples} near the "
-                   f"{a.missing_commands} commands reconstructed (missing from the recording); "
+                   f"{a.missing_commands} commands reconstructed (missing from the recording), "
+                   f"{a.held_samples} after holds not repeated; "
                    "same command "
                    f"tracked at {100 * a.applied_match:.1f} % of samples")
     task = result.task

@@ -31,7 +31,12 @@ held control), so a console that did not hold control is refused again.
 The deviation is therefore reported for the whole trajectory, and judged
 against the tolerance on the samples in free space (no contact on the
 instrument in the recording or in the replay) away from reconstructed commands
-(up to ``GAP_SETTLE_S`` after them).
+(up to ``GAP_SETTLE_S`` after them) and away from the holds the replay cannot repeat:
+where the recorded arm was held by a watchdog whose cause (commands that arrived late) the
+recording cannot show, the replayed arm went on following, and the engagements after such
+a hold come at other ticks; so where one arm follows and the other does not, up to
+``GAP_SETTLE_S`` after they agree again, the samples are counted and not judged (the
+transitions recorded and replayed are reported beside them).
 """
 
 from __future__ import annotations
@@ -95,6 +100,9 @@ class ArmDeviation:
     free space away from recording gaps; ``contact_samples`` had contact on the
     instrument, ``gap_samples`` came up to ``GAP_SETTLE_S`` after ``missing_commands``
     (missed by the recorder, reconstructed);
+    ``held_samples``: one of the recorded and replayed arms following and the other not (a
+    hold the replay could not repeat, and the engagement after it), up to ``GAP_SETTLE_S``
+    after;
     ``applied_match``: fraction of the judged samples where the replayed supervisor tracked
     the same command as the recorded one.
     """
@@ -111,6 +119,7 @@ class ArmDeviation:
     gap_samples: int
     missing_commands: int
     applied_match: float
+    held_samples: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -121,6 +130,7 @@ class ArmDeviation:
                 "judged_rms_mm": round(self.judged_rms_mm, 4),
                 "contact_samples": self.contact_samples, "gap_samples": self.gap_samples,
                 "missing_commands": self.missing_commands,
+                "held_samples": self.held_samples,
                 "applied_match": round(self.applied_match, 4)}
 
 
@@ -571,8 +581,9 @@ def _watchdog(events: list[SafetyEvent]) -> int:
     return sum(1 for ev in events if ev.cause is SafetyCause.WATCHDOG)
 
 
-_Row = tuple[float, float, bool, bool, bool]
-"""distance [m], angle [rad], contact, after a gap, same command tracked."""
+_Row = tuple[float, float, bool, bool, bool, bool]
+"""distance [m], angle [rad], contact, after a gap, same command tracked, after a hold the
+replay did not repeat."""
 
 
 def _hand_over(handovers: list[tuple[int, int | None]], h: int, until_ns: int,
@@ -601,6 +612,8 @@ def _run(s: _Session, sched: _Schedule, line: _Timeline, every: int, arms: Seque
     # Every change of owner after the first claim held the other consoles' arms at once on
     # the patient (PatientControl), not at the new owner's first command.
     handovers, h = sorted(s.owners.items())[1:], 0
+    settle = round(GAP_SETTLE_S * 1e9 / line.period_ns)
+    apart_until = dict.fromkeys(arms, -1)
     for k in range(last_tick + 1):
         while i < len(cmds) and cmds[i][0] <= k:
             _, arrive, msg = cmds[i]
@@ -621,10 +634,13 @@ def _run(s: _Session, sched: _Schedule, line: _Timeline, every: int, arms: Seque
             ours, theirs = robot.arms[arm].measured_cp(), rec.body.measured
             contact = s.contact.get(arm, {}).get(rec.seq, False) or any(
                 f != 0.0 for f in robot.arms[arm].measured_cf().force)
+            if (rec.body.mode is _FOLLOWING) is not (sup.mode(arm) is _FOLLOWING):
+                apart_until[arm] = k + settle
             rows[arm].append((ours.distance(theirs),
                               quat_angle(ours.orientation, theirs.orientation), contact,
                               sched.after_gap(arm, k),
-                              sup.applied(arm)[0] == rec.body.applied_seq))
+                              sup.applied(arm)[0] == rec.body.applied_seq,
+                              k <= apart_until[arm]))
     return rows
 
 
@@ -634,14 +650,16 @@ def _deviation(arm: str, rows: list[_Row], missing: int) -> ArmDeviation:
                             missing, 0.0)
     a = np.array(rows, dtype=np.float64)
     dist_mm, angle = a[:, 0] * 1e3, a[:, 1]
-    contact, gap, match = a[:, 2] > 0, a[:, 3] > 0, a[:, 4] > 0
-    judged = dist_mm[~contact & ~gap]
+    contact, gap, match, held = a[:, 2] > 0, a[:, 3] > 0, a[:, 4] > 0, a[:, 5] > 0
+    keep = ~contact & ~gap & ~held
+    judged = dist_mm[keep]
     return ArmDeviation(arm, len(rows), float(dist_mm.max()),
                         float(np.sqrt(np.mean(dist_mm ** 2))), float(angle.max()),
                         int(judged.size), float(judged.max()) if judged.size else 0.0,
                         float(np.sqrt(np.mean(judged ** 2))) if judged.size else 0.0,
                         int(contact.sum()), int((gap & ~contact).sum()), missing,
-                        float(match[~contact & ~gap].mean()) if judged.size else 0.0)
+                        float(match[keep].mean()) if judged.size else 0.0,
+                        int((held & ~contact & ~gap).sum()))
 
 
 __all__ = ["FREE_SPACE_TOLERANCE_MM", "ArmDeviation", "ReplayResult", "replay"]
