@@ -309,10 +309,11 @@ class ConsoleNode:
         control = self.control
         while not stop.is_set():
             if (self.auth is None or self.auth.ready) and control is not None \
-                    and control.owner is not None:
-                # Control actions travel on the main session: they need the key and the
-                # owner, not the command paths (a bedside console beside a patient whose
-                # commands come over dedicated paths can still grant and allow a replay).
+                    and control.owner is not None and control.matched:
+                # Control actions travel on the main session: they need the key, the owner
+                # and the patient listening on the control keys, not the command paths (a
+                # bedside console beside a patient whose commands come over dedicated paths
+                # can still grant and allow a replay).
                 self._control_ready.set()
             if (commands.matched and (self.auth is None or self.auth.ready)
                     and control is not None and control.owner is not None):
