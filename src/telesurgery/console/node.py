@@ -141,8 +141,6 @@ class ConsoleNode:
         self.control: ControlClient | None = None
         self._actions: queue.SimpleQueue[tuple[Action, int | None] | None] = (
             queue.SimpleQueue())
-        self._control_ready = threading.Event()
-        """Set once control actions can go: the key agreed and the owner announced."""
         self._closing = threading.Event()
 
     # ---- control actions (any thread; even a signal handler) ---------------------------
@@ -187,7 +185,7 @@ class ConsoleNode:
             item = self._actions.get()
             if item is None:
                 return
-            while not (self._control_ready.is_set() or self._closing.is_set()):
+            while not (self._may_act() or self._closing.is_set()):
                 self._closing.wait(0.05)
             control = self.control
             if self._closing.is_set() or control is None:
@@ -210,6 +208,15 @@ class ConsoleNode:
                     control.grant(target)
             except TelesurgeryError as exc:
                 log.warning("control %s not sent: %s", action.replace("_", "-"), exc)
+
+    def _may_act(self) -> bool:
+        """Whether control actions can go now. They travel on the main session: they need
+        the key, the owner announced and the patient listening on the control keys, not
+        the command paths (a bedside console beside a patient whose commands come over
+        dedicated paths can still grant and allow a replay)."""
+        control = self.control
+        return (control is not None and (self.auth is None or self.auth.ready)
+                and control.owner is not None and control.matched)
 
     def _take_over(self, control: ControlClient) -> None:
         deadline = now_ns() + int(TAKE_OVER_GIVE_UP_S * 1e9)
@@ -308,13 +315,6 @@ class ConsoleNode:
         log.info("waiting for the patient node on session %s", self.config.session)
         control = self.control
         while not stop.is_set():
-            if (self.auth is None or self.auth.ready) and control is not None \
-                    and control.owner is not None and control.matched:
-                # Control actions travel on the main session: they need the key, the owner
-                # and the patient listening on the control keys, not the command paths (a
-                # bedside console beside a patient whose commands come over dedicated paths
-                # can still grant and allow a replay).
-                self._control_ready.set()
             if (commands.matched and (self.auth is None or self.auth.ready)
                     and control is not None and control.owner is not None):
                 log.info("patient node present; control with %s", control.owner.owner or
