@@ -24,8 +24,6 @@ and clutch presses.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import math
 import statistics
 import time
@@ -40,12 +38,12 @@ from telesurgery.console.scaling import DelayScaling
 from telesurgery.console.teleop import Teleop
 from telesurgery.errors import ConfigError
 from telesurgery.input.surgeon import Surgeon
-from telesurgery.link.impairment import Impairment, ImpairmentModel
-from telesurgery.link.profiles import load_profile
+from telesurgery.link.impairment import DelayLine, ImpairmentModel
+from telesurgery.link.profiles import PathSpec, load_profile
 from telesurgery.messages import CommandBundle, Message, SafetyEvent
 from telesurgery.robots.sim.robot import TASK_CHECK_PERIOD_S, SimRobot
 from telesurgery.safety.supervisor import Supervisor
-from telesurgery.types import ArmMode
+from telesurgery.types import ArmMode, Pose
 
 PERIOD_NS: Final = 1_000_000
 STATE_EVERY: Final = 2
@@ -69,12 +67,9 @@ class Rung:
     profile: str
     path: str
 
-    def impairment(self) -> tuple[Impairment, Impairment]:
-        """The forward and reverse directions of this rung's path."""
-        _, spec = load_profile(self.profile).path(self.path)
-        half = self.rtt_ms / 2.0
-        return (spec.forward.model_copy(update={"delay_ms": half, "outages": ()}),
-                spec.reverse.model_copy(update={"delay_ms": half, "outages": ()}))
+    def spec(self) -> PathSpec:
+        """This rung's path: the profile path's, half the round trip each way."""
+        return load_profile(self.profile).path(self.path)[1].with_delay(self.rtt_ms / 2.0)
 
 
 LADDER: Final = (
@@ -103,33 +98,14 @@ class Trial:
     holds: int
 
 
-class _Wire:
-    """One direction of the link: packets in, released in order of their release times."""
-
-    def __init__(self, spec: Impairment, seed: int) -> None:
-        self.model = ImpairmentModel(spec, seed=seed)
-        self._queue: list[tuple[int, int, Any]] = []
-        self._order = itertools.count()
-
-    def send(self, t_ns: int, size: int, payload: Any) -> None:
-        for release in self.model.decide(t_ns, size).releases_ns:
-            heapq.heappush(self._queue, (release, next(self._order), payload))
-
-    def arrived(self, t_ns: int) -> list[Any]:
-        out = []
-        while self._queue and self._queue[0][0] <= t_ns:
-            out.append(heapq.heappop(self._queue)[2])
-        return out
-
-
 def run_trial(rung: Rung, compensation: bool, seed: int, timeout_s: float = 240.0,
               on_tick: Callable[[int, SimRobot, Surgeon], None] | None = None) -> Trial:
     """One peg transfer at ``rung`` (see the module docstring); ``on_tick`` (for tests) sees
     the simulated time [ns], the robot and the surgeon after every tick."""
-    forward, reverse = rung.impairment()
+    path = rung.spec()
     console = ConsoleConfig()
     # A command is as old as the path's one-way delay when it arrives (as in the demo).
-    safety = SafetyConfig(path_delay_ms=forward.delay_ms)
+    safety = SafetyConfig(path_delay_ms=path.forward.delay_ms)
     robot = SimRobot()
     t_ns = 0
     events: list[SafetyEvent] = []
@@ -145,7 +121,10 @@ def run_trial(rung: Rung, compensation: bool, seed: int, timeout_s: float = 240.
     scaling = DelayScaling(compensation)
     # The console's figure of the round trip: the path's, as its probes measure it.
     scaling.rtt_ms = rung.rtt_ms
-    commands, states = _Wire(forward, seed * 2 + 1), _Wire(reverse, seed * 2 + 2)
+    commands = DelayLine[tuple[Message, CommandBundle]](
+        ImpairmentModel(path.forward, seed=seed * 2 + 1))
+    states = DelayLine[tuple[tuple[str, Pose, float, ArmMode], ...]](
+        ImpairmentModel(path.reverse, seed=seed * 2 + 2))
     seq = 0
     tips = {arm: robot.arms[arm].measured_cp().position for arm in surgeon.arms}
     path_m = 0.0
@@ -161,10 +140,10 @@ def run_trial(rung: Rung, compensation: bool, seed: int, timeout_s: float = 240.
         bodies = teleop.tick(surgeon.read(t_ns), True)
         if bodies:
             seq += 1
-            commands.send(t_ns, COMMAND_BYTES,
-                          Message(SESSION, seq, t_ns, CommandBundle(tuple(bodies))))
-        for msg in commands.arrived(t_ns):
-            for body in msg.body.commands:
+            out = CommandBundle(tuple(bodies))
+            commands.send(t_ns, COMMAND_BYTES, (Message(SESSION, seq, t_ns, out), out))
+        for msg, sent in commands.arrived(t_ns):
+            for body in sent.commands:
                 sup.submit(msg, t_ns, body)
         sup.tick(t_ns)
         robot.step(PERIOD_NS * 1e-9)

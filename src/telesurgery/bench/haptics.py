@@ -44,10 +44,9 @@ bandwidth cap stay. Each rung reports:
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final
 
 from telesurgery.bench.machine import machine_info
 from telesurgery.config import SafetyConfig
@@ -60,10 +59,8 @@ from telesurgery.haptics import (
     impedance_pc,
 )
 from telesurgery.input.haptic import TOUCH_LIMITS, HapticState, SimulatedTouch, Vec3
-from telesurgery.link.impairment import ImpairmentModel
+from telesurgery.link.impairment import DelayLine, ImpairmentModel
 from telesurgery.link.profiles import load_profile
-
-P = TypeVar("P", MasterPacket, SlavePacket)
 
 RTTS_MS: Final = (0, 70, 135, 300, 700)
 PROFILE: Final = "rome-beijing"
@@ -135,36 +132,10 @@ def _hand_n(tip: HapticState, target_x_m: float) -> Vec3:
             -HAND_N_M * y - HAND_N_S_M * vy, -HAND_N_M * z - HAND_N_S_M * vz)
 
 
-class _Direction(Generic[P]):
-    """One direction of the channel: packets leave at the impairment model's release times."""
-
-    def __init__(self, model: ImpairmentModel) -> None:
-        self._model = model
-        self._flight: deque[tuple[int, P]] = deque()
-        self.sent = 0
-        self.lost = 0
-
-    def send(self, now_ns: int, packet: P) -> None:
-        self.sent += 1
-        releases = self._model.decide(now_ns, PACKET_BYTES).releases_ns
-        if not releases:
-            self.lost += 1
-        for r in releases:
-            self._flight.append((r, packet))
-
-    def deliver(self, now_ns: int) -> Iterable[P]:
-        # The profile does not reorder, so release times never decrease along the queue.
-        while self._flight and self._flight[0][0] <= now_ns:
-            yield self._flight.popleft()[1]
-
-
 def _run(rung: _Rung, seed: int, duration_s: float) -> dict[str, Any]:
-    _, path = load_profile(PROFILE).path(PATH)
-    one_way = {"delay_ms": rung.rtt_ms / 2.0}
-    fwd = _Direction[MasterPacket](
-        ImpairmentModel(path.forward.model_copy(update=one_way), seed=seed))
-    rev = _Direction[SlavePacket](
-        ImpairmentModel(path.reverse.model_copy(update=one_way), seed=seed + 1))
+    path = load_profile(PROFILE).path(PATH)[1].with_delay(rung.rtt_ms / 2.0)
+    fwd = DelayLine[MasterPacket](ImpairmentModel(path.forward, seed=seed))
+    rev = DelayLine[SlavePacket](ImpairmentModel(path.reverse, seed=seed + 1))
     v_max = SafetyConfig().max_linear_speed_m_s
     device = SimulatedTouch()
     obs_m, obs_s = PassivityObserver(DT_S), PassivityObserver(DT_S)
@@ -187,7 +158,7 @@ def _run(rung: _Rung, seed: int, duration_s: float) -> dict[str, Any]:
         # Master: display the returned force, damped by its controller, within the device.
         state = device.read()
         xm, vm = state.position_m[0], state.velocity_m_s[0]
-        for sp in rev.deliver(now):
+        for sp in rev.arrived(now):
             if sp.seq > seq_s:
                 seq_s, f_heard, es_heard = sp.seq, sp.force_n, sp.energy_in_j
         force = -f_heard
@@ -196,10 +167,10 @@ def _run(rung: _Rung, seed: int, duration_s: float) -> dict[str, Any]:
             force = c.value
         felt = device.command_force((FORCE_SCALE * force, 0.0, 0.0))[0]
         e_m = obs_m.observe(felt / FORCE_SCALE * vm)
-        fwd.send(now, MasterPacket(n, now, xm, e_m.e_in_j))
+        fwd.send(now, PACKET_BYTES, MasterPacket(n, now, xm, e_m.e_in_j))
         device.step(_hand_n(device.exact(), _target_m(t_s)))
         # Slave: follow the master, slowed by its controller; the servo pushes the tool.
-        for mp in fwd.deliver(now):
+        for mp in fwd.arrived(now):
             if mp.seq > seq_m:
                 seq_m, xm_heard, em_heard = mp.seq, mp.position_m, mp.energy_in_j
         v_sd = max(-v_max, min(v_max, (xm_heard - x_sd) / DT_S))
@@ -212,7 +183,7 @@ def _run(rung: _Rung, seed: int, duration_s: float) -> dict[str, Any]:
         v_s += (servo - contact) / SLAVE_KG * DT_S
         x_s += v_s * DT_S
         contact = WALL_N_M * max(0.0, x_s - WALL_AT_M)
-        rev.send(now, SlavePacket(n, now, contact, e_s.e_in_j))
+        rev.send(now, PACKET_BYTES, SlavePacket(n, now, contact, e_s.e_in_j))
         generated = max(generated, e_m.e_out_j + e_s.e_out_j - e_m.e_in_j - e_s.e_in_j)
         if n == round(PRESS_END_S / DT_S) - 1:
             press_drift = device.exact().position_m[0] - x_s

@@ -217,9 +217,7 @@ class SurgeonDisplay:
             "video": self.video.status() if self.video is not None else None,
             "forces": forces,
             "twin": node.twin.status(now) if node.twin is not None else None,
-            "replay": {"state": node.replay_state,
-                       "remaining_s": None if node.replay is None
-                       else round(node.replay.remaining_s(), 1)},
+            "replay": node.replay_status(),
             "alarms": force_alarms + self._alarms(events),
         }
         return out

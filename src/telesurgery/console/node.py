@@ -170,11 +170,6 @@ class ConsoleNode:
         """Allow the replay a surgeon console offered (a backup console)."""
         self._actions.put(("allow_replay", None))
 
-    @property
-    def replay_state(self) -> Literal["offered", "replaying"] | None:
-        """This console's replay: offered to the bedside, under way, or none."""
-        return self._replay_state
-
     def discard_replay(self) -> None:
         """Withdraw this console's offered or running replay; its motion is discarded."""
         self._replay_abandon = True
@@ -395,7 +390,7 @@ class ConsoleNode:
                     # The surgeon cannot see what the tools do: every hand is clutched, so
                     # the supervisor brakes the tools and the hands re-anchor on them once
                     # a fresh frame comes.
-                    samples = {arm: replace(s, clutch=True) for arm, s in samples.items()}
+                    samples = _clutched(samples)
             if self.twin is not None:
                 samples = self._outage(now, drive, samples)
             if drive and last:
@@ -410,11 +405,11 @@ class ConsoleNode:
                 # Nothing to the patient: its arms are held, and a returning path must not
                 # bring it commands of a hand anchored on the twin.
                 self.twin.submit(self.teleop.tick(samples, True), now)
-            elif self._replay_tick(now, commands):
+            elif (replayed := self._replay_tick(now)) is not None:
                 # Waiting for the bedside, clutched heartbeats keep control and nothing
                 # moves; replaying, the replay drives. The hands re-anchor when it ends.
-                held = {arm: replace(s, clutch=True) for arm, s in samples.items()}
-                bodies = self.teleop.tick(held, drive and self._replay_state == "offered")
+                bodies = self.teleop.tick(_clutched(samples),
+                                          drive and self._replay_state == "offered") + replayed
             else:
                 bodies = self.teleop.tick(samples, drive)
             if bodies:
@@ -436,13 +431,13 @@ class ConsoleNode:
         silent = self._state_rx_ns > 0 and now - self._state_rx_ns > OUTAGE_AFTER_MS * 1e6
         if silent and self._replay_state is not None:
             # Never resumed: what was not replayed is discarded with the new outage's.
-            self._end_replay("abandoned", "the link dropped again")
+            self._end_replay(now, "abandoned", "the link dropped again")
         if silent and drive and not twin.active:
             twin.enter(self.teleop.measured_state(), now)
             self._clutch_until_ns = now + int(RESYNC_CLUTCH_MS * 1e6)
         elif twin.active and not silent:
+            kept_s = twin.buffered_s
             kept = twin.leave()
-            kept_s = (kept[-1].t_ns - kept[0].t_ns) * 1e-9 if kept else 0.0
             for arm, (pose, jaw, mode) in self._real.items():
                 self.teleop.observe(arm, pose, jaw, mode)
             self._real.clear()
@@ -464,54 +459,45 @@ class ConsoleNode:
             twin.step(now)
             for arm, pose, jaw, mode in twin.states():
                 self.teleop.observe(arm, pose, jaw, mode)
-        if now < self._clutch_until_ns:
-            return {arm: replace(s, clutch=True) for arm, s in samples.items()}
-        return samples
+        return _clutched(samples) if now < self._clutch_until_ns else samples
 
-    def _replay_tick(self, now: int, commands: MultiPublisher) -> bool:
-        """The replay's part of a tick; True while it holds the hands (offered: clutched
-        heartbeats go out; replaying: the plan's commands do, every ``REPLAY_PERIOD_NS``)."""
+    def _replay_tick(self, now: int) -> list[Command] | None:
+        """The replay's part of a tick: None while there is none; else the replay's commands
+        this tick (offered: none, the hands held clutched; replaying: the plan's, every
+        ``REPLAY_PERIOD_NS``)."""
         state, plan, control = self._replay_state, self.replay, self.control
         if state is None or plan is None or control is None:
-            return False
+            return None
         view = control.owner
         offer = None if view is None else view.replay
         mine = offer is not None and offer.session == self.session_id
         if self._replay_abandon:
-            self._end_replay("discarded" if state == "offered" else "abandoned",
+            self._end_replay(now, "discarded" if state == "offered" else "abandoned",
                              "the surgeon withdrew it")
-            return False
+            return None
         if state == "offered":
             if mine and offer is not None and offer.allowed_by is not None:
                 log.warning("%s allowed the replay: %.1f s at %.0f mm/s", offer.allowed_by,
                             plan.remaining_s(), plan.speed * 1e3)
                 self._replay_state, self._replay_next_ns = "replaying", now
-                self._replay_bundle(commands, plan.start(), now, clutch=True)
-            elif now - self._replay_since_ns > REPLAY_WAIT_S * 1e9 or (
+                return _replay_commands(plan.start(), now, clutch=True)
+            if now - self._replay_since_ns > REPLAY_WAIT_S * 1e9 or (
                     view is not None and not mine and now - self._replay_since_ns > 2e9):
-                self._end_replay("discarded", "the bedside did not allow it")
-                return False
-            return True
+                self._end_replay(now, "discarded", "the bedside did not allow it")
+                return None
+            return []
         if not mine or not control.holds_control:
-            self._end_replay("abandoned", "the patient ended it")
-            return False
-        if now >= self._replay_next_ns:
-            self._replay_next_ns += REPLAY_PERIOD_NS
-            self._replay_bundle(commands, plan.step(REPLAY_PERIOD_NS * 1e-9), now)
-            if plan.done:
-                self._end_replay("done", "every kept setpoint replayed")
-        return True
+            self._end_replay(now, "abandoned", "the patient ended it")
+            return None
+        if now < self._replay_next_ns:
+            return []
+        self._replay_next_ns += REPLAY_PERIOD_NS
+        out = _replay_commands(plan.step(REPLAY_PERIOD_NS * 1e-9), now)
+        if plan.done:
+            self._end_replay(now, "done", "every kept setpoint replayed")
+        return out
 
-    def _replay_bundle(self, commands: MultiPublisher, targets: Mapping[str, tuple[Pose, float]],
-                       now: int, clutch: bool = False) -> None:
-        bodies: list[Command] = []
-        for arm, (pose, jaw) in targets.items():
-            bodies += [ServoCP(arm, pose, now, clutch), JawServoJP(arm, jaw, now)]
-        commands.put(CommandBundle(tuple(bodies)))
-        self.sent += len(bodies)
-        self.sent_servo_cp += len(targets)
-
-    def _end_replay(self, outcome: Literal["done", "abandoned", "discarded"],
+    def _end_replay(self, now: int, outcome: Literal["done", "abandoned", "discarded"],
                     why: str) -> None:
         plan = self.replay
         if outcome != "done" and plan is not None and self.twin is not None:
@@ -519,8 +505,15 @@ class ConsoleNode:
         self.replays[outcome] += 1
         log.warning("replay %s: %s", outcome, why)
         self.replay, self._replay_state = None, None
-        self._clutch_until_ns = now_ns() + int(RESYNC_CLUTCH_MS * 1e6)
+        self._clutch_until_ns = now + int(RESYNC_CLUTCH_MS * 1e6)
         self._actions.put(("end_replay", None))
+
+    def replay_status(self) -> dict[str, Any]:
+        """This console's replay (``state``: offered, replaying or None; ``remaining_s``
+        [s]) and how many were offered, done, abandoned and discarded."""
+        return {"state": self._replay_state, **self.replays,
+                "remaining_s": None if self.replay is None
+                else round(self.replay.remaining_s(), 2)}
 
     def _picture_changed(self, was: VideoAge, now: VideoAge, age_ns: int) -> None:
         if now is VideoAge.FROZEN:
@@ -549,9 +542,7 @@ class ConsoleNode:
             "driving_s": round(self.driving_ns * 1e-9, 3),
             "video_freezes": self.video_freezes,
             "twin": self.twin.status(now_ns()) if self.twin is not None else None,
-            "replay": {"state": self._replay_state, **self.replays,
-                       "remaining_s": None if self.replay is None
-                       else round(self.replay.remaining_s(), 2)},
+            "replay": self.replay_status(),
             "state_age_ms": self.state_age_ns.summary(1e-6, last=last),
             "motion_scale": {"scale": round(self.teleop.scale, 4),
                              "base": self.teleop.base_scale,
@@ -578,3 +569,17 @@ class ConsoleNode:
         if device:
             out["device"] = device
         return out
+
+
+def _clutched(samples: Mapping[str, HandSample]) -> dict[str, HandSample]:
+    """``samples`` with every clutch pressed: the hands re-anchor, nothing moves."""
+    return {arm: replace(s, clutch=True) for arm, s in samples.items()}
+
+
+def _replay_commands(targets: Mapping[str, tuple[Pose, float]], now: int,
+                     clutch: bool = False) -> list[Command]:
+    """Each arm's tip pose [m, base frame] and jaw [rad] of a replay as commands."""
+    out: list[Command] = []
+    for arm, (pose, jaw) in targets.items():
+        out += [ServoCP(arm, pose, now, clutch), JawServoJP(arm, jaw, now)]
+    return out

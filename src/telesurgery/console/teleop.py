@@ -84,10 +84,6 @@ class Teleop:
             if mode is not None:
                 self._modes[arm] = mode
 
-    def registration(self, arm: str) -> Pose | None:
-        """The registration of ``arm`` (``register``), None while unknown."""
-        return self._registrations.get(arm)
-
     def measured_state(self) -> dict[str, tuple[Pose, float]]:
         """Each arm's latest measured tip pose [m, base frame] and jaw [rad]."""
         return dict(self._measured)

@@ -23,10 +23,12 @@ the data until the restore.
 from __future__ import annotations
 
 import enum
+import heapq
+import itertools
 import math
 import random
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -253,3 +255,36 @@ class ImpairmentModel:
         self._jitter_state = value
         self._jitter_at_ns = t
         return max(round(value), -self._delay_ns)
+
+
+T = TypeVar("T")
+
+
+class DelayLine(Generic[T]):
+    """One direction of a path inside one process, on the caller's simulated time: a packet
+    sent at ``now_ns`` comes out of ``arrived`` at each release time ``model`` decides (none
+    when it is lost, two when duplicated), in release order. For benches that run both
+    ends of a link in one loop; the emulator does the same with sockets."""
+
+    def __init__(self, model: ImpairmentModel) -> None:
+        self.model = model
+        self.sent = 0
+        self.lost = 0
+        self._flight: list[tuple[int, int, T]] = []
+        self._order = itertools.count()
+
+    def send(self, now_ns: int, size: int, packet: T) -> None:
+        """Send ``packet`` of ``size`` [bytes] at ``now_ns`` [ns]."""
+        self.sent += 1
+        releases = self.model.decide(now_ns, size).releases_ns
+        if not releases:
+            self.lost += 1
+        for release in releases:
+            heapq.heappush(self._flight, (release, next(self._order), packet))
+
+    def arrived(self, now_ns: int) -> list[T]:
+        """The packets released by ``now_ns`` [ns], oldest release first."""
+        out = []
+        while self._flight and self._flight[0][0] <= now_ns:
+            out.append(heapq.heappop(self._flight)[2])
+        return out

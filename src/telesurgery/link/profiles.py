@@ -45,6 +45,13 @@ class PathSpec(BaseModel):
             out[direction] = {**shared, **own} if isinstance(own, dict) else own
         return out
 
+    def with_delay(self, one_way_ms: float) -> PathSpec:
+        """This path with ``one_way_ms`` [ms] of delay each way, all else kept (its jitter,
+        loss and caps at another distance: a rung of a latency ladder)."""
+        delay = {"delay_ms": one_way_ms}
+        return self.model_copy(update={"forward": self.forward.model_copy(update=delay),
+                                       "reverse": self.reverse.model_copy(update=delay)})
+
 
 class Profile(BaseModel):
     """A named set of paths, documented with where its numbers come from."""

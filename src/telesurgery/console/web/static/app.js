@@ -377,7 +377,7 @@ function showOutage(h) {
   if (on) text = `OUTAGE · LOCAL TWIN, NOT THE PATIENT · ${t.for_s.toFixed(1)} s, ` +
     `${t.buffered_s.toFixed(1)} s kept`;
   else if (r.state === 'offered') text = 'OUTAGE MOTION OFFERED FOR REPLAY · waiting for the bedside';
-  else if (r.state === 'replaying') text = `REPLAYING THE OUTAGE MOTION · ${r.remaining_s} s left`;
+  else if (r.state === 'replaying') text = `REPLAYING THE OUTAGE MOTION · ${r.remaining_s.toFixed(1)} s left`;
   $('twin-banner').hidden = !text;
   $('twin-banner').textContent = text;
 }
