@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -89,6 +91,9 @@ def demo(
         help="The surgeon console's input device: autopilot, or touch (the autopilot's "
              "hands on simulated haptic devices that display the force at the tips).")
                       ] = "autopilot",
+    sites: Annotated[Path | None, typer.Option(
+        help="Run the deployment file's sites (docs/deploy.md), each in its own network "
+             "namespace joined only through WAN emulators (needs root).")] = None,
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
 ) -> None:
     """Run patient node, surgeon console (autopilot surgeon) and a Zenoh router together,
@@ -114,8 +119,15 @@ def demo(
                        video=video, web_port=port, insecure=insecure, backup=backup,
                        backup_web_port=backup_port, takeover_at_s=takeover_at,
                        pin_sites=pin_sites, force_cap_n=force_cap)
-    opts.check()
-    check_link_options(opts.link, opts.cuts)
+    if sites is not None:
+        given = [flag for name, flag in _NOT_WITH_SITES.items() if getattr(opts, name)]
+        if given:
+            raise ConfigError(f"--sites runs what the deployment file says: drop "
+                              f"{', '.join(given)} (the file names the WAN paths and who "
+                              "runs the bedside console)")
+    else:
+        opts.check()
+        check_link_options(opts.link, opts.cuts)
     # Before anything starts: a folder that cannot be had is one line.
     if opts.record is not None:
         writable_dir(opts.record, "--record")
@@ -150,7 +162,8 @@ def demo(
         show_pages(m, live.console)
 
     with Live(starting, console=out, refresh_per_second=4, transient=True) as live:
-        result = run_demo(opts, stop, on_tick=tick, on_phase=phase)
+        result = (run_demo(opts, stop, on_tick=tick, on_phase=phase) if sites is None else
+                  _run_sites(sites, opts, stop, tick, phase))
     out.print(render_summary(result))
     if "record" in result:
         out.print(summary_line(result["record"]))
@@ -161,6 +174,29 @@ def demo(
         path = Path(summary) if summary is not None else workdir / "summary.json"
         write_json(path, result)
         out.print(f"summary written to {path}")
+
+
+_NOT_WITH_SITES = {"link": "--link", "loss": "--loss", "backup": "--backup",
+                   "takeover_at_s": "--takeover-at", "record": "--record",
+                   "foxglove": "--foxglove"}
+
+
+def _run_sites(file: Path, opts: DemoOptions, stop: threading.Event,
+               tick: Callable[[Monitor, float], None],
+               phase: Callable[[str], None]) -> dict[str, Any]:
+    """``demo --sites FILE``: the deployment's sites on this machine (demo.fabric)."""
+    from telesurgery.demo.fabric import run_sites
+    from telesurgery.sites.deployment import load_deployment
+    from telesurgery.sites.netns import check_permitted
+
+    dep = load_deployment(file)
+    check_permitted()
+    assert opts.workdir is not None
+    return run_sites(dep, file.resolve(), opts.workdir, stop, duration_s=opts.duration_s,
+                     insecure=opts.insecure, log_level=opts.log_level, cuts=opts.cuts,
+                     pin_sites=opts.pin_sites,
+                     site_args=["--device", opts.device, "--still-bedside"],
+                     on_tick=tick, on_phase=phase)
 
 
 def register(app: typer.Typer) -> None:

@@ -19,6 +19,7 @@ VERB_MODULES = (
     "report",
     "link",
     "probe",
+    "sites",
 )
 
 

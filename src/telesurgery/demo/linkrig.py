@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Protocol, Self
 
 from telesurgery.config import PathConfig, ZenohConfig
 from telesurgery.demo.processes import free_port
@@ -161,15 +161,28 @@ def paths_toml(paths: Sequence[PathConfig]) -> str:
         # JSON strings and arrays of strings are valid TOML for these ASCII values.
         lines += ["[[paths]]", f"name = {json.dumps(p.name)}",
                   f"tls = {json.dumps(p.tls)}", "[paths.zenoh]",
+                  f"mode = {json.dumps(p.zenoh.mode)}",
                   f"listen = {json.dumps(p.zenoh.listen)}",
                   f"connect = {json.dumps(p.zenoh.connect)}", ""]
     return "\n".join(lines)
 
 
+class Cuttable(Protocol):
+    """Emulated paths that can be cut and restored by name (a ``LinkRig``, the sites'
+    WAN paths)."""
+
+    @property
+    def names(self) -> list[str]: ...
+
+    def cut(self, path: str) -> None: ...
+
+    def restore(self, path: str) -> None: ...
+
+
 class CutSchedule:
     """Cuts and restores the rig's paths at given times into the run."""
 
-    def __init__(self, rig: LinkRig | None, cuts: Sequence[Cut]) -> None:
+    def __init__(self, rig: Cuttable | None, cuts: Sequence[Cut]) -> None:
         _check_cuts(rig.names if rig is not None else None, cuts)
         self._rig = rig
         self._events: list[tuple[float, str, bool]] = []

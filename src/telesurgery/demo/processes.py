@@ -59,13 +59,15 @@ def pin(pid: int, cpus: frozenset[int]) -> None:
 @dataclass
 class NodeProcess:
     """One ``telesurgery <verb>`` child, its log file and its report file; ``cpus``: the
-    CPUs it runs on (None: any); ``env``: variables added to its environment."""
+    CPUs it runs on (None: any); ``env``: variables added to its environment; ``prefix``:
+    what runs it (``ip netns exec NAME`` to run it in a network namespace)."""
 
     name: str
     args: list[str]
     workdir: Path
     cpus: frozenset[int] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    prefix: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
     report_path: Path = field(init=False)
@@ -76,7 +78,7 @@ class NodeProcess:
 
     def start(self, with_report: bool = True) -> None:
         """Spawn the child with its output going to its log file."""
-        cmd = [sys.executable, "-m", "telesurgery", *self.args]
+        cmd = [*self.prefix, sys.executable, "-m", "telesurgery", *self.args]
         if with_report:
             cmd += ["--report", str(self.report_path)]
         # Only this user may read the log: a console prints its page's secret there.
