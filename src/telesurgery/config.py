@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from telesurgery.errors import ConfigError
+from telesurgery.tasks.rules import DEFAULT_TASK, rules_for
 
 PositiveFloat = Annotated[float, Field(gt=0.0)]
 Vec3 = tuple[float, float, float]
@@ -255,6 +256,11 @@ class ChecklistConfirmation(_Strict):
                                                             max_length=500)]] = {}
 
 
+def _task_name(v: str) -> str:
+    rules_for(v)
+    return v
+
+
 class PatientConfig(_Strict):
     """The patient-side node: robot, loops and safety."""
 
@@ -277,8 +283,11 @@ class PatientConfig(_Strict):
     which licensing authorities and jurisdictions it accepts, by role; none: licences
     are not checked."""
     checklist: ChecklistConfig = ChecklistConfig()
+    task: str = DEFAULT_TASK
+    """The training task on the simulated board (``telesurgery.tasks``)."""
 
     _paths = field_validator("paths")(_unique_paths)
+    _task = field_validator("task")(_task_name)
 
     @field_validator("session")
     @classmethod
@@ -324,6 +333,9 @@ class ConsoleConfig(_Strict):
     device: Literal["autopilot", "scripted", "touch", "web"] = "autopilot"
     """``touch``: the autopilot's hands on simulated haptic devices that display the force
     at the tips (docs/haptics.md)."""
+    task: str = DEFAULT_TASK
+    """The training task the autopilot performs (``telesurgery.tasks``); the patient's
+    board must be set up for the same."""
     trajectory: Path | None = None
     rate_hz: PositiveFloat = 1000.0
     scale: Annotated[float, Field(gt=0.0, le=1.0)] = 0.2
@@ -353,6 +365,7 @@ class ConsoleConfig(_Strict):
 
     _paths = field_validator("paths")(_unique_paths)
     _arms = field_validator("arms")(_arm_names)
+    _task = field_validator("task")(_task_name)
 
     @field_validator("session")
     @classmethod

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from telesurgery.bench.delay import _new_drops
+from telesurgery.robots.sim.task import new_drops as _new_drops
 
 TIMEOUT_S = 600.0  # two peg transfers on simulated time: about a minute idle
 

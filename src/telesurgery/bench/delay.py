@@ -42,6 +42,7 @@ from telesurgery.link.impairment import DelayLine, ImpairmentModel
 from telesurgery.link.profiles import PathSpec, load_profile
 from telesurgery.messages import CommandBundle, Message, SafetyEvent
 from telesurgery.robots.sim.robot import TASK_CHECK_PERIOD_S, SimRobot
+from telesurgery.robots.sim.task import new_drops
 from telesurgery.safety.supervisor import Supervisor
 from telesurgery.types import ArmMode, Pose
 
@@ -53,9 +54,6 @@ STATE_BYTES: Final = 330
 """Sizes [bytes] of a command bundle and a state bundle for two arms on the wire, near
 enough for the rate caps, which they are far below."""
 SESSION: Final = 1
-DROP_ABOVE_REST_M: Final = 0.004
-"""A ring whose centre is within this [m] of its resting height, off every peg, lies on
-the board: dropped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +161,7 @@ def run_trial(rung: Rung, compensation: bool, seed: int, timeout_s: float = 240.
             on_tick(t_ns, robot, surgeon)
         if tick % task_ticks == 0:
             status = robot.peg_transfer()
-            drops += _new_drops(status.rings, status.ring_pegs, robot.layout.ring.rest_height,
+            drops += new_drops(status.rings, status.ring_pegs, robot.layout.ring.rest_height,
                                 lying)
             # The robot counts a transfer on its own period: both must agree.
             if status.on_target == rings and status.completed >= rings:
@@ -174,21 +172,6 @@ def run_trial(rung: Rung, compensation: bool, seed: int, timeout_s: float = 240.
                 and e.mode_before not in (None, ArmMode.HELD))
     return Trial(rung.rtt_ms, compensation, seed, done_s, final.completed, drops,
                  path_m, surgeon.clutch_presses, holds)
-
-
-def _new_drops(rings: Sequence[tuple[float, float, float]], pegs: Sequence[int | None],
-               rest_height: float, lying: set[int]) -> int:
-    """Rings that have just come to lie on the board off every peg; ``lying`` keeps those
-    that lie there now, so each drop counts once."""
-    new = 0
-    for i, (centre, peg) in enumerate(zip(rings, pegs, strict=True)):
-        down = peg is None and centre[2] < rest_height + DROP_ABOVE_REST_M
-        if down and i not in lying:
-            new += 1
-            lying.add(i)
-        elif not down:
-            lying.discard(i)
-    return new
 
 
 def _rung_summary(trials: Sequence[Trial]) -> dict[str, Any]:

@@ -80,6 +80,8 @@ class SystemOptions:
     pin_sites: bool = False
     """Each site on its own half of the CPUs (``DemoOptions.pin_sites``), the browser with
     the surgeon's console."""
+    task: str = "peg_transfer"
+    """The training task the autopilot performs (``DemoOptions.task``)."""
 
 
 class Hogs:
@@ -220,7 +222,8 @@ def bench_system(opts: SystemOptions, stop: threading.Event,
         page = _launch(browser, stack, opts.pin_sites)
         window = Window(opts.duration_s, page, stop, progress)
         summary = run_demo(DemoOptions(duration_s=None, link=opts.link, video=True,
-                                       log_level=opts.log_level, pin_sites=opts.pin_sites),
+                                       log_level=opts.log_level, pin_sites=opts.pin_sites,
+                                       task=opts.task),
                            stop, on_tick=window.tick)
         hog_pids = hogs.pids
     if window.first is None or window.last is None:

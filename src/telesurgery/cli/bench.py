@@ -12,6 +12,7 @@ import typer
 
 from telesurgery.cli.common import check_duration, setup_logging, stop_on_signals, write_json
 from telesurgery.errors import ConfigError
+from telesurgery.tasks import rules_for
 
 bench_app = typer.Typer(help="Performance benchmarks (write JSON with --json PATH).",
                         no_args_is_help=True)
@@ -105,6 +106,8 @@ def system(
         help="Each site on its own half of the CPUs, as on two machines (the browser with "
              "the surgeon's console), as the demo runs.")] = True,
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
+    task: Annotated[str, typer.Option(
+        help="The training task: peg_transfer, handover or precision.")] = "peg_transfer",
 ) -> None:
     """The flagship as a user sees it: the demo with video and its console page open in
     headless Chromium; commands, holds, page paint, latencies and CPU per process."""
@@ -113,7 +116,8 @@ def system(
     from telesurgery.bench.system import SystemOptions, bench_system
 
     opts = SystemOptions(link=None if link == "none" else link, duration_s=duration, hog=hog,
-                         chromium=chromium, log_level=log_level, pin_sites=pin_sites)
+                         chromium=chromium, log_level=log_level, pin_sites=pin_sites,
+                         task=rules_for(task).name)
     started = time.monotonic()
 
     def progress(line: str) -> None:

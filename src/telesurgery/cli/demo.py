@@ -28,6 +28,7 @@ from telesurgery.demo.recording import summary_line
 from telesurgery.demo.run import DemoOptions, run_demo, writable_dir
 from telesurgery.demo.view import render_status, render_summary
 from telesurgery.errors import ConfigError
+from telesurgery.tasks import rules_for
 
 DEMO_DEVICES = ("autopilot", "touch")
 """The input devices that drive the demo's console by themselves."""
@@ -94,6 +95,9 @@ def demo(
     sites: Annotated[Path | None, typer.Option(
         help="Run the deployment file's sites (docs/deploy.md), each in its own network "
              "namespace joined only through WAN emulators (needs root).")] = None,
+    task: Annotated[str, typer.Option(
+        help="The training task: peg_transfer, handover or precision (docs/training.md).")
+                    ] = "peg_transfer",
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
 ) -> None:
     """Run patient node, surgeon console (autopilot surgeon) and a Zenoh router together,
@@ -118,7 +122,7 @@ def demo(
                        foxglove=foxglove,
                        video=video, web_port=port, insecure=insecure, backup=backup,
                        backup_web_port=backup_port, takeover_at_s=takeover_at,
-                       pin_sites=pin_sites, force_cap_n=force_cap)
+                       pin_sites=pin_sites, force_cap_n=force_cap, task=rules_for(task).name)
     if sites is not None:
         given = [flag for name, flag in _NOT_WITH_SITES.items() if getattr(opts, name)]
         if given:

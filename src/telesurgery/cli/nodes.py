@@ -37,6 +37,9 @@ ReportOpt = Annotated[Path | None, typer.Option(help="Write the final report (JS
 LogOpt = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
 VideoOpt = Annotated[bool | None, typer.Option("--video/--no-video", help="Endoscope video "
                                                "(default: on, or as the config says).")]
+TaskOpt = Annotated[str | None, typer.Option(
+    "--task", help="The training task: peg_transfer (default), handover or precision. Give "
+    "the patient and the consoles the same.")]
 ForceCapOpt = Annotated[float | None, typer.Option(
     "--force-cap", help="Force cap at the instrument's tip [N] (default: 8, or as the config "
     "says): the console's page alarms and sounds at or above it, the patient's supervisor "
@@ -85,7 +88,7 @@ def patient(config: ConfigOpt = None, session: SessionOpt = None, listen: Listen
             foxglove: FoxgloveOpt = None,
             foxglove_identity: Annotated[Path | None, typer.Option(
                 "--foxglove-identity", help="The recorder identity the --foxglove server "
-                "joins a secure session with.")] = None) -> None:
+                "joins a secure session with.")] = None, task: TaskOpt = None) -> None:
     """Run the patient-side node: simulated robot, safety supervisor, 1 kHz servo loop."""
     setup_logging(log_level)
     check_duration(duration)
@@ -95,17 +98,18 @@ def patient(config: ConfigOpt = None, session: SessionOpt = None, listen: Listen
                video=_section(base.video, enabled=video),
                safety=_section(base.safety, force_cap_n=force_cap),
                security=security_section(base.security, identity, acl, crl, insecure),
-               policy=policy,
+               policy=policy, task=task,
                checklist=_section(base.checklist, required=checklist,
                                   confirmation=confirmation, probe_reports=probe_report))
     from telesurgery.patient.node import PatientNode
     from telesurgery.robots.sim.robot import SimRobot
+    from telesurgery.robots.sim.scene import task_layout
 
     # Before the node: the server's process must not inherit the real-time scheduling.
     live = None if foxglove is None else foxglove_beside(
         foxglove, cfg.session, cfg.zenoh.listen or cfg.zenoh.connect, cfg.security,
         foxglove_identity, log_level)
-    robot = SimRobot()
+    robot = SimRobot(task_layout(cfg.task), cfg.safety.force_cap_n)
     try:
         out = PatientNode(cfg, robot).run(stop_on_signals(), duration)
     finally:
@@ -136,13 +140,14 @@ def console(config: ConfigOpt = None, session: SessionOpt = None, listen: Listen
             report: ReportOpt = None, log_level: LogOpt = "info", video: VideoOpt = None,
             web: WebOpt = None, web_port: WebPortOpt = None,
             identity: IdentityOpt = None, acl: AclOpt = None, crl: CrlOpt = None,
-            insecure: InsecureOpt = False, force_cap: ForceCapOpt = None) -> None:
+            insecure: InsecureOpt = False, force_cap: ForceCapOpt = None,
+            task: TaskOpt = None) -> None:
     """Run the surgeon console: input device, teleoperation mapping, 1 kHz commands, and the
     page with the endoscope video, the HUD (with the force at each tip against the force
     cap), keyboard/mouse/gamepad input and the button that asks the bedside for control."""
     _run_console("surgeon", config, session, listen, connect, mode, duration, device,
                  trajectory, report, log_level, video, web, web_port,
-                 identity, acl, crl, insecure, force_cap=force_cap)
+                 identity, acl, crl, insecure, force_cap=force_cap, task=task)
 
 
 def backup(config: ConfigOpt = None, session: SessionOpt = None, listen: ListenOpt = None,
@@ -157,7 +162,7 @@ def backup(config: ConfigOpt = None, session: SessionOpt = None, listen: ListenO
            insecure: InsecureOpt = False, force_cap: ForceCapOpt = None,
            take_control: Annotated[bool, typer.Option(
                "--take-control", help="Take control as soon as the patient node is there "
-               "and the command key is agreed.")] = False) -> None:
+               "and the command key is agreed.")] = False, task: TaskOpt = None) -> None:
     """Run the bedside backup console: the surgeon console's teleoperation, and control at
     once with one action (the page's Take control button, key T, the gamepad's Y, SIGUSR1
     or --take-control); it grants control back to a remote surgeon who asks. Needs a
@@ -165,7 +170,7 @@ def backup(config: ConfigOpt = None, session: SessionOpt = None, listen: ListenO
     _run_console("backup", config, session, listen, connect, mode, duration, device,
                  trajectory, report, log_level, video, web, web_port,
                  identity, acl, crl, insecure, take_control=take_control,
-                 force_cap=force_cap)
+                 force_cap=force_cap, task=task)
 
 
 def _run_console(role: Literal["surgeon", "backup"], config: Path | None, session: str | None,
@@ -174,7 +179,7 @@ def _run_console(role: Literal["surgeon", "backup"], config: Path | None, sessio
                  report: Path | None, log_level: str, video: bool | None, web: bool | None,
                  web_port: int | None, identity: Path | None, acl: Path | None,
                  crl: Path | None, insecure: bool, *, take_control: bool = False,
-                 force_cap: float | None = None) -> None:
+                 force_cap: float | None = None, task: str | None = None) -> None:
     setup_logging(log_level)
     check_duration(duration)
     base = load(ConsoleConfig, config)
@@ -186,7 +191,7 @@ def _run_console(role: Literal["surgeon", "backup"], config: Path | None, sessio
         # The bedside surgeon's hands are on the page; an autopilot there would be a surprise.
         device = "web"
     cfg = load(ConsoleConfig, config, session=session, role=role, device=device,
-               trajectory=trajectory, force_cap_n=force_cap,
+               trajectory=trajectory, force_cap_n=force_cap, task=task,
                zenoh=_zenoh(base.zenoh, mode, listen, connect),
                video=_section(base.video, enabled=video),
                web=_section(base.web, enabled=web, port=web_port),

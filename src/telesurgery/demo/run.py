@@ -52,6 +52,7 @@ from telesurgery.demo.summary import backup_section, build_summary, security_sec
 from telesurgery.errors import ConfigError, TelesurgeryError
 from telesurgery.security.node import DEMO_MEMBERS, DEMO_SURGEON, Site, throwaway_site
 from telesurgery.security.pki import Role
+from telesurgery.tasks import DEFAULT_TASK
 from telesurgery.transport.session import Security
 from telesurgery.video.latency import video_summary
 
@@ -108,6 +109,8 @@ class DemoOptions:
     force_cap_n: float | None = None
     """Force cap at the tips [N] for the patient's supervisor and every console's page
     alike (None: the configs' default, ``config.FORCE_CAP_N``)."""
+    task: str = DEFAULT_TASK
+    """The training task on the board and in the autopilot's hands (``telesurgery.tasks``)."""
 
     def check(self) -> None:
         """``ConfigError`` for options that do not go together."""
@@ -194,7 +197,8 @@ def run_demo(opts: DemoOptions, stop: threading.Event,
     common = ["--session", opts.session, "--log-level", opts.log_level,
               *([] if opts.video else ["--no-video"]),
               # One cap on both sides: the patient's supervisor and the consoles' pages.
-              *([] if opts.force_cap_n is None else ["--force-cap", repr(opts.force_cap_n)])]
+              *([] if opts.force_cap_n is None else ["--force-cap", repr(opts.force_cap_n)]),
+              *([] if opts.task == DEFAULT_TASK else ["--task", opts.task])]
     members = DEMO_MEMBERS_WITH_BACKUP if opts.backup else DEMO_MEMBERS
     if not opts.insecure:
         on_phase("creating the site's throwaway PKI")

@@ -18,6 +18,13 @@ its hands in the view frame as a surgeon at the console would:
   the pegs, carry, lower onto the target peg, open, retreat, park; the arms
   take turns, one ring each, and when every ring is across, the rings go back.
 
+The other training tasks (``telesurgery.tasks``) have their own pilots, built by
+``autopilot_for``: ``HandoverPilot`` (the left arm lifts a ring to the middle and holds
+it, the right one takes it by its second tab, the left lets go, the right places it on
+its target peg) and ``TracePilot`` (the right arm traces the circle of marks, mark to
+mark). A step may wait on the other hand (``_Step.until``), as one surgeon's hand waits
+on the other's.
+
 Positions [m], speeds [m/s], angles [rad], times [ns] (``read``) or [s].
 """
 
@@ -25,7 +32,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -78,6 +85,9 @@ class Phase(enum.Enum):
     RELEASE = "release"
     RETREAT = "retreat"
     PARK = "park"
+    WAIT = "wait"
+    HOLD = "hold"
+    TRACE = "trace"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +110,8 @@ class _Step:
     grip: float
     tolerance_m: float
     dwell_s: float
+    until: Callable[[], bool] | None = None
+    """What must also hold before the step ends (the other hand's progress)."""
 
 
 class _Hand:
@@ -227,12 +239,18 @@ class Autopilot(InputDevice):
         p = self._view_from_world.compose(Pose(_vec(np.asarray(world)))).position
         return np.array(p)
 
-    def _tip_over_ring(self, peg: int, above_m: float) -> FloatArray:
-        """Tool tip [m, world] whose jaws' middle is on the tab of a ring resting on ``peg``,
-        raised by ``above_m``."""
+    def _tip_over_ring(self, peg: int, above_m: float, side: int = -1) -> FloatArray:
+        """Tool tip [m, world] whose jaws' middle is on the tab (``side``: -1 the first, 1
+        the second) of a ring resting on ``peg``, raised by ``above_m``."""
+        return self._tip_over(self.layout.ring_on_peg(peg), above_m, side)
+
+    def _tip_over(self, centre_m: tuple[float, float, float], above_m: float,
+                  side: int = -1) -> FloatArray:
+        """Tool tip [m, world] whose jaws' middle is on the tab on ``side`` of a ring
+        centred at ``centre_m`` [m], raised by ``above_m``."""
         ring = self.layout.ring
-        centre = np.array(self.layout.ring_on_peg(peg))
-        tab = centre + np.array(ring.tab_offset())
+        centre = np.array(centre_m)
+        tab = centre + np.array(ring.tab_offset(side))
         grasp_z = tab[2] + ring.tab_half[2] - GRASP_BELOW_TAB_TOP_M
         return np.array([tab[0], tab[1], grasp_z + JAW_GRASP_DEPTH_M + above_m])
 
@@ -241,9 +259,7 @@ class Autopilot(InputDevice):
         src = self._in_view(self._tip_over_ring(job.source, 0.0))
         dst_up = self._in_view(self._tip_over_ring(job.target, LIFT_M))
         dst = self._in_view(self._tip_over_ring(job.target, RELEASE_ABOVE_M))
-        base = self.layout.base_pose(job.arm)
-        home = base.compose(self.layout.home_tip(job.arm)).position
-        park = self._in_view(home)
+        park = self._park(job.arm)
         # Via points need no precision; the jaws around the tab and the ring over its
         # peg need a millimetre.
         return [
@@ -258,6 +274,11 @@ class Autopilot(InputDevice):
             _Step(Phase.PARK, park, GRIP_CLOSED, 0.004, 0.0),
         ]
 
+    def _park(self, arm: str) -> FloatArray:
+        """Where ``arm``'s tip parks [m, view frame]: its home."""
+        base = self.layout.base_pose(arm)
+        return self._in_view(base.compose(self.layout.home_tip(arm)).position)
+
     # -- acting ----------------------------------------------------------------------------
 
     def _advance(self, dt: float) -> None:
@@ -270,15 +291,21 @@ class Autopilot(InputDevice):
         if any(h.tip is None for h in self._hands.values()):
             return
         if not any(h.busy for h in self._hands.values()):
-            # One ring at a time; the arm that placed the last one parks meanwhile.
-            job = next(self._jobs)
-            hand = self._hands[job.arm]
-            hand.job = job
-            hand.steps = self._plan(job)
-            hand.dwell_s = 0.0
-            hand.retries = 0
+            self._next_jobs()
         for arm, hand in self._hands.items():
             self._drive(arm, hand, dt)
+
+    def _next_jobs(self) -> None:
+        """Give the hands their next work: one ring at a time; the arm that placed the last
+        one parks meanwhile."""
+        self._assign(next(self._jobs))
+
+    def _assign(self, job: Job) -> None:
+        hand = self._hands[job.arm]
+        hand.job = job
+        hand.steps = self._plan(job)
+        hand.dwell_s = 0.0
+        hand.retries = 0
 
     def _drive(self, arm: str, hand: _Hand, dt: float) -> None:
         assert hand.tip is not None
@@ -310,7 +337,8 @@ class Autopilot(InputDevice):
                 Phase.CLOSE, Phase.RELEASE):
             self._start_reindex(hand, error)
             return
-        if distance <= step.tolerance_m and hand.grip == step.grip:
+        if distance <= step.tolerance_m and hand.grip == step.grip and (
+                step.until is None or step.until()):
             hand.dwell_s += dt
             if hand.dwell_s >= step.dwell_s:
                 self._finish(hand, step)
@@ -376,6 +404,119 @@ class Autopilot(InputDevice):
                 hand.clutch = False
 
 
+class HandoverPilot(Autopilot):
+    """The handover (``scene.TASK_LAYOUTS["handover"]``): for each ring, the giver (psm2,
+    on the left) takes it by its first tab and holds it in the air over the middle of the
+    board; the taker (psm1) takes it there by its second tab; the giver lets go and
+    parks; the taker lowers it onto its target peg. Needs both arms."""
+
+    GIVER: Final = "psm2"
+    TAKER: Final = "psm1"
+
+    def __init__(self, arms: tuple[str, ...] = ("psm1", "psm2"), scale: float = 0.2,
+                 layout: PegTransferLayout = DEFAULT_LAYOUT, **kwargs: float) -> None:
+        if set(arms) != {self.GIVER, self.TAKER} or layout.ring.tabs < 2:
+            raise ConfigError("the handover needs both arms, psm1 and psm2, and rings with "
+                              "two tabs (the handover's board)")
+        super().__init__(arms, scale, layout, **kwargs)
+        self._ring = 0
+
+    def _next_jobs(self) -> None:
+        lay = self.layout
+        ring = self._ring % lay.rings
+        self._ring += 1
+        source, target = lay.start_pegs[ring], lay.target_pegs[ring]
+        # The jobs alternate direction, as the peg transfer's: across, then back.
+        if (self._ring - 1) // lay.rings % 2:
+            source, target = target, source
+        self._assign(Job(self.GIVER, ring, source, target))
+        self._assign(Job(self.TAKER, ring, source, target))
+
+    def _plan(self, job: Job) -> list[_Step]:
+        _x, y, z = self.layout.ring_on_peg(job.source)
+        mid = (0.0, y, z)
+        park = self._park(job.arm)
+        if job.arm == self.GIVER:
+            src_up = self._in_view(self._tip_over_ring(job.source, LIFT_M))
+            src = self._in_view(self._tip_over_ring(job.source, 0.0))
+            held = self._in_view(self._tip_over(mid, LIFT_M))
+            return [
+                _Step(Phase.APPROACH, src_up, GRIP_OPEN, 0.004, 0.0),
+                _Step(Phase.DESCEND, src, GRIP_OPEN, 0.001, 0.1),
+                _Step(Phase.CLOSE, src, GRIP_CLOSED, 0.002, 0.3),
+                _Step(Phase.LIFT, src_up, GRIP_CLOSED, 0.004, 0.0),
+                _Step(Phase.CARRY, held, GRIP_CLOSED, 0.0015, 0.2),
+                _Step(Phase.HOLD, held, GRIP_CLOSED, 0.003, 0.0,
+                      lambda: self.phase(self.TAKER) is Phase.HOLD),
+                _Step(Phase.RELEASE, held, GRIP_OPEN, 0.003, 0.3),
+                _Step(Phase.RETREAT, self._in_view(self._tip_over(mid, LIFT_M + 0.02)),
+                      GRIP_OPEN, 0.004, 0.0),
+                _Step(Phase.PARK, park, GRIP_CLOSED, 0.004, 0.0),
+            ]
+        above = self._in_view(self._tip_over(mid, LIFT_M + 0.015, 1))
+        take = self._in_view(self._tip_over(mid, LIFT_M, 1))
+        dst_up = self._in_view(self._tip_over_ring(job.target, LIFT_M, 1))
+        dst = self._in_view(self._tip_over_ring(job.target, RELEASE_ABOVE_M, 1))
+        return [
+            _Step(Phase.WAIT, park, GRIP_CLOSED, 0.004, 0.0,
+                  lambda: self.phase(self.GIVER) is Phase.HOLD),
+            _Step(Phase.APPROACH, above, GRIP_OPEN, 0.004, 0.0),
+            _Step(Phase.DESCEND, take, GRIP_OPEN, 0.001, 0.1),
+            _Step(Phase.CLOSE, take, GRIP_CLOSED, 0.002, 0.3),
+            _Step(Phase.HOLD, take, GRIP_CLOSED, 0.003, 0.0,
+                  lambda: self.phase(self.GIVER) in (Phase.RETREAT, Phase.PARK,
+                                                    Phase.IDLE)),
+            _Step(Phase.CARRY, dst_up, GRIP_CLOSED, 0.0015, 0.1),
+            _Step(Phase.LOWER, dst, GRIP_CLOSED, 0.0015, 0.1),
+            _Step(Phase.RELEASE, dst, GRIP_OPEN, 0.002, 0.3),
+            _Step(Phase.RETREAT, dst_up, GRIP_OPEN, 0.004, 0.0),
+            _Step(Phase.PARK, park, GRIP_CLOSED, 0.004, 0.0),
+        ]
+
+
+class TracePilot(Autopilot):
+    """The precision task (``scene.TASK_LAYOUTS["precision"]``): psm1 comes down onto the
+    first mark and traces the circle mark to mark, straight between them, then parks."""
+
+    TRACER: Final = "psm1"
+
+    def __init__(self, arms: tuple[str, ...] = ("psm1", "psm2"), scale: float = 0.2,
+                 layout: PegTransferLayout = DEFAULT_LAYOUT, **kwargs: float) -> None:
+        if self.TRACER not in arms or not layout.marks:
+            raise ConfigError("the precision task is traced by psm1 on a board with marks "
+                              "(the precision task's board)")
+        super().__init__(arms, scale, layout, **kwargs)
+
+    def _next_jobs(self) -> None:
+        self._assign(Job(self.TRACER, -1, 0, 0))
+
+    def _plan(self, job: Job) -> list[_Step]:
+        marks = [self._in_view(m) for m in self.layout.marks]
+        first = self.layout.marks[0]
+        above = self._in_view((first[0], first[1], first[2] + 0.015))
+        # Within 0.8 mm of each mark: well inside the 2 mm the task allows.
+        return [_Step(Phase.APPROACH, above, GRIP_CLOSED, 0.004, 0.0),
+                *(_Step(Phase.TRACE, m, GRIP_CLOSED, 0.0008, 0.0) for m in marks),
+                _Step(Phase.RETREAT, above, GRIP_CLOSED, 0.004, 0.0),
+                _Step(Phase.PARK, self._park(job.arm), GRIP_CLOSED, 0.004, 0.0)]
+
+
+PILOTS: Final[Mapping[str, type[Autopilot]]] = {
+    "peg_transfer": Autopilot, "handover": HandoverPilot, "precision": TracePilot}
+"""The pilot of each training task."""
+
+
+def autopilot_for(layout: PegTransferLayout, arms: tuple[str, ...] = ("psm1", "psm2"),
+                  scale: float = 0.2) -> Autopilot:
+    """The pilot that performs the task of ``layout`` (``layout.task``)."""
+    try:
+        pilot = PILOTS[layout.task]
+    except KeyError:
+        raise ConfigError(f"no autopilot for task {layout.task!r}; it does "
+                          f"{', '.join(sorted(PILOTS))}") from None
+    return pilot(arms=arms, scale=scale, layout=layout)
+
+
 def _approach(value: float, goal: float, max_change: float) -> float:
     if abs(goal - value) <= max_change:
         return goal
@@ -386,4 +527,5 @@ def _vec(a: FloatArray) -> tuple[float, float, float]:
     return (float(a[0]), float(a[1]), float(a[2]))
 
 
-__all__ = ["GRIP_OPEN", "HELD_JAW_MIN_RAD", "LIFT_M", "Autopilot", "Job", "Phase"]
+__all__ = ["GRIP_OPEN", "HELD_JAW_MIN_RAD", "LIFT_M", "PILOTS", "Autopilot", "HandoverPilot",
+           "Job", "Phase", "TracePilot", "autopilot_for"]

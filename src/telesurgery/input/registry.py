@@ -10,9 +10,10 @@ from telesurgery.input.base import InputDevice
 
 
 def _autopilot(cfg: ConsoleConfig) -> InputDevice:
-    from telesurgery.input.autopilot import Autopilot
+    from telesurgery.input.autopilot import autopilot_for
+    from telesurgery.robots.sim.scene import task_layout
 
-    return Autopilot(arms=tuple(cfg.arms), scale=cfg.scale)
+    return autopilot_for(task_layout(cfg.task), arms=tuple(cfg.arms), scale=cfg.scale)
 
 
 def _scripted(cfg: ConsoleConfig) -> InputDevice:
@@ -27,6 +28,9 @@ def _scripted(cfg: ConsoleConfig) -> InputDevice:
 def _touch(cfg: ConsoleConfig) -> InputDevice:
     from telesurgery.input.touch import HapticHands
 
+    if cfg.task != "peg_transfer":
+        raise ConfigError(f"the touch device's hands perform the peg transfer only, not "
+                          f"{cfg.task}: use --device autopilot for that task")
     return HapticHands(arms=tuple(cfg.arms), scale=cfg.scale)
 
 

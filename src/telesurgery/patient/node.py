@@ -96,6 +96,8 @@ class PatientNode:
         self.auth: PatientKeys | None = None
         self.checklist: PatientChecklist | None = None
         self._recorder_present = False
+        self._clutches = 0
+        """Clutch presses the supervisor saw (the task's metrics)."""
 
     def run(self, stop: threading.Event, duration_s: float | None = None) -> dict[str, Any]:
         """Serve until stopped; returns the final report (counters and measured figures)."""
@@ -300,6 +302,8 @@ class PatientNode:
             if ev is not None:
                 log.info("safety: %s -> %s (%s)", ev.previous.name, ev.state.name, ev.text())
                 events.put(ev)
+                if ev.cause is SafetyCause.CLUTCH_PRESSED:
+                    self._clutches += 1
                 if ev.cause is SafetyCause.WATCHDOG:
                     # A replay whose commands stopped coming is over: never resumed.
                     self.control.end_replay("interrupted: the console's commands stopped")
@@ -342,7 +346,7 @@ class PatientNode:
         }
         task = getattr(self.robot, "task_status", None)
         if callable(task):
-            out["task"] = task()
+            out["task"] = task(self._clutches)
         if self.video is not None:
             out["video"] = self.video.status()
         return out

@@ -186,8 +186,9 @@ def _ring(index: int, layout: PegTransferLayout) -> str:
         if k % (n // _RING_FEET) == 0:
             geoms.append(f'<geom class="foot" type="sphere" size="{ring.tube_radius:g}" '
                          f'pos="{_fmt(p0)}" rgba="{colour}"/>')
-    geoms.append(f'<geom class="ring" type="box" pos="{_fmt(ring.tab_offset())}" '
-                 f'size="{_fmt(ring.tab_half)}" rgba="{colour}"/>')
+    for side in (-1, 1)[:ring.tabs]:
+        geoms.append(f'<geom class="ring" type="box" pos="{_fmt(ring.tab_offset(side))}" '
+                     f'size="{_fmt(ring.tab_half)}" rgba="{colour}"/>')
     i_z = ring.mass * ring.radius**2
     return (f'<body name="{ring_body_name(index)}" pos="{_fmt(centre)}">'
             f'<freejoint name="{ring_body_name(index)}"/>'
@@ -217,6 +218,13 @@ def _tissue(layout: PegTransferLayout) -> str:
             f'<geom class="board" type="box" size="{pad.half[0]:g} {pad.half[1]:g} '
             f'{pad.height / 2:g}" solref="0.001 1" mass="0.05" rgba="0.85 0.45 0.45 1"/>'
             f"</body>")
+
+
+def _marks(layout: PegTransferLayout) -> str:
+    # Drawn flat on the board, seen but never touched.
+    return "".join(f'<geom class="visual" type="cylinder" size="0.0015 0.0002" '
+                   f'pos="{x:.6g} {y:.6g} 0.0002" rgba="0.95 0.95 0.2 1"/>'
+                   for x, y, _ in layout.marks[:len(layout.marks) - 1 or None])
 
 
 def build_mjcf(layout: PegTransferLayout = DEFAULT_LAYOUT) -> str:
@@ -262,6 +270,7 @@ def build_mjcf(layout: PegTransferLayout = DEFAULT_LAYOUT) -> str:
     quat="{_fmt(cam.orientation)}" fovy="{layout.camera.fovy_deg:g}"/>
   {rings}
   {_tissue(layout)}
+  {_marks(layout)}
   {arms}
 </worldbody>
 <actuator>{actuators}</actuator>

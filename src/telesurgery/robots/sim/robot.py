@@ -17,12 +17,13 @@ import math
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 import mujoco
 import numpy as np
 import numpy.typing as npt
 
+from telesurgery.config import FORCE_CAP_N
 from telesurgery.errors import KinematicsError, RobotError
 from telesurgery.geometry import FloatArray, Vec3, quat_to_rotation
 from telesurgery.robots.base import Arm, Robot
@@ -45,11 +46,12 @@ from telesurgery.robots.sim.model import (
     tool_body_names,
 )
 from telesurgery.robots.sim.scene import DEFAULT_LAYOUT, PegTransferLayout
+from telesurgery.robots.sim.task import (
+    SETTLED_ABOVE_REST_M,
+    TASK_CHECK_PERIOD_S,
+    TaskMonitor,
+)
 from telesurgery.types import JointState, OperatingState, Pose, Wrench
-
-TASK_CHECK_PERIOD_S: Final = 0.02
-"""How often [s, simulated] the rings are checked against the pegs."""
-_SETTLED_ABOVE_REST_M: Final = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,9 +303,12 @@ class SimRobot(Robot):
     """The simulated robot: the scene of ``layout`` with its arms, stepped by the servo loop.
 
     Starts DISABLED with each tool at its home pose (``layout.home_tip``), jaws closed.
+    ``task``: the training task on the board (``layout.task``), its time above
+    ``force_cap_n`` [N] counted.
     """
 
-    def __init__(self, layout: PegTransferLayout = DEFAULT_LAYOUT) -> None:
+    def __init__(self, layout: PegTransferLayout = DEFAULT_LAYOUT,
+                 force_cap_n: float = FORCE_CAP_N) -> None:
         self.layout = layout
         self.model = load_model(layout)
         self.data = mujoco.MjData(self.model)
@@ -322,9 +327,7 @@ class SimRobot(Robot):
             arm._place()
         mujoco.mj_forward(self.model, self.data)
         self._rings = [self.model.body(ring_body_name(i)).id for i in range(layout.rings)]
-        self._rested_on = list(layout.start_pegs)
-        self._completed = 0
-        self._last_completed_s = 0.0
+        self.task = TaskMonitor(self, force_cap_n)
         self._next_check_s = 0.0
 
     @property
@@ -389,7 +392,7 @@ class SimRobot(Robot):
             arm._invalidate()
         if self.data.time >= self._next_check_s:
             self._next_check_s = self.data.time + TASK_CHECK_PERIOD_S
-            self._check_rings()
+            self.task.check()
 
     def _sense(self) -> None:
         # One look at the contacts for all arms, in floats: most steps no instrument touches
@@ -406,40 +409,31 @@ class SimRobot(Robot):
 
     # -- the peg transfer -------------------------------------------------------------
 
-    def _peg_under(self, centre: FloatArray) -> int | None:
+    def peg_under(self, centre: FloatArray | Vec3) -> int | None:
+        """The peg a ring centred at ``centre`` [m, world] rests around (None: lifted, or
+        off every peg)."""
         lay = self.layout
         hole = lay.ring.radius - lay.ring.tube_radius
-        if centre[2] > lay.ring.rest_height + _SETTLED_ABOVE_REST_M:
+        if centre[2] > lay.ring.rest_height + SETTLED_ABOVE_REST_M:
             return None
         for i, (x, y, _) in enumerate(lay.pegs):
             if math.hypot(centre[0] - x, centre[1] - y) < hole - lay.peg_radius:
                 return i
         return None
 
-    def _check_rings(self) -> None:
-        for i, body in enumerate(self._rings):
-            peg = self._peg_under(self.data.xpos[body])
-            if peg is not None and peg != self._rested_on[i]:
-                self._completed += 1
-                self._last_completed_s = self.time_s
-                self._rested_on[i] = peg
-
     def peg_transfer(self) -> PegTransferStatus:
         """Where the rings are and how many transfers are done."""
         lay = self.layout
         rings = tuple(_vec(self.data.xpos[b]) for b in self._rings)
-        pegs = tuple(self._peg_under(self.data.xpos[b]) for b in self._rings)
+        pegs = tuple(self.peg_under(self.data.xpos[b]) for b in self._rings)
         on_target = sum(1 for i, p in enumerate(pegs) if p == lay.target_pegs[i])
         return PegTransferStatus(self.time_s, rings, pegs, lay.pegs, on_target,
-                                 self._completed, self._last_completed_s)
+                                 self.task.transfers, self.task.last_s)
 
-    def task_status(self) -> dict[str, Any]:
-        """The peg transfer as JSON-ready telemetry (the patient node's status and the
-        summary's ``task``): ``completed``, ``on_target``, ``time_s`` (simulated time of
-        the latest completed transfer)."""
-        s = self.peg_transfer()
-        return {"name": "peg_transfer", "completed": s.completed, "on_target": s.on_target,
-                "time_s": round(s.last_completed_s, 3), "sim_time_s": round(s.time_s, 3)}
+    def task_status(self, clutches: int = 0) -> dict[str, Any]:
+        """The training task as JSON-ready telemetry (the patient node's status and the
+        summary's ``task``; ``TaskMonitor.status``)."""
+        return self.task.status(clutches)
 
 
 def _span(arm: str, what: str, indices: list[int]) -> slice:

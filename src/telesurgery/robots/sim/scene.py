@@ -9,6 +9,11 @@ The board is a small version of the FLS peg transfer: six pegs in two columns
 of three; a ring around each peg of the left column. A ring is an octagon of
 capsules with an upright tab on its left side (toward -x), which is what the
 jaws grasp: the jaws open along x and their hinge runs along y.
+
+Each training task (``telesurgery.tasks``) has its layout here (``task_layout``): the
+peg transfer's; the handover's, whose rings carry a second tab on their right (+x) so
+that the right arm can take a ring the left one holds; the precision task's, no rings and
+a circle of marks to trace.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ class RingGeometry:
     tab_half: Vec3 = (0.001, 0.0025, 0.0055)
     tab_height: float = 0.0055
     mass: float = 0.005
+    tabs: int = 1
+    """1: the tab at -x; 2: a second one at +x (the handover's rings)."""
 
     @property
     def tab_radius(self) -> float:
@@ -51,9 +58,10 @@ class RingGeometry:
         """Height [m] of the ring's mid-plane above the board when it lies flat."""
         return self.tube_radius
 
-    def tab_offset(self) -> Vec3:
-        """Tab centre [m] relative to the ring centre, ring lying flat with its tab at -x."""
-        return (-self.tab_radius, 0.0, self.tab_height)
+    def tab_offset(self, side: int = -1) -> Vec3:
+        """Tab centre [m] relative to the ring centre, ring lying flat: its first tab at -x
+        (``side`` -1), its second at +x (``side`` 1)."""
+        return (side * self.tab_radius, 0.0, self.tab_height)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +140,13 @@ class PegTransferLayout:
     """Depth [m] below its RCM at which each tool starts, jaws down, above the pegs."""
     tissue: TissuePad | None = None
     """A pad of known stiffness on the board (none in the peg transfer)."""
+    task: str = "peg_transfer"
+    """The training task this board is set up for (``telesurgery.tasks``)."""
+    marks: tuple[Vec3, ...] = ()
+    """Points [m, world] to trace in order, at the height the tip traces them (the
+    precision task); drawn on the board below them."""
+    mark_tolerance_m: float = 0.002
+    """How far [m] the tip may stray from the line between two marks."""
 
     @property
     def arms(self) -> tuple[str, ...]:
@@ -169,5 +184,35 @@ class PegTransferLayout:
 
 DEFAULT_LAYOUT: Final = PegTransferLayout()
 
-__all__ = ["DEFAULT_LAYOUT", "JAWS_DOWN", "CameraSpec", "PegTransferLayout", "RingGeometry",
-           "TissuePad"]
+
+def _circle(centre: Vec3, radius_m: float, points: int) -> tuple[Vec3, ...]:
+    """``points`` marks on a circle, clockwise as the endoscope sees it, starting nearest
+    the camera, and the first again to close it."""
+    x, y, z = centre
+    ring = [(x + radius_m * math.sin(-2.0 * math.pi * k / points),
+             y - radius_m * math.cos(2.0 * math.pi * k / points), z) for k in range(points)]
+    return (*ring, ring[0])
+
+
+TASK_LAYOUTS: Final = {
+    "peg_transfer": DEFAULT_LAYOUT,
+    "handover": PegTransferLayout(ring=RingGeometry(tabs=2), task="handover"),
+    # The tip (the wrist's end, whose pose the teleoperation drives) 14 mm above the
+    # board: the 10 mm jaws closed below it clear the board by 4 mm.
+    "precision": PegTransferLayout(start_pegs=(), target_pegs=(), task="precision",
+                                   marks=_circle((0.0, 0.0, 0.014), 0.02, 12)),
+}
+"""Each training task's board."""
+
+
+def task_layout(task: str) -> PegTransferLayout:
+    """The board of training task ``task``; ConfigError listing the tasks."""
+    try:
+        return TASK_LAYOUTS[task]
+    except KeyError:
+        raise ConfigError(f"unknown task {task!r}; choose one of "
+                          f"{', '.join(sorted(TASK_LAYOUTS))}") from None
+
+
+__all__ = ["DEFAULT_LAYOUT", "JAWS_DOWN", "TASK_LAYOUTS", "CameraSpec", "PegTransferLayout",
+           "RingGeometry", "TissuePad", "task_layout"]
