@@ -10,7 +10,16 @@ import zenoh
 
 from telesurgery.errors import ConfigError
 from telesurgery.security import GRANTS, Role, access_control, acl_settings, load_acl_settings
-from telesurgery.security.acl import COMMANDS, SAFETY, STATE, VIDEO, Grant
+from telesurgery.security.acl import (
+    BROADCAST,
+    COMMANDS,
+    KEYFRAME_REQUEST,
+    MENTOR_MARK,
+    SAFETY,
+    STATE,
+    VIDEO,
+    Grant,
+)
 
 ROSTER = {Role.SURGEON: ["surgeon:dr-rossi", "surgeon:dr-bianchi"],
           Role.OBSERVER: ["observer:obs1"], Role.RECORDER: [], Role.ROBOT: ["robot:patient"]}
@@ -32,11 +41,16 @@ def test_deny_by_default_one_subject_and_policy_per_role_with_members() -> None:
                for k in r["key_exprs"])
 
 
-def test_observer_rules_allow_subscribing_only() -> None:
+def test_observer_rules_allow_subscribing_and_only_the_audience_keys() -> None:
     block = access_control("or1", {Role.OBSERVER: ["observer:obs1"]})
     inbound = {m for r in block["rules"] if "ingress" in r["flows"] for m in r["messages"]}
     assert inbound == {"declare_subscriber", "declare_liveliness_subscriber",
-                       "liveliness_query"}
+                       "liveliness_query", "put"}
+    # What an observer gateway may put: a keyframe request, its broadcast, mentors' marks.
+    puts = {k for r in block["rules"] if "ingress" in r["flows"] and "put" in r["messages"]
+            for k in r["key_exprs"]}
+    assert puts == {"telesurgery/or1/ecm/video/keyframe",
+                    "telesurgery/or1/audience/*/broadcast", "telesurgery/or1/audience/*/mark"}
 
 
 def test_only_surgeon_and_backup_command_and_only_the_robot_publishes_state() -> None:
@@ -45,7 +59,8 @@ def test_only_surgeon_and_backup_command_and_only_the_robot_publishes_state() ->
     for keys in (STATE, VIDEO, SAFETY):
         assert {role for role, g in GRANTS.items() if set(keys) & set(g.publish)} == {
             Role.ROBOT}
-    assert not GRANTS[Role.OBSERVER].publish
+    assert set(GRANTS[Role.OBSERVER].publish) == {*KEYFRAME_REQUEST, *BROADCAST,
+                                                  *MENTOR_MARK}
     assert not GRANTS[Role.OBSERVER].presence
     assert not GRANTS[Role.RECORDER].publish
     assert GRANTS[Role.RECORDER].presence == ("presence/recorder$*",)

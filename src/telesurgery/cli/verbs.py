@@ -20,6 +20,7 @@ VERB_MODULES = (
     "link",
     "probe",
     "sites",
+    "observe",
 )
 
 

@@ -55,6 +55,10 @@ SYNC_REQUEST = ("link/*/sync/request",)
 SYNC_REPLY = ("link/*/sync/reply",)
 """Clock synchronisation on the control paths: the robot asks, consoles answer."""
 STATUS = ("*/status",)
+BROADCAST = ("audience/*/broadcast",)
+"""An observer gateway announcing its broadcast started or stopped, and who allowed it."""
+MENTOR_MARK = ("audience/*/mark",)
+"""A mentor's pointer or stroke on the picture, relayed by the gateway to the consoles."""
 PRESENCE = "presence/*"
 
 NODE_OF_ROLE = {Role.SURGEON: "console", Role.BACKUP: "backup", Role.ROBOT: "patient",
@@ -85,7 +89,7 @@ _WATCH = (*STATE, *VIDEO, *SAFETY, *OWNER, *LINK, *STATUS)
 
 _CONSOLE_PUBLISH = (*COMMANDS, *CONTROL_REQUEST, *KEY_OFFER, *KEYFRAME_REQUEST, *SYNC_REPLY,
                     *LINK)
-_CONSOLE_WATCH = (*_WATCH, *KEY_ACCEPT, *SYNC_REQUEST)
+_CONSOLE_WATCH = (*_WATCH, *KEY_ACCEPT, *SYNC_REQUEST, *MENTOR_MARK)
 
 GRANTS: Mapping[Role, Grant] = {
     Role.SURGEON: Grant(
@@ -99,15 +103,19 @@ GRANTS: Mapping[Role, Grant] = {
         publish=(*STATE, *VIDEO, *SAFETY, *OWNER, *KEY_ACCEPT, *SYNC_REQUEST, *LINK,
                  _own(Role.ROBOT, "status")),
         subscribe=(*COMMANDS, *CONTROL_REQUEST, *CONTROL_GRANT, *KEY_OFFER,
-                   *KEYFRAME_REQUEST, *SYNC_REPLY, *LINK, *STATUS),
+                   *KEYFRAME_REQUEST, *SYNC_REPLY, *LINK, *STATUS, *BROADCAST),
         presence=(_own(Role.ROBOT, "presence"),)),
-    Role.OBSERVER: Grant(subscribe=_WATCH),
+    # An observer gateway also asks for the IDRs its viewers start on (about one a
+    # second, only while it broadcasts), announces its broadcast and relays mentors' marks.
+    Role.OBSERVER: Grant(publish=(*KEYFRAME_REQUEST, *BROADCAST, *MENTOR_MARK),
+                         subscribe=_WATCH),
     Role.RECORDER: Grant(subscribe=("**",), presence=(_own(Role.RECORDER, "presence"),)),
     Role.ROUTER: Grant(relay=True),
 }
 """The default rights: only surgeon and backup command (and offer command keys); only
-the robot publishes state, video and safety (and answers key offers); observers and the
-recorder only subscribe (the recorder to the whole session, commands included, for the
+the robot publishes state, video and safety (and answers key offers); observers command
+nothing (they may ask for a keyframe, announce a broadcast and relay a mentor's marks); the
+recorder only subscribes (the recorder to the whole session, commands included, for the
 audit; it announces its presence); routers relay everything."""
 
 _ALL_MESSAGES = ("put", "delete", "declare_subscriber", "query", "declare_queryable",

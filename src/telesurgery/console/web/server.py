@@ -48,7 +48,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, ClassVar, Final, Protocol, runtime_checkable
 
 import av
 from aiohttp import WSMsgType, web
@@ -123,8 +123,6 @@ _HEADERS: Final = {
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_PUBLIC: Final = frozenset({"/app.js"})
-"""Paths served without the secret (the script holds nothing of the console's)."""
 
 
 class PageBackend(Protocol):
@@ -249,7 +247,15 @@ class WebConsole:
 
     ``encoded`` and ``decoded`` are called from the console's video thread;
     everything else about pages happens on the server's own event loop.
+
+    The audience's viewer page (``telesurgery.audience``) is served by a subclass: it names
+    its own page, scripts and page cap, admits its own tokens and adds its own routes.
     """
+
+    PAGE: ClassVar[str] = "index.html"
+    SCRIPTS: ClassVar[tuple[str, ...]] = ("video.js", "app.js")
+    """Served without the secret: the scripts hold nothing of the console's."""
+    MAX_PAGES: ClassVar[int] = MAX_PAGES
 
     def __init__(self, config: WebConfig, backend: PageBackend, command_period_ns: int) -> None:
         self.config = config
@@ -289,6 +295,11 @@ class WebConsole:
     def page_url(self) -> str:
         """The page's URL with its secret (after ``start``): what the surgeon opens."""
         return page_url(self.config.host, self.port, self.token)
+
+    @property
+    def wants_pictures(self) -> bool:
+        """True while a page takes JPEG pictures: ``decoded`` has work to do."""
+        return self._jpeg_pages > 0
 
     # ---- lifecycle ----------------------------------------------------------------
 
@@ -334,10 +345,12 @@ class WebConsole:
     async def _serve(self) -> None:
         self._stopping = asyncio.Event()
         app = web.Application(middlewares=[self._guard])
-        app.router.add_get("/", self._file("index.html", "text/html"))
-        app.router.add_get("/app.js", self._file("app.js", "text/javascript"))
+        app.router.add_get("/", self._file(self.PAGE, "text/html"))
+        for script in self.SCRIPTS:
+            app.router.add_get(f"/{script}", self._file(script, "text/javascript"))
         app.router.add_get("/ws", self._websocket)
         app.router.add_get("/api/status", self._status)
+        self.add_routes(app)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         try:
@@ -375,12 +388,14 @@ class WebConsole:
             self.refused["host"] += 1
             raise (web.HTTPBadRequest if host is None else web.HTTPForbidden)(text=why)
         assert host is not None
+        if self.open_to_all(request.path):
+            return await handler(request)
         why = origin_refusal(request.headers.get("Origin"), host)
         if why is not None:
             self.refused["origin"] += 1
             raise web.HTTPForbidden(text=why)
-        if request.path not in _PUBLIC:
-            why = token_refusal(request.query.get(TOKEN_PARAM), self.token, self.url)
+        if request.path.lstrip("/") not in self.SCRIPTS:
+            why = self.token_refusal(request)
             if why is not None:
                 self.refused["token"] += 1
                 # Said a few times, then only counted: a script knocking must not fill the log.
@@ -389,6 +404,23 @@ class WebConsole:
                     request.remote, why)
                 raise web.HTTPUnauthorized(text=why, headers=_HEADERS)
         return await handler(request)
+
+    def token_refusal(self, request: web.Request) -> str | None:
+        """Why ``request`` is refused for its token (None: it is not): this launch's secret."""
+        return token_refusal(request.query.get(TOKEN_PARAM), self.token, self.url)
+
+    def open_to_all(self, path: str) -> bool:
+        """True for a path any origin may fetch without a token (none here)."""
+        return False
+
+    def add_routes(self, app: web.Application) -> None:
+        """Routes beyond the page, its scripts, ``/ws`` and ``/api/status`` (none here)."""
+
+    def page_opened(self, request: web.Request) -> None:
+        """A page's WebSocket is open (the audience logs who watches)."""
+
+    def page_closed(self, request: web.Request) -> None:
+        """A page's WebSocket closed."""
 
     def _file(self, name: str, content_type: str
               ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -407,10 +439,10 @@ class WebConsole:
     # ---- pages ----------------------------------------------------------------------
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
-        if len(self._pages) >= MAX_PAGES:
+        if len(self._pages) >= self.MAX_PAGES:
             self.refused["full"] += 1
-            why = (f"this console already serves {MAX_PAGES} pages, the most it does; close "
-                   "one and reload")
+            why = (f"this server already serves {self.MAX_PAGES} pages, the most it does; "
+                   "close one and reload")
             log.warning("console page refused: %s", why)
             raise web.HTTPServiceUnavailable(text=why, headers=_HEADERS)
         ws = web.WebSocketResponse(max_msg_size=1 << 16, heartbeat=None)
@@ -418,10 +450,13 @@ class WebConsole:
         # Counted before the handshake, which may let other handshakes run meanwhile.
         self._pages.add(page)
         tasks: list[asyncio.Task[None]] = []
+        opened = False
         try:
             await ws.prepare(request)
             self._books.append(page.book)
             self.pages_opened += 1
+            self.page_opened(request)
+            opened = True
             log.info("a console page connected (%d open)", len(self._pages))
             tasks = [asyncio.create_task(self._sender(page)),
                      asyncio.create_task(self._pinger(page)),
@@ -438,6 +473,8 @@ class WebConsole:
         finally:
             for t in tasks:
                 t.cancel()
+            if opened:
+                self.page_closed(request)
             self._pages.discard(page)
             if page.webcodecs is False:
                 self._jpeg_pages -= 1
@@ -666,7 +703,7 @@ class WebConsole:
             "url": self.url,
             "pages_open": len(self._pages),
             "pages_opened": self.pages_opened,
-            "max_pages": MAX_PAGES,
+            "max_pages": self.MAX_PAGES,
             "requests_refused": dict(self.refused),
             "frames_sent": dict(self.frames_sent),
             "dropped": self.frames_dropped,

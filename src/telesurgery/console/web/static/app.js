@@ -10,24 +10,12 @@ const ctx2d = canvas.getContext('2d', { alpha: false, desynchronized: true });
 const ghostLayer = $('ghost-layer');
 const ghostCtx = ghostLayer.getContext('2d');
 
-const HEADER = 18;
-const KIND_H264 = 1;
-const KIND_JPEG = 2;
 const SEND_PERIOD_MS = 20;       // input messages while the hands move
 const KEEPALIVE_MS = 100;        // at least this often while the page is open (presence)
 const DEAD_ZONE = 0.15;          // gamepad sticks
-const MAX_DECODE_QUEUE = 2;      // frames waiting in the decoder before the page skips ahead
-const MAX_LATE_MS = 250;         // a frame this old on arrival means the page fell behind
 
 let ws = null;
 let hello = null;
-let decoder = null;
-let waitingKey = true;
-const arrivals = new Map();      // frame index -> arrival time [ms], until decoded
-const videoCapture = new Map();  // frame index -> capture time [ms, page clock], until drawn
-const REMEMBERED = 256;
-let lastDrawn = -1;
-let jpegDecoding = 0;            // JPEG pictures being decoded
 let shownCapture = NaN;          // capture time of the frame on screen [ms, page clock]
 const paints = [];               // paint times of the last second [ms]
 // The predictive display: where the console has commanded each instrument, sent with
@@ -72,7 +60,7 @@ function connect() {
   };
   ws.onmessage = (ev) => {
     if (typeof ev.data === 'string') onText(JSON.parse(ev.data));
-    else onVideo(ev.data, performance.now());
+    else video.onVideo(ev.data, performance.now());
   };
   ws.onclose = () => {
     // A console started again has a new secret: its page is at the URL it printed.
@@ -192,130 +180,19 @@ function showChecklist(c) {
   }));
 }
 
-// ---- video -------------------------------------------------------------------------
+// ---- video (video.js decodes; this page paints with the ghost) ---------------------
 
-function codecOf(data) {
-  // avc1.PPCCLL from the SPS (NAL type 7): profile, constraint flags, level.
-  for (let i = 0; i + 6 < data.length; i++) {
-    if (data[i] === 0 && data[i + 1] === 0 && data[i + 2] === 1 && (data[i + 3] & 0x1f) === 7) {
-      const hex = (b) => b.toString(16).padStart(2, '0');
-      return `avc1.${hex(data[i + 4])}${hex(data[i + 5])}${hex(data[i + 6])}`;
-    }
-  }
-  return null;
-}
-
-function resetDecoder() {
-  if (decoder && decoder.state !== 'closed') decoder.close();
-  decoder = null;
-  waitingKey = true;
-  lastDrawn = -1;
-  arrivals.clear();
-}
-
-function lostStream(why) {
-  console.warn('video decoder:', why);
-  resetDecoder();
-  send({ t: 'action', a: 'keyframe' });
-}
-
-function skipToKeyframe() {
-  // Behind: drop frames until the next IDR rather than let them queue (each would be
-  // shown later than the last); the decoder keeps its configuration.
-  waitingKey = true;
-  send({ t: 'action', a: 'keyframe' });
-}
-
-function makeDecoder(data) {
-  const codec = codecOf(data);
-  if (!codec) return null;
-  const d = new VideoDecoder({
-    output: (frame) => {
-      const index = frame.timestamp;
-      const out = performance.now();
-      draw(index, frame, arrivals.get(index), out);
-      arrivals.delete(index);
-      frame.close();
-    },
-    error: (e) => lostStream(e.message),
-  });
-  // No description: the stream is Annex B, parameter sets in band.
-  d.configure({ codec, optimizeForLatency: true, hardwareAcceleration: 'no-preference' });
-  return d;
-}
-
-function forgetOld(map) {
-  // Frames the decoder dropped never come out: forget the oldest beyond a few seconds' worth.
-  for (const k of map.keys()) {
-    if (map.size <= REMEMBERED) break;
-    map.delete(k);
-  }
-}
-
-function onVideo(buf, rx) {
-  const view = new DataView(buf);
-  const kind = view.getUint8(0);
-  const key = (view.getUint8(1) & 1) === 1;
-  const width = view.getUint16(2, true);
-  const height = view.getUint16(4, true);
-  const index = view.getUint32(6, true);
-  if (canvas.width !== width || canvas.height !== height) {
-    canvas.width = width;
-    canvas.height = height;
-    canvas.style.aspectRatio = `${width} / ${height}`;
-  }
-  const capture = view.getFloat64(10, true);
-  const data = new Uint8Array(buf, HEADER);
-  videoCapture.set(index, capture);
-  forgetOld(videoCapture);
-  forgetOld(arrivals);
-  const late = Number.isFinite(capture) && rx - capture > MAX_LATE_MS;
-  if (kind === KIND_JPEG) {
-    if (late || jpegDecoding >= MAX_DECODE_QUEUE) return;  // each picture stands alone
-    jpegDecoding++;
-    createImageBitmap(new Blob([data], { type: 'image/jpeg' })).then((bitmap) => {
-      jpegDecoding--;
-      draw(index, bitmap, rx, performance.now());
-      bitmap.close();
-    }, () => { jpegDecoding--; });
-    return;
-  }
-  if (kind !== KIND_H264) return;
-  if (!waitingKey && !key && (late || decoder.decodeQueueSize >= MAX_DECODE_QUEUE)) {
-    skipToKeyframe();
-    return;
-  }
-  if (waitingKey) {
-    if (!key) return;
-    decoder = decoder || makeDecoder(data);
-    if (!decoder) return;
-    waitingKey = false;
-  }
-  arrivals.set(index, rx);
-  try {
-    decoder.decode(new EncodedVideoChunk({ type: key ? 'key' : 'delta', timestamp: index, data }));
-  } catch (e) {
-    lostStream(e.message);
-  }
-}
-
-function draw(index, image, rx, out) {
-  const capture = videoCapture.get(index);
-  videoCapture.delete(index);
-  if (index <= lastDrawn && lastDrawn - index < 1 << 30) return;  // an older picture, late
-  lastDrawn = index;
+const video = new VideoSink(canvas, send, (image, capture) => {
   ctx2d.drawImage(image, 0, 0, canvas.width, canvas.height);
   ghostLayer.hidden = true;
   if (ghost.latest) drawGhost(ctx2d, canvas.width / ghost.latest.width,
                               canvas.height / ghost.latest.height);
-  const paint = performance.now();
-  lastPaint = paint;
+  lastPaint = performance.now();
   shownCapture = capture;
-  paints.push(paint);
-  const report = { t: 'frame', i: index, rx: rx ?? out, out, paint, shown: null };
-  if (document.hidden) send(report);
-  else requestAnimationFrame(() => { report.shown = performance.now(); send(report); });
-}
+  paints.push(lastPaint);
+});
+
+function resetDecoder() { video.reset(); }
 
 // The ghost of each tip, a ring with a line from where the latest state has it: drawn into
 // each picture as it is painted (a layer of its own would be composited with every frame),
