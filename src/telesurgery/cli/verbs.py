@@ -21,6 +21,7 @@ VERB_MODULES = (
     "probe",
     "sites",
     "observe",
+    "train",
 )
 
 
