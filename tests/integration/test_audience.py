@@ -351,3 +351,31 @@ async def _send_page_messages(url: str) -> None:
         await ws.send_str(json.dumps({"t": "input", "arm": "psm1", "v": [0.01, 0, 0]}))
         await ws.send_str(json.dumps({"t": "action", "a": "take_control"}))
         await ws.close()
+
+
+def test_a_second_gateway_behind_a_second_router_serves_its_own_viewers(
+        rig: Rig, broadcasting: Gateway) -> None:
+    # A second site's router, joined to the first (Zenoh routers fan out the session), and
+    # a gateway of its own as its client: the audience scales out by adding both.
+    second_ep = f"tcp/127.0.0.1:{free_port()}"
+    router = open_session(ZenohConfig(mode="router", listen=[second_ep],
+                                      connect=[rig.router_ep], gossip=False),
+                          rig.site.security(Role.ROUTER, "site").zenoh_settings())
+    second: Gateway | None = None
+    try:
+        second = Gateway(GatewayOptions(SESSION, (second_ep,), name="gateway-2",
+                                        broadcast=True, allowed_by="nurse-lead", hls=False),
+                         rig.site.security(Role.OBSERVER, "observer").zenoh_settings())
+        second.start()
+        wait_until(lambda: second is not None and second.frames_in > 0,
+                   "video at the second gateway", WAIT_S)
+        first_fig, second_fig = _run(lambda: _watch_all(
+            [broadcasting.url_of("audience"), second.url_of("audience")], 4.0))
+        assert first_fig.frames >= 30, first_fig
+        assert second_fig.frames >= 30, second_fig
+        # The same session's pictures: the two gateways' viewers saw the same frames.
+        assert set(first_fig.indices) & set(second_fig.indices)
+    finally:
+        if second is not None:
+            second.close()
+        router.close()

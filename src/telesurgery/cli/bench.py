@@ -126,6 +126,41 @@ def system(
     _emit(bench_system(opts, stop_on_signals(), progress), json_path)
 
 
+@bench_app.command("audience")
+def audience(
+    json_path: JsonOpt = None,
+    viewers: Annotated[int, typer.Option(help="Lightweight WebSocket viewers of the gateway's "
+                                         "viewer page.", min=1)] = 200,
+    hls_clients: Annotated[int, typer.Option(help="HTTP clients pulling the HLS playlist "
+                                             "and segments.", min=0)] = 50,
+    link: Annotated[str, typer.Option(
+        help="Link profile between console and patient (name or .toml file), or none.")
+    ] = "rome-beijing",
+    duration: Annotated[float, typer.Option(
+        help="Seconds measured in each run (without, then with the audience).")] = 60.0,
+    chromium: Annotated[Path | None, typer.Option(help="Chromium executable (default: "
+                                                  "the first on PATH).")] = None,
+    pin_sites: Annotated[bool, typer.Option(help="Each site on its own half of the CPUs, as "
+                                            "bench system.")] = True,
+    log_level: Annotated[str, typer.Option("--log-level")] = "warning",
+) -> None:
+    """The flagship alone, then with an observer gateway and its audience: the surgeon's
+    figures in both, the mentor tier's and the HLS tier's ages, the gateway's CPU."""
+    setup_logging(log_level)
+    check_duration(duration)
+    from telesurgery.bench.audience import AudienceOptions, bench_audience
+
+    opts = AudienceOptions(viewers=viewers, hls_clients=hls_clients, duration_s=duration,
+                           link=None if link == "none" else link, chromium=chromium,
+                           log_level=log_level, pin_sites=pin_sites)
+    started = time.monotonic()
+
+    def progress(line: str) -> None:
+        typer.echo(f"bench audience [{time.monotonic() - started:5.1f} s]: {line}", err=True)
+
+    _emit(bench_audience(opts, stop_on_signals(), progress), json_path)
+
+
 @bench_app.command("holds")
 def holds(
     json_path: JsonOpt = None,

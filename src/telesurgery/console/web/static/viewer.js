@@ -75,13 +75,16 @@ function connect() {
 
 function onHello(msg) {
   session = msg.session;
-  mentor = msg.mentor === true;
   canvas.width = msg.width;
   canvas.height = msg.height;
   setText('session', msg.session);
-  setText('viewer', `${msg.viewer}${mentor ? ' (mentor)' : ''}`);
-  $('mentor-hint').hidden = !mentor;
   document.title = `telesurgery - ${msg.session} viewer`;
+  // Who this token is (the audience, or a mentor by name): the gateway knows, not the page.
+  fetch(`/api/whoami?token=${encodeURIComponent(TOKEN)}`).then((r) => r.json()).then((w) => {
+    mentor = w.mentor === true;
+    setText('viewer', `${w.viewer}${mentor ? ' (mentor)' : ''}`);
+    $('mentor-hint').hidden = !mentor;
+  }, () => {});
 }
 
 function showHud(h) {
@@ -122,7 +125,10 @@ function mark(ev, phase) {
   const r = canvas.getBoundingClientRect();
   const x = Math.min(1, Math.max(0, (ev.clientX - r.left) / r.width));
   const y = Math.min(1, Math.max(0, (ev.clientY - r.top) / r.height));
-  send({ t: 'mark', x, y, down: (ev.buttons & 1) === 1, phase });
+  // Over HTTP, not the video socket: the gateway checks the mentor's token on each mark.
+  fetch(`/api/mark?token=${encodeURIComponent(TOKEN)}`, {
+    method: 'POST', body: JSON.stringify({ x, y, down: (ev.buttons & 1) === 1 }),
+  }).catch(() => {});
 }
 canvas.addEventListener('pointerdown', (ev) => mark(ev, 'down'));
 canvas.addEventListener('pointermove', (ev) => mark(ev, 'move'));
