@@ -25,14 +25,14 @@ import pytest
 
 from telesurgery.audience import Gateway, GatewayOptions, read_watermarks
 from telesurgery.audience.client import LightViewer, ViewerFigures
-from telesurgery.audience.gateway import OPERATOR, broadcast_key, mark_key
+from telesurgery.audience.gateway import OPERATOR
 from telesurgery.audience.hls import SEGMENT_S
 from telesurgery.clock import now_ns
 from telesurgery.config import ZenohConfig
 from telesurgery.demo.processes import NodeProcess, free_port
 from telesurgery.errors import TransportError
 from telesurgery.messages import Message, ServoCP, Status
-from telesurgery.security.node import Site, throwaway_site
+from telesurgery.security.node import DEMO_SURGEON, Site, throwaway_site
 from telesurgery.security.pki import Role
 from telesurgery.transport.keys import Keys
 from telesurgery.transport.qos import Stream
@@ -174,7 +174,7 @@ def test_nothing_is_streamed_until_the_team_enables_it_and_it_stops_at_once(
         if isinstance(msg.body, Status):
             announced.append(msg.body.data)
 
-    sub = subscribe(z, broadcast_key(Keys(SESSION), "*"), on_announce, RejectCounter())
+    sub = subscribe(z, Keys(SESSION).audience_broadcast("*"), on_announce, RejectCounter())
     try:
         wait_until(lambda: gw.announcement_heard, "the recorder's subscription at the gateway",
                    WAIT_S)
@@ -327,7 +327,7 @@ def test_an_observer_certificate_cannot_command_and_a_mentor_only_points(
         # A mentor's mark goes out (the gateway relays it); the observer's commands never.
         mentor = broadcasting.url_of("dr-chen").replace("/?", "/api/mark?")
         assert _post(mentor, {"x": 0.5, "y": 0.25, "down": True}) == 200
-        wait_until(lambda: mark_key(keys, "gateway") in seen, "the mentor's mark", WAIT_S)
+        wait_until(lambda: keys.audience_mark("gateway") in seen, "the mentor's mark", WAIT_S)
         assert keys.servo_cp("psm1") not in seen
         assert keys.control_request not in seen
     finally:
@@ -379,3 +379,37 @@ def test_a_second_gateway_behind_a_second_router_serves_its_own_viewers(
         if second is not None:
             second.close()
         router.close()
+
+
+def test_a_mentors_pointer_shows_on_the_surgeons_page_with_the_mentors_name(
+        rig: Rig, broadcasting: Gateway, browser: Any,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip("the system Chromium is not installed")
+    console = NodeProcess("console", ["console", "--session", SESSION, "--mode", "peer",
+                                      "--connect", rig.router_ep, "--device", "web",
+                                      *rig.site.args(Role.SURGEON, DEMO_SURGEON)],
+                          tmp_path_factory.mktemp("surgeon"))
+    console.start()
+    page = browser.new_page()
+    try:
+        def page_printed() -> bool:
+            assert console.alive(), console.last_log_line()
+            return console.page_url() is not None
+
+        wait_until(page_printed, "the surgeon console's page URL", WAIT_S)
+        page.goto(str(console.page_url()))
+        wait_until(lambda: page.evaluate(_PAINTED), "the surgeon's first picture", WAIT_S)
+        mentor = broadcasting.url_of("dr-chen").replace("/?", "/api/mark?")
+
+        def shown() -> bool:
+            # Marks fade when the mentor is still: keep pointing, as a mentor does.
+            assert _post(mentor, {"x": 0.3, "y": 0.6, "down": True}) == 200
+            return "dr-chen" in str(page.evaluate(
+                "document.getElementById('stage').dataset.marks || ''"))
+
+        wait_until(shown, "the mentor's mark drawn on the surgeon's picture", WAIT_S)
+    finally:
+        page.close()
+        console.interrupt()
+        console.wait(15.0)

@@ -80,16 +80,6 @@ _HLS_TYPES: Final = {".m3u8": "application/vnd.apple.mpegurl", ".mp4": "video/mp
                      ".m4s": "video/iso.segment"}
 
 
-def broadcast_key(keys: Keys, gateway: str) -> str:
-    """Where gateway ``gateway`` announces its broadcast starting and stopping."""
-    return f"{keys.prefix}/audience/{gateway}/broadcast"
-
-
-def mark_key(keys: Keys, gateway: str) -> str:
-    """Where gateway ``gateway`` relays its mentors' pointer and strokes."""
-    return f"{keys.prefix}/audience/{gateway}/mark"
-
-
 @dataclass(frozen=True, slots=True)
 class GatewayOptions:
     """One gateway: the ``session`` it shows, the router(s) it joins (``connect``), where it
@@ -287,9 +277,9 @@ class Gateway:
         sid = new_session_id()
         self._key_pub = Publisher(self._z, f"{self.keys.video}/{KEYFRAME_REQUEST_SUFFIX}",
                                   Stream.EVENT, sid)
-        self._announce = Publisher(self._z, broadcast_key(self.keys, options.name),
+        self._announce = Publisher(self._z, self.keys.audience_broadcast(options.name),
                                    Stream.EVENT, sid)
-        self._marks = Publisher(self._z, mark_key(self.keys, options.name), Stream.EVENT, sid)
+        self._marks = Publisher(self._z, self.keys.audience_mark(options.name), Stream.EVENT, sid)
         self.web = ViewerServer(options.web, self)
         self._subs: list[Any] = []
         self._worker: threading.Thread | None = None
@@ -530,5 +520,4 @@ class Gateway:
         }
 
 
-__all__ = ["MAX_VIEWERS", "Gateway", "GatewayOptions", "Ticket", "ViewerServer",
-           "broadcast_key", "mark_key"]
+__all__ = ["MAX_VIEWERS", "Gateway", "GatewayOptions", "Ticket", "ViewerServer"]

@@ -23,6 +23,7 @@ control thread, never on the page's.
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import threading
 import time
@@ -82,6 +83,8 @@ class SurgeonDisplay:
             subscribe(z, keys.safety_state, self._on_safety, node.rejects),
             subscribe(z, keys.link_stats("*"), self._on_link, node.rejects),
             subscribe(z, keys.status("patient"), self._on_patient, node.rejects),
+            # A mentor watching through an observer gateway points on the picture.
+            subscribe(z, keys.audience_mark("*"), self._on_mark, node.rejects),
         ]
         if self.web is not None:
             # One line on stdout whatever the log level: the surgeon's way in (the URL
@@ -121,6 +124,16 @@ class SurgeonDisplay:
         offset = patient_clock_offset_ns(msg.body.data)
         if self.video is not None and offset is not None:
             self.video.clock_offset_ns = offset
+
+    def _on_mark(self, msg: Message, _received_ns: int) -> None:
+        if self.web is None or not isinstance(msg.body, Status):
+            return
+        d = msg.body.data
+        mentor, x, y, down = d.get("mentor"), d.get("x"), d.get("y"), d.get("down")
+        if (isinstance(mentor, str) and 0 < len(mentor) <= 64 and isinstance(down, bool)
+                and all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in (x, y))):
+            self.web.send_to_pages(json.dumps({"t": "mark", "mentor": mentor, "x": x,
+                                               "y": y, "down": down}))
 
     # ---- PageBackend (the web server's thread) ---------------------------------------
 

@@ -105,6 +105,14 @@ class Keys:
         ``backup`` role publish here)."""
         return f"{self.prefix}/control/grant"
 
+    def audience_broadcast(self, gateway: str) -> str:
+        """Where observer gateway ``gateway`` announces its broadcast starting and stopping."""
+        return f"{self.prefix}/audience/{gateway}/broadcast"
+
+    def audience_mark(self, gateway: str) -> str:
+        """Where observer gateway ``gateway`` relays its mentors' pointer and strokes."""
+        return f"{self.prefix}/audience/{gateway}/mark"
+
     def link_stats(self, path: str) -> str:
         """Statistics of one network path."""
         return f"{self.prefix}/link/{path}/stats"

@@ -603,6 +603,17 @@ class WebConsole:
             stages["display_wait"] = console_ns(msg.shown_ms) - painted
         page.book.shown(rec.capture_ns, rec.applied_sample_ns, painted, stages)
 
+    def send_to_pages(self, text: str) -> None:
+        """Send ``text`` (a JSON message) to every open page; from any thread."""
+        loop = self._loop
+        if loop is not None and self._pages:
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                loop.call_soon_threadsafe(self._to_pages, text)
+
+    def _to_pages(self, text: str) -> None:
+        for page in self._pages:
+            page.send(text)
+
     # ---- frames (called from the console's video thread) ------------------------------
 
     def encoded(self, body: VideoFrame, capture_ns: int, published_ns: int,

@@ -76,6 +76,7 @@ function onText(msg) {
   else if (msg.t === 'hello') onHello(msg);
   else if (msg.t === 'codec') onCodec(msg);
   else if (msg.t === 'ghost') onGhost(msg);
+  else if (msg.t === 'mark') onMark(msg);
 }
 
 function onCodec(msg) {
@@ -187,12 +188,57 @@ const video = new VideoSink(canvas, send, (image, capture) => {
   ghostLayer.hidden = true;
   if (ghost.latest) drawGhost(ctx2d, canvas.width / ghost.latest.width,
                               canvas.height / ghost.latest.height);
+  drawMarks(ctx2d);
   lastPaint = performance.now();
   shownCapture = capture;
   paints.push(lastPaint);
 });
 
 function resetDecoder() { video.reset(); }
+
+// A mentor watching through an observer gateway points on the picture (console/display.py
+// relays it): a ring where the pointer is, the stroke drawn while the button is held, and the
+// mentor's name, drawn into each picture until the mentor has been still for MARK_FADE_MS.
+// Who is shown goes in #stage's data-marks for tests and tools.
+const MARK_FADE_MS = 3000;
+const MARK_POINTS = 200;
+const marks = new Map();         // mentor -> { x, y, stroke: [[x, y], ...], at }
+
+function onMark(msg) {
+  const m = marks.get(msg.mentor) || { stroke: [] };
+  if (msg.down) m.stroke.push([msg.x, msg.y]);
+  else m.stroke = [];
+  if (m.stroke.length > MARK_POINTS) m.stroke.shift();
+  Object.assign(m, { x: msg.x, y: msg.y, at: performance.now() });
+  marks.set(msg.mentor, m);
+}
+
+function drawMarks(ctx) {
+  const now = performance.now();
+  const w = canvas.width;
+  const h = canvas.height;
+  for (const [name, m] of marks) {
+    if (now - m.at > MARK_FADE_MS) marks.delete(name);
+  }
+  $('stage').dataset.marks = [...marks.keys()].join(' ');
+  ctx.save();
+  ctx.strokeStyle = '#ffd33d';
+  ctx.fillStyle = '#ffd33d';
+  ctx.lineWidth = 3;
+  ctx.font = '600 14px ui-monospace, monospace';
+  for (const [name, m] of marks) {
+    if (m.stroke.length > 1) {
+      ctx.beginPath();
+      m.stroke.forEach(([x, y], i) => (i ? ctx.lineTo(x * w, y * h) : ctx.moveTo(x * w, y * h)));
+      ctx.stroke();
+    }
+    ctx.beginPath();
+    ctx.arc(m.x * w, m.y * h, 10, 0, 2 * Math.PI);
+    ctx.stroke();
+    ctx.fillText(`mentor ${name}`, m.x * w + 14, m.y * h - 10);
+  }
+  ctx.restore();
+}
 
 // The ghost of each tip, a ring with a line from where the latest state has it: drawn into
 // each picture as it is painted (a layer of its own would be composited with every frame),
