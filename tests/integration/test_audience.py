@@ -32,6 +32,8 @@ from telesurgery.config import ZenohConfig
 from telesurgery.demo.processes import NodeProcess, free_port
 from telesurgery.errors import TransportError
 from telesurgery.messages import Message, ServoCP, Status
+from telesurgery.record.audit import record_object
+from telesurgery.record.layout import TRAIL_SUFFIX
 from telesurgery.security.node import DEMO_SURGEON, Site, throwaway_site
 from telesurgery.security.pki import Role
 from telesurgery.transport.keys import Keys
@@ -60,6 +62,14 @@ class Rig:
     site: Site
     router_ep: str
     gateway: Gateway
+    trail_dir: Path
+    """Where the patient node writes its audit trail."""
+
+    def trail(self) -> list[dict[str, Any]]:
+        """The patient's audit records so far."""
+        return [r for path in self.trail_dir.rglob(f"*{TRAIL_SUFFIX}")
+                for line in path.read_text().splitlines()
+                if (r := record_object(line)) is not None]
 
 
 def _run(coroutine: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -107,6 +117,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
                                     *site.args(Role.ROUTER, "site")], workdir)
     patient = NodeProcess("patient", ["patient", "--session", SESSION, "--mode", "peer",
                                       "--listen", patient_ep, "--connect", router_ep,
+                                      "--record", str(workdir / "trail"),
                                       *site.args(Role.ROBOT, "patient")], workdir)
     gateway: Gateway | None = None
     try:
@@ -131,7 +142,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         gateway.start()
         wait_until(lambda: gateway is not None and gateway.view.arms != {},
                    "the patient's state at the gateway", WAIT_S)
-        yield Rig(site, router_ep, gateway)
+        yield Rig(site, router_ep, gateway, workdir / "trail")
     finally:
         if gateway is not None:
             gateway.close()
@@ -193,6 +204,15 @@ def test_nothing_is_streamed_until_the_team_enables_it_and_it_stops_at_once(
         z.close()
     assert [(a["broadcast"], a["by"]) for a in announced[:2]] == [
         (True, "nurse-lead"), (False, "nurse-lead")]
+    # The patient's signed audit trail records both, and who allowed the broadcast.
+
+    def audited() -> list[tuple[bool, str]]:
+        return [(r["data"]["broadcast"], r["data"]["by"]) for r in rig.trail()
+                if r.get("kind") == "broadcast"]
+
+    wait_until(lambda: len(audited()) >= 2, "the broadcast in the patient's audit trail",
+               WAIT_S)
+    assert audited()[:2] == [(True, "nurse-lead"), (False, "nurse-lead")]
     events = [json.loads(line) for line in
               Path(str(gw.options.log_path)).read_text().splitlines()]
     changes = [(e["event"], e["by"]) for e in events if e["event"].startswith("broadcast")]

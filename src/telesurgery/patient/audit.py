@@ -176,6 +176,16 @@ class PatientAudit:
         confirmed the list, None: not yet) with its written ``reason``."""
         self._append(AuditKind.CHECKLIST_OVERRIDE, {"item": item, "reason": reason, "by": by})
 
+    def broadcast(self, data: Mapping[str, Any]) -> None:
+        """Record an observer gateway's broadcast starting or stopping as it announced it
+        (``gateway``, ``broadcast``, ``by``: who allowed or stopped it); an announcement
+        missing one of them is recorded as received, marked ``malformed``."""
+        fields = {k: data.get(k) for k in ("gateway", "broadcast", "by")}
+        well_formed = (isinstance(fields["gateway"], str) and isinstance(fields["by"], str)
+                       and isinstance(fields["broadcast"], bool))
+        self._append(AuditKind.BROADCAST, fields if well_formed else {**fields,
+                                                                     "malformed": True})
+
     def poll(self, rejections: Mapping[str, int], now_s: float | None = None) -> None:
         """Summarise the rejections (counts by reason name, every layer's) if
         ``SUMMARY_PERIOD_S`` [s] passed and they changed (housekeeping thread; ``now_s``

@@ -55,6 +55,7 @@ from telesurgery.transport.session import (
     RejectCounter,
     new_session_id,
     open_session,
+    subscribe,
 )
 from telesurgery.types import Pose, SafetyState
 
@@ -150,6 +151,9 @@ class PatientNode:
                                     None if cfg.policy is None
                                     else load(CredentialPolicy, cfg.policy))
         self.control.start(z, keys, sid, self.supervisor, self.auth, self.audit, checklist)
+        # Observer gateways announce their broadcasts: the trail says who allowed each.
+        broadcasts = (None if self.audit is None else subscribe(
+            z, keys.audience_broadcast("*"), self._on_broadcast, self.rejects))
         recorders = z.liveliness().declare_subscriber(keys.presence("recorder"),
                                                       self._on_recorder, history=True)
         # Consoles stream bundles (every arm, one message a tick); the per-arm CRTK keys
@@ -178,6 +182,8 @@ class PatientNode:
             self.robot.disable()
             house_stop.set()
             house.join(timeout=2.0)
+            if broadcasts is not None:
+                broadcasts.undeclare()
             if self.audit is not None:
                 self.audit.close(self.rejections(),
                                  {"final_state": self.final_state.name,
@@ -194,6 +200,10 @@ class PatientNode:
             self.audit.key_event(ev)
         if self.checklist is not None:
             self.checklist.key_agreed(ev)
+
+    def _on_broadcast(self, msg: Message, _received_ns: int) -> None:
+        if self.audit is not None and isinstance(msg.body, Status):
+            self.audit.broadcast(msg.body.data)
 
     def _on_recorder(self, sample: zenoh.Sample) -> None:
         self._recorder_present = sample.kind == zenoh.SampleKind.PUT

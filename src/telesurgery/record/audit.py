@@ -113,6 +113,8 @@ class AuditKind(enum.StrEnum):
     """A replay of a console's outage motion offered, allowed or ended (``outcome``)."""
     REPLAYED_COMMAND = "replayed_command"
     """One command of an allowed replay, accepted by the supervisor."""
+    BROADCAST = "broadcast"
+    """An observer gateway's broadcast started or stopped, and who allowed it."""
     AUDIT_INTERRUPTED = "audit_interrupted"
 
 
