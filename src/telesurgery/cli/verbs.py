@@ -22,6 +22,7 @@ VERB_MODULES = (
     "sites",
     "observe",
     "train",
+    "drill",
 )
 
 

@@ -205,6 +205,8 @@ def render_summary(summary: dict[str, Any]) -> Table:
         t.add_row("motion-to-photon", _pct(video.get("motion_to_photon_ms"), "ms"))
     task = summary.get("task")
     if task:
+        score = task.get("score")
         t.add_row("task", f"{task.get('name')}: {task.get('completed')} in "
-                          f"{task.get('time_s', 0):.1f} s")
+                          f"{task.get('time_s', 0):.1f} s"
+                          + ("" if score is None else f", score {score:.1f}"))
     return t

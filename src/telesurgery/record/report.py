@@ -476,10 +476,24 @@ def _task(s: Session) -> str:
     if not pts:
         return _none("No task reported in this recording.")
     last = pts[-1][1]
-    body = _pairs([("task", last.get("name", "?")), ("completed", last.get("completed", 0)),
-                   ("rings on target", last.get("on_target", 0)),
-                   ("last completion at [s, simulated]", last.get("time_s", 0)),
+    score = last.get("score")
+    metrics = last.get("metrics") or {}
+    body = _pairs([("task", last.get("name", "?")),
+                   ("completed", f"{last.get('completed', 0)} of {last.get('objectives', '?')}"),
+                   ("rings on target", last.get("on_target", "-")),
+                   ("time on the task's clock [s]", last.get("time_s", 0)),
+                   ("score (0-100)", "under way" if score is None else score),
+                   ("penalties", ", ".join(f"{k} {v}" for k, v in
+                                           (last.get("penalties") or {}).items()) or "none"),
                    ("simulated time [s]", last.get("sim_time_s", "?"))])
+    if metrics:
+        body += "<h3>Robot metrics</h3>" + _pairs(
+            (k, ", ".join(f"{a} {v}" for a, v in m.items()) if isinstance(m, dict) else m)
+            for k, m in metrics.items() if k != "handovers")
+        if metrics.get("handovers"):
+            body += _table(["handover at [s]", "both holding [s]", "ring moved [mm]"],
+                           [(h["start_s"], h["duration_s"], h["motion_mm"])
+                            for h in metrics["handovers"]])
     fig, ax = _figure(2.4)
     ts = [t for t, _ in pts]
     for key in ("completed", "on_target"):

@@ -27,6 +27,9 @@ class Observation:
     """(sent_ns, owner) at each change of owner announced."""
     link_alarms: Counter[str] = field(default_factory=Counter)
     """``path state`` (e.g. ``fibre DOWN``) counts."""
+    link_alarm_times: list[tuple[int, str]] = field(default_factory=list)
+    """(sent_ns, ``path state``) of each link alarm, in arrival order (the drills time
+    them)."""
     commands_lost: list[tuple[int, int]] = field(default_factory=list)
     """(sent_ns, count) from each patient status: command numbers no path brought so far."""
     video_freezes: list[tuple[int, int]] = field(default_factory=list)
@@ -99,9 +102,10 @@ class Observer:
 
     def _on_alarm(self, msg: Message, _received_ns: int) -> None:
         if isinstance(msg.body, Status):
+            what = f"{msg.body.data.get('path', '?')} {msg.body.data.get('state', '?')}"
             with self.seen.lock:
-                self.seen.link_alarms[f"{msg.body.data.get('path', '?')} "
-                                      f"{msg.body.data.get('state', '?')}"] += 1
+                self.seen.link_alarms[what] += 1
+                self.seen.link_alarm_times.append((msg.sent_ns, what))
 
     def _on_patient(self, msg: Message, _received_ns: int) -> None:
         if isinstance(msg.body, Status):

@@ -348,11 +348,22 @@ function showHud(h) {
   const v = h.video || {};
   setText('hud-frames', v.decoder ? `${v.received} / ${v.decoder.lost}` : 'video off');
   const t = h.task;
-  setText('hud-task', t ? `${t.name || 'task'}: ${t.completed ?? 0} done, ${t.on_target ?? 0} on target` : '-');
+  setText('hud-task', t ? taskLine(t) : '-');
   showForces(h.forces);
   const alarms = $('hud-alarms');
   const items = (h.alarms || []).map((a) => { const li = document.createElement('li'); li.textContent = a; return li; });
   alarms.replaceChildren(...items);
+}
+
+// The task on the trainee's page: its clock, objectives, penalties as they happen, and the
+// score once it is done (or 0 past the cutoff).
+function taskLine(t) {
+  const pen = Object.entries(t.penalties || {}).filter(([, n]) => n > 0)
+    .map(([k, n]) => `${n} ${k}`).join(', ');
+  const clock = t.time_s != null ? `${t.time_s.toFixed(1)} s` : '-';
+  const score = t.score != null ? `, score ${t.score.toFixed(1)}` : '';
+  return `${t.name || 'task'} ${clock}: ${t.completed ?? 0}/${t.objectives ?? '?'}` +
+    (pen ? `, penalties: ${pen}` : '') + score;
 }
 
 // ---- force at the tips ------------------------------------------------------------------
