@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any, Final
 
+from telesurgery.bench.machine import machine_info
 from telesurgery.config import ConsoleConfig, SafetyConfig
 from telesurgery.console.teleop import Teleop
 from telesurgery.input.autopilot import autopilot_for
@@ -18,6 +19,7 @@ from telesurgery.messages import CommandBundle, Message, SafetyCause, SafetyEven
 from telesurgery.robots.sim.robot import SimRobot
 from telesurgery.robots.sim.scene import task_layout
 from telesurgery.safety.supervisor import Supervisor
+from telesurgery.tasks import TASKS
 
 PERIOD_NS: Final = 1_000_000
 STATE_EVERY: Final = 2
@@ -69,4 +71,12 @@ def run_task(task: str, timeout_s: float | None = None) -> dict[str, Any]:
     return out
 
 
-__all__ = ["run_task"]
+def bench_tasks(tasks: list[str]) -> dict[str, Any]:
+    """``run_task`` for each of ``tasks`` (none: every task), with the machine."""
+    return {"what": "each training task performed by its autopilot in one process, on "
+                    "simulated time, no network: the task's status at its end",
+            "machine": machine_info(),
+            "tasks": {t: run_task(t) for t in tasks or sorted(TASKS)}}
+
+
+__all__ = ["bench_tasks", "run_task"]

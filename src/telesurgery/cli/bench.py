@@ -201,6 +201,20 @@ def haptics(
     typer.echo(haptics_table(result), err=True)
 
 
+@bench_app.command("tasks")
+def tasks(
+    json_path: JsonOpt = None,
+    task: Annotated[list[str] | None, typer.Option(
+        help="A task to run (repeat; default every task).")] = None,
+) -> None:
+    """Each training task performed by its autopilot in one process on simulated time (no
+    network): score, time, penalties and robot metrics (docs/training.md)."""
+    setup_logging("error")
+    from telesurgery.bench.tasks import bench_tasks
+
+    _emit(bench_tasks([rules_for(t).name for t in task or ()]), json_path)
+
+
 @bench_app.command("delay")
 def delay(
     json_path: JsonOpt = None,
