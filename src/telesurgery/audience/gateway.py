@@ -154,6 +154,7 @@ class ViewerServer(WebConsole):
     PAGE: ClassVar[str] = "viewer.html"
     SCRIPTS: ClassVar[tuple[str, ...]] = ("video.js", "viewer.js")
     MAX_PAGES: ClassVar[int] = MAX_VIEWERS
+    WHAT: ClassVar[str] = "gateway"
 
     def __init__(self, config: WebConfig, gateway: Gateway) -> None:
         super().__init__(config, _Backend(gateway), command_period_ns=1_000_000)

@@ -256,6 +256,8 @@ class WebConsole:
     SCRIPTS: ClassVar[tuple[str, ...]] = ("video.js", "app.js")
     """Served without the secret: the scripts hold nothing of the console's."""
     MAX_PAGES: ClassVar[int] = MAX_PAGES
+    WHAT: ClassVar[str] = "console"
+    """What the server is called in its refusals."""
 
     def __init__(self, config: WebConfig, backend: PageBackend, command_period_ns: int) -> None:
         self.config = config
@@ -441,8 +443,8 @@ class WebConsole:
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
         if len(self._pages) >= self.MAX_PAGES:
             self.refused["full"] += 1
-            why = (f"this server already serves {self.MAX_PAGES} pages, the most it does; "
-                   "close one and reload")
+            why = (f"this {self.WHAT} already serves {self.MAX_PAGES} pages, the most it "
+                   "does; close one and reload")
             log.warning("console page refused: %s", why)
             raise web.HTTPServiceUnavailable(text=why, headers=_HEADERS)
         ws = web.WebSocketResponse(max_msg_size=1 << 16, heartbeat=None)
