@@ -71,6 +71,7 @@ from telesurgery.record.audit import AuditKind, record_object
 from telesurgery.record.layout import TRAIL_SUFFIX, audit_dir
 from telesurgery.record.reader import Recording
 from telesurgery.robots.sim.robot import SimRobot
+from telesurgery.robots.sim.scene import DEFAULT_LAYOUT, TASK_LAYOUTS
 from telesurgery.safety.supervisor import Supervisor
 from telesurgery.types import ArmMode, Pose, SafetyState
 
@@ -549,7 +550,8 @@ def replay(directory: Path, tolerance_mm: float = FREE_SPACE_TOLERANCE_MM,
         raise ConfigError(f"tolerance {tolerance_mm} mm must be positive, e.g. 0.1")
     started = time.perf_counter()
     s = _load(Recording(directory))
-    robot = SimRobot()
+    # The recorded task's board: a handover's rings have two tabs the arms grasp.
+    robot = SimRobot(TASK_LAYOUTS.get(str(s.task.get("name")), DEFAULT_LAYOUT))
     chosen = [a for a in (arms or robot.arms) if a in s.measured]
     if not chosen:
         raise RecordingError(f"no measured_cp of {list(arms or robot.arms)} in {directory}; "

@@ -74,7 +74,9 @@ def run_attempt(opts: TrainOptions, stop: threading.Event,
         summary = run_demo(DemoOptions(duration_s=rules.cutoff_s + START_SLACK_S,
                                        task=opts.task, record=record,
                                        device="autopilot" if opts.headless else "web",
-                                       log_level=opts.log_level),
+                                       # Headless, nobody watches: without video a loaded
+                                       # machine's late frames cannot clutch the arms.
+                                       video=not opts.headless, log_level=opts.log_level),
                            ended, on_tick=tick)
         task = summary.get("task") or {"name": opts.task, "finished": False}
         db.finish(attempt, task, summary)
