@@ -242,6 +242,34 @@ def delay(
     typer.echo(delay_table(result), err=True)
 
 
+@bench_app.command("sites")
+def sites(
+    json_path: JsonOpt = None,
+    file: Annotated[Path, typer.Option(
+        "--sites", help="The deployment file whose sites fail over.")]
+    = Path("configs/sites/rome-beijing.toml"),
+    workdir: Annotated[Path | None, typer.Option(
+        help="Where the sites' logs go (default: a new temporary folder).")] = None,
+    insecure: Annotated[bool, typer.Option(
+        help="Plain TCP, no access control, untagged commands.")] = False,
+) -> None:
+    """A router hop's latency, then the deployment's sites in their own network namespaces
+    (root) through a WAN path cut, both paths cut and the patient site's router restarted:
+    commands lost, the hold, the resumption and the largest step of a tip, one check each."""
+    setup_logging("error")
+    from telesurgery.bench.sites import run_bench
+    from telesurgery.demo.run import writable_dir
+
+    result = run_bench(file, writable_dir(workdir, "--workdir"), insecure=insecure)
+    _emit(result, json_path)
+    for check in result["checks"]:
+        figures = ", ".join(f"{k} {v}" for k, v in check.items() if k not in ("name", "passed"))
+        typer.echo(f"{check['name']}: {'passed' if check.get('passed') else 'FAILED'} "
+                   f"({figures})", err=True)
+    hop = result["hop_ms"]
+    typer.echo(f"router hop: p50 {hop['p50']} ms, p99 {hop['p99']} ms", err=True)
+
+
 @bench_app.command("faults")
 def faults(
     json_path: JsonOpt = None,

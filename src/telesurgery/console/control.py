@@ -237,6 +237,15 @@ class ControlClient:
         view = self._view
         return view is not None and view.holds(self.session_id)
 
+    def answers_sync(self) -> bool:
+        """Whether this console answers the patient's clock-sync requests on its paths: the
+        console that holds control, or the surgeon's while no console holds it (the
+        offset the patient estimates is then the one of the clock its commands come by)."""
+        view = self._view
+        if view is None or view.session is None:
+            return self.role == "surgeon"
+        return view.holds(self.session_id)
+
     def may_drive(self) -> bool:
         """Whether this console's commands can move anything now (:func:`may_drive`)."""
         return may_drive(self.role, self.session_id, self._view)

@@ -257,7 +257,10 @@ class ConsoleNode:
                duration_s: float | None) -> dict[str, Any]:
         keys, sid = self.keys, self.session_id
         # Commands go out and measured poses come back on every control path.
-        link = self.link = ConsoleLink(z, self.config.paths, keys, sid, self._zenoh_security())
+        link = self.link = ConsoleLink(
+            z, self.config.paths, keys, sid, self._zenoh_security(),
+            lambda: self.control.answers_sync() if self.control is not None
+            else self.config.role == "surgeon")
         auth: ConsoleKeys | None = None
         if self.security is not None:
             # Commands are tagged under a key agreed with the patient node, end to end.

@@ -3,9 +3,10 @@
 ``demo --sites FILE`` (as root) puts each site of the file in its own network namespace
 (``sites.netns``) and runs ``telesurgery site up FILE --site NAME`` inside it, as a
 hospital would on its own machines. The WAN paths are link emulators in the host's
-namespace, listening on the dialling site's veth: one over UDP per path for its plane,
-and one over TCP for the main plane on its path. The demo's monitor joins the patient
-site's main plane from the host, as the hospital's own monitoring station would.
+namespace, listening on the dialling site's veth: one per path for its plane, and one
+for the main plane on its path (all TCP: ``sites.deployment.Plane``). The demo's monitor
+joins the patient site's main plane from the host, as the hospital's own monitoring
+station would.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class WanRig:
         """Start every path's emulators."""
         try:
             for w in self.dep.wan:
-                self._start(w, w.path, "udp", self.dep.path_port(w.path))
+                self._start(w, w.path, "tcp", self.dep.path_port(w.path))
             main = self.dep.main_wan
             self._start(main, "main", "tcp", self.dep.ports.main)
         except BaseException:

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 ROUTER_START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
+ROUTER_PID = "router.pid"
+"""The file in a site's folder holding its router's process id (the fault bench kills it)."""
 _ROLE = {"patient": (Role.ROBOT, "patient"), "recorder": (Role.RECORDER, "recorder")}
 
 
@@ -138,6 +140,14 @@ def wait_listening(host: str, port: int, router: NodeProcess, timeout_s: float) 
             time.sleep(0.05)
 
 
+def _start_router(dep: Deployment, site: str, router: NodeProcess, workdir: Path) -> None:
+    router.start()
+    assert router.proc is not None
+    (workdir / ROUTER_PID).write_text(f"{router.proc.pid}\n", encoding="utf-8")
+    for plane in dep.planes(site):
+        wait_listening(dep.sites[site].address, plane.port, router, ROUTER_START_TIMEOUT_S)
+
+
 def run_site(dep: Deployment, file: Path, site: str, workdir: Path, stop: threading.Event,
              opts: SiteOptions) -> dict[str, Any]:
     """Run ``site``'s processes until ``stop`` is set or one of them ends; stop them all;
@@ -147,17 +157,22 @@ def run_site(dep: Deployment, file: Path, site: str, workdir: Path, stop: thread
     router, nodes = procs[0], procs[1:]
     started: list[NodeProcess] = []
     gone: NodeProcess | None = None
+    restarts = 0
     try:
-        router.start()
+        _start_router(dep, site, router, workdir)
         started.append(router)
-        for plane in dep.planes(site):
-            wait_listening(dep.sites[site].address, plane.port, router,
-                           ROUTER_START_TIMEOUT_S)
         for n in nodes:
             n.start()
             started.append(n)
         while not stop.wait(0.2):
-            gone = next((n for n in started if not n.alive()), None)
+            if not router.alive():
+                # A site's router is its network: started again at once, as a process
+                # manager would, while the nodes hold and reconnect by themselves.
+                log.error("site %s: its router stopped (%s); starting it again", site,
+                          router.last_log_line())
+                restarts += 1
+                _start_router(dep, site, router, workdir)
+            gone = next((n for n in nodes if not n.alive()), None)
             if gone is not None:
                 log.error("site %s: %s stopped: %s", site, gone.name, gone.last_log_line())
                 break
@@ -165,7 +180,8 @@ def run_site(dep: Deployment, file: Path, site: str, workdir: Path, stop: thread
         for n in reversed(started):
             n.interrupt()
             n.wait(STOP_TIMEOUT_S)
-    out: dict[str, Any] = {"processes": {}, "ended_by": None if gone is None else gone.name}
+    out: dict[str, Any] = {"processes": {}, "ended_by": None if gone is None else gone.name,
+                           "router_restarts": restarts}
     for n in started:
         entry: dict[str, Any] = {"exit": None if n.proc is None else n.proc.returncode}
         try:

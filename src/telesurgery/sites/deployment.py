@@ -92,8 +92,7 @@ class Ports(_Strict):
     main: Port = 7447
     """The main plane (TLS over TCP in a secure deployment)."""
     paths: Port = 7450
-    """The first WAN path's plane; the next path uses the next port, and so on (UDP across
-    the WAN, TCP for the site's own processes)."""
+    """The first WAN path's plane; the next path uses the next port, and so on."""
 
 
 class SecuritySpec(_Strict):
@@ -176,7 +175,7 @@ class Deployment(_Strict):
         out = [Plane("main", self.ports.main, "tcp", self._dials(site, self.main_wan))]
         for w in self.wan:
             if site in (w.dial, w.accept):
-                out.append(Plane(w.path, self.path_port(w.path), "udp", self._dials(site, w)))
+                out.append(Plane(w.path, self.path_port(w.path), "tcp", self._dials(site, w)))
         return out
 
     def _dials(self, site: str, wan: WanPath) -> str | None:
@@ -193,14 +192,18 @@ class Deployment(_Strict):
 class Plane:
     """One Zenoh router of a site's router process.
 
-    ``wan_protocol``: how it crosses the WAN (tcp for the main plane, udp for a path's, so
-    a lossy path stays lossy instead of retransmitting stale commands); ``dials``: the
-    site it opens its WAN link to (None: it accepts).
+    ``wan_protocol``: how it crosses the WAN. TCP for every plane: between two Zenoh 1.10
+    routers a UDP link blocked the publisher and delivered a 1 kHz stream at 10 ms p50
+    with a third lost, on loopback, where TCP took 0.8 ms and lost nothing it was given
+    (docs/deploy.md). A cut longer than the lease (``sites.router.LEASE_MS``) closes the
+    link, and what TCP held for it is dropped with it; a shorter one delivers it late, and
+    the patient's supervisor rejects it as stale. ``dials``: the site it opens its WAN
+    link to (None: it accepts).
     """
 
     name: str
     port: int
-    wan_protocol: Literal["tcp", "udp"]
+    wan_protocol: Literal["tcp"]
     dials: str | None
 
 

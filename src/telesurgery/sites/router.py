@@ -1,16 +1,15 @@
 """A site's router process: one Zenoh router per plane, and the state of its WAN links.
 
 The main plane's router speaks mutual TLS and enforces the role access control (given the
-site's security); a path plane's router is plain, because Zenoh 1.10 has TLS on
-datagrams only as QUIC, whose congestion control queues a 1 kHz command stream on a lossy
-path (docs/security.md): the commands it carries are tagged end to end under keys the two
-ends agreed, so a router sees them but cannot forge one the patient would accept.
+site's security); a path plane's router is plain: the commands it carries are tagged end
+to end under keys the two ends agreed, so a router sees them but cannot forge one the
+patient would accept, and the state and clock sync on it carry nothing secret.
 
-Leases are short (``LEASE_MS``): a router linked over UDP learns that its far side is gone
-only by the lease, and Zenoh's default (10 s) would leave a restarted site unreachable for
-that long. Presence and path loss in surgery are the application's to notice (the patient
-node's path watch and the supervisor's watchdog: milliseconds); the lease only bounds how
-soon a link is rebuilt.
+Leases are short (``LEASE_MS``): a link whose far side went silent (a cut WAN path, a site
+router gone without closing its connections) ends after the lease instead of Zenoh's
+default 10 s, and is dialled again at once. Presence and path loss in surgery are the
+application's to notice (the patient node's path watch and the supervisor's watchdog:
+milliseconds); the lease only bounds how soon a link is rebuilt.
 """
 
 from __future__ import annotations
@@ -28,15 +27,14 @@ from telesurgery.clock import now_ns
 from telesurgery.config import ZenohConfig
 from telesurgery.errors import TransportError
 from telesurgery.sites.deployment import Deployment, Plane
-from telesurgery.transport.dualpath import CONNECT_RETRY
 from telesurgery.transport.session import Security, zenoh_config
 
 log = logging.getLogger(__name__)
 
-LEASE_MS = 500
+LEASE_MS = 1000
 """Zenoh's lease on a site router's links [ms]: a far side silent this long is gone."""
 KEEP_ALIVES_PER_LEASE = 4
-"""Keep-alives sent per lease (one every 125 ms): four lost in a row end a link."""
+"""Keep-alives sent per lease (one every 250 ms): four lost in a row end a link."""
 WATCH_PERIOD_S = 0.05
 """How often [s] the router looks at its WAN links (their changes are timed to this)."""
 
@@ -51,8 +49,6 @@ def plane_config(dep: Deployment, site: str, plane: Plane, via: Mapping[str, str
     address = dep.sites[site].address
     host = f"[{address}]" if ":" in address else address
     listen = [f"tcp/{host}:{plane.port}"]
-    if plane.dials is None and plane.name != "main":
-        listen.append(f"udp/{host}:{plane.port}")
     connect: list[str] = []
     if plane.dials is not None:
         far = dep.sites[plane.dials].address
@@ -61,7 +57,6 @@ def plane_config(dep: Deployment, site: str, plane: Plane, via: Mapping[str, str
     cfg = ZenohConfig(mode="router", listen=listen, connect=connect, gossip=False)
     zc = zenoh_config(cfg, security if plane.name == "main" else None)
     try:
-        zc.insert_json5("connect/retry", CONNECT_RETRY)
         zc.insert_json5("transport/link/tx/lease", str(LEASE_MS))
         zc.insert_json5("transport/link/tx/keep_alive", str(KEEP_ALIVES_PER_LEASE))
     except zenoh.ZError as exc:

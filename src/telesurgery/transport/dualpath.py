@@ -63,10 +63,6 @@ DIRECT = "direct"
 """The name of the one path when a node has no dedicated paths (its main session)."""
 JUDGE_AFTER_S = 1.0
 """A copy more than this [s] behind the first copy of its number counts as missed."""
-CONNECT_RETRY = "{period_init_ms: 100, period_max_ms: 1000, period_increase_factor: 2}"
-"""Zenoh's connect retry on a path: the far side may start later, and a path back from an
-outage longer than Zenoh's lease should carry traffic within a second (Zenoh's default
-backs off to 4 s)."""
 STREAM_IDLE_NS = 10_000_000_000
 """A sender silent this long [ns] with nothing pending is forgotten."""
 _LAG_SAMPLES = 4096
@@ -116,7 +112,6 @@ def open_path_session(cfg: PathConfig, security: Security | None = None) -> zeno
     (secure given ``security``)."""
     zc = zenoh_config(ZenohConfig(**{**cfg.zenoh.model_dump(), "gossip": False}), security)
     try:
-        zc.insert_json5("connect/retry", CONNECT_RETRY)
         return zenoh.open(zc)
     except zenoh.ZError as exc:
         first = str(exc).split(" at ", 1)[0]

@@ -94,13 +94,14 @@ class PatientLink(_Link):
 
 
 class ConsoleLink(_Link):
-    """The console's control paths."""
+    """The console's control paths; it answers clock sync while ``answering()``."""
 
     def __init__(self, main: zenoh.Session, configs: Sequence[PathConfig], keys: Keys,
-                 session_id: int, security: Security | None = None) -> None:
+                 session_id: int, security: Security | None = None,
+                 answering: Callable[[], bool] = lambda: True) -> None:
         super().__init__(main, configs, session_id, security)
         self.state = FirstArrival(self.paths.names, latest_only=True)
-        self.responder = SyncResponder(self.paths, keys, session_id)
+        self.responder = SyncResponder(self.paths, keys, session_id, answering)
 
     def command_publisher(self, key: str,
                           seal: Callable[[Message], bytes] = encode) -> MultiPublisher:

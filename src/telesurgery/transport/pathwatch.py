@@ -435,10 +435,14 @@ def _clock(best: tuple[str, OffsetEstimate] | None) -> dict[str, Any]:
 
 
 class SyncResponder:
-    """The console's side: answers every ``SyncRequest`` on the path it came by."""
+    """The console's side: answers every ``SyncRequest`` on the path it came by while
+    ``answering()`` says so (two consoles on one path, the surgeon's and the bedside's,
+    must not both answer: the patient would take two clocks' exchanges for one's)."""
 
-    def __init__(self, paths: Paths, keys: Keys, session_id: int) -> None:
+    def __init__(self, paths: Paths, keys: Keys, session_id: int,
+                 answering: Callable[[], bool] = lambda: True) -> None:
         self.rejects = RejectCounter()
+        self._answering = answering
         self.answered = {name: 0 for name in paths.names}
         self._pubs = {name: Publisher(z, keys.link_sync_reply(name), Stream.COMMAND, session_id)
                       for name, z in paths.sessions.items()}
@@ -450,7 +454,7 @@ class SyncResponder:
         pub = self._pubs[path]
 
         def on_request(msg: Message, received_ns: int) -> None:
-            if isinstance(msg.body, SyncRequest):
+            if isinstance(msg.body, SyncRequest) and self._answering():
                 # The reply's own send stamp (t2) is taken as it leaves, after this line.
                 pub.put(SyncReply(path, msg.seq, msg.sent_ns, received_ns))
                 self.answered[path] += 1

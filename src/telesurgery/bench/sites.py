@@ -1,0 +1,371 @@
+"""``telesurgery bench sites``: what a router hop costs, and what the robot does when the
+site fabric fails.
+
+Two parts, one JSON (``{"hop_ms": {"p50", "p99"}, "checks": [...]}``):
+
+- **Hop cost** (``hop_latency``): ping-pong between two Zenoh clients on loopback,
+  directly, through one router and through two linked routers, in this process; a
+  router hop's one-way cost [ms] is the two-router round trip less the direct one, over
+  four (two hops each way), per quantile. Everything else on the way (our process, the
+  Python bindings, the kernel) is the same in both, so the difference is the routers'.
+- **Failover** (``failover``, root only): the deployment file's sites in their
+  namespaces, the WAN paths through emulators, the surgeon's console driving; then one
+  fault after another, each a check with its figures: a WAN path cut (no command lost),
+  both paths cut (the arms hold; they resume without a jump when a path returns), the
+  patient site's router killed and restarted by its ``site up`` (the arms hold while it is
+  away; the session resumes by itself within ``RESUME_LIMIT_S`` of its return, without a
+  jump). An observer on the patient site's main plane times every safety event, path
+  alarm and measured tip from the host.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zenoh
+
+from telesurgery.clock import now_ns
+from telesurgery.config import ZenohConfig
+from telesurgery.demo.fabric import SitesRun
+from telesurgery.demo.monitor import Monitor
+from telesurgery.demo.run import STARTUP_TIMEOUT_S
+from telesurgery.demo.sites import ROUTER_PID
+from telesurgery.messages import MeasuredCP, Message, SafetyEvent, Status
+from telesurgery.sites.deployment import Deployment
+from telesurgery.sites.netns import NamespaceError, check_permitted
+from telesurgery.stats import summarize
+from telesurgery.transport.session import RejectCounter, subscribe, zenoh_config
+from telesurgery.types import ArmMode
+
+PINGS = 2000
+PING_HZ = 500.0
+PAYLOAD_BYTES = 256
+"""About a command bundle's size on the wire."""
+SETTLE_S = 6.0
+"""Driving before the first fault, and between faults [s]."""
+PATH_CUT_S = 3.0
+BOTH_CUT_S = 1.5
+RESUME_LIMIT_S = 2.0
+"""The session must drive again within this long [s] of the site router's return."""
+JUMP_LIMIT_MM = 1.0
+"""A measured tip moving more than this between two consecutive samples [mm] jumped."""
+HOLD_MARGIN_MS = 50.0
+"""Allowed beyond the slowest path's one-way delay and the watchdog for the hold [ms]."""
+WATCHDOG_MS = 50.0
+
+
+# -- hop cost ---------------------------------------------------------------------------
+
+def _open(mode: str, listen: list[str], connect: list[str]) -> zenoh.Session:
+    return zenoh.open(zenoh_config(ZenohConfig(mode=mode, listen=listen, connect=connect,  # type: ignore[arg-type]
+                                               gossip=False)))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _round_trips(routers: int) -> list[float]:
+    """Round trips [ms] of ``PINGS`` pings between two clients ``routers`` routers apart
+    (0: two peers linked directly)."""
+    ports = [_free_port() for _ in range(routers + 1)]
+    opened: list[zenoh.Session] = []
+    try:
+        for i in range(routers):
+            opened.append(_open("router", [f"tcp/127.0.0.1:{ports[i]}"],
+                                [f"tcp/127.0.0.1:{ports[i - 1]}"] if i else []))
+        if routers:
+            a = _open("client", [], [f"tcp/127.0.0.1:{ports[0]}"])
+            b = _open("client", [], [f"tcp/127.0.0.1:{ports[routers - 1]}"])
+        else:
+            a = _open("peer", [f"tcp/127.0.0.1:{ports[0]}"], [])
+            b = _open("peer", [], [f"tcp/127.0.0.1:{ports[0]}"])
+        opened += [a, b]
+        return _ping(a, b)
+    finally:
+        for z in reversed(opened):
+            z.close()
+
+
+def _ping(a: zenoh.Session, b: zenoh.Session) -> list[float]:
+    answer = b.declare_publisher("bench/pong", express=True)
+    b.declare_subscriber("bench/ping", lambda s: answer.put(s.payload.to_bytes()))
+    got: dict[int, int] = {}
+    ready = threading.Event()
+
+    def on_pong(sample: zenoh.Sample) -> None:
+        seq, sent = struct.unpack_from("<qq", sample.payload.to_bytes())
+        got[seq] = now_ns() - sent
+        ready.set()
+
+    a.declare_subscriber("bench/pong", on_pong)
+    ping = a.declare_publisher("bench/ping", express=True)
+    pad = bytes(PAYLOAD_BYTES - 16)
+    deadline = time.monotonic() + 30.0
+    while not ready.is_set() and time.monotonic() < deadline:  # the routes are declared
+        ping.put(struct.pack("<qq", -1, now_ns()) + pad)
+        ready.wait(0.05)
+    period = 1.0 / PING_HZ
+    for seq in range(PINGS):
+        ping.put(struct.pack("<qq", seq, now_ns()) + pad)
+        time.sleep(period)
+    time.sleep(0.2)
+    return [got[s] * 1e-6 for s in range(PINGS) if s in got]
+
+
+def hop_latency() -> dict[str, Any]:
+    """The one-way cost of a router hop [ms] (p50, p99) and each chain's round trips."""
+    chains = {n: _round_trips(n) for n in (0, 1, 2)}
+    q = {n: (float(np.percentile(v, 50)), float(np.percentile(v, 99))) for n, v in
+         chains.items()}
+    return {"p50": round(max(0.0, (q[2][0] - q[0][0]) / 4), 4),
+            "p99": round(max(0.0, (q[2][1] - q[0][1]) / 4), 4),
+            "one_router_p50": round(max(0.0, (q[1][0] - q[0][0]) / 2), 4),
+            "round_trip_ms": {f"{n}_routers": summarize(np.asarray(v)) for n, v in
+                              chains.items()},
+            "pings": PINGS, "payload_bytes": PAYLOAD_BYTES}
+
+
+# -- failover ---------------------------------------------------------------------------
+
+@dataclass
+class Observer:
+    """What the patient site's main plane shows the host, timed as it arrives."""
+
+    monitor: Monitor
+    events: list[tuple[int, SafetyEvent]] = field(default_factory=list)
+    alarms: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    tips: dict[str, list[tuple[int, np.ndarray, ArmMode]]] = field(default_factory=dict)
+    lost: list[tuple[int, int]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        keys, z, rejects = self.monitor.keys, self.monitor.session, RejectCounter()
+        self._subs = [subscribe(z, keys.safety_state, self._on_event, rejects),
+                      subscribe(z, keys.link_alarm("*"), self._on_alarm, rejects),
+                      subscribe(z, keys.arm("*", "measured_cp"), self._on_tip, rejects),
+                      subscribe(z, keys.status("patient"), self._on_status, rejects)]
+
+    def _on_event(self, msg: Message, received: int) -> None:
+        if isinstance(msg.body, SafetyEvent):
+            with self._lock:
+                self.events.append((received, msg.body))
+
+    def _on_alarm(self, msg: Message, received: int) -> None:
+        if isinstance(msg.body, Status):
+            with self._lock:
+                self.alarms.append((received, msg.body.data))
+
+    def _on_tip(self, msg: Message, received: int) -> None:
+        if isinstance(msg.body, MeasuredCP):
+            body = msg.body
+            with self._lock:
+                self.tips.setdefault(body.arm, []).append(
+                    (received, np.array(body.measured.position), body.mode))
+
+    def _on_status(self, msg: Message, received: int) -> None:
+        if isinstance(msg.body, Status):
+            lost = msg.body.data.get("link", {}).get("commands", {}).get("lost")
+            if isinstance(lost, int):
+                with self._lock:
+                    self.lost.append((received, lost))
+
+    def lost_at(self, t: int) -> int | None:
+        """Commands lost on every path, as the last status before ``t`` [ns] said."""
+        with self._lock:
+            before = [n for at, n in self.lost if at <= t]
+        return before[-1] if before else None
+
+    def first_event(self, after: int, pred: Callable[[SafetyEvent], bool]) -> int | None:
+        """When [ns] the first event after ``after`` that ``pred`` accepts came."""
+        with self._lock:
+            return next((at for at, e in self.events if at > after and pred(e)), None)
+
+    def following_again(self, after: int) -> int | None:
+        """When [ns] every arm was seen following again after ``after``."""
+        with self._lock:
+            times = []
+            for samples in self.tips.values():
+                t = next((at for at, _, mode in samples
+                          if at > after and mode is ArmMode.FOLLOWING), None)
+                if t is None:
+                    return None
+                times.append(t)
+        return max(times) if times else None
+
+    def max_step_mm(self, start: int, end: int) -> float:
+        """The largest move of any tip between two consecutive samples in [start, end]."""
+        worst = 0.0
+        with self._lock:
+            for samples in self.tips.values():
+                pts = [p for at, p, _ in samples if start <= at <= end]
+                for a, b in itertools.pairwise(pts):
+                    worst = max(worst, float(np.linalg.norm(b - a)) * 1e3)
+        return round(worst, 3)
+
+    def wait(self, pred: Callable[[], bool], timeout_s: float) -> bool:
+        """Poll ``pred`` until it holds or ``timeout_s`` [s] passes."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if pred():
+                return True
+            time.sleep(0.05)
+        return pred()
+
+    def close(self) -> None:
+        """Unsubscribe."""
+        for s in self._subs:
+            s.undeclare()
+
+
+def _ms(a: int | None, b: int) -> float | None:
+    return None if a is None else round((a - b) * 1e-6, 1)
+
+
+def _held(e: SafetyEvent) -> bool:
+    return e.held
+
+
+def _path_cut(run: SitesRun, obs: Observer, path: str) -> dict[str, Any]:
+    before = now_ns()
+    time.sleep(0.6)  # a status after ``before`` (2 Hz) carries the count at the cut
+    cut = now_ns()
+    lost_before = obs.lost_at(cut)
+    run.rig.cut(path)
+    time.sleep(PATH_CUT_S)
+    run.rig.restore(path)
+    restored = now_ns()
+    # Commands are judged a second after they arrive; two status periods after that.
+    time.sleep(2.5)
+    lost_after = obs.lost_at(now_ns())
+    alarm = next((at for at, a in obs.alarms if at > cut and a.get("path") == path
+                  and a.get("state") == "DOWN"), None)
+    holds = obs.first_event(cut, _held)
+    lost = None if lost_before is None or lost_after is None else lost_after - lost_before
+    return {"name": "wan_path_cut", "path": path, "cut_s": PATH_CUT_S,
+            "commands_lost": lost, "alarm_after_ms": _ms(alarm, cut),
+            "held": holds is not None and holds < restored + int(1e9),
+            "max_step_mm": obs.max_step_mm(before, now_ns()),
+            "passed": lost == 0 and holds is None}
+
+
+def _both_cut(run: SitesRun, obs: Observer, slowest_ms: float) -> dict[str, Any]:
+    cut = now_ns()
+    for path in run.rig.names:
+        run.rig.cut(path)
+    time.sleep(BOTH_CUT_S)
+    for path in run.rig.names:
+        run.rig.restore(path)
+    restored = now_ns()
+    obs.wait(lambda: obs.following_again(restored) is not None, 15.0)
+    held = obs.first_event(cut, _held)
+    back = obs.following_again(restored)
+    hold_ms = _ms(held, cut)
+    limit = slowest_ms + WATCHDOG_MS + HOLD_MARGIN_MS
+    step = obs.max_step_mm(restored, (back or now_ns()) + int(2e9))
+    return {"name": "both_paths_cut", "cut_s": BOTH_CUT_S, "hold_after_ms": hold_ms,
+            "hold_limit_ms": limit, "following_again_after_s":
+                None if back is None else round((back - restored) * 1e-9, 3),
+            "max_step_mm": step, "jump_limit_mm": JUMP_LIMIT_MM,
+            "passed": hold_ms is not None and hold_ms <= limit and back is not None
+            and step <= JUMP_LIMIT_MM}
+
+
+def _listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _router_restart(run: SitesRun, obs: Observer) -> dict[str, Any]:
+    dep = run.dep
+    site = dep.patient_site
+    pid_file = run.workdir / site / ROUTER_PID
+    old = int(pid_file.read_text(encoding="utf-8"))
+    killed = now_ns()
+    os.kill(old, signal.SIGKILL)
+    address = dep.sites[site].address
+
+    def returned() -> bool:
+        try:
+            pid = int(pid_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return pid != old and _listening(address, dep.ports.main)
+
+    obs.wait(returned, STARTUP_TIMEOUT_S)
+    back_at = now_ns()
+    obs.wait(lambda: obs.following_again(back_at) is not None, 15.0)
+    held = obs.first_event(killed, _held)
+    again = obs.following_again(back_at)
+    resumed_s = None if again is None else round((again - back_at) * 1e-9, 3)
+    step = obs.max_step_mm(back_at, (again or now_ns()) + int(2e9))
+    return {"name": "site_router_restart", "site": site,
+            "away_s": round((back_at - killed) * 1e-9, 3),
+            "hold_after_ms": _ms(held, killed), "resumed_after_return_s": resumed_s,
+            "resume_limit_s": RESUME_LIMIT_S, "max_step_mm": step,
+            "jump_limit_mm": JUMP_LIMIT_MM,
+            "passed": held is not None and resumed_s is not None
+            and resumed_s <= RESUME_LIMIT_S and step <= JUMP_LIMIT_MM}
+
+
+def failover(dep: Deployment, file: Path, workdir: Path, *, insecure: bool = False,
+             log_level: str = "warning") -> list[dict[str, Any]]:
+    """Run the deployment and its faults; one check per fault (see the module)."""
+    from telesurgery.link.profiles import load_profile
+
+    profile = load_profile(dep.profile)
+    slowest = max(profile.paths[w.path].forward.delay_ms for w in dep.wan)
+    spare = next((w.path for w in dep.wan if w.path != dep.main_wan.path), dep.wan[0].path)
+    with SitesRun(dep, file, workdir, insecure=insecure, log_level=log_level,
+                  site_args=["--device", "autopilot"], pin_sites=True) as run:
+        assert run.monitor is not None
+        obs = Observer(run.monitor)
+        try:
+            if not run.monitor.wait_present({"patient", "console"}, STARTUP_TIMEOUT_S):
+                return [{"name": "start", "passed": False, "error": "the sites did not "
+                         f"come up; logs in {workdir}"}]
+            obs.wait(lambda: obs.following_again(0) is not None, STARTUP_TIMEOUT_S)
+            time.sleep(SETTLE_S)
+            checks = [_path_cut(run, obs, spare)]
+            time.sleep(SETTLE_S)
+            checks.append(_both_cut(run, obs, slowest))
+            time.sleep(SETTLE_S)
+            checks.append(_router_restart(run, obs))
+        finally:
+            obs.close()
+    return checks
+
+
+def run_bench(file: Path, workdir: Path, *, insecure: bool = False,
+              log_level: str = "warning") -> dict[str, Any]:
+    """The bench's JSON: the hop cost, and the failover checks where namespaces can be
+    made (otherwise one check saying why not)."""
+    from telesurgery.sites.deployment import load_deployment
+
+    dep = load_deployment(file)
+    out: dict[str, Any] = {"deployment": str(file), "hop_ms": hop_latency()}
+    try:
+        check_permitted()
+    except NamespaceError as exc:
+        out["checks"] = [{"name": "failover", "passed": False, "skipped": str(exc)}]
+        return out
+    out["checks"] = failover(dep, file.resolve(), workdir, insecure=insecure,
+                             log_level=log_level)
+    out["passed"] = all(c.get("passed") for c in out["checks"])
+    return out
