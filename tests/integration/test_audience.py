@@ -341,13 +341,23 @@ def test_an_observer_certificate_cannot_command_and_a_mentor_only_points(
     command = Publisher(observer, keys.servo_cp("psm1"), Stream.COMMAND, sid)
     request = Publisher(observer, keys.control_request, Stream.EVENT, sid)
     try:
+        # The observer's client knows of a subscriber (the recorder's) and sends: what
+        # keeps the commands out is the router's access control, not a silent client.
+        wait_until(lambda: command.matched and request.matched,
+                   "the observer's publishers to see a subscriber", WAIT_S)
         for _ in range(20):
             command.put(ServoCP("psm1", Pose(), now_ns()))
             request.put(Status({"request": "control"}))
         # A mentor's mark goes out (the gateway relays it); the observer's commands never.
         mentor = broadcasting.url_of("dr-chen").replace("/?", "/api/mark?")
-        assert _post(mentor, {"x": 0.5, "y": 0.25, "down": True}) == 200
-        wait_until(lambda: keys.audience_mark("gateway") in seen, "the mentor's mark", WAIT_S)
+
+        def relayed() -> bool:
+            # A mark made before the gateway learns of the new subscriber reaches nobody:
+            # keep pointing, as a mentor does.
+            assert _post(mentor, {"x": 0.5, "y": 0.25, "down": True}) == 200
+            return keys.audience_mark("gateway") in seen
+
+        wait_until(relayed, "the mentor's mark", WAIT_S)
         assert keys.servo_cp("psm1") not in seen
         assert keys.control_request not in seen
     finally:

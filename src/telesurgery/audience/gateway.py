@@ -160,6 +160,11 @@ class ViewerServer(WebConsole):
         super().__init__(config, _Backend(gateway), command_period_ns=1_000_000)
         self.gateway = gateway
 
+    def streaming(self) -> bool:
+        # Asked on the server's loop, where the operator's "off" is handled too: once it
+        # is answered, not one more frame goes out.
+        return self.gateway.broadcasting
+
     def open_to_all(self, path: str) -> bool:
         return path.startswith("/hls/")
 
@@ -267,6 +272,10 @@ class Gateway:
             QUEUE_FRAMES)
         self._last_key_ns = 0
         self._key_asked_ns = 0
+        self._last_index: int | None = None
+        self._resync = True
+        self.frames_lost = 0
+        """Frames the patient sent that never reached the gateway (gaps in the index)."""
         self._wall_minus_mono_ns = time.time_ns() - now_ns()
         self._decoder: H264Decoder | None = None
         self.rejects = RejectCounter()
@@ -378,7 +387,9 @@ class Gateway:
             self.allowed_by = by if on else None
             hls, self._hls = self._hls, None
         if on:
+            # Viewers and the first segment start at an IDR, asked for at once.
             self._key_asked_ns = 0
+            self._resync = True
         elif hls is not None:
             hls.close()
         self._event("broadcast_start" if on else "broadcast_stop", by=by, address=address)
@@ -462,13 +473,22 @@ class Gateway:
         if not self.broadcasting:
             return
         now = now_ns()
+        last, self._last_index = self._last_index, body.frame_index
+        if last is not None and body.frame_index != last + 1:
+            # A frame lost on the way here: what follows does not decode until the next
+            # IDR, so no viewer and no segment gets it; ask for the IDR now.
+            self.frames_lost += max(0, body.frame_index - last - 1)
+            self._resync = True
         if body.keyframe:
             self._last_key_ns = now
-        if (now - self._last_key_ns >= KEY_PERIOD_S * 1e9
+            self._resync = False
+        if ((self._resync or now - self._last_key_ns >= KEY_PERIOD_S * 1e9)
                 and now - self._key_asked_ns >= KEY_RETRY_S * 1e9):
             self._key_asked_ns = now
             self.keyframe_requests += 1
             self._key_pub.offer(keyframe_request(body.camera))
+        if self._resync:
+            return
         self.view.size = (body.width, body.height)
         mark = Watermark(self.options.session,
                          (body.capture_ns + self._wall_minus_mono_ns) // 1_000_000,
@@ -510,7 +530,7 @@ class Gateway:
         return {
             "name": self.options.name, "broadcast": self.broadcasting,
             "allowed_by": self.allowed_by, "frames_in": self.frames_in,
-            "frames_dropped_in": self.frames_dropped,
+            "frames_dropped_in": self.frames_dropped, "frames_lost": self.frames_lost,
             "keyframe_requests": self.keyframe_requests,
             "page_key_requests": self.page_key_requests,
             "hls": {"segments_frames": 0 if hls is None else hls.frames,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import fractions
 import logging
 import shutil
+import threading
 from pathlib import Path
 from typing import Final
 
@@ -62,7 +63,12 @@ def parameter_sets(access_unit: bytes) -> bytes:
 
 
 class HlsPackager:
-    """Muxes access units into ``folder`` as a live HLS stream, from the first IDR on."""
+    """Muxes access units into ``folder`` as a live HLS stream, from the first IDR on.
+
+    ``add`` and ``close`` may come from different threads (the gateway's video thread, the
+    web thread stopping the broadcast): FFmpeg's muxer must never be closed while it muxes,
+    so they take turns, and an ``add`` after ``close`` does nothing.
+    """
 
     def __init__(self, folder: Path, *, list_size: int = LIST_SIZE) -> None:
         self.folder = folder
@@ -73,6 +79,8 @@ class HlsPackager:
         self._stream: av.VideoStream | None = None
         self._first_ns = 0
         self._last_pts = -1
+        self._lock = threading.Lock()
+        self._closed = False
 
     @property
     def playlist(self) -> Path:
@@ -88,6 +96,12 @@ class HlsPackager:
             capture_ns: int) -> None:
         """Mux one access unit captured at ``capture_ns`` [ns]; before the first IDR,
         frames are skipped (a player cannot start on them)."""
+        with self._lock:
+            if not self._closed:
+                self._add(access_unit, keyframe, width, height, capture_ns)
+
+    def _add(self, access_unit: bytes, keyframe: bool, width: int, height: int,
+             capture_ns: int) -> None:
         if self._out is None:
             if not keyframe:
                 return
@@ -134,13 +148,15 @@ class HlsPackager:
 
     def close(self) -> None:
         """End the stream and delete its files: a stopped broadcast leaves nothing to fetch."""
-        out, self._out, self._stream = self._out, None, None
-        if out is not None:
-            try:
-                out.close()
-            except av.FFmpegError as exc:
-                log.warning("HLS stream did not close cleanly: %s", exc)
-        shutil.rmtree(self.folder, ignore_errors=True)
+        with self._lock:
+            self._closed = True
+            out, self._out, self._stream = self._out, None, None
+            if out is not None:
+                try:
+                    out.close()
+                except av.FFmpegError as exc:
+                    log.warning("HLS stream did not close cleanly: %s", exc)
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 __all__ = ["CUT_AFTER_S", "KEY_PERIOD_S", "LIST_SIZE", "PLAYLIST", "SEGMENT_S",

@@ -411,6 +411,11 @@ class WebConsole:
         """Why ``request`` is refused for its token (None: it is not): this launch's secret."""
         return token_refusal(request.query.get(TOKEN_PARAM), self.token, self.url)
 
+    def streaming(self) -> bool:
+        """False while no frame may go to any page (the audience's broadcast is off); asked
+        on the server's loop as each frame goes out."""
+        return True
+
     def open_to_all(self, path: str) -> bool:
         """True for a path any origin may fetch without a token (none here)."""
         return False
@@ -643,6 +648,8 @@ class WebConsole:
 
     def _fan_out(self, kind: VideoKind, keyframe: bool, body: VideoFrame, payload: bytes,
                  capture_ns: int, published_ns: int, received_ns: int) -> None:
+        if not self.streaming():
+            return
         want_h264 = kind is VideoKind.H264
         now = now_ns()
         self._last_fan_out_ns = now

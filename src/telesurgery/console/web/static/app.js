@@ -214,6 +214,9 @@ function onMark(msg) {
 }
 
 function drawMarks(ctx) {
+  // Nothing drawn, nothing touched, while no mentor points: the picture keeps its direct
+  // path to the screen (see the ghost's cost in docs/console.md).
+  if (!marks.size) return;
   const now = performance.now();
   const w = canvas.width;
   const h = canvas.height;
@@ -221,6 +224,7 @@ function drawMarks(ctx) {
     if (now - m.at > MARK_FADE_MS) marks.delete(name);
   }
   $('stage').dataset.marks = [...marks.keys()].join(' ');
+  if (!marks.size) return;
   ctx.save();
   ctx.strokeStyle = '#ffd33d';
   ctx.fillStyle = '#ffd33d';
