@@ -45,7 +45,7 @@ def test_a_handover_is_one_window_and_the_motion_in_it() -> None:
     t.handover(1.12, True, (0.005, 0.0, 0.03))
     t.handover(1.14, False, (0.005, 0.0, 0.03))
     assert t.handing_over
-    t.handover(1.14 + HANDOVER_GAP_S, False, (0.05, 0.0, 0.03))
+    t.handover(1.15 + HANDOVER_GAP_S, False, (0.05, 0.0, 0.03))
     (h,) = t.metrics(done=1).handovers
     assert (h.start_s, h.duration_s) == pytest.approx((1.0, 0.14))
     assert h.motion_mm == pytest.approx(5.0)

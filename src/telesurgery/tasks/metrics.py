@@ -29,9 +29,10 @@ IDLE_SPEED_M_S: Final = 0.002
 """A tip slower than this [m/s] is idle (2 mm/s: a hand held still drifts less)."""
 START_M: Final = 0.005
 """The attempt starts when a tip has moved this far [m] from where it was first seen."""
-HANDOVER_GAP_S: Final = 0.3
-"""A break shorter than this [s] in the holding by both arms is the same handover (a jaw
-that lets go brushes the object as it leaves)."""
+HANDOVER_GAP_S: Final = 1.5
+"""A break shorter than this [s] in the holding by both arms is the same handover: the
+giver's jaws, opening and leaving, brush the object again (seen 0.6 s after the first
+window with the autopilot)."""
 COLLISION_M: Final = 0.006
 """Tips closer than this [m] count as the instruments touching (jaws are ~3 mm wide)."""
 

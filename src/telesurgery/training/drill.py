@@ -34,7 +34,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from telesurgery.bench.faults.inject import Fault, Injection, fault_named
-from telesurgery.bench.faults.judge import TipSample, recovery_s
+from telesurgery.bench.faults.judge import TipSample, mode_at, recovery_s
 from telesurgery.bench.faults.observe import Observation, Observer
 from telesurgery.clock import now_ns
 from telesurgery.config import PatientConfig, load
@@ -285,9 +285,14 @@ def score_event(event: DrillEvent, seen: Observation, span: tuple[int, int],
     resumes = [recovery_s(tips[arm], end) for arm in arms]
     resume_s = None if any(r is None for r in resumes) else max(r for r in resumes
                                                                 if r is not None)
+    modes = {arm: mode_at(tips[arm], begin) for arm in arms}
     out: dict[str, Any] = {"fault": event.fault, "at_s": event.at_s,
                            "lasted_s": round((end - begin) * 1e-9, 3), "alarm": event.alarm,
-                           "alarm_s": alarm_s, "resume_s": resume_s}
+                           "alarm_s": alarm_s, "resume_s": resume_s,
+                           # Whether the arms were following when the fault came: a drill
+                           # on arms that never engaged judges nothing.
+                           "modes_at_fault": {a: None if m is None else m.label
+                                              for a, m in modes.items()}}
     ok = [event.alarm == "none" or (alarm_s is not None and alarm_s <= event.alarm_within_s)]
     if event.fault in NEEDS_BEDSIDE:
         took = _first_after(alarms["takeover"], begin)
@@ -315,8 +320,11 @@ def run_drill(drill: DrillFile, stop: threading.Event, workdir: Path | None = No
     """Run ``drill``; its score sheet: ``{"drill", "events": [...], "passed", ...}``."""
     drill.check()
     runner = _Runner(drill)
+    # Video off, as in the fault matrix: on a 2-core machine the frames of a loaded session
+    # come late, and a frozen picture clutches every arm (seen: the arms clutched when the
+    # console crashed, at load average 20), which is not the drill's fault.
     opts = DemoOptions(duration_s=None, link=drill.link, task=drill.task, workdir=workdir,
-                       log_level=log_level, backup=drill.bedside,
+                       log_level=log_level, backup=drill.bedside, video=False,
                        backup_web_port=0 if drill.bedside else None,
                        console_env=_console_env(drill))
     halt = threading.Event()
