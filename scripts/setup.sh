@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs everything telesurgery needs on a Debian machine: system packages for headless
-# rendering (Mesa EGL/OSMesa) and the browser console tests (Chromium), then a virtual
+# rendering (Mesa EGL/OSMesa), the browser console tests (Chromium) and the sites' network
+# namespaces (iproute2), then a virtual
 # environment in .venv with the package and its test tools, at the versions requirements.lock
 # pins. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(libegl1 libgl1 libgles2 libegl-mesa0 libgl1-mesa-dri libosmesa6 chromium)
+debs=(libegl1 libgl1 libgles2 libegl-mesa0 libgl1-mesa-dri libosmesa6 chromium iproute2)
 missing=()
 for d in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$d" 2>/dev/null | grep -q "install ok installed" || missing+=("$d")

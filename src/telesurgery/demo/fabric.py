@@ -33,6 +33,7 @@ from telesurgery.security.node import DEMO_LICENCES, Site, write_acl
 from telesurgery.security.pki import Pki, Role
 from telesurgery.sites.deployment import Deployment, WanPath
 from telesurgery.sites.netns import Fabric
+from telesurgery.video.latency import video_summary
 
 MONITOR = "monitor"
 """The demo monitor's observer certificate name."""
@@ -283,4 +284,8 @@ def run_sites(dep: Deployment, file: Path, workdir: Path, stop: threading.Event,
                             cuts=schedule.done)
     summary["sites"] = sites_section(dep, run)
     summary["security"] = security_section(insecure, site_report(run, "patient"))
+    video = video_summary(site_report(run, "patient").get("video"),
+                          site_report(run, "console").get("video"))
+    if video is not None:
+        summary["video"] = video
     return summary
