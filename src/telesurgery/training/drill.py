@@ -47,6 +47,8 @@ SPIKE_MS: Final = 250.0
 """The latency spike [ms] added to every path's one-way delay, both ways."""
 TAKEOVER_WINDOW_S: Final = 1.0
 """The take-over's motion is measured over this long [s] after it."""
+RESUME_HORIZON_S: Final = 20.0
+"""Holds begun within this long [s] after an event's end are the event's (``resume_s``)."""
 BACKUP: Final = "backup:"
 """How the owner announcement names a bedside console."""
 
@@ -282,7 +284,9 @@ def score_event(event: DrillEvent, seen: Observation, span: tuple[int, int],
                   "takeover": [t for t, o in seen.owners if o and o.startswith(BACKUP)]}
         tips = {arm: list(seen.tips.get(arm, [])) for arm in arms}
     alarm_s = None if event.alarm == "none" else _first_after(alarms[event.alarm], begin)
-    resumes = [recovery_s(tips[arm], end) for arm in arms]
+    # A hold begun long after the fault (the session's own end) is not the fault's.
+    horizon = end + round(RESUME_HORIZON_S * 1e9)
+    resumes = [recovery_s(tips[arm], end, horizon) for arm in arms]
     resume_s = None if any(r is None for r in resumes) else max(r for r in resumes
                                                                 if r is not None)
     modes = {arm: mode_at(tips[arm], begin) for arm in arms}
