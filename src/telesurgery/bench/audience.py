@@ -269,6 +269,8 @@ def bench_audience(opts: AudienceOptions, stop: threading.Event,
             "p50_above_surgeon_ms": None if mentor_p50 is None or surgeon_p50 is None
             else round(mentor_p50 - surgeon_p50, 3),
             "chromium_painted_fps": crowd.get("chromium_fps"),
+            "chromium_error": crowd.get("chromium_error"),
+            "viewer_errors": crowd.get("viewer_errors", 0),
             "what": "behind: viewers the gateway skipped ahead at least once (it stops "
                     "sending to a viewer with 6 frames unreported and restarts it at the next "
                     "keyframe); the stalling viewers stop reading for "
