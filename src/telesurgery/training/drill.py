@@ -275,8 +275,10 @@ def _path_mm(samples: list[TipSample], t0: int, t1: int) -> float:
 
 
 def score_event(event: DrillEvent, seen: Observation, span: tuple[int, int],
-                takeover_ns: int | None, arms: tuple[str, ...]) -> dict[str, Any]:
-    """One event's entry of the score sheet (see the module docstring)."""
+                takeover_ns: int | None, arms: tuple[str, ...],
+                next_begin_ns: int | None = None) -> dict[str, Any]:
+    """One event's entry of the score sheet (see the module docstring); holds from
+    ``next_begin_ns`` [ns] on are the next event's."""
     begin, end = span
     with seen.lock:
         alarms = {"link": [t for t, what in seen.link_alarm_times if what.endswith("DOWN")],
@@ -285,7 +287,7 @@ def score_event(event: DrillEvent, seen: Observation, span: tuple[int, int],
         tips = {arm: list(seen.tips.get(arm, [])) for arm in arms}
     alarm_s = None if event.alarm == "none" else _first_after(alarms[event.alarm], begin)
     # A hold begun long after the fault (the session's own end) is not the fault's.
-    horizon = end + round(RESUME_HORIZON_S * 1e9)
+    horizon = min(end + round(RESUME_HORIZON_S * 1e9), next_begin_ns or 2**63)
     resumes = [recovery_s(tips[arm], end, horizon) for arm in arms]
     resume_s = None if any(r is None for r in resumes) else max(r for r in resumes
                                                                 if r is not None)
@@ -348,9 +350,11 @@ def run_drill(drill: DrillFile, stop: threading.Event, workdir: Path | None = No
                                "scored")
     assert runner.observer is not None
     arms = tuple(PatientConfig().arms)
-    events = [score_event(e, runner.observer.seen, span, took, arms)
-              for e, span, took in zip(drill.events, runner.timeline.spans,
-                                       runner.timeline.takeovers, strict=True)]
+    spans = runner.timeline.spans
+    nexts = [b for b, _ in spans[1:]] + [None]
+    events = [score_event(e, runner.observer.seen, span, took, arms, nxt)
+              for e, span, took, nxt in zip(drill.events, spans, runner.timeline.takeovers,
+                                            nexts, strict=True)]
     return {"drill": drill.name, "what": drill.what, "source": drill.source,
             "events": events, "passed": all(e["passed"] for e in events),
             "task": summary.get("task"), "safety": summary.get("safety"),
