@@ -47,6 +47,7 @@ from telesurgery.messages import (
     StateBundle,
     Status,
 )
+from telesurgery.robots.sim.scene import task_layout
 from telesurgery.security.acl import NODE_OF_ROLE
 from telesurgery.security.command_keys import ConsoleKeys
 from telesurgery.security.node import NodeSecurity, node_security, security_status
@@ -111,7 +112,8 @@ class ConsoleNode:
         force path's network leg (the patient's clock mapped by its path sync)."""
         self._patient_offset_ns = 0
         """The patient's clock minus ours [ns], from its status."""
-        self.twin = LocalTwin(tuple(device.arms)) if config.outage_twin else None
+        self.twin = (LocalTwin(tuple(device.arms), layout=task_layout(config.task))
+                     if config.outage_twin else None)
         """Where the surgeon works while both control paths are down (``console.twin``)."""
         self._state_rx_ns = 0
         """When the latest state bundle arrived [ns]."""

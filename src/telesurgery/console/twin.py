@@ -32,6 +32,7 @@ from typing import Any, Final
 from telesurgery.config import SafetyConfig
 from telesurgery.messages import Command, JawServoJP, Message, SafetyEvent
 from telesurgery.robots.sim.robot import SimRobot
+from telesurgery.robots.sim.scene import DEFAULT_LAYOUT, PegTransferLayout
 from telesurgery.safety.supervisor import Supervisor
 from telesurgery.types import ArmMode, Pose
 
@@ -65,8 +66,11 @@ class Waypoint:
 class LocalTwin:
     """The twin of ``arms`` (see the module docstring). Used from the console's loop only."""
 
-    def __init__(self, arms: tuple[str, ...], config: SafetyConfig | None = None) -> None:
+    def __init__(self, arms: tuple[str, ...], config: SafetyConfig | None = None,
+                 layout: PegTransferLayout = DEFAULT_LAYOUT) -> None:
         self.arms = arms
+        self.layout = layout
+        """The board of the session's task (the twin's arms work over the same one)."""
         self.config = config or SafetyConfig()
         self.active = False
         self.entered = 0
@@ -90,7 +94,7 @@ class LocalTwin:
         """Start the twin from the last measured tip poses [m, base frame] and jaws [rad]."""
         if self._robot is None:
             # Built on the first outage (about 15 ms, once): most sessions never need it.
-            self._robot = SimRobot()
+            self._robot = SimRobot(self.layout)
         robot = self._robot
         robot.enable()
         robot.place({a: v for a, v in measured.items() if a in robot.arms})
