@@ -50,6 +50,13 @@ def test_the_session_drives_across_the_sites_and_survives_a_cut_path(tmp_path: P
         wait_until(lambda: {"patient", "console", "backup"} <= m.present,
                    lambda: f"the nodes' presence (seen: {sorted(m.present)})", 120.0)
         wait_until(lambda: _accepted(run) > 500, "the surgeon's commands accepted", 60.0)
+        # The clock is synchronised with Rome over the WAN (the fastest exchange takes the
+        # fibre's 2 x 49 ms), not with the bedside console a router away, which must not
+        # answer while it does not drive.
+        wait_until(lambda: m.status.get("patient", {}).get("link", {}).get("clock"),
+                   "a clock estimate", 30.0)
+        clock = m.status["patient"]["link"]["clock"]
+        assert clock["rtt_ms"] >= 95.0, clock
         rome = run.fabric.nets["rome-console"]
         # Rome reaches the host end of its own veth, where the emulators listen, and not
         # Beijing: no route goes there except through an emulator.

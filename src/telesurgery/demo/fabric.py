@@ -172,7 +172,7 @@ class SitesRun:
         cpus = (site_cpus(PATIENT_SITE if site == self.dep.patient_site else SURGEON_SITE)
                 if self.pin_sites else None)
         proc = NodeProcess(f"site-{site}", self.site_command(site), self.workdir, cpus,
-                           prefix=self.fabric.nets[site].exec_prefix)
+                           prefix=self.fabric.nets[site].exec_prefix, group=True)
         proc.start(with_report=False)
         self.sites[site] = proc
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -60,7 +61,9 @@ def pin(pid: int, cpus: frozenset[int]) -> None:
 class NodeProcess:
     """One ``telesurgery <verb>`` child, its log file and its report file; ``cpus``: the
     CPUs it runs on (None: any); ``env``: variables added to its environment; ``prefix``:
-    what runs it (``ip netns exec NAME`` to run it in a network namespace)."""
+    what runs it (``ip netns exec NAME`` to run it in a network namespace); ``group``: the
+    child leads a process group of its own, and a kill takes its children too (a ``site
+    up`` and the nodes it started)."""
 
     name: str
     args: list[str]
@@ -68,6 +71,7 @@ class NodeProcess:
     cpus: frozenset[int] | None = None
     env: dict[str, str] = field(default_factory=dict)
     prefix: tuple[str, ...] = ()
+    group: bool = False
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
     report_path: Path = field(init=False)
@@ -85,7 +89,8 @@ class NodeProcess:
         fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                         env={**os.environ, **self.env} if self.env else None)
+                                         env={**os.environ, **self.env} if self.env else None,
+                                         start_new_session=self.group)
         if self.cpus is not None:
             # Right after the exec, before the interpreter starts the threads that inherit it
             # (``pin`` also catches any already there).
@@ -114,6 +119,9 @@ class NodeProcess:
             return self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             log.warning("%s did not stop within %.1f s; killing it", self.name, timeout_s)
+            if self.group:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.kill()
             return self.proc.wait()
 

@@ -28,10 +28,10 @@ from telesurgery.transport.tls import apply_settings, secure_locators
 log = logging.getLogger(__name__)
 
 
-CONNECT_RETRY = "{period_init_ms: 100, period_max_ms: 1000, period_increase_factor: 2}"
+CONNECT_RETRY = "{period_init_ms: 100, period_max_ms: 500, period_increase_factor: 1.5}"
 """Zenoh's connect retry: a router or peer that went away (restarted, or behind a path
-back from an outage longer than Zenoh's lease) is linked again within a second of its
-return, where Zenoh's default backs off to 4 s."""
+back from an outage longer than Zenoh's lease) is linked again within half a second of its
+return, where Zenoh's default backs off to 4 s (a TCP connect every 0.5 s meanwhile)."""
 
 Security = Mapping[str, str]
 """Zenoh config entries that make a session secure (``NodeSecurity.zenoh_settings()``:
