@@ -35,6 +35,9 @@ LEASE_MS = 1000
 """Zenoh's lease on a site router's links [ms]: a far side silent this long is gone."""
 KEEP_ALIVES_PER_LEASE = 4
 """Keep-alives sent per lease (one every 250 ms): four lost in a row end a link."""
+ROUTER_PRIORITY = 45
+"""SCHED_FIFO priority of a site router's threads: below the nodes' loops (50), above
+everything at normal priority (where permitted; otherwise it runs at normal priority)."""
 WATCH_PERIOD_S = 0.05
 """How often [s] the router looks at its WAN links (their changes are timed to this)."""
 
