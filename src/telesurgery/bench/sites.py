@@ -40,6 +40,7 @@ from telesurgery.clock import now_ns
 from telesurgery.config import ZenohConfig
 from telesurgery.demo.fabric import SitesRun
 from telesurgery.demo.monitor import Monitor
+from telesurgery.demo.processes import free_port
 from telesurgery.demo.run import STARTUP_TIMEOUT_S
 from telesurgery.demo.sites import ROUTER_PID
 from telesurgery.messages import MeasuredCP, Message, SafetyEvent, Status
@@ -78,16 +79,10 @@ def _open(mode: str, listen: list[str], connect: list[str]) -> zenoh.Session:
                                                gossip=False)))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _round_trips(routers: int) -> list[float]:
     """Round trips [ms] of ``PINGS`` pings between two clients ``routers`` routers apart
     (0: two peers linked directly)."""
-    ports = [_free_port() for _ in range(routers + 1)]
+    ports = [free_port() for _ in range(routers + 1)]
     opened: list[zenoh.Session] = []
     try:
         for i in range(routers):
@@ -388,10 +383,7 @@ def _router_restart(run: SitesRun, obs: Observer) -> dict[str, Any]:
 def failover(dep: Deployment, file: Path, workdir: Path, *, insecure: bool = False,
              log_level: str = "warning") -> list[dict[str, Any]]:
     """Run the deployment and its faults; one check per fault (see the module)."""
-    from telesurgery.link.profiles import load_profile
-
-    profile = load_profile(dep.profile)
-    slowest = max(profile.paths[w.path].forward.delay_ms for w in dep.wan)
+    slowest = dep.slowest_delay_ms()
     spare = next((w.path for w in dep.wan if w.path != dep.main_wan.path), dep.wan[0].path)
     with SitesRun(dep, file, workdir, insecure=insecure, log_level=log_level,
                   site_args=["--device", "autopilot"], pin_sites=True) as run:

@@ -278,14 +278,14 @@ def run_sites(dep: Deployment, file: Path, workdir: Path, stop: threading.Event,
         # an operation, instead of its own routers.
         run.stop_sites(STOP_TIMEOUT_S * 2, first=dep.site_of("console"))
         emulators = run.rig.stop()
-    summary = build_summary(elapsed, site_report(run, "patient"), site_report(run, "console"),
+    patient, console = site_report(run, "patient"), site_report(run, "console")
+    summary = build_summary(elapsed, patient, console,
                             {"workdir": str(workdir), "nodes": sorted(run.sites)},
                             link_profile=dep.profile, emulators=emulators,
                             cuts=schedule.done)
     summary["sites"] = sites_section(dep, run)
-    summary["security"] = security_section(insecure, site_report(run, "patient"))
-    video = video_summary(site_report(run, "patient").get("video"),
-                          site_report(run, "console").get("video"))
+    summary["security"] = security_section(insecure, patient)
+    video = video_summary(patient.get("video"), console.get("video"))
     if video is not None:
         summary["video"] = video
     return summary

@@ -25,10 +25,9 @@ from telesurgery.config import PathConfig, ZenohConfig
 from telesurgery.demo.linkrig import paths_toml
 from telesurgery.demo.processes import NodeProcess
 from telesurgery.errors import TelesurgeryError
-from telesurgery.link.profiles import load_profile
 from telesurgery.security.node import Site
 from telesurgery.security.pki import Pki, Role
-from telesurgery.sites.deployment import Deployment
+from telesurgery.sites.deployment import Deployment, url_host
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +58,15 @@ def identity(dep: Deployment, site: str, process: str) -> tuple[Role, str]:
     return _ROLE[process]
 
 
-def _host(address: str) -> str:
-    return f"[{address}]" if ":" in address else address
-
-
 def main_endpoint(dep: Deployment, site: str) -> str:
     """The site router's main-plane endpoint, as the site's own processes reach it."""
-    return f"tcp/{_host(dep.sites[site].address)}:{dep.ports.main}"
+    return f"tcp/{url_host(dep.sites[site].address)}:{dep.ports.main}"
 
 
 def path_configs(dep: Deployment, site: str) -> list[PathConfig]:
     """The control paths of a process at ``site``: one per WAN path, a client of that
     path's plane on the site router (plain: the commands on it are tagged end to end)."""
-    host = _host(dep.sites[site].address)
+    host = url_host(dep.sites[site].address)
     return [PathConfig(name=p, tls=False,
                        zenoh=ZenohConfig(mode="client",
                                          connect=[f"tcp/{host}:{dep.path_port(p)}"]))
@@ -106,7 +101,7 @@ def site_processes(dep: Deployment, file: Path, site: str, workdir: Path,
     paths = workdir / "paths.toml"
     paths.write_text(paths_toml(path_configs(dep, site)), encoding="utf-8")
     # The patient allows commands the age of the slowest path's one-way delay.
-    slowest = max(load_profile(dep.profile).paths[w.path].forward.delay_ms for w in dep.wan)
+    slowest = dep.slowest_delay_ms()
     patient_paths = workdir / "patient-paths.toml"
     patient_paths.write_text(paths.read_text(encoding="utf-8")
                              + f"[safety]\npath_delay_ms = {slowest!r}\n", encoding="utf-8")

@@ -182,6 +182,12 @@ class Deployment(_Strict):
         """The site ``site``'s plane dials over ``wan`` (None: it accepts, or not on it)."""
         return wan.accept if wan.dial == site else None
 
+    def slowest_delay_ms(self) -> float:
+        """The largest one-way delay [ms] of the WAN paths, console to patient, as the
+        profile gives it: the patient's allowance for a command's age."""
+        profile = load_profile(self.profile)
+        return max(profile.paths[w.path].forward.delay_ms for w in self.wan)
+
     def control_paths(self, site: str) -> list[str]:
         """The WAN paths the processes of ``site`` send commands or state on: all of them
         (a site on none of them keeps to the main plane)."""
@@ -205,6 +211,11 @@ class Plane:
     port: int
     wan_protocol: Literal["tcp"]
     dials: str | None
+
+
+def url_host(address: str) -> str:
+    """``address`` as the host of an endpoint: an IPv6 address in brackets."""
+    return f"[{address}]" if ":" in address else address
 
 
 def load_deployment(path: Path) -> Deployment:

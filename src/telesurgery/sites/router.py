@@ -26,7 +26,7 @@ import zenoh
 from telesurgery.clock import now_ns
 from telesurgery.config import ZenohConfig
 from telesurgery.errors import TransportError
-from telesurgery.sites.deployment import Deployment, Plane
+from telesurgery.sites.deployment import Deployment, Plane, url_host
 from telesurgery.transport.session import Security, zenoh_config
 
 log = logging.getLogger(__name__)
@@ -49,14 +49,11 @@ def plane_config(dep: Deployment, site: str, plane: Plane, via: Mapping[str, str
     ``via``: per plane, the endpoint to dial in place of the far site's address (the link
     emulator on one machine, a NAT's public address in a hospital).
     """
-    address = dep.sites[site].address
-    host = f"[{address}]" if ":" in address else address
-    listen = [f"tcp/{host}:{plane.port}"]
+    listen = [f"tcp/{url_host(dep.sites[site].address)}:{plane.port}"]
     connect: list[str] = []
     if plane.dials is not None:
-        far = dep.sites[plane.dials].address
-        far_host = f"[{far}]" if ":" in far else far
-        connect = [via.get(plane.name, f"{plane.wan_protocol}/{far_host}:{plane.port}")]
+        far = url_host(dep.sites[plane.dials].address)
+        connect = [via.get(plane.name, f"{plane.wan_protocol}/{far}:{plane.port}")]
     cfg = ZenohConfig(mode="router", listen=listen, connect=connect, gossip=False)
     zc = zenoh_config(cfg, security if plane.name == "main" else None)
     try:
