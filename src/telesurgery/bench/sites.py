@@ -17,6 +17,8 @@ Two parts, one JSON (``{"hop_ms": {"p50", "p99"}, "checks": [...]}``):
   site's routers reconnect by themselves; an absence over the owner's loss limit leaves
   control with the bedside, which gives it back, by design). An observer on the patient
   site's main plane times every safety event, path alarm and measured tip from the host.
+  A fault is injected only while the surgeon holds control and the arms follow; otherwise
+  its check says it was not judged, and why.
 """
 
 from __future__ import annotations
@@ -44,9 +46,11 @@ from telesurgery.demo.processes import free_port
 from telesurgery.demo.run import STARTUP_TIMEOUT_S
 from telesurgery.demo.sites import ROUTER_PID
 from telesurgery.messages import MeasuredCP, Message, SafetyEvent, Status
+from telesurgery.safety.ownership import Role
 from telesurgery.sites.deployment import Deployment
 from telesurgery.sites.netns import NamespaceError, check_permitted
 from telesurgery.stats import summarize
+from telesurgery.transport.pathwatch import CHECK_HZ, DOWN_AFTER_MS
 from telesurgery.transport.session import RejectCounter, subscribe, zenoh_config
 from telesurgery.types import ArmMode
 
@@ -56,6 +60,9 @@ PAYLOAD_BYTES = 256
 """About a command bundle's size on the wire."""
 SETTLE_S = 6.0
 """Driving before the first fault, and between faults [s]."""
+DRIVING_WAIT_S = 15.0
+"""How long [s] a fault waits for the surgeon to drive (the arms clutch while the
+picture is frozen, for one) before it is reported as not judged."""
 PATH_CUT_S = 3.0
 BOTH_CUT_S = 0.6
 """Shorter than the owner's loss limit (1 s, docs/safety.md): past it, control lies with
@@ -70,6 +77,11 @@ compared: a jump is a move between two samples of the 500 Hz stream."""
 HOLD_MARGIN_MS = 50.0
 """Allowed beyond the slowest path's one-way delay and the watchdog for the hold [ms]."""
 WATCHDOG_MS = 50.0
+ALARM_LIMIT_MS = DOWN_AFTER_MS + 2 * 1000.0 / CHECK_HZ
+"""A cut path's alarm must come within the longest silence limit and two health checks of
+its last copy [ms]; the limit the path had learnt is reported beside it
+(``down_after_ms``), and the time from the cut (``alarm_after_ms``), which adds what was
+in flight on the path."""
 
 
 # -- hop cost ---------------------------------------------------------------------------
@@ -203,12 +215,32 @@ class Observer:
                     return at
         return None
 
-    def owner(self) -> str | None:
-        """Who holds control, as the last status said."""
+    def down_alarm(self, path: str, after: int) -> tuple[int | None, dict[str, Any]]:
+        """When [ns] ``path``'s first DOWN alarm after ``after`` came, and the alarm (with
+        ``silent_ms`` and ``limit_ms``); None and {} if none came."""
+        with self._lock:
+            hit = next((a for a in self.alarms if a[0] > after
+                        and a[1].get("path") == path and a[1].get("state") == "DOWN"), None)
+        return (None, {}) if hit is None else hit
+
+    def down_after_ms(self, path: str) -> float | None:
+        """The silence after which ``path`` is DOWN [ms], as the last status said."""
         with self._lock:
             data = self.statuses[-1][1] if self.statuses else {}
-        owner = data.get("control", {}).get("owner")
-        return None if owner is None else str(owner)
+        value = data.get("link", {}).get("paths", {}).get(path, {}).get("down_after_ms")
+        return None if value is None else float(value)
+
+    def owner(self) -> str | None:
+        """Who holds control, as the last status said."""
+        return self.control()[0]
+
+    def control(self) -> tuple[str | None, str | None]:
+        """Who holds control and their role, as the last status said."""
+        with self._lock:
+            data = self.statuses[-1][1] if self.statuses else {}
+        control = data.get("control", {})
+        owner, role = control.get("owner"), control.get("role")
+        return (None if owner is None else str(owner), None if role is None else str(role))
 
     def last_tips(self) -> dict[str, tuple[np.ndarray, ArmMode]]:
         """Each arm's latest tip position [m] and mode."""
@@ -287,6 +319,7 @@ def _path_cut(run: SitesRun, obs: Observer, path: str) -> dict[str, Any]:
     time.sleep(0.6)  # a status after ``before`` (2 Hz) carries the count at the cut
     cut = now_ns()
     lost_at_cut = obs.lost_at(cut)
+    down_after = obs.down_after_ms(path)
     run.rig.cut(path)
     time.sleep(PATH_CUT_S)
     # Commands are judged a second after they arrive, and the status comes at 2 Hz.
@@ -296,21 +329,24 @@ def _path_cut(run: SitesRun, obs: Observer, path: str) -> dict[str, Any]:
     lost_at_restore = obs.lost_at(restored + int(1.5e9))
     time.sleep(2.0)
     lost_later = obs.lost_at(now_ns())
-    alarm = next((at for at, a in obs.alarms if at > cut and a.get("path") == path
-                  and a.get("state") == "DOWN"), None)
+    alarm, fields = obs.down_alarm(path, cut)
+    silent_ms = fields.get("silent_ms")
     held = obs.first_event(cut, _held)
 
     def delta(a: int | None, b: int | None) -> int | None:
         return None if a is None or b is None else b - a
 
     lost = delta(lost_at_cut, lost_at_restore)
+    alarm_ms = _ms(alarm, cut)
     return {"name": "wan_path_cut", "path": path, "cut_s": PATH_CUT_S,
             "commands_lost": lost,
             "commands_lost_after_restore": delta(lost_at_restore, lost_later),
-            "alarm_after_ms": _ms(alarm, cut),
+            "alarm_after_ms": alarm_ms, "silent_at_alarm_ms": silent_ms,
+            "down_after_ms": down_after, "alarm_limit_ms": ALARM_LIMIT_MS,
             "held_after_ms": _ms(held, cut),
             "max_step_mm": obs.max_step_mm(before, now_ns()),
-            "passed": lost == 0 and (held is None or held > restored)}
+            "passed": lost == 0 and (held is None or held > restored)
+            and silent_ms is not None and silent_ms <= ALARM_LIMIT_MS}
 
 
 def _both_cut(run: SitesRun, obs: Observer, slowest_ms: float) -> dict[str, Any]:
@@ -325,12 +361,18 @@ def _both_cut(run: SitesRun, obs: Observer, slowest_ms: float) -> dict[str, Any]
     held = obs.first_event(cut, _held)
     back = obs.following_again(restored)
     hold_ms = _ms(held, cut)
+    alarms = {}
+    for path in run.rig.names:
+        at, fields = obs.down_alarm(path, cut)
+        alarms[path] = {"alarm_after_ms": _ms(at, cut),
+                        "silent_at_alarm_ms": fields.get("silent_ms"),
+                        "down_after_ms": fields.get("limit_ms")}
     limit = slowest_ms + WATCHDOG_MS + HOLD_MARGIN_MS
     step = obs.max_step_mm(restored, (back or now_ns()) + int(2e9))
     return {"name": "both_paths_cut", "cut_s": BOTH_CUT_S, "hold_after_ms": hold_ms,
             "hold_limit_ms": limit, "following_again_after_s":
                 None if back is None else round((back - restored) * 1e-9, 3),
-            "max_step_mm": step, "jump_limit_mm": JUMP_LIMIT_MM,
+            "max_step_mm": step, "jump_limit_mm": JUMP_LIMIT_MM, "alarms": alarms,
             "passed": hold_ms is not None and hold_ms <= limit and back is not None
             and step <= JUMP_LIMIT_MM}
 
@@ -380,13 +422,30 @@ def _router_restart(run: SitesRun, obs: Observer) -> dict[str, Any]:
             "passed": held and links_s is not None and links_s <= RESUME_LIMIT_S}
 
 
+def _judged(name: str, obs: Observer, fault: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run ``fault`` only while the surgeon drives: a fault injected while control lies
+    with the bedside, or while the arms hold, shows nothing about failover, and is
+    reported as not judged (``passed`` false, with why) instead."""
+    def driving() -> bool:
+        return (obs.control()[1] == Role.SURGEON.value
+                and obs.following_again(now_ns() - int(0.2e9)) is not None)
+
+    if obs.wait(driving, DRIVING_WAIT_S):
+        return fault()
+    owner, role = obs.control()
+    why = (f"control lay with {owner or 'nobody'}, not the surgeon" if role != Role.SURGEON.value
+           else f"the arms were not following for {DRIVING_WAIT_S:g} s")
+    return {"name": name, "passed": False, "judged": False, "why": why}
+
+
 def failover(dep: Deployment, file: Path, workdir: Path, *, insecure: bool = False,
              log_level: str = "warning") -> list[dict[str, Any]]:
     """Run the deployment and its faults; one check per fault (see the module)."""
     slowest = dep.slowest_delay_ms()
     spare = next((w.path for w in dep.wan if w.path != dep.main_wan.path), dep.wan[0].path)
     with SitesRun(dep, file, workdir, insecure=insecure, log_level=log_level,
-                  site_args=["--device", "autopilot"], pin_sites=True) as run:
+                  site_args=["--device", "autopilot", "--still-bedside"],
+                  pin_sites=True) as run:
         assert run.monitor is not None
         obs = Observer(run.monitor)
         try:
@@ -394,12 +453,14 @@ def failover(dep: Deployment, file: Path, workdir: Path, *, insecure: bool = Fal
                 return [{"name": "start", "passed": False, "error": "the sites did not "
                          f"come up; logs in {workdir}"}]
             obs.wait(lambda: obs.following_again(0) is not None, STARTUP_TIMEOUT_S)
-            time.sleep(SETTLE_S)
-            checks = [_path_cut(run, obs, spare)]
-            time.sleep(SETTLE_S)
-            checks.append(_both_cut(run, obs, slowest))
-            time.sleep(SETTLE_S)
-            checks.append(_router_restart(run, obs))
+            faults: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+                ("wan_path_cut", lambda: _path_cut(run, obs, spare)),
+                ("both_paths_cut", lambda: _both_cut(run, obs, slowest)),
+                ("site_router_restart", lambda: _router_restart(run, obs))]
+            checks = []
+            for name, fault in faults:
+                time.sleep(SETTLE_S)
+                checks.append(_judged(name, obs, fault))
         finally:
             obs.close()
     return checks

@@ -24,6 +24,7 @@ from telesurgery.clock import now_ns
 from telesurgery.demo.linkrig import Cut, CutSchedule
 from telesurgery.demo.monitor import Monitor
 from telesurgery.demo.processes import PATIENT_SITE, SURGEON_SITE, NodeProcess, site_cpus
+from telesurgery.demo.recording import wait_present
 from telesurgery.demo.run import STARTUP_TIMEOUT_S, STOP_TIMEOUT_S, connect_monitor
 from telesurgery.demo.sites import identity, main_endpoint
 from telesurgery.demo.summary import build_summary, security_section
@@ -147,10 +148,20 @@ class SitesRun:
             if not self.insecure:
                 self.security = fabric_pki(self.dep, self.workdir / "security", self.fabric)
             self.rig.start()
-            # The accepting sites first: the dialling routers retry until they answer.
-            for site in sorted(self.dep.sites, key=lambda s: s in self.rig.via):
-                self.start_site(site)
+            # The operating room is up before the surgeon dials in, as in a hospital. Started
+            # all at once on two cores, the bedside console's start-up stalled the patient
+            # for 240 ms in the surgeon's first seconds: its commands went stale and, over a
+            # second of them, control passed to the bedside before the operation began.
+            first = self.dep.patient_site
+            self.start_site(first)
             self.monitor = self._monitor()
+            wait_present(self.monitor, [self.sites[first]],
+                         set(self.dep.sites[first].processes))
+            # Then the accepting sites before the dialling ones: the dialling routers retry
+            # until they answer.
+            for site in sorted(self.dep.sites, key=lambda s: s in self.rig.via):
+                if site != first:
+                    self.start_site(site)
         except BaseException:
             self.__exit__(None, None, None)
             raise

@@ -231,13 +231,15 @@ class PathCounts:
 
 
 class _PathTally:
-    __slots__ = ("duplicate", "first", "lag_ns", "last_ns", "late", "missed", "old",
+    __slots__ = ("duplicate", "first", "gap_ns", "lag_ns", "last_ns", "late", "missed", "old",
                  "superseded")
 
     def __init__(self) -> None:
         self.first = self.late = self.duplicate = self.old = self.missed = 0
         self.superseded = 0
         self.last_ns = 0
+        self.gap_ns = 0
+        """The longest silence between two copies since ``take_gap_ns`` last asked [ns]."""
         self.lag_ns: collections.deque[int] = collections.deque(maxlen=_LAG_SAMPLES)
 
 
@@ -324,6 +326,8 @@ class FirstArrival:
         tally = self._tally[path]
         seq = msg.seq
         with self._lock:
+            if tally.last_ns and received_ns - tally.last_ns > tally.gap_ns:
+                tally.gap_ns = received_ns - tally.last_ns
             tally.last_ns = received_ns
             st = self._streams.get((key, msg.session))
             if st is None:
@@ -408,6 +412,14 @@ class FirstArrival:
     def last_heard_ns(self, path: str) -> int:
         """When ``path`` last brought a copy [ns]; 0: never."""
         return self._tally[path].last_ns
+
+    def take_gap_ns(self, path: str) -> int:
+        """The longest silence between two copies on ``path`` since the last call [ns]
+        (0: fewer than two copies came); the count starts again."""
+        tally = self._tally[path]
+        with self._lock:
+            gap, tally.gap_ns = tally.gap_ns, 0
+        return gap
 
     @property
     def lost(self) -> int:

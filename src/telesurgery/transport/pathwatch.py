@@ -19,7 +19,8 @@ Per path, published on ``telesurgery/<session>/link/<path>/stats`` at ``STATS_HZ
 round trip (sync exchanges), one-way delay each way, RFC 3550 interarrival jitter
 each way, loss (command copies this path missed; sync requests unanswered),
 first arrivals and late copies, and when the path was last heard. A path silent
-for ``DOWN_AFTER_MS`` is DOWN: an alarm is logged and published on
+longer than its own limit (``SilenceLimit``: 70 to 200 ms, learnt from the gaps it
+showed over the last 10 s) is DOWN: an alarm is logged and published on
 ``telesurgery/<session>/link/<path>/alarm``, and another when it is back. With
 every path down, no command arrives and the supervisor holds at its watchdog.
 """
@@ -54,8 +55,23 @@ STATS_HZ = 4.0
 SYNC_WINDOW = 32
 """Exchanges the minimum-round-trip filter chooses from (1.6 s at 20 Hz): wide enough to
 find a quiet exchange under radio jitter, short enough to follow a change of route."""
+CHECK_HZ = 40.0
+"""Health checks per second: a path's silence is judged every 25 ms (sync requests go at
+every other check, statistics at every tenth)."""
 DOWN_AFTER_MS = 200.0
-"""A path that brought nothing for this long [ms] is DOWN (four sync periods)."""
+"""The longest a path may be silent [ms] before it is DOWN, whatever its history (four
+sync periods); the limit too while the path has no history."""
+DOWN_MIN_MS = 70.0
+"""The shortest silence limit [ms]: above the sync period (50 ms), so that a path carrying
+only clock sync (no console streaming) is not called down between two replies."""
+GAP_MARGIN = 1.5
+"""The silence limit over the longest gap the path showed recently."""
+GAP_WINDOW_S = 1.0
+"""One window of gap history [s]."""
+GAP_WINDOWS = 10
+"""Windows remembered (the last 10 s)."""
+MIN_GAP_WINDOWS = 3
+"""Windows known before the learnt limit replaces ``DOWN_AFTER_MS``."""
 REPLY_TIMEOUT_S = 2.0
 """A sync request unanswered this long [s] counts as lost."""
 LIVE_EXCHANGES = 40
@@ -64,6 +80,44 @@ LOSS_WINDOW = 9
 """Statistics ticks behind the live loss figure (2 s at 4 Hz; the numbers it covers were
 judged a second after they arrived)."""
 _JITTER_GAIN = 1.0 / 16.0  # RFC 3550, section 6.4.1
+
+
+class SilenceLimit:
+    """How long one path may be silent before it is DOWN [ns], learnt from the path.
+
+    One fixed limit is slow on a quiet path or noisy on a jittery one. On the
+    rome-beijing profile the fibre path's copies come a few milliseconds apart at most,
+    while the 5G path's delay spikes (one-way p99 158 ms against 56 ms typical) leave
+    gaps of over 100 ms with nothing lost. So the limit is ``GAP_MARGIN`` times the
+    longest gap the path showed in any of its last ``GAP_WINDOWS`` windows, kept within
+    [``DOWN_MIN_MS``, ``DOWN_AFTER_MS``], as TCP's retransmission timer follows the
+    measured round trip instead of a constant (RFC 6298). A window whose longest gap
+    reached ``DOWN_AFTER_MS`` held an outage, not jitter, and teaches nothing; until
+    ``MIN_GAP_WINDOWS`` windows are known the limit is ``DOWN_AFTER_MS``.
+    """
+
+    def __init__(self) -> None:
+        self._windows: collections.deque[int] = collections.deque(maxlen=GAP_WINDOWS)
+        self._gap_ns = 0
+
+    def heard_after(self, gap_ns: int) -> None:
+        """Something came ``gap_ns`` [ns] after the thing before it."""
+        self._gap_ns = max(self._gap_ns, gap_ns)
+
+    def roll(self, gap_ns: int, up: bool) -> None:
+        """Close a window; ``gap_ns``: its longest gap seen elsewhere (the command copies'),
+        ``up``: whether the path was UP (a DOWN window teaches nothing)."""
+        gap, self._gap_ns = max(gap_ns, self._gap_ns), 0
+        if up and 0 < gap < DOWN_AFTER_MS * 1e6:
+            self._windows.append(gap)
+
+    @property
+    def limit_ns(self) -> int:
+        """The silence [ns] after which the path is DOWN."""
+        if len(self._windows) < MIN_GAP_WINDOWS:
+            return round(DOWN_AFTER_MS * 1e6)
+        learnt = GAP_MARGIN * max(self._windows)
+        return round(min(max(learnt, DOWN_MIN_MS * 1e6), DOWN_AFTER_MS * 1e6))
 
 
 class PathState:
@@ -86,6 +140,7 @@ class PathState:
         self.unanswered = 0
         self.outcomes: collections.deque[bool] = collections.deque(maxlen=LIVE_EXCHANGES)
         self.last_reply_ns = 0
+        self.silence = SilenceLimit()
         self.up: bool | None = None
         """None until first heard."""
         self.outages = 0
@@ -141,11 +196,17 @@ class Alarm:
     reason: str
     paths_up: int
     at_ns: int
+    silent_ms: float | None = None
+    """DOWN: how long the path had been silent when it was called down [ms] (the time
+    from a cut to the alarm adds what was in flight on the path)."""
+    limit_ms: float | None = None
+    """DOWN: the path's silence limit then (``SilenceLimit``) [ms]."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
         return {"path": self.path, "state": "UP" if self.up else "DOWN",
-                "reason": self.reason, "paths_up": self.paths_up, "at_ns": self.at_ns}
+                "reason": self.reason, "paths_up": self.paths_up, "at_ns": self.at_ns,
+                "silent_ms": self.silent_ms, "limit_ms": self.limit_ms}
 
 
 @dataclass
@@ -237,6 +298,9 @@ class PathWatch:
             except ValueError:
                 self.bad_replies += 1
                 return
+            heard = max(st.last_reply_ns, self._arrivals.last_heard_ns(path))
+            if heard:
+                st.silence.heard_after(received_ns - heard)
             st.add(ex, msg.session)
             if body.request_seq not in self._round.answered:
                 self._round.answered.add(body.request_seq)
@@ -275,24 +339,33 @@ class PathWatch:
         # Percentiles and publishing are bulk work; send times are stamped as requests
         # leave and replies are taken on Zenoh's threads, so no real-time priority is due.
         set_normal_thread()
-        period_ns = round(1e9 / SYNC_HZ)
-        stats_every = max(1, round(SYNC_HZ / STATS_HZ))
+        period_ns = round(1e9 / CHECK_HZ)
+        sync_every = round(CHECK_HZ / SYNC_HZ)
+        stats_every = round(CHECK_HZ / STATS_HZ)
+        roll_every = round(CHECK_HZ * GAP_WINDOW_S)
         tick = 0
         next_ns = now_ns()
         while not self._stop.is_set():
-            self._tick(tick % stats_every == 0)
+            self._tick(sync=tick % sync_every == 0, publish=tick % stats_every == 0,
+                       roll=tick % roll_every == roll_every - 1)
             tick += 1
             next_ns += period_ns
             self._stop.wait(max(0.0, (next_ns - now_ns()) * 1e-9))
 
-    def _tick(self, publish: bool) -> None:
+    def _tick(self, *, sync: bool, publish: bool, roll: bool) -> None:
         now = now_ns()
-        for name, pub in self._requests.items():
-            st = self.state[name]
+        if sync:
+            for name, pub in self._requests.items():
+                st = self.state[name]
+                with self._lock:
+                    msg = pub.put(SyncRequest(name))
+                    st.pending[msg.seq] = msg.sent_ns
+                    st.expire(now - round(REPLY_TIMEOUT_S * 1e9))
+        if roll:
+            gaps = {name: self._arrivals.take_gap_ns(name) for name in self.state}
             with self._lock:
-                msg = pub.put(SyncRequest(name))
-                st.pending[msg.seq] = msg.sent_ns
-                st.expire(now - round(REPLY_TIMEOUT_S * 1e9))
+                for name, st in self.state.items():
+                    st.silence.roll(gaps[name], st.up is True)
         self._check_health(now)
         if publish:
             for name, data in self.snapshot(now, tick=True)["paths"].items():
@@ -305,21 +378,25 @@ class PathWatch:
                 heard = max(st.last_reply_ns, self._arrivals.last_heard_ns(name))
                 if heard == 0:
                     continue
-                up = (now - heard) * 1e-6 <= DOWN_AFTER_MS
+                limit = st.silence.limit_ns
+                up = now - heard <= limit
                 if up == st.up:
                     continue
                 was, st.up = st.up, up
+                silent_ms = limit_ms = None
                 if not up:
+                    silent_ms, limit_ms = round((now - heard) * 1e-6, 1), round(limit * 1e-6, 1)
                     st.outages += 1
                     st.down_since_ns = now
-                    reason = f"nothing heard for {(now - heard) * 1e-6:.0f} ms"
+                    reason = (f"nothing heard for {(now - heard) * 1e-6:.0f} ms (its limit: "
+                              f"{limit * 1e-6:.0f} ms)")
                 elif was is None:
                     reason = "first heard"
                 else:
                     st.down_ns += now - st.down_since_ns
                     reason = f"back after {(now - st.down_since_ns) * 1e-9:.2f} s"
                 n_up = sum(1 for s in self.state.values() if s.up)
-                alarms.append(Alarm(name, up, reason, n_up, now))
+                alarms.append(Alarm(name, up, reason, n_up, now, silent_ms, limit_ms))
         for alarm in alarms:
             self._raise(alarm)
 
@@ -370,6 +447,7 @@ class PathWatch:
                     "late": counts[name].late,
                     "late_lag_ms": counts[name].lag_ms,
                     "last_heard_ms": round((now - heard) * 1e-6, 1) if heard else None,
+                    "down_after_ms": round(st.silence.limit_ns * 1e-6, 1),
                     "outages": st.outages,
                 }
         delivered = sum(c.first - c.superseded for c in counts.values())
@@ -397,6 +475,7 @@ class PathWatch:
                     "commands": arrivals["paths"][name],
                     "outages": st.outages,
                     "down_s": round(down_ns * 1e-9, 3),
+                    "down_after_ms": round(st.silence.limit_ns * 1e-6, 1),
                 }
             return {
                 "paths": paths,
