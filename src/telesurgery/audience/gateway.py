@@ -68,8 +68,10 @@ log = logging.getLogger(__name__)
 
 MAX_VIEWERS: Final = 1000
 """Viewer pages one gateway serves at once; more viewers: more gateways (docs/audience.md)."""
-KEY_RETRY_S: Final = 0.3
-"""Keyframe requests at most this often [s] (one may be lost on the way)."""
+KEY_MIN_INTERVAL_S: Final = 0.5
+"""Keyframe requests to the patient at most this often [s], whatever asks (a resync after
+a lost frame, the HLS segment cadence, viewers joining): each IDR is a burst in the
+surgeon's own stream. Also the retry period of a request lost on the way."""
 QUEUE_FRAMES: Final = 30
 """Frames between Zenoh's thread and the gateway's (a second); beyond, the oldest go."""
 AUDIENCE: Final = "audience"
@@ -104,6 +106,29 @@ class Ticket:
 
     holder: str
     mentor: bool
+
+
+class KeyframeLimiter:
+    """Lets a keyframe request through at most once per ``interval_s``."""
+
+    def __init__(self, interval_s: float = KEY_MIN_INTERVAL_S) -> None:
+        self.interval_ns = round(interval_s * 1e9)
+        self._last_ns: int | None = None
+        self.allowed = 0
+        self.refused = 0
+
+    def allow(self, now: int) -> bool:
+        """True (and counted as sent) if a request may go at ``now`` [ns]."""
+        if self._last_ns is not None and now - self._last_ns < self.interval_ns:
+            self.refused += 1
+            return False
+        self._last_ns = now
+        self.allowed += 1
+        return True
+
+    def reset(self) -> None:
+        """The next request goes at once (the broadcast just started)."""
+        self._last_ns = None
 
 
 @dataclass
@@ -271,7 +296,7 @@ class Gateway:
         self._frames: queue.Queue[tuple[VideoFrame, int, int] | None] = queue.Queue(
             QUEUE_FRAMES)
         self._last_key_ns = 0
-        self._key_asked_ns = 0
+        self._keys = KeyframeLimiter()
         self._last_index: int | None = None
         self._resync = True
         self.frames_lost = 0
@@ -388,7 +413,7 @@ class Gateway:
             hls, self._hls = self._hls, None
         if on:
             # Viewers and the first segment start at an IDR, asked for at once.
-            self._key_asked_ns = 0
+            self._keys.reset()
             self._resync = True
         elif hls is not None:
             hls.close()
@@ -483,8 +508,7 @@ class Gateway:
             self._last_key_ns = now
             self._resync = False
         if ((self._resync or now - self._last_key_ns >= KEY_PERIOD_S * 1e9)
-                and now - self._key_asked_ns >= KEY_RETRY_S * 1e9):
-            self._key_asked_ns = now
+                and self._keys.allow(now)):
             self.keyframe_requests += 1
             self._key_pub.offer(keyframe_request(body.camera))
         if self._resync:
@@ -541,4 +565,5 @@ class Gateway:
         }
 
 
-__all__ = ["MAX_VIEWERS", "Gateway", "GatewayOptions", "Ticket", "ViewerServer"]
+__all__ = ["KEY_MIN_INTERVAL_S", "MAX_VIEWERS", "Gateway", "GatewayOptions", "KeyframeLimiter",
+           "Ticket", "ViewerServer"]

@@ -62,6 +62,7 @@ GATEWAY_WAIT_S: Final = 180.0
 """How long [s] the gateway may take to start, join and print its URLs (its interpreter
 starts beside the nodes' real-time loops: on a loaded 2-core machine, a minute and more)."""
 CROWD_WAIT_S: Final = 60.0
+CROWD_NICE: Final = 19
 HLS_POLL_S: Final = 0.5
 """How often [s] an HLS client reloads the playlist: half the target duration, as
 players do (RFC 8216 6.3.4 allows a reload after half of it when nothing changed)."""
@@ -106,6 +107,8 @@ class Audience:
         self._crowd: multiprocessing.process.BaseProcess | None = None
         self._stop = multiprocessing.get_context("spawn").Event()
         self._results: Connection | None = None
+        self.ready: dict[str, Any] = {}
+        """What the crowd had connected when the measured window opened."""
 
     def start(self, nodes: DemoNodes, _monitor: Monitor) -> None:
         """``run_demo``'s ``on_start``: the gateway, then the crowd once it serves."""
@@ -134,6 +137,21 @@ class Audience:
                                         str(find_chromium(self.opts.chromium)), self._stop,
                                         theirs))
         self._crowd.start()
+        self._wait_for_crowd(mine)
+
+    def _wait_for_crowd(self, results: Connection) -> None:
+        """Until the crowd says its viewers are connected and its Chromium page is open,
+        or ``CROWD_WAIT_S`` passed: the measured window opens after this, so that it
+        measures the surgeon with the audience watching (without the wait, 200 viewers
+        started in a process still importing opened 1.5 s before a 60 s window's end)."""
+        started = time.monotonic()
+        ready: dict[str, Any] = {}
+        if results.poll(CROWD_WAIT_S):
+            ready = results.recv()
+        self.ready = {**ready, "waited_s": round(time.monotonic() - started, 2)}
+        self.progress(f"crowd: {ready.get('viewers', 0)}/{self.opts.viewers} viewers connected,"
+                      f" Chromium viewer {'open' if ready.get('page') else 'not open'}, after "
+                      f"{self.ready['waited_s']:.1f} s")
 
     def _urls(self) -> tuple[str, str] | None:
         assert self.gateway is not None
@@ -168,6 +186,7 @@ class _Run:
     window: Window
     crowd: dict[str, Any]
     gateway: dict[str, Any]
+    ready: dict[str, Any]
 
 
 def _flagship(opts: AudienceOptions, stop: threading.Event, progress: Progress,
@@ -195,7 +214,7 @@ def _flagship(opts: AudienceOptions, stop: threading.Event, progress: Progress,
             crowd, report = audience.stop() if audience is not None else ({}, {})
     if window.first is None or window.last is None:
         raise TelesurgeryError("stopped before the measured window ended; nothing measured")
-    return _Run(summary, window, crowd, report)
+    return _Run(summary, window, crowd, report, {} if audience is None else audience.ready)
 
 
 def _surgeon(run: _Run) -> dict[str, Any]:
@@ -281,6 +300,7 @@ def bench_audience(opts: AudienceOptions, stop: threading.Event,
                 "longest_segment_s": crowd.get("hls_longest_s"),
                 "age_s": hls_ages.summary() if len(hls_ages) else {}},
         "gateway_cpu_cores": _gateway_cores(with_),
+        "crowd_ready": with_.ready,
         "gateway": with_.gateway,
         "load_average": {"before": load_before, "after": with_.window.load_after},
     }
@@ -293,34 +313,60 @@ def _crowd(viewer_url: str, hls_url: str, viewers: int, hls_clients: int, chromi
            stop: Any, out: Connection) -> None:
     """The audience: lightweight viewers and HLS clients on an event loop in a thread,
     the Chromium viewer on this process's main thread (Playwright's sync API wants it)."""
+    # The crowd stands in for viewers on machines of their own: on this one it runs (with
+    # its Chromium, which inherits this) after everything else, the gateway included, so
+    # that what it costs the surgeon is the gateway's, not a stand-in's.
+    with contextlib.suppress(OSError):
+        os.nice(CROWD_NICE)
     figures: dict[str, Any] = {}
     done = threading.Event()
+    connected = threading.Event()
+    page_open = threading.Event()
+    counts: list[int] = []
+
+    def on_connected(n: int) -> None:
+        counts.append(n)
+        connected.set()
 
     def loop() -> None:
         try:
             figures.update(asyncio.run(_swarm(viewer_url, hls_url, viewers, hls_clients,
-                                              stop)))
+                                              stop, on_connected)))
         finally:
+            connected.set()
             done.set()
 
+    def say_ready() -> None:
+        # The bench opens its window on this message: all viewers connected and the page
+        # open, or the deadline (whichever first), and says which.
+        deadline = time.monotonic() + CROWD_WAIT_S
+        connected.wait(CROWD_WAIT_S)
+        page_open.wait(max(0.0, deadline - time.monotonic()))
+        out.send({"viewers": counts[0] if counts else 0, "page": page_open.is_set()})
+
     threading.Thread(target=loop, name="audience-crowd", daemon=True).start()
+    readiness = threading.Thread(target=say_ready, name="audience-ready", daemon=True)
+    readiness.start()
     fps: list[float] = []
     try:
         with HeadlessPage(Path(chromium)) as page:
             page.open(viewer_url)
+            page_open.set()
             while not stop.wait(1.0):
                 with contextlib.suppress(TelesurgeryError):
                     fps.append(float(page.evaluate(
                         "Number(document.getElementById('fps').textContent) || 0")))
     except TelesurgeryError as exc:
         figures["chromium_error"] = str(exc)
+    page_open.set()
+    readiness.join(CROWD_WAIT_S)
     done.wait(CROWD_WAIT_S)
     figures["chromium_fps"] = round(sum(fps) / len(fps), 1) if fps else None
     out.send(figures)
 
 
 async def _swarm(viewer_url: str, hls_url: str, viewers: int, hls_clients: int,
-                 stop: Any) -> dict[str, Any]:
+                 stop: Any, connected: Callable[[int], None]) -> dict[str, Any]:
     import aiohttp
 
     from telesurgery.audience.client import LightViewer
@@ -348,7 +394,9 @@ async def _swarm(viewer_url: str, hls_url: str, viewers: int, hls_clients: int,
         tasks = [asyncio.create_task(v.run(done, http)) for v in crowd]
         pulls = [asyncio.create_task(_hls_client(http, hls_url, done, *f))
                  for f in hls_figures]
-        await asyncio.gather(watch_stop(), stall())
+        watching = asyncio.create_task(watch_stop())
+        await _all_connected(crowd, done, connected)
+        await asyncio.gather(watching, stall())
         results = await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*pulls, return_exceptions=True)
     figs = [r for r in results if not isinstance(r, BaseException)]
@@ -368,6 +416,21 @@ async def _swarm(viewer_url: str, hls_url: str, viewers: int, hls_clients: int,
         "hls_longest_s": max((d for _, durs in hls_figures for d in durs), default=None),
         "viewer_errors": sum(1 for r in results if isinstance(r, BaseException)),
     }
+
+
+async def _all_connected(crowd: list[Any], done: asyncio.Event,
+                         connected: Callable[[int], None]) -> None:
+    """Call ``connected`` with the number of viewers connected once all are, or at
+    ``CROWD_WAIT_S``, or at the stop."""
+    waits = [asyncio.create_task(v.connected.wait()) for v in crowd]
+    either: set[asyncio.Future[Any]] = {asyncio.ensure_future(asyncio.gather(*waits)),
+                                        asyncio.ensure_future(done.wait())}
+    try:
+        await asyncio.wait(either, timeout=CROWD_WAIT_S, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (*waits, *either):
+            t.cancel()
+    connected(sum(1 for v in crowd if v.connected.is_set()))
 
 
 async def _hls_client(http: Any, playlist_url: str, done: asyncio.Event, ages: list[float],

@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import enum
 import fractions
 import json
 import logging
@@ -105,6 +106,10 @@ FALLBACK_WINDOW_S: Final = 5.0
 """A page restarting its H.264 stream this often within this window [s] gets JPEG."""
 IN_FLIGHT_EXPIRY_NS: Final = 1_000_000_000
 KEY_RETRY_S: Final = 0.2
+MAX_QUEUED_VIDEO: Final = 8
+"""Frames queued for a page's socket and not yet written to it: beyond, the socket does
+not take what it is given (a page on a slow link, a stalled viewer), so what waits is
+stale; it is dropped and the page restarts at the next IDR."""
 FRAMES_REMEMBERED: Final = 256
 JPEG_QUALITY: Final = 5
 """FFmpeg's mjpeg quantiser (2 best .. 31 worst): 38.5 dB on the peg-transfer scene."""
@@ -195,6 +200,25 @@ class _Sent:
     forwarded_ns: int
 
 
+class Out(enum.Enum):
+    """What a queued message is, for what may be done to it while the socket is slow."""
+
+    STATE = "state"
+    """Never dropped nor replaced: hello, codec switches, the console's alarms and owner."""
+    VIDEO = "video"
+    """A frame, and the ghost drawn over it: dropped together when the page falls behind."""
+    HUD = "hud"
+    PING = "ping"
+    GHOST = "ghost"
+    """Periodic snapshots: a newer one replaces one still queued, in its place."""
+
+
+@dataclass(slots=True)
+class _Queued:
+    item: bytes | str
+    what: Out
+
+
 @dataclass(eq=False)
 class _Page:
     """One open page: its socket, what it can decode, its clock, the frames sent to it."""
@@ -206,7 +230,11 @@ class _Page:
     sync: ClockSync = field(default_factory=ClockSync)
     pings: dict[int, int] = field(default_factory=dict)
     sent: collections.OrderedDict[int, _Sent] = field(default_factory=collections.OrderedDict)
-    outbox: collections.deque[bytes | str] = field(default_factory=collections.deque)
+    outbox: collections.deque[_Queued] = field(default_factory=collections.deque)
+    """Bounded: at most ``MAX_QUEUED_VIDEO`` frames (with their ghosts), one snapshot of
+    each periodic kind, and the state messages, which are few and never dropped."""
+    queued_video: int = 0
+    snapshots: dict[Out, _Queued] = field(default_factory=dict)
     key_asked_ns: int = 0
     restarts: collections.deque[int] = field(
         default_factory=lambda: collections.deque(maxlen=FALLBACK_RESTARTS))
@@ -220,9 +248,35 @@ class _Page:
         est = self.sync.estimate()
         return None if est is None else est.offset_ns
 
-    def send(self, item: bytes | str) -> None:
-        self.outbox.append(item)
+    def send(self, item: bytes | str, what: Out = Out.STATE) -> None:
+        if what in (Out.HUD, Out.PING, Out.GHOST):
+            queued = self.snapshots.get(what)
+            if queued is not None:
+                queued.item = item
+                return
+        entry = _Queued(item, what)
+        if what is Out.VIDEO and isinstance(item, bytes):
+            self.queued_video += 1
+        elif what is not Out.STATE and what is not Out.VIDEO:
+            self.snapshots[what] = entry
+        self.outbox.append(entry)
         self.wake.set()
+
+    def next_out(self) -> bytes | str:
+        """The next message for the socket (the outbox is not empty)."""
+        entry = self.outbox.popleft()
+        if entry.what is Out.VIDEO and isinstance(entry.item, bytes):
+            self.queued_video -= 1
+        elif self.snapshots.get(entry.what) is entry:
+            del self.snapshots[entry.what]
+        return entry.item
+
+    def drop_queued_video(self) -> int:
+        """Drop the frames (and their ghosts) still queued; how many frames that was."""
+        dropped = self.queued_video
+        self.outbox = collections.deque(e for e in self.outbox if e.what is not Out.VIDEO)
+        self.queued_video = 0
+        return dropped
 
     def in_flight(self, now: int) -> int:
         """Frames sent and not yet reported, after writing off those older than a second."""
@@ -279,7 +333,10 @@ class WebConsole:
         self.fallbacks = 0
         """Pages switched from H.264 to JPEG because they kept falling behind."""
         self._pages: set[_Page] = set()
-        self._books: list[LatencyBook] = []
+        self._closed_book: LatencyBook | None = None
+        """The closed page's book with the most frames: the only closed one
+        ``page_report`` may pick (closed books no longer grow), so pages that come and go
+        keep no memory."""
         self._jpeg_pages = 0
         self._jpeg: JpegEncoder | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -460,7 +517,6 @@ class WebConsole:
         opened = False
         try:
             await ws.prepare(request)
-            self._books.append(page.book)
             self.pages_opened += 1
             self.page_opened(request)
             opened = True
@@ -483,6 +539,9 @@ class WebConsole:
             if opened:
                 self.page_closed(request)
             self._pages.discard(page)
+            best = self._closed_book
+            if opened and len(page.book) and (best is None or len(page.book) > len(best)):
+                self._closed_book = page.book
             if page.webcodecs is False:
                 self._jpeg_pages -= 1
             log.info("a console page left (%d open)", len(self._pages))
@@ -493,7 +552,7 @@ class WebConsole:
             await page.wake.wait()
             page.wake.clear()
             while page.outbox:
-                item = page.outbox.popleft()
+                item = page.next_out()
                 try:
                     if isinstance(item, bytes):
                         await page.ws.send_bytes(item)
@@ -508,7 +567,7 @@ class WebConsole:
             ping_id += 1
             page.pings = {k: v for k, v in page.pings.items() if k > ping_id - 16}
             page.pings[ping_id] = now_ns()
-            page.send(json.dumps({"t": "ping", "id": ping_id}))
+            page.send(json.dumps({"t": "ping", "id": ping_id}), Out.PING)
             await asyncio.sleep(0.05 if ping_id < FIRST_PINGS else PING_PERIOD_S)
 
     async def _hud(self, page: _Page) -> None:
@@ -521,7 +580,7 @@ class WebConsole:
                 "dropped": page.dropped,
                 "codec": {True: "h264", False: "jpeg", None: "-"}[page.webcodecs],
             }
-            page.send(json.dumps({"t": "hud", **hud}, allow_nan=False))
+            page.send(json.dumps({"t": "hud", **hud}, allow_nan=False), Out.HUD)
             await asyncio.sleep(HUD_PERIOD_S)
 
     async def _ghost_without_video(self, page: _Page, source: GhostSource) -> None:
@@ -532,7 +591,8 @@ class WebConsole:
             if now_ns() - self._last_fan_out_ns > GHOST_ALONE_AFTER_S * 1e9:
                 drawn = source.ghost()
                 if drawn is not None:
-                    page.send(json.dumps({"t": "ghost", **drawn}, allow_nan=False))
+                    page.send(json.dumps({"t": "ghost", **drawn}, allow_nan=False),
+                              Out.GHOST)
 
     def _on_text(self, page: _Page, text: str) -> None:
         received = now_ns()
@@ -669,6 +729,15 @@ class WebConsole:
                 if want_h264 and (page.needs_key or not self._fell_behind(page, now)):
                     self._want_key(page, now)
                 continue
+            if page.queued_video >= MAX_QUEUED_VIDEO:
+                # Its socket takes nothing (in-flight frames expire after a second, so
+                # the in-flight limit alone lets a dead socket's queue grow without end).
+                dropped = page.drop_queued_video()
+                page.dropped += dropped
+                self.frames_dropped += dropped
+                if want_h264:
+                    page.sent.clear()
+                    self._want_key(page, now)
             if page.needs_key and not keyframe:
                 self._want_key(page, now)
                 continue
@@ -681,9 +750,9 @@ class WebConsole:
             while len(page.sent) > FRAMES_REMEMBERED:
                 page.sent.popitem(last=False)
             if ghost is not None:
-                page.send(ghost)
+                page.send(ghost, Out.VIDEO)
             page.send(video_message(kind, keyframe, body.width, body.height, index,
-                                    capture_page_ms, payload))
+                                    capture_page_ms, payload), Out.VIDEO)
             self.frames_sent[kind.name.lower()] += 1
 
     def _fell_behind(self, page: _Page, now: int) -> bool:
@@ -734,7 +803,8 @@ class WebConsole:
 
     def page_report(self) -> dict[str, Any] | None:
         """The latency figures of the page that showed the most frames (None if none did)."""
-        books = [b for b in self._books if len(b)]
+        books = [b for b in (*(p.book for p in self._pages), self._closed_book)
+                 if b is not None and len(b)]
         if not books:
             return None
         return max(books, key=len).summary()
