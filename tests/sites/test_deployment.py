@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from telesurgery.demo.sites import SiteOptions, path_configs, site_processes
 from telesurgery.errors import ConfigError
 from telesurgery.sites.deployment import load_deployment
 from telesurgery.sites.netns import NamespaceError, check_permitted
+from telesurgery.sites.router import plane_config
 
 SHIPPED = Path(__file__).parents[2] / "configs" / "sites" / "rome-beijing.toml"
 
@@ -44,6 +46,10 @@ def test_the_shipped_file_puts_the_patient_in_beijing_and_dials_from_rome() -> N
     assert all(p.dials == "beijing-or" for p in rome.values())
     assert all(p.dials is None for p in beijing.values())
     assert [rome[n].port for n in ("main", "fibre", "5g")] == [7447, 7450, 7451]
+    # The main plane crosses on fibre and fails over to 5g; each path plane on its own.
+    assert rome["main"].routes == ("fibre", "5g")
+    assert [rome["main"].via_key(r) for r in rome["main"].routes] == ["main", "main@5g"]
+    assert rome["5g"].routes == ("5g",)
     # A node's control paths are clients of its own site's planes, never the far site's.
     assert [(c.name, c.zenoh.mode, c.zenoh.connect, c.tls)
             for c in path_configs(dep, "rome-console")] == [
@@ -89,3 +95,19 @@ def test_without_root_the_namespaces_are_refused_in_one_line(
     monkeypatch.setattr("os.geteuid", lambda: 1000)
     with pytest.raises(NamespaceError, match=r"needs root.*telesurgery demo --link"):
         check_permitted()
+
+
+def test_the_main_plane_dials_once_per_route_it_is_given() -> None:
+    dep = load_deployment(SHIPPED)
+    main = next(p for p in dep.planes("rome-console") if p.name == "main")
+
+    def connect(via: dict[str, str]) -> list[str]:
+        cfg = json.loads(plane_config(dep, "rome-console", main, via, None).get_json(
+            "connect/endpoints"))
+        assert isinstance(cfg, list)
+        return cfg
+
+    # Without a via for the second route both would dial the same address: one link.
+    assert connect({}) == ["tcp/10.77.1.2:7447"]
+    assert connect({"main": "tcp/169.254.77.1:9", "main@5g": "tcp/169.254.77.1:10"}) == [
+        "tcp/169.254.77.1:9", "tcp/169.254.77.1:10"]

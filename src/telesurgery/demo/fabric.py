@@ -4,7 +4,7 @@
 (``sites.netns``) and runs ``telesurgery site up FILE --site NAME`` inside it, as a
 hospital would on its own machines. The WAN paths are link emulators in the host's
 namespace, listening on the dialling site's veth: one per path for its plane, and one
-for the main plane on its path (all TCP: ``sites.deployment.Plane``). The demo's monitor
+per path for the main plane's link on it (all TCP: ``sites.deployment.Plane``). The demo's monitor
 joins the patient site's main plane from the host, as the hospital's own monitoring
 station would.
 """
@@ -56,14 +56,14 @@ def fabric_pki(dep: Deployment, root: Path, fabric: Fabric) -> Site:
 
 @dataclass
 class WanRig:
-    """The emulators of every WAN path: ``cut`` and ``restore`` a path (its plane and,
-    on the main plane's path, the main plane too)."""
+    """The emulators of every WAN path: ``cut`` and ``restore`` a path (its plane and the
+    main plane's link on it: the main plane dials once per route, ``Plane.routes``)."""
 
     dep: Deployment
     fabric: Fabric
     workdir: Path
     emulators: dict[str, list[EmulatorProcess]] = field(default_factory=dict)
-    """Per WAN path, its emulators (its plane's and, on its path, the main plane's)."""
+    """Per WAN path, its emulators (its plane's and the main plane's link on it)."""
     planes: dict[str, EmulatorProcess] = field(default_factory=dict)
     via: dict[str, dict[str, str]] = field(default_factory=dict)
     """Per dialling site: per plane, the emulator endpoint it dials."""
@@ -89,8 +89,11 @@ class WanRig:
         try:
             for w in self.dep.wan:
                 self._start(w, w.path, "tcp", self.dep.path_port(w.path))
-            main = self.dep.main_wan
-            self._start(main, "main", "tcp", self.dep.ports.main)
+            # The main plane on each of its routes: it fails over when its own path is cut.
+            main = next(p for p in self.dep.planes(self.dep.main_wan.dial) if p.name == "main")
+            wan = {w.path: w for w in self.dep.wan}
+            for route in main.routes:
+                self._start(wan[route], main.via_key(route), "tcp", self.dep.ports.main)
         except BaseException:
             self.stop()
             raise

@@ -166,7 +166,12 @@ def run_site(dep: Deployment, file: Path, site: str, workdir: Path, stop: thread
                 log.error("site %s: its router stopped (%s); starting it again", site,
                           router.last_log_line())
                 restarts += 1
-                _start_router(dep, site, router, workdir)
+                try:
+                    _start_router(dep, site, router, workdir)
+                except TelesurgeryError as exc:
+                    # Slow to listen (a loaded machine) or dead at once: the nodes hold
+                    # and keep dialling meanwhile, so keep trying rather than end the site.
+                    log.error("site %s: %s; trying again", site, exc)
             gone = next((n for n in nodes if not n.alive()), None)
             if gone is not None:
                 log.error("site %s: %s stopped: %s", site, gone.name, gone.last_log_line())

@@ -170,12 +170,22 @@ class Deployment(_Strict):
         """The port of ``path``'s plane on every site router."""
         return self.ports.paths + [w.path for w in self.wan].index(path)
 
+    @property
+    def main_routes(self) -> list[str]:
+        """The WAN paths the main plane may cross on: its own first, then every other path
+        between the same two sites, to fail over to when its own is cut."""
+        main = self.main_wan
+        return [main.path] + [w.path for w in self.wan if w is not main
+                              and {w.dial, w.accept} == {main.dial, main.accept}]
+
     def planes(self, site: str) -> list[Plane]:
         """The planes ``site``'s router carries: main, then each WAN path touching it."""
-        out = [Plane("main", self.ports.main, "tcp", self._dials(site, self.main_wan))]
+        out = [Plane("main", self.ports.main, "tcp", self._dials(site, self.main_wan),
+                     tuple(self.main_routes))]
         for w in self.wan:
             if site in (w.dial, w.accept):
-                out.append(Plane(w.path, self.path_port(w.path), "tcp", self._dials(site, w)))
+                out.append(Plane(w.path, self.path_port(w.path), "tcp", self._dials(site, w),
+                                 (w.path,)))
         return out
 
     def _dials(self, site: str, wan: WanPath) -> str | None:
@@ -204,13 +214,20 @@ class Plane:
     (docs/deploy.md). A cut longer than the lease (``sites.router.LEASE_MS``) closes the
     link, and what TCP held for it is dropped with it; a shorter one delivers it late, and
     the patient's supervisor rejects it as stale. ``dials``: the site it opens its WAN
-    link to (None: it accepts).
+    link to (None: it accepts). ``routes``: the WAN paths it crosses on, the first while it
+    is up (a path plane: its own; the main plane: ``Deployment.main_routes``).
     """
 
     name: str
     port: int
     wan_protocol: Literal["tcp"]
     dials: str | None
+    routes: tuple[str, ...]
+
+    def via_key(self, route: str) -> str:
+        """The ``--via`` name of this plane's link over ``route``: the plane's name on its
+        first route, ``PLANE@PATH`` on the others (``main@5g``)."""
+        return self.name if route == self.routes[0] else f"{self.name}@{route}"
 
 
 def url_host(address: str) -> str:

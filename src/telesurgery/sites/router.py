@@ -5,6 +5,13 @@ site's security); a path plane's router is plain: the commands it carries are ta
 to end under keys the two ends agreed, so a router sees them but cannot forge one the
 patient would accept, and the state and clock sync on it carry nothing secret.
 
+The main plane has a link on every WAN path between its two sites (``Plane.routes``),
+all in one Zenoh transport: Zenoh carries everything on the first link while it lives and
+moves to the next when the lease ends a cut one (measured between two routers over the
+rome-beijing emulators: 0.8-1.0 s without delivery at a fibre cut, then on 5G). It does
+not move back when the first link returns: the plane stays on the 5G path until that
+fails in turn (docs/deploy.md).
+
 Leases are short (``LEASE_MS``): a link whose far side went silent (a cut WAN path, a site
 router gone without closing its connections) ends after the lease instead of Zenoh's
 default 10 s, and is dialled again at once. Presence and path loss in surgery are the
@@ -46,19 +53,24 @@ def plane_config(dep: Deployment, site: str, plane: Plane, via: Mapping[str, str
                  security: Security | None) -> zenoh.Config:
     """The Zenoh config of ``site``'s router on ``plane``.
 
-    ``via``: per plane, the endpoint to dial in place of the far site's address (the link
-    emulator on one machine, a NAT's public address in a hospital).
+    ``via``: per plane and route (``Plane.via_key``), the endpoint to dial in place of
+    the far site's address (the link emulator on one machine, a NAT's public address in a
+    hospital). A plane with more than one route dials once per route named in ``via``.
     """
     listen = [f"tcp/{url_host(dep.sites[site].address)}:{plane.port}"]
     connect: list[str] = []
     if plane.dials is not None:
         far = url_host(dep.sites[plane.dials].address)
-        connect = [via.get(plane.name, f"{plane.wan_protocol}/{far}:{plane.port}")]
+        direct = f"{plane.wan_protocol}/{far}:{plane.port}"
+        connect = list(dict.fromkeys(via.get(plane.via_key(r), direct) for r in plane.routes))
     cfg = ZenohConfig(mode="router", listen=listen, connect=connect, gossip=False)
     zc = zenoh_config(cfg, security if plane.name == "main" else None)
     try:
         zc.insert_json5("transport/link/tx/lease", str(LEASE_MS))
         zc.insert_json5("transport/link/tx/keep_alive", str(KEEP_ALIVES_PER_LEASE))
+        # A plane with a second route keeps one Zenoh transport of several links (both
+        # ends: the accepting router must take the second link from the same router).
+        zc.insert_json5("transport/unicast/max_links", str(len(plane.routes)))
     except zenoh.ZError as exc:
         raise TransportError(f"invalid Zenoh configuration for plane {plane.name}: {exc}") \
             from exc
