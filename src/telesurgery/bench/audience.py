@@ -137,6 +137,7 @@ class Audience:
                                         str(find_chromium(self.opts.chromium)), self._stop,
                                         theirs))
         self._crowd.start()
+        self.ready["pid"] = self._crowd.pid
         self._wait_for_crowd(mine)
 
     def _wait_for_crowd(self, results: Connection) -> None:
@@ -148,7 +149,8 @@ class Audience:
         ready: dict[str, Any] = {}
         if results.poll(CROWD_WAIT_S):
             ready = results.recv()
-        self.ready = {**ready, "waited_s": round(time.monotonic() - started, 2)}
+        self.ready = {**self.ready, **ready,
+                      "waited_s": round(time.monotonic() - started, 2)}
         self.progress(f"crowd: {ready.get('viewers', 0)}/{self.opts.viewers} viewers connected,"
                       f" Chromium viewer {'open' if ready.get('page') else 'not open'}, after "
                       f"{self.ready['waited_s']:.1f} s")
@@ -235,6 +237,23 @@ def _gateway_cores(run: _Run) -> float | None:
     return round(sum(p.cores for p in observe), 3) if observe else None
 
 
+def _crowd_cores(run: _Run) -> float | None:
+    """The crowd's cores over the window, its Chromium included: what the stand-in for
+    the audience's own machines took from this one."""
+    assert run.window.first is not None
+    assert run.window.last is not None
+    root = run.ready.get("pid")
+    if root is None:
+        return None
+    procs = cpu.usage(run.window.first, run.window.last)
+    ours, grew = {root}, True
+    while grew:
+        more = {p.pid for p in procs if p.ppid in ours} - ours
+        ours |= more
+        grew = bool(more)
+    return round(sum(p.cores for p in procs if p.pid in ours), 3)
+
+
 def _ratio(with_: dict[str, Any], without: dict[str, Any], key: str) -> float | None:
     a = (with_.get(key) or {}).get("p99")
     b = (without.get(key) or {}).get("p99")
@@ -301,6 +320,7 @@ def bench_audience(opts: AudienceOptions, stop: threading.Event,
                 "age_s": hls_ages.summary() if len(hls_ages) else {}},
         "gateway_cpu_cores": _gateway_cores(with_),
         "crowd_ready": with_.ready,
+        "crowd_cpu_cores": _crowd_cores(with_),
         "gateway": with_.gateway,
         "load_average": {"before": load_before, "after": with_.window.load_after},
     }
