@@ -254,6 +254,18 @@ def _crowd_cores(run: _Run) -> float | None:
     return round(sum(p.cores for p in procs if p.pid in ours), 3)
 
 
+def _processes(run: _Run) -> dict[str, float]:
+    """Cores over the window by program (a telesurgery verb, or the program's name):
+    where the machine's time went in each run."""
+    assert run.window.first is not None
+    assert run.window.last is not None
+    out: dict[str, float] = {}
+    for p in cpu.usage(run.window.first, run.window.last):
+        name = telesurgery_verb(p.cmdline) or p.comm
+        out[name] = round(out.get(name, 0.0) + p.cores, 3)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
 def _ratio(with_: dict[str, Any], without: dict[str, Any], key: str) -> float | None:
     a = (with_.get(key) or {}).get("p99")
     b = (without.get(key) or {}).get("p99")
@@ -321,6 +333,7 @@ def bench_audience(opts: AudienceOptions, stop: threading.Event,
         "gateway_cpu_cores": _gateway_cores(with_),
         "crowd_ready": with_.ready,
         "crowd_cpu_cores": _crowd_cores(with_),
+        "cores_by_program": {"without": _processes(without), "with": _processes(with_)},
         "gateway": with_.gateway,
         "load_average": {"before": load_before, "after": with_.window.load_after},
     }
