@@ -5,12 +5,15 @@ site's security); a path plane's router is plain: the commands it carries are ta
 to end under keys the two ends agreed, so a router sees them but cannot forge one the
 patient would accept, and the state and clock sync on it carry nothing secret.
 
-The main plane has a link on every WAN path between its two sites (``Plane.routes``),
-all in one Zenoh transport: Zenoh carries everything on the first link while it lives and
-moves to the next when the lease ends a cut one (measured between two routers over the
-rome-beijing emulators: 0.8-1.0 s without delivery at a fibre cut, then on 5G). It does
-not move back when the first link returns: the plane stays on the 5G path until that
-fails in turn (docs/deploy.md).
+The main plane dials the far router once per WAN path between its two sites
+(``Plane.routes``), and Zenoh keeps one link to a router: the first to connect carries
+the plane, the others are refused and retried every ``CONNECT_RETRY``. When the lease
+ends a cut link, the next retry over another path takes over (measured between two
+routers over the rome-beijing emulators: 1.4-2.0 s without delivery at a fibre cut, then
+on 5G). The plane does not move back when the fibre returns, and a standby path cut and
+restored disturbs nothing. Zenoh's several links per transport (``max_links``) moved in
+0.8-1.0 s, but in two bench runs of three the console's picture froze for 25-30 s
+after a link rejoined.
 
 Leases are short (``LEASE_MS``): a link whose far side went silent (a cut WAN path, a site
 router gone without closing its connections) ends after the lease instead of Zenoh's
@@ -68,9 +71,6 @@ def plane_config(dep: Deployment, site: str, plane: Plane, via: Mapping[str, str
     try:
         zc.insert_json5("transport/link/tx/lease", str(LEASE_MS))
         zc.insert_json5("transport/link/tx/keep_alive", str(KEEP_ALIVES_PER_LEASE))
-        # A plane with a second route keeps one Zenoh transport of several links (both
-        # ends: the accepting router must take the second link from the same router).
-        zc.insert_json5("transport/unicast/max_links", str(len(plane.routes)))
     except zenoh.ZError as exc:
         raise TransportError(f"invalid Zenoh configuration for plane {plane.name}: {exc}") \
             from exc
