@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +27,13 @@ VIEWER_LINE = "viewer page: "
 URL``, ``operator: URL``, ``hls: URL``): tools and tests read them."""
 
 
+GATEWAY_NICE = 10
+"""The gateway's default nice: the surgeon's processes first. On two cores the flagship
+alone took 1.93 of them, and at nice 0 the gateway's 0.1-0.2 cores came out of the
+surgeon's browser (bench audience, BENCHMARKS.md); on a machine of its own it changes
+nothing."""
+
+
 def observe(session: SessionOpt = None, connect: ConnectOpt = None,
             web_port: Annotated[int, typer.Option(
                 "--web-port", help="Port of the viewer page and the HLS tier on 127.0.0.1 "
@@ -46,6 +54,10 @@ def observe(session: SessionOpt = None, connect: ConnectOpt = None,
             log: Annotated[Path | None, typer.Option(
                 "--log", help="Append the viewer sessions and broadcast changes here "
                 "(JSON lines).")] = None,
+            nice: Annotated[int, typer.Option(
+                "--nice", min=0, max=19, help="Lower this gateway's CPU priority by this "
+                "much (Unix nice), so that on a machine shared with the surgical nodes the "
+                "audience yields first; 0 leaves it as started.")] = GATEWAY_NICE,
             duration: DurationOpt = None, report: ReportOpt = None,
             log_level: LogOpt = "info", identity: IdentityOpt = None, acl: AclOpt = None,
             crl: CrlOpt = None, insecure: InsecureOpt = False) -> None:
@@ -53,6 +65,8 @@ def observe(session: SessionOpt = None, connect: ConnectOpt = None,
     through a site router, with an observer certificate (read-only)."""
     setup_logging(log_level)
     check_duration(duration)
+    if nice:
+        os.nice(nice)
     from telesurgery.audience.gateway import OPERATOR, Gateway, GatewayOptions
     from telesurgery.security.node import node_security
 
