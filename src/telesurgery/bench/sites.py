@@ -445,7 +445,8 @@ def _router_restart(run: SitesRun, obs: Observer) -> dict[str, Any]:
             pid = int(pid_file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return False
-        return pid != old and _listening(address, dep.ports.main)
+        # Back when it listens on every plane, as ``site up`` waits for it.
+        return pid != old and all(_listening(address, p.port) for p in dep.planes(site))
 
     obs.wait(returned, STARTUP_TIMEOUT_S)
     back_at = now_ns()
