@@ -253,13 +253,6 @@ class Observer:
                         and a[1].get("path") == path and a[1].get("state") == "DOWN"), None)
         return (None, {}) if hit is None else hit
 
-    def down_after_ms(self, path: str) -> float | None:
-        """The silence after which ``path`` is DOWN [ms], as the last status said."""
-        with self._lock:
-            data = self.statuses[-1][1] if self.statuses else {}
-        value = data.get("link", {}).get("paths", {}).get(path, {}).get("down_after_ms")
-        return None if value is None else float(value)
-
     def owner(self) -> str | None:
         """Who holds control, as the last status said."""
         return self.control()[0]
@@ -350,7 +343,6 @@ def _path_cut(run: SitesRun, obs: Observer, path: str,
     time.sleep(0.6)  # a status after ``before`` (2 Hz) carries the count at the cut
     cut = now_ns()
     lost_at_cut = obs.lost_at(cut)
-    down_after = obs.down_after_ms(path)
     run.rig.cut(path)
     time.sleep(PATH_CUT_S)
     # Commands are judged a second after they arrive, and the status comes at 2 Hz.
@@ -362,6 +354,7 @@ def _path_cut(run: SitesRun, obs: Observer, path: str,
     lost_later = obs.lost_at(now_ns())
     alarm, fields = obs.down_alarm(path, cut)
     silent_ms = fields.get("silent_ms")
+    down_after = fields.get("limit_ms")
     held = obs.first_event(cut, _held)
 
     def delta(a: int | None, b: int | None) -> int | None:

@@ -388,8 +388,8 @@ class PathWatch:
                     silent_ms, limit_ms = round((now - heard) * 1e-6, 1), round(limit * 1e-6, 1)
                     st.outages += 1
                     st.down_since_ns = now
-                    reason = (f"nothing heard for {(now - heard) * 1e-6:.0f} ms (its limit: "
-                              f"{limit * 1e-6:.0f} ms)")
+                    reason = (f"nothing heard for {silent_ms:.0f} ms (its limit: "
+                              f"{limit_ms:.0f} ms)")
                 elif was is None:
                     reason = "first heard"
                 else:
