@@ -246,11 +246,7 @@ def _crowd_cores(run: _Run) -> float | None:
     if root is None:
         return None
     procs = cpu.usage(run.window.first, run.window.last)
-    ours, grew = {root}, True
-    while grew:
-        more = {p.pid for p in procs if p.ppid in ours} - ours
-        ours |= more
-        grew = bool(more)
+    ours = set(cpu.subtree(root, ((p.pid, p.ppid) for p in procs)))
     return round(sum(p.cores for p in procs if p.pid in ours), 3)
 
 

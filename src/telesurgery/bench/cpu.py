@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -87,23 +88,28 @@ def _threads(pid: int) -> dict[int, Stat]:
     return out
 
 
-def descendants(root: int) -> list[int]:
-    """``root`` and every process below it (children, theirs, ...), ``root`` first."""
+def subtree(root: int, parents: Iterable[tuple[int, int]]) -> list[int]:
+    """``root`` and every process below it (children, theirs, ...), ``root`` first, from
+    ``(pid, ppid)`` pairs."""
     children: dict[int, list[int]] = {}
-    try:
-        entries = [e for e in PROC.iterdir() if e.name.isdigit()]
-    except OSError:
-        return [root]
-    for entry in entries:
-        st = read_stat(entry / "stat")
-        if st is not None:
-            children.setdefault(st.ppid, []).append(int(entry.name))
+    for pid, ppid in parents:
+        children.setdefault(ppid, []).append(pid)
     out, todo = [], [root]
     while todo:
         pid = todo.pop()
         out.append(pid)
         todo.extend(children.get(pid, []))
     return out
+
+
+def descendants(root: int) -> list[int]:
+    """``root`` and every process below it now (``subtree`` of ``/proc``), ``root`` first."""
+    try:
+        entries = [e for e in PROC.iterdir() if e.name.isdigit()]
+    except OSError:
+        return [root]
+    stats = ((int(e.name), read_stat(e / "stat")) for e in entries)
+    return subtree(root, ((pid, st.ppid) for pid, st in stats if st is not None))
 
 
 def snapshot(root: int) -> Snapshot:
@@ -173,4 +179,4 @@ def usage(first: Snapshot, last: Snapshot) -> list[ProcessCpu]:
 
 
 __all__ = ["TICKS_PER_S", "ProcessCpu", "ProcessTimes", "Snapshot", "Stat", "ThreadGroup",
-           "descendants", "read_stat", "snapshot", "usage"]
+           "descendants", "read_stat", "snapshot", "subtree", "usage"]
